@@ -1,0 +1,3 @@
+//! The read side: operational endpoints now, query routes as the store grows.
+
+pub mod ops;

@@ -1,0 +1,44 @@
+//! `/metrics`, `/healthz`, `/readyz`.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::sources::webhook::Job;
+
+#[derive(Clone)]
+pub struct OpsState {
+    pub metrics: PrometheusHandle,
+    pub queue: mpsc::Sender<Job>,
+    pub shutdown: CancellationToken,
+}
+
+pub async fn metrics(State(state): State<OpsState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The process is up.
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// The pipeline takes batches: not shutting down, thread alive, queue not full.
+pub async fn readyz(State(state): State<OpsState>) -> Response {
+    if state.shutdown.is_cancelled() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    if state.queue.is_closed() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "pipeline stopped\n").into_response();
+    }
+    if state.queue.capacity() == 0 {
+        return (StatusCode::SERVICE_UNAVAILABLE, "pipeline queue full\n").into_response();
+    }
+    (StatusCode::OK, "ready\n").into_response()
+}

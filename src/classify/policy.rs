@@ -1,0 +1,75 @@
+//! The compiled policy: everything `classify` needs, built once at config load.
+
+use foldhash::HashSet;
+use ipnet::IpNet;
+use regex::Regex;
+
+use super::verdict::{FindingType, Severity};
+
+/// A sanctioned deployment pipeline.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    pub users: HashSet<String>,
+    pub groups: HashSet<String>,
+    /// Any match sanctions; empty means any user agent.
+    pub user_agents: Vec<Regex>,
+    /// Every source address must be inside one; empty means anywhere.
+    pub source_cidrs: Vec<IpNet>,
+}
+
+/// Expected Kubernetes system identities.
+#[derive(Debug, Clone, Default)]
+pub struct SystemIdentities {
+    pub users: HashSet<String>,
+    pub groups: HashSet<String>,
+    /// `system:node:*` in group `system:nodes`.
+    pub nodes: bool,
+}
+
+/// A severity override from the config; the first that matches wins.
+#[derive(Debug, Clone)]
+pub struct SeverityOverride {
+    /// Resource names, plain (`configmaps`) or with group (`deployments.apps`);
+    /// empty matches any.
+    pub resources: Vec<String>,
+    pub namespaces: Vec<String>,
+    pub types: Vec<FindingType>,
+    pub severity: Severity,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    pub pipelines: Vec<Pipeline>,
+    pub system: SystemIdentities,
+    /// Added to the built-in noise resources.
+    pub ignore_resources: Vec<String>,
+    pub ignore_namespaces: HashSet<String>,
+    pub severity_overrides: Vec<SeverityOverride>,
+}
+
+impl Policy {
+    /// The policy of the embedded defaults: the system baseline, no pipelines.
+    pub fn baseline() -> Self {
+        Policy {
+            system: SystemIdentities {
+                users: super::baseline::usernames().collect(),
+                groups: HashSet::default(),
+                nodes: true,
+            },
+            ..Policy::default()
+        }
+    }
+
+    pub fn pipeline_name(&self, index: usize) -> Option<&str> {
+        self.pipelines.get(index).map(|p| p.name.as_str())
+    }
+}
+
+/// Matches `entry` (`configmaps` or `deployments.apps`) against a resource.
+pub(crate) fn resource_matches(entry: &str, resource: &str, group: &str) -> bool {
+    match entry.split_once('.') {
+        None => entry == resource,
+        Some((r, g)) => r == resource && g == group,
+    }
+}

@@ -1,0 +1,322 @@
+//! The verdict for one event. Cheap tests first: more than half of a real
+//! audit stream is reads, and they must cost next to nothing.
+
+use std::net::IpAddr;
+
+use crate::decode::{Event, Stage, UserInfo};
+
+use super::policy::{Pipeline, Policy, resource_matches};
+use super::severity::{Subject, severity};
+use super::verdict::{Drift, FindingType, IgnoreReason, Verdict};
+
+/// Resources whose "create" stores nothing: reviews answered on the spot.
+const VIRTUAL: &[&str] = &[
+    "tokenreviews",
+    "subjectaccessreviews",
+    "selfsubjectaccessreviews",
+    "localsubjectaccessreviews",
+    "selfsubjectreviews",
+    "selfsubjectrulesreviews",
+];
+
+/// High-volume resources written by controllers all day.
+const NOISE: &[&str] = &["events", "leases", "endpoints", "endpointslices"];
+
+/// What a request does to the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Mutation,
+    /// exec, attach, portforward, debug, proxy: security drift even though
+    /// no spec changes.
+    Interactive,
+}
+
+pub fn access_kind(ev: &Event<'_>) -> Access {
+    let verb = ev.verb();
+    let sub = ev.subresource();
+    if !sub.is_empty() {
+        let resource = ev.resource();
+        match sub {
+            // kubectl uses WebSocket (verb `get`) by default now, SPDY (`create`) before.
+            "exec" | "attach" | "portforward" if resource == "pods" => {
+                return if matches!(verb, "get" | "create") {
+                    Access::Interactive
+                } else {
+                    Access::Read
+                };
+            }
+            "ephemeralcontainers" if resource == "pods" => {
+                return if matches!(verb, "update" | "patch") {
+                    Access::Interactive
+                } else {
+                    Access::Read
+                };
+            }
+            "proxy" => return Access::Interactive,
+            _ => {}
+        }
+    }
+    match verb {
+        "create" | "update" | "patch" | "delete" | "deletecollection" => Access::Mutation,
+        _ => Access::Read,
+    }
+}
+
+/// Decides the verdict of one decoded event.
+pub fn classify(policy: &Policy, ev: &Event<'_>, stage: Stage) -> Verdict {
+    let access = access_kind(ev);
+    if access == Access::Read {
+        return Verdict::Ignored(IgnoreReason::Read);
+    }
+    match stage {
+        // Authorization and impersonation are not known yet.
+        Stage::RequestReceived => return Verdict::Ignored(IgnoreReason::Stage),
+        Stage::ResponseStarted if access != Access::Interactive => {
+            return Verdict::Ignored(IgnoreReason::Stage);
+        }
+        _ => {}
+    }
+    if let Some(code) = ev.status_code() {
+        let ok = (200..300).contains(&code) || (access == Access::Interactive && code == 101);
+        if !ok {
+            return Verdict::Ignored(IgnoreReason::Failed);
+        }
+    }
+    if ev.query_param("dryRun").as_deref() == Some("All") {
+        return Verdict::Ignored(IgnoreReason::DryRun);
+    }
+    let resource = ev.resource();
+    let group = ev.api_group();
+    if VIRTUAL.contains(&resource) {
+        return Verdict::Ignored(IgnoreReason::VirtualResource);
+    }
+    if NOISE.contains(&resource) && ev.subresource().is_empty() {
+        return Verdict::Ignored(IgnoreReason::NoiseResource);
+    }
+    if policy
+        .ignore_resources
+        .iter()
+        .any(|r| resource_matches(r, resource, group))
+    {
+        return Verdict::Ignored(IgnoreReason::ConfiguredResource);
+    }
+    let namespace = ev.namespace();
+    if !namespace.is_empty() && policy.ignore_namespaces.contains(namespace) {
+        return Verdict::Ignored(IgnoreReason::ConfiguredNamespace);
+    }
+    decide(policy, ev, access)
+}
+
+fn decide(policy: &Policy, ev: &Event<'_>, access: Access) -> Verdict {
+    let empty = UserInfo::default();
+    let user = ev.user.as_ref().unwrap_or(&empty);
+    let impersonated = ev.impersonated_user.as_ref();
+    let user_agent = ev.user_agent.as_deref().unwrap_or("");
+    let mut reasons = Vec::new();
+
+    // The real actor is a pipeline: sanctioned only if its constraints hold.
+    if let Some(index) = matching_pipeline(policy, user) {
+        let pipeline = &policy.pipelines[index];
+        if !user_agent_allowed(pipeline, user_agent) {
+            reasons.push(format!(
+                "user agent {user_agent:?} is not one of pipeline {:?}'s user_agents",
+                pipeline.name
+            ));
+        }
+        if let Some(problem) = source_problem(pipeline, ev.source_ips.as_deref()) {
+            reasons.push(problem);
+        }
+        if !reasons.is_empty() {
+            return drift(
+                policy,
+                ev,
+                FindingType::PipelineCredentialMisuse,
+                Some(index),
+                reasons,
+            );
+        }
+        if access == Access::Interactive {
+            // Pipelines apply manifests; they do not open shells.
+            reasons.push(format!(
+                "pipeline {:?} opened an interactive session",
+                pipeline.name
+            ));
+            return drift(
+                policy,
+                ev,
+                FindingType::InteractiveAccess,
+                Some(index),
+                reasons,
+            );
+        }
+        return Verdict::Sanctioned { pipeline: index };
+    }
+
+    if let Some(imp) = impersonated
+        && let Some(index) = matching_pipeline(policy, imp)
+    {
+        reasons.push(format!(
+            "{:?} impersonated pipeline {:?}'s identity {:?}",
+            user.username.as_deref().unwrap_or(""),
+            policy.pipelines[index].name,
+            imp.username.as_deref().unwrap_or("")
+        ));
+        return drift(
+            policy,
+            ev,
+            FindingType::PipelineImpersonation,
+            Some(index),
+            reasons,
+        );
+    }
+
+    if is_system(policy, user) {
+        return Verdict::System;
+    }
+
+    if let Some(imp) = impersonated {
+        reasons.push(format!(
+            "{:?} acted as {:?} by impersonation",
+            user.username.as_deref().unwrap_or(""),
+            imp.username.as_deref().unwrap_or("")
+        ));
+    }
+
+    if !user_agent.is_empty()
+        && let Some(index) = policy.pipelines.iter().position(|p| {
+            !p.user_agents.is_empty() && p.user_agents.iter().any(|re| re.is_match(user_agent))
+        })
+    {
+        reasons.insert(
+            0,
+            format!(
+                "user agent {user_agent:?} belongs to pipeline {:?} but the identity does not",
+                policy.pipelines[index].name
+            ),
+        );
+        return drift(
+            policy,
+            ev,
+            FindingType::UserAgentSpoofing,
+            Some(index),
+            reasons,
+        );
+    }
+
+    if access == Access::Interactive {
+        reasons.insert(0, interactive_reason(ev));
+        return drift(policy, ev, FindingType::InteractiveAccess, None, reasons);
+    }
+
+    reasons.insert(0, "identity matches no sanctioned pipeline".to_owned());
+    drift(policy, ev, FindingType::OutOfBandChange, None, reasons)
+}
+
+fn drift(
+    policy: &Policy,
+    ev: &Event<'_>,
+    finding_type: FindingType,
+    pipeline: Option<usize>,
+    mut reasons: Vec<String>,
+) -> Verdict {
+    if ev.status_code().is_none() {
+        reasons.push("the event has no response status; assumed successful".to_owned());
+    }
+    let severity = severity(
+        policy,
+        &Subject {
+            resource: ev.resource(),
+            group: ev.api_group(),
+            namespace: ev.namespace(),
+            verb: ev.verb(),
+            finding_type,
+        },
+    );
+    Verdict::Drift(Drift {
+        finding_type,
+        severity,
+        pipeline,
+        reasons,
+    })
+}
+
+fn interactive_reason(ev: &Event<'_>) -> String {
+    let what = match ev.subresource() {
+        "exec" => "exec into a pod",
+        "attach" => "attach to a pod",
+        "portforward" => "port-forward to a pod",
+        "ephemeralcontainers" => "ephemeral debug container",
+        _ => "proxy to a cluster endpoint",
+    };
+    format!("interactive access: {what}")
+}
+
+fn matching_pipeline(policy: &Policy, user: &UserInfo<'_>) -> Option<usize> {
+    let username = user.username.as_deref().unwrap_or("");
+    let groups = user.groups.as_deref().unwrap_or(&[]);
+    policy.pipelines.iter().position(|p| {
+        (!username.is_empty() && p.users.contains(username))
+            || (!p.groups.is_empty() && groups.iter().any(|g| p.groups.contains(g.as_ref())))
+    })
+}
+
+fn user_agent_allowed(pipeline: &Pipeline, user_agent: &str) -> bool {
+    pipeline.user_agents.is_empty()
+        || pipeline
+            .user_agents
+            .iter()
+            .any(|re| re.is_match(user_agent))
+}
+
+/// Every address in `sourceIPs` must be inside the pipeline's CIDRs: the first
+/// is whatever the client claimed (X-Forwarded-For), the last is the hop the
+/// API server saw, and a stolen token can forge only the former.
+fn source_problem(
+    pipeline: &Pipeline,
+    source_ips: Option<&[std::borrow::Cow<'_, str>]>,
+) -> Option<String> {
+    if pipeline.source_cidrs.is_empty() {
+        return None;
+    }
+    let ips = source_ips.unwrap_or(&[]);
+    if ips.is_empty() {
+        return Some(format!(
+            "no source address recorded, and pipeline {:?} is restricted to source_cidrs",
+            pipeline.name
+        ));
+    }
+    for ip in ips {
+        let inside = ip
+            .parse::<IpAddr>()
+            .is_ok_and(|addr| pipeline.source_cidrs.iter().any(|net| net.contains(&addr)));
+        if !inside {
+            return Some(format!(
+                "source address {ip} is outside pipeline {:?}'s source_cidrs",
+                pipeline.name
+            ));
+        }
+    }
+    None
+}
+
+fn is_system(policy: &Policy, user: &UserInfo<'_>) -> bool {
+    let username = user.username.as_deref().unwrap_or("");
+    if username.is_empty() {
+        return false;
+    }
+    if policy.system.users.contains(username) {
+        return true;
+    }
+    let groups = user.groups.as_deref().unwrap_or(&[]);
+    if policy.system.nodes
+        && username.starts_with(super::baseline::NODE_PREFIX)
+        && groups.iter().any(|g| g == super::baseline::NODES_GROUP)
+    {
+        return true;
+    }
+    !policy.system.groups.is_empty()
+        && groups
+            .iter()
+            .any(|g| policy.system.groups.contains(g.as_ref()))
+}

@@ -1,0 +1,361 @@
+//! Config: YAML file -> raw serde structs -> validated, compiled [`Config`].
+//! Every problem is collected and reported with its key and line.
+
+mod raw;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use foldhash::HashSet;
+use ipnet::IpNet;
+use regex::Regex;
+use serde_saphyr::Spanned;
+
+use crate::classify::{Pipeline, Policy, SeverityOverride, SystemIdentities, system_baseline};
+
+pub use raw::RawConfig;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_CLUSTER: &str = "default";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+pub const DEFAULT_QUEUE_BATCHES: usize = 64;
+pub const DEFAULT_DEDUPE_CAPACITY: usize = 500_000;
+pub const DEFAULT_DATA_DIR: &str = "./data";
+
+/// The validated configuration the service runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub cluster: String,
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub queue_batches: usize,
+    pub policy: Policy,
+    pub dedupe_capacity: usize,
+    pub sinks: SinksConfig,
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct SinksConfig {
+    pub stdout: bool,
+    pub file: Option<PathBuf>,
+}
+
+impl Default for Config {
+    /// The embedded defaults: no pipelines, the system baseline, findings on
+    /// stdout.
+    fn default() -> Self {
+        Config {
+            cluster: DEFAULT_CLUSTER.to_owned(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            queue_batches: DEFAULT_QUEUE_BATCHES,
+            policy: Policy::baseline(),
+            dedupe_capacity: DEFAULT_DEDUPE_CAPACITY,
+            sinks: SinksConfig {
+                stdout: true,
+                file: None,
+            },
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+        }
+    }
+}
+
+/// One thing wrong with a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: Option<u64>,
+    pub key: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read config: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{}", Problems { path, problems })]
+    Invalid {
+        path: String,
+        problems: Vec<Problem>,
+    },
+}
+
+struct Problems<'a> {
+    path: &'a str,
+    problems: &'a [Problem],
+}
+
+impl fmt::Display for Problems<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            match p.line {
+                Some(line) => write!(f, "{}:{line}: {}: {}", self.path, p.key, p.message)?,
+                None => write!(f, "{}: {}: {}", self.path, p.key, p.message)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Config::from_yaml(&text, &shown)
+    }
+
+    /// Parses and validates config text; `origin` names it in messages.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = if text.trim().is_empty() {
+            RawConfig::default()
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
+                path: origin.to_owned(),
+                message: e.to_string(),
+            })?
+        };
+        compile(raw).map_err(|problems| ConfigError::Invalid {
+            path: origin.to_owned(),
+            problems,
+        })
+    }
+}
+
+fn compile(raw: RawConfig) -> Result<Config, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut config = Config::default();
+
+    if let Some(cluster) = raw.cluster.clone() {
+        if cluster.trim().is_empty() {
+            problems.push(problem(None, "cluster", "must not be empty"));
+        }
+        config.cluster = cluster;
+    }
+    if let Some(listen) = &raw.server.listen {
+        match listen.value.parse() {
+            Ok(addr) => config.listen = addr,
+            Err(e) => problems.push(spanned_problem(
+                listen,
+                "server.listen",
+                format!(
+                    "invalid address {:?}: {e} (expected HOST:PORT such as {DEFAULT_LISTEN})",
+                    listen.value
+                ),
+            )),
+        }
+    }
+    if let Some(max) = &raw.server.max_body_bytes {
+        if max.value < 1024 {
+            problems.push(spanned_problem(
+                max,
+                "server.max_body_bytes",
+                "must be at least 1024",
+            ));
+        }
+        config.max_body_bytes = usize::try_from(max.value).unwrap_or(usize::MAX);
+    }
+    if let Some(queue) = &raw.server.queue_batches {
+        if queue.value == 0 {
+            problems.push(spanned_problem(
+                queue,
+                "server.queue_batches",
+                "must be at least 1",
+            ));
+        }
+        config.queue_batches = queue.value;
+    }
+    if let Some(capacity) = &raw.dedupe.capacity {
+        if capacity.value == 0 {
+            problems.push(spanned_problem(
+                capacity,
+                "dedupe.capacity",
+                "must be at least 1",
+            ));
+        }
+        config.dedupe_capacity = capacity.value;
+    }
+
+    config.policy = compile_policy(&raw, &mut problems);
+
+    if let Some(stdout) = &raw.sinks.stdout {
+        config.sinks.stdout = stdout.enabled;
+    }
+    if let Some(file) = &raw.sinks.file {
+        if file.path.value.is_empty() {
+            problems.push(spanned_problem(
+                &file.path,
+                "sinks.file.path",
+                "must not be empty",
+            ));
+        }
+        config.sinks.file = Some(PathBuf::from(&file.path.value));
+    }
+    if let Some(dir) = raw.history.data_dir.clone() {
+        config.data_dir = PathBuf::from(dir);
+    }
+
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems)
+    }
+}
+
+fn compile_policy(raw: &RawConfig, problems: &mut Vec<Problem>) -> Policy {
+    let mut seen_names = HashSet::default();
+    let mut pipelines = Vec::new();
+    for (i, p) in raw.pipelines.iter().enumerate() {
+        let key = |field: &str| format!("pipelines[{i}].{field}");
+        if p.name.value.trim().is_empty() {
+            problems.push(spanned_problem(&p.name, &key("name"), "must not be empty"));
+        } else if !seen_names.insert(p.name.value.clone()) {
+            problems.push(spanned_problem(
+                &p.name,
+                &key("name"),
+                format!("duplicate pipeline name {:?}", p.name.value),
+            ));
+        }
+        if p.users.is_empty() && p.groups.is_empty() {
+            problems.push(spanned_problem(
+                &p.name,
+                &format!("pipelines[{i}]"),
+                "declares no users and no groups: a pipeline is an identity, and a user agent alone never sanctions",
+            ));
+        }
+        let mut user_agents = Vec::new();
+        for (j, ua) in p.user_agents.iter().enumerate() {
+            match Regex::new(&ua.value) {
+                Ok(re) => user_agents.push(re),
+                Err(e) => problems.push(spanned_problem(
+                    ua,
+                    &key(&format!("user_agents[{j}]")),
+                    format!("invalid regex {:?}: {}", ua.value, regex_error(&e)),
+                )),
+            }
+        }
+        let mut source_cidrs = Vec::new();
+        for (j, cidr) in p.source_cidrs.iter().enumerate() {
+            match parse_cidr(&cidr.value) {
+                Some(net) => source_cidrs.push(net),
+                None => problems.push(spanned_problem(
+                    cidr,
+                    &key(&format!("source_cidrs[{j}]")),
+                    format!(
+                        "invalid CIDR {:?} (expected e.g. 10.0.0.0/8 or fd00::/8)",
+                        cidr.value
+                    ),
+                )),
+            }
+        }
+        pipelines.push(Pipeline {
+            name: p.name.value.clone(),
+            users: p.users.iter().cloned().collect(),
+            groups: p.groups.iter().cloned().collect(),
+            user_agents,
+            source_cidrs,
+        });
+    }
+
+    let sys = &raw.system_identities;
+    let mut system = SystemIdentities::default();
+    if sys.baseline {
+        system.users = system_baseline::usernames().collect();
+        system.nodes = true;
+    }
+    for (i, name) in sys.exclude.iter().enumerate() {
+        let known = name.value == "nodes" || system_baseline::usernames().any(|u| u == name.value);
+        if !known {
+            problems.push(spanned_problem(
+                name,
+                &format!("system_identities.exclude[{i}]"),
+                format!(
+                    "{:?} is not in the built-in baseline (names are exact, or \"nodes\")",
+                    name.value
+                ),
+            ));
+        }
+        if name.value == "nodes" {
+            system.nodes = false;
+        }
+        system.users.remove(&name.value);
+    }
+    system.users.extend(sys.extra_users.iter().cloned());
+    for (i, group) in sys.extra_groups.iter().enumerate() {
+        if matches!(
+            group.value.as_str(),
+            "system:masters" | "system:authenticated" | "system:unauthenticated"
+        ) {
+            problems.push(spanned_problem(
+                group,
+                &format!("system_identities.extra_groups[{i}]"),
+                format!("{:?} is far too broad to be a system identity", group.value),
+            ));
+        }
+        system.groups.insert(group.value.clone());
+    }
+
+    Policy {
+        pipelines,
+        system,
+        ignore_resources: raw.ignore.resources.clone(),
+        ignore_namespaces: raw.ignore.namespaces.iter().cloned().collect(),
+        severity_overrides: raw
+            .severity
+            .overrides
+            .iter()
+            .map(|o| SeverityOverride {
+                resources: o.resources.clone(),
+                namespaces: o.namespaces.clone(),
+                types: o.types.clone(),
+                severity: o.severity,
+            })
+            .collect(),
+    }
+}
+
+/// A CIDR, or a bare address meaning a single host.
+fn parse_cidr(s: &str) -> Option<IpNet> {
+    s.parse::<IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+/// The regex crate's message spans several lines with a caret diagram; keep
+/// the last line, which says what is wrong.
+fn regex_error(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().trim_start_matches("error: ").to_owned())
+        .unwrap_or(text)
+}
+
+fn problem(line: Option<u64>, key: &str, message: impl Into<String>) -> Problem {
+    Problem {
+        line,
+        key: key.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn spanned_problem<T>(at: &Spanned<T>, key: &str, message: impl Into<String>) -> Problem {
+    let line = at.referenced.line();
+    problem((line > 0).then_some(line), key, message)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,140 @@
+//! The config file as written: serde structs that refuse unknown keys.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::classify::{FindingType, Severity};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub cluster: Option<String>,
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub pipelines: Vec<RawPipeline>,
+    #[serde(default)]
+    pub system_identities: RawSystem,
+    #[serde(default)]
+    pub ignore: RawIgnore,
+    #[serde(default)]
+    pub severity: RawSeverity,
+    #[serde(default)]
+    pub dedupe: RawDedupe,
+    #[serde(default)]
+    pub sinks: RawSinks,
+    #[serde(default)]
+    pub history: RawHistory,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: Option<Spanned<String>>,
+    pub max_body_bytes: Option<Spanned<u64>>,
+    pub queue_batches: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub user_agents: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub source_cidrs: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSystem {
+    #[serde(default = "yes")]
+    pub baseline: bool,
+    /// Baseline names to leave out.
+    #[serde(default)]
+    pub exclude: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub extra_users: Vec<String>,
+    #[serde(default)]
+    pub extra_groups: Vec<Spanned<String>>,
+}
+
+impl Default for RawSystem {
+    fn default() -> Self {
+        RawSystem {
+            baseline: true,
+            exclude: Vec::new(),
+            extra_users: Vec::new(),
+            extra_groups: Vec::new(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIgnore {
+    #[serde(default)]
+    pub resources: Vec<String>,
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSeverity {
+    #[serde(default)]
+    pub overrides: Vec<RawSeverityOverride>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSeverityOverride {
+    #[serde(default)]
+    pub resources: Vec<String>,
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    #[serde(default)]
+    pub types: Vec<FindingType>,
+    pub severity: Severity,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDedupe {
+    pub capacity: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSinks {
+    pub stdout: Option<RawStdoutSink>,
+    pub file: Option<RawFileSink>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStdoutSink {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFileSink {
+    pub path: Spanned<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHistory {
+    pub data_dir: Option<String>,
+}

@@ -1,0 +1,83 @@
+use super::*;
+
+#[test]
+fn empty_config_is_the_embedded_defaults() {
+    let c = Config::from_yaml("", "x.yaml").unwrap();
+    assert_eq!(c.cluster, DEFAULT_CLUSTER);
+    assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+    assert!(c.policy.pipelines.is_empty());
+    assert!(
+        c.policy
+            .system
+            .users
+            .contains("system:serviceaccount:kube-system:deployment-controller")
+    );
+    assert!(c.policy.system.nodes);
+}
+
+#[test]
+fn every_problem_is_reported_with_key_and_line() {
+    let yaml = "\
+cluster: prod
+pipelines:
+  - name: argocd
+    users: [\"system:serviceaccount:argocd:argocd-application-controller\"]
+    user_agents: [\"^argocd(\"]
+  - name: flux
+    groups: [\"system:serviceaccounts:flux-system\"]
+    source_cidrs: [\"10.0.0.0/33\"]
+";
+    let err = Config::from_yaml(yaml, "driftwatch.yaml").unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("driftwatch.yaml:5: pipelines[0].user_agents[0]: invalid regex \"^argocd(\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("driftwatch.yaml:8: pipelines[1].source_cidrs[0]: invalid CIDR"),
+        "{text}"
+    );
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let err = Config::from_yaml("cluster: a\npipelnes: []\n", "c.yaml").unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("pipelnes"), "{text}");
+    assert!(text.starts_with("c.yaml: "), "{text}");
+}
+
+#[test]
+fn pipeline_without_identity_is_refused() {
+    let err = Config::from_yaml(
+        "pipelines:\n  - name: helm\n    user_agents: [\"^Helm/\"]\n",
+        "c.yaml",
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("c.yaml:2: pipelines[0]: declares no users and no groups"),
+        "{err}"
+    );
+}
+
+#[test]
+fn baseline_opt_out_and_extras() {
+    let c = Config::from_yaml(
+        "system_identities:\n  exclude: [\"system:kube-proxy\", nodes]\n  extra_users: [\"system:serviceaccount:cert-manager:cert-manager\"]\n",
+        "c.yaml",
+    )
+    .unwrap();
+    assert!(!c.policy.system.users.contains("system:kube-proxy"));
+    assert!(!c.policy.system.nodes);
+    assert!(
+        c.policy
+            .system
+            .users
+            .contains("system:serviceaccount:cert-manager:cert-manager")
+    );
+
+    let c = Config::from_yaml("system_identities:\n  baseline: false\n", "c.yaml").unwrap();
+    assert!(c.policy.system.users.is_empty());
+    assert!(!c.policy.system.nodes);
+}

@@ -1,0 +1,332 @@
+//! Splits a body (a webhook request, a Kafka message, a chunk of a log file)
+//! into audit events.
+//!
+//! Accepted shapes, mixed freely in one body: an `EventList`, a single Event,
+//! a JSON array of either, JSON lines, and pretty-printed documents one after
+//! another. A document that fails is rejected with its line and a reason, and
+//! decoding resumes at the next line that starts a document, so one bad line
+//! never hides the good events around it.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::event::{Event, Stage};
+
+/// An event accepted from a body, with the line its document starts on.
+#[derive(Debug)]
+pub struct DecodedEvent<'a> {
+    pub event: Event<'a>,
+    pub stage: Stage,
+    pub line: usize,
+}
+
+/// Why a document was rejected; the label set of the rejection metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    InvalidUtf8,
+    InvalidJson,
+    Truncated,
+    NotAnEvent,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::InvalidUtf8 => "invalid_utf8",
+            RejectReason::InvalidJson => "invalid_json",
+            RejectReason::Truncated => "truncated",
+            RejectReason::NotAnEvent => "not_audit_event",
+        }
+    }
+}
+
+/// A rejected document: where it starts and why it is not an audit event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub line: usize,
+    pub reason: RejectReason,
+    pub message: String,
+}
+
+/// What a body held.
+#[derive(Debug, Default)]
+pub struct Decoded<'a> {
+    pub events: Vec<DecodedEvent<'a>>,
+    pub rejections: Vec<Rejection>,
+    /// Top-level JSON documents seen (an `EventList` is one document).
+    pub documents: usize,
+}
+
+impl<'a> Decoded<'a> {
+    fn reject(&mut self, line: usize, reason: RejectReason, message: impl Into<String>) {
+        self.rejections.push(Rejection {
+            line,
+            reason,
+            message: message.into(),
+        });
+    }
+}
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Decodes a whole body. Line numbers start at 1.
+pub fn decode_bytes(body: &[u8]) -> Decoded<'_> {
+    let mut out = Decoded::default();
+    decode_bytes_into(body, 1, &mut out);
+    out
+}
+
+/// Decodes a whole body into `out`, numbering lines from `first_line`.
+pub fn decode_bytes_into<'a>(body: &'a [u8], first_line: usize, out: &mut Decoded<'a>) {
+    let body = body.strip_prefix(BOM).unwrap_or(body);
+    match std::str::from_utf8(body) {
+        Ok(text) => {
+            decode_str(text, first_line, true, out);
+        }
+        Err(_) => decode_with_bad_utf8(body, first_line, out),
+    }
+}
+
+/// Decodes the runs of valid UTF-8 lines as usual and rejects each line that
+/// is not UTF-8, rather than guessing at its content.
+fn decode_with_bad_utf8<'a>(body: &'a [u8], first_line: usize, out: &mut Decoded<'a>) {
+    let mut segment_start = 0;
+    let mut segment_line = first_line;
+    let mut line_no = first_line;
+    let mut pos = 0;
+    while pos < body.len() {
+        let end = body[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(body.len(), |i| pos + i + 1);
+        if let Err(e) = std::str::from_utf8(&body[pos..end]) {
+            if let Ok(segment) = std::str::from_utf8(&body[segment_start..pos]) {
+                decode_str(segment, segment_line, true, out);
+            }
+            out.documents += 1;
+            out.reject(
+                line_no,
+                RejectReason::InvalidUtf8,
+                format!("invalid UTF-8 at byte {} of the line", e.valid_up_to() + 1),
+            );
+            segment_start = end;
+            segment_line = line_no + 1;
+        }
+        line_no += 1;
+        pos = end;
+    }
+    if let Ok(segment) = std::str::from_utf8(&body[segment_start..]) {
+        decode_str(segment, segment_line, true, out);
+    }
+}
+
+/// Decodes `text`, numbering lines from `first_line`. With `is_final` false,
+/// a document cut off by the end of `text` is left for the next call: the
+/// return value is how many bytes were consumed. With `is_final` true it is
+/// rejected as truncated and all of `text` is consumed.
+pub fn decode_str<'a>(
+    text: &'a str,
+    first_line: usize,
+    is_final: bool,
+    out: &mut Decoded<'a>,
+) -> usize {
+    let bytes = text.as_bytes();
+    let mut lines = LineCounter::new(text, first_line);
+    let mut pos = 0;
+    loop {
+        while pos < bytes.len() && bytes[pos].is_ascii_whitespace() {
+            pos += 1;
+        }
+        if pos >= bytes.len() {
+            return bytes.len();
+        }
+        let line = lines.line_at(pos);
+        let rest = &text[pos..];
+        match bytes[pos] {
+            b'{' => {
+                let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<Event<'a>>();
+                match stream.next() {
+                    Some(Ok(event)) => {
+                        out.documents += 1;
+                        accept_document(event, line, text, &mut lines, out);
+                        pos += stream.byte_offset();
+                    }
+                    Some(Err(e)) if e.is_eof() && !is_final => return pos,
+                    Some(Err(e)) => {
+                        out.documents += 1;
+                        reject_json(&e, line, out);
+                        pos = resync(text, pos);
+                    }
+                    None => return bytes.len(),
+                }
+            }
+            b'[' => {
+                let mut stream =
+                    serde_json::Deserializer::from_str(rest).into_iter::<Vec<&'a RawValue>>();
+                match stream.next() {
+                    Some(Ok(items)) => {
+                        out.documents += 1;
+                        for item in items {
+                            let item_line = lines.line_at(offset_in(text, item.get()));
+                            match Event::deserialize(&mut serde_json::Deserializer::from_str(
+                                item.get(),
+                            )) {
+                                Ok(event) => {
+                                    accept_document(event, item_line, text, &mut lines, out)
+                                }
+                                Err(e) => reject_json(&e, item_line, out),
+                            }
+                        }
+                        pos += stream.byte_offset();
+                    }
+                    Some(Err(e)) if e.is_eof() && !is_final => return pos,
+                    Some(Err(e)) => {
+                        out.documents += 1;
+                        reject_json(&e, line, out);
+                        pos = resync(text, pos);
+                    }
+                    None => return bytes.len(),
+                }
+            }
+            _ => {
+                let next = resync(text, pos);
+                if next >= bytes.len() && !is_final && !text.ends_with('\n') {
+                    return pos;
+                }
+                out.documents += 1;
+                let snippet: String = rest.chars().take(40).take_while(|c| *c != '\n').collect();
+                out.reject(
+                    line,
+                    RejectReason::InvalidJson,
+                    format!("not JSON: a document must start with '{{' or '[', found {snippet:?}"),
+                );
+                pos = next;
+            }
+        }
+    }
+}
+
+/// One document: an Event, or an `EventList` whose items are Events.
+fn accept_document<'a>(
+    event: Event<'a>,
+    line: usize,
+    text: &'a str,
+    lines: &mut LineCounter<'a>,
+    out: &mut Decoded<'a>,
+) {
+    if let Some(items) = event.items {
+        for item in items {
+            let item_line = lines.line_at(offset_in(text, item.get()));
+            match Event::deserialize(&mut serde_json::Deserializer::from_str(item.get())) {
+                Ok(item_event) if item_event.items.is_none() => {
+                    push_event(item_event, item_line, out)
+                }
+                Ok(_) => out.reject(
+                    item_line,
+                    RejectReason::NotAnEvent,
+                    "an EventList item is itself a list",
+                ),
+                Err(e) => reject_json(&e, item_line, out),
+            }
+        }
+        return;
+    }
+    if event.kind.as_deref() == Some("EventList") {
+        out.reject(line, RejectReason::NotAnEvent, "EventList without items");
+        return;
+    }
+    push_event(event, line, out);
+}
+
+fn push_event<'a>(event: Event<'a>, line: usize, out: &mut Decoded<'a>) {
+    match event.validate() {
+        Ok(stage) => out.events.push(DecodedEvent { event, stage, line }),
+        Err(e) => out.reject(line, RejectReason::NotAnEvent, e.to_string()),
+    }
+}
+
+fn reject_json(e: &serde_json::Error, doc_line: usize, out: &mut Decoded<'_>) {
+    let reason = match e.classify() {
+        serde_json::error::Category::Eof => RejectReason::Truncated,
+        serde_json::error::Category::Data => RejectReason::NotAnEvent,
+        _ => RejectReason::InvalidJson,
+    };
+    // serde_json appends "at line L column C" relative to the document; say
+    // where it is in the body instead.
+    let text = e.to_string();
+    let message = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(m, _)| m);
+    // The document's first line is what a reader looks for; the exact spot
+    // follows in the message.
+    let at = doc_line + e.line().saturating_sub(1);
+    let message = match reason {
+        RejectReason::Truncated => format!("truncated JSON: {message}"),
+        RejectReason::NotAnEvent => {
+            format!(
+                "not an audit event: {message} (line {at}, column {})",
+                e.column()
+            )
+        }
+        _ => format!("invalid JSON: {message} (line {at}, column {})", e.column()),
+    };
+    let line = doc_line;
+    out.reject(line, reason, message);
+}
+
+/// Where decoding resumes after a bad document: the next line that starts
+/// with `{` or `[`, which is where JSON lines and pretty-printed documents
+/// begin (their inner lines are indented).
+fn resync(text: &str, from: usize) -> usize {
+    let bytes = text.as_bytes();
+    let mut i = from;
+    while let Some(nl) = bytes[i..].iter().position(|&b| b == b'\n') {
+        i += nl + 1;
+        if matches!(bytes.get(i), Some(b'{' | b'[')) {
+            return i;
+        }
+    }
+    bytes.len()
+}
+
+fn offset_in(outer: &str, inner: &str) -> usize {
+    (inner.as_ptr() as usize).saturating_sub(outer.as_ptr() as usize)
+}
+
+/// Line numbers for byte offsets that only move forward, without rescanning.
+struct LineCounter<'a> {
+    text: &'a [u8],
+    offset: usize,
+    line: usize,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(text: &'a str, first_line: usize) -> Self {
+        Self {
+            text: text.as_bytes(),
+            offset: 0,
+            line: first_line,
+        }
+    }
+
+    fn line_at(&mut self, offset: usize) -> usize {
+        let offset = offset.min(self.text.len());
+        if offset < self.offset {
+            let back = self.text[offset..self.offset]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            self.line -= back;
+        } else {
+            self.line += self.text[self.offset..offset]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+        }
+        self.offset = offset;
+        self.line
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,218 @@
+//! Thin: parse the command line, start telemetry, load config, run; map
+//! errors to exit codes (0 ok, 1 rejected input, 2 usage or config error).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use driftwatch::cli::{Cli, Command, PolicyCommand, ReplayArgs, ServeArgs};
+use driftwatch::config::Config;
+use driftwatch::pipeline::{Pipeline, Stats};
+use driftwatch::sinks::Sinks;
+use driftwatch::sources::file::replay_input;
+use driftwatch::telemetry;
+
+const EXIT_REJECTED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Replay(args) => replay(args),
+        Command::Policy {
+            command: PolicyCommand::Check { config },
+        } => policy_check(config.as_deref()),
+    }
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
+    match path {
+        None => Ok(Config::default()),
+        Some(path) => Config::load(path).map_err(|e| {
+            eprintln!("driftwatch: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    telemetry::init_logging();
+    let mut config = match load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("driftwatch: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let shutdown = CancellationToken::new();
+        let pipelines = config.policy.pipelines.len();
+        let server = match driftwatch::app::Server::bind(config, shutdown.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("driftwatch: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Some(addr) = server.local_addr() {
+            tracing::info!(%addr, pipelines, "Listening: POST audit batches to http://{addr}/audit/webhook");
+        }
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            driftwatch::app::shutdown_signal().await;
+            tracing::info!("Shutting down: finishing in-flight batches.");
+            signal.cancel();
+        });
+        match server.run().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("driftwatch: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn replay(args: ReplayArgs) -> ExitCode {
+    // Rejections are reported below as FILE:LINE messages; keep logs quiet.
+    if std::env::var_os("RUST_LOG").is_none() {
+        // SAFETY-free: set before any thread is started.
+        init_quiet_logging();
+    } else {
+        telemetry::init_logging();
+    }
+    let mut config = match load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Some(cluster) = args.cluster {
+        config.cluster = cluster;
+    }
+    // Replay writes to stdout whatever the config says about sinks.
+    let mut sinks = Sinks::new(vec![Box::new(driftwatch::sinks::stdout::StdoutSink)]);
+    let mut pipeline = Pipeline::new(Arc::new(config));
+    let mut total = Stats::default();
+    let mut failed_inputs = 0u64;
+    let mut on_reject = |name: &str, r: &driftwatch::decode::Rejection| {
+        eprintln!("{name}:{}: {}", r.line, r.message);
+    };
+    for path in &args.files {
+        match replay_input(path, None, &mut pipeline, &mut sinks, &mut on_reject) {
+            Ok(stats) => total.add(&stats),
+            Err(driftwatch::sources::file::ReplayError::Sink(e)) => {
+                eprintln!("driftwatch: {e}");
+                return ExitCode::FAILURE;
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                failed_inputs += 1;
+            }
+        }
+    }
+    print_summary(&total, args.files.len(), failed_inputs);
+    if total.rejected > 0 || failed_inputs > 0 {
+        ExitCode::from(EXIT_REJECTED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn init_quiet_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("error"))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn print_summary(s: &Stats, inputs: usize, failed_inputs: u64) {
+    let types = driftwatch::classify::FindingType::ALL
+        .iter()
+        .zip(s.findings)
+        .filter(|(_, n)| *n > 0)
+        .map(|(t, n)| format!("{}={n}", t.as_str()))
+        .collect::<Vec<_>>();
+    let types = if types.is_empty() {
+        "none".to_owned()
+    } else {
+        types.join(" ")
+    };
+    eprintln!(
+        "replayed {inputs} input(s){}: {} documents, {} events, {} mutations ({} deduplicated); verdicts: ignored={} system={} sanctioned={} drift={}; findings: {} ({types}); rejected: {}",
+        if failed_inputs > 0 {
+            format!(" ({failed_inputs} unreadable)")
+        } else {
+            String::new()
+        },
+        s.documents,
+        s.events,
+        s.mutations,
+        s.deduplicated,
+        s.ignored,
+        s.system,
+        s.sanctioned,
+        s.drift,
+        s.findings_total(),
+        s.rejected,
+    );
+}
+
+fn policy_check(path: Option<&Path>) -> ExitCode {
+    let config = match load_config(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let shown = path.map_or_else(
+        || "embedded defaults".to_owned(),
+        |p| p.display().to_string(),
+    );
+    println!("{shown}: ok");
+    println!("cluster: {}", config.cluster);
+    for p in &config.policy.pipelines {
+        println!(
+            "pipeline {}: {} user(s), {} group(s), {} user-agent pattern(s), {} source CIDR(s)",
+            p.name,
+            p.users.len(),
+            p.groups.len(),
+            p.user_agents.len(),
+            p.source_cidrs.len()
+        );
+    }
+    println!(
+        "system identities: {} user(s), {} group(s), nodes {}",
+        config.policy.system.users.len(),
+        config.policy.system.groups.len(),
+        if config.policy.system.nodes {
+            "on"
+        } else {
+            "off"
+        }
+    );
+    ExitCode::SUCCESS
+}

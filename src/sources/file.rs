@@ -1,0 +1,123 @@
+//! Audit log files and stdin, for `replay`. Files are read in chunks, so a
+//! week of logs needs no more memory than its largest document.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use crate::decode::{self, Decoded, Rejection};
+use crate::pipeline::{Pipeline, Stats};
+use crate::sinks::{SinkError, Sinks};
+use crate::telemetry::events::Source;
+
+const CHUNK: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("{path}: {source}")]
+    Read { path: String, source: io::Error },
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+/// How an input is named in messages: its path, or `<stdin>` for `-`.
+pub fn display_name(path: &Path) -> String {
+    if path == Path::new("-") {
+        "<stdin>".to_owned()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// Replays one input through the pipeline into the sinks. Each rejected
+/// document is passed to `on_reject` with the input's name; the rest of the
+/// input is still processed.
+pub fn replay_input(
+    path: &PathBuf,
+    cluster: Option<&str>,
+    pipeline: &mut Pipeline,
+    sinks: &mut Sinks,
+    on_reject: &mut dyn FnMut(&str, &Rejection),
+) -> Result<Stats, ReplayError> {
+    let name = display_name(path);
+    let read_err = |source| ReplayError::Read {
+        path: name.clone(),
+        source,
+    };
+    let mut reader: Box<dyn Read> = if path == Path::new("-") {
+        Box::new(io::stdin().lock())
+    } else {
+        Box::new(File::open(path).map_err(read_err)?)
+    };
+
+    let mut stats = Stats::default();
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
+    let mut line = 1usize;
+    let mut at_start = true;
+    let mut eof = false;
+    while !eof || !buf.is_empty() {
+        if !eof {
+            let before = buf.len();
+            buf.resize(before + CHUNK, 0);
+            let n = read_some(&mut reader, &mut buf[before..]).map_err(read_err)?;
+            buf.truncate(before + n);
+            eof = n == 0;
+        }
+        if at_start && buf.len() >= 3 || eof {
+            if at_start && buf.starts_with(b"\xEF\xBB\xBF") {
+                buf.drain(..3);
+            }
+            at_start = false;
+        }
+        if at_start {
+            continue;
+        }
+        // Decode complete lines only; a document cut by the chunk boundary
+        // waits for the next read.
+        let region_end = if eof {
+            buf.len()
+        } else {
+            match buf.iter().rposition(|&b| b == b'\n') {
+                Some(i) => i + 1,
+                None => continue,
+            }
+        };
+        let consumed = {
+            let region = &buf[..region_end];
+            let mut decoded = Decoded::default();
+            let consumed = match std::str::from_utf8(region) {
+                Ok(text) => decode::decode_str(text, line, eof, &mut decoded),
+                Err(_) => {
+                    decode::decode_bytes_into(region, line, &mut decoded);
+                    region.len()
+                }
+            };
+            for r in &decoded.rejections {
+                on_reject(&name, r);
+            }
+            let batch = pipeline.process(&decoded, cluster, Source::Replay, &name);
+            if let Err(e) = sinks.emit(&batch.findings) {
+                pipeline.rollback();
+                return Err(e.into());
+            }
+            pipeline.commit();
+            stats.add(&batch.stats);
+            consumed
+        };
+        line += buf[..consumed].iter().filter(|&&b| b == b'\n').count();
+        buf.drain(..consumed);
+        if eof {
+            break;
+        }
+    }
+    Ok(stats)
+}
+
+fn read_some(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match reader.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The API server's audit webhook: `POST /audit/webhook[/{cluster}]`.
+//!
+//! The API server retries any error five times with backoff, then drops the
+//! batch. So: `200` only once every event of the batch is classified and its
+//! findings flushed; `400` only for a body that holds no audit event at all
+//! (a retry cannot fix it); `429`/`503` with `Retry-After` when the pipeline
+//! cannot take the batch now.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::decode::Rejection;
+use crate::telemetry::events;
+
+/// A batch handed to the pipeline thread, with the channel for its answer.
+pub struct Job {
+    pub body: Bytes,
+    pub cluster: Option<String>,
+    pub received: Instant,
+    pub reply: oneshot::Sender<JobOutcome>,
+}
+
+/// What the pipeline did with a batch.
+pub enum JobOutcome {
+    Accepted {
+        documents: usize,
+        events: usize,
+        findings: usize,
+        rejections: Vec<Rejection>,
+    },
+    /// Findings could not be written: nothing was acknowledged.
+    SinkFailed(String),
+}
+
+#[derive(Clone)]
+pub struct WebhookState {
+    pub queue: mpsc::Sender<Job>,
+    pub max_body_bytes: usize,
+    pub shutdown: CancellationToken,
+}
+
+#[derive(Debug, Serialize)]
+struct Accepted {
+    documents: usize,
+    events: usize,
+    findings: usize,
+    rejected: Vec<RejectedDoc>,
+}
+
+#[derive(Debug, Serialize)]
+struct RejectedDoc {
+    line: usize,
+    reason: &'static str,
+    message: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorBody {
+    error: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rejected: Vec<RejectedDoc>,
+}
+
+/// At most this many rejections are listed in a response; all are counted.
+const MAX_LISTED: usize = 20;
+
+pub async fn post_default(State(state): State<WebhookState>, body: Body) -> Response {
+    handle(state, None, body).await
+}
+
+pub async fn post_cluster(
+    State(state): State<WebhookState>,
+    Path(cluster): Path<String>,
+    body: Body,
+) -> Response {
+    if !valid_cluster_name(&cluster) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "invalid cluster name {cluster:?}: use 1-253 characters of a-z, 0-9, '-', '.', '_'"
+            ),
+        );
+    }
+    handle(state, Some(cluster), body).await
+}
+
+async fn handle(state: WebhookState, cluster: Option<String>, body: Body) -> Response {
+    let received = Instant::now();
+    if state.shutdown.is_cancelled() {
+        return unavailable(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    let body = match Limited::new(body, state.max_body_bytes).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "body exceeds {} bytes (server.max_body_bytes); lower the API server's --audit-webhook-batch-max-size",
+                    state.max_body_bytes
+                ),
+            );
+        }
+        Err(e) => {
+            return error(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"));
+        }
+    };
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "empty body: expected an EventList, Event, array or JSON lines",
+        );
+    }
+
+    let (reply, answer) = oneshot::channel();
+    let job = Job {
+        body,
+        cluster,
+        received,
+        reply,
+    };
+    match state.queue.try_send(job) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            return unavailable(StatusCode::TOO_MANY_REQUESTS, "pipeline queue is full");
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            return unavailable(StatusCode::SERVICE_UNAVAILABLE, "pipeline is not running");
+        }
+    }
+    events::queue_depth(state.queue.max_capacity() - state.queue.capacity());
+
+    match answer.await {
+        Ok(JobOutcome::Accepted {
+            documents,
+            events,
+            findings,
+            rejections,
+        }) => {
+            let rejected: Vec<RejectedDoc> = rejections
+                .iter()
+                .take(MAX_LISTED)
+                .map(|r| RejectedDoc {
+                    line: r.line,
+                    reason: r.reason.as_str(),
+                    message: r.message.clone(),
+                })
+                .collect();
+            if events == 0 && !rejections.is_empty() {
+                let first = &rejections[0];
+                let summary = format!(
+                    "no audit events in body: {} document(s) rejected; line {}: {}",
+                    rejections.len(),
+                    first.line,
+                    first.message
+                );
+                events::webhook_answered(400);
+                return (
+                    StatusCode::BAD_REQUEST,
+                    Json(ErrorBody {
+                        error: summary,
+                        rejected,
+                    }),
+                )
+                    .into_response();
+            }
+            events::webhook_answered(200);
+            (
+                StatusCode::OK,
+                Json(Accepted {
+                    documents,
+                    events,
+                    findings,
+                    rejected,
+                }),
+            )
+                .into_response()
+        }
+        Ok(JobOutcome::SinkFailed(message)) => {
+            warn!(%message, "Refused a batch: findings could not be written.");
+            unavailable(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("findings could not be written: {message}"),
+            )
+        }
+        Err(_) => unavailable(StatusCode::SERVICE_UNAVAILABLE, "pipeline stopped"),
+    }
+}
+
+fn valid_cluster_name(name: &str) -> bool {
+    (1..=253).contains(&name.len())
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.' | b'_')
+        })
+}
+
+fn error(code: StatusCode, message: impl Into<String>) -> Response {
+    events::webhook_answered(code.as_u16());
+    (
+        code,
+        Json(ErrorBody {
+            error: message.into(),
+            rejected: Vec::new(),
+        }),
+    )
+        .into_response()
+}
+
+/// The API server backs off and retries; say when.
+fn unavailable(code: StatusCode, message: &str) -> Response {
+    let mut response = error(code, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}

@@ -1,0 +1,66 @@
+//! Every metric name in one place: `driftwatch_<noun>_<unit>`, `_total` for
+//! counters, base units. Labels come from closed sets only.
+
+pub const EVENTS_RECEIVED: &str = "driftwatch_events_received_total";
+pub const EVENTS_REJECTED: &str = "driftwatch_events_rejected_total";
+pub const EVENTS_DEDUPLICATED: &str = "driftwatch_events_deduplicated_total";
+pub const EVENTS_CLASSIFIED: &str = "driftwatch_events_classified_total";
+pub const EVENTS_IGNORED: &str = "driftwatch_events_ignored_total";
+pub const FINDINGS: &str = "driftwatch_findings_total";
+pub const WEBHOOK_REQUESTS: &str = "driftwatch_webhook_requests_total";
+pub const BATCH_EVENTS: &str = "driftwatch_batch_events";
+pub const BATCH_PROCESSING_SECONDS: &str = "driftwatch_batch_processing_seconds";
+pub const SINK_ERRORS: &str = "driftwatch_sink_errors_total";
+pub const QUEUE_DEPTH: &str = "driftwatch_queue_batches";
+
+/// Registers descriptions so that `/metrics` explains itself.
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        EVENTS_RECEIVED,
+        Unit::Count,
+        "Audit events decoded, by source."
+    );
+    describe_counter!(
+        EVENTS_REJECTED,
+        Unit::Count,
+        "Documents rejected as not audit events, by source and reason."
+    );
+    describe_counter!(
+        EVENTS_DEDUPLICATED,
+        Unit::Count,
+        "Events dropped as redeliveries or as a second stage of an already judged request."
+    );
+    describe_counter!(
+        EVENTS_CLASSIFIED,
+        Unit::Count,
+        "Events classified, by verdict."
+    );
+    describe_counter!(
+        EVENTS_IGNORED,
+        Unit::Count,
+        "Events with verdict ignored, by reason."
+    );
+    describe_counter!(
+        FINDINGS,
+        Unit::Count,
+        "Findings emitted, by type and severity."
+    );
+    describe_counter!(
+        WEBHOOK_REQUESTS,
+        Unit::Count,
+        "Webhook requests answered, by status code."
+    );
+    describe_histogram!(BATCH_EVENTS, Unit::Count, "Events per webhook batch.");
+    describe_histogram!(
+        BATCH_PROCESSING_SECONDS,
+        Unit::Seconds,
+        "Time from a batch's arrival to its durable acceptance."
+    );
+    describe_counter!(SINK_ERRORS, Unit::Count, "Failed finding writes, by sink.");
+    describe_gauge!(
+        QUEUE_DEPTH,
+        Unit::Count,
+        "Batches waiting for the pipeline."
+    );
+}
