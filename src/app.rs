@@ -14,12 +14,14 @@ use tower_http::decompression::RequestDecompressionLayer;
 use tracing::{error, info};
 
 use crate::api::ops::{self, OpsState};
+use crate::api::query::{self, QueryState};
 use crate::config::Config;
-use crate::decode;
 use crate::pipeline::Pipeline;
 use crate::sinks::{SinkError, Sinks};
-use crate::sources::webhook::{self, Job, JobOutcome, WebhookState};
-use crate::telemetry::{self, events};
+use crate::sources::webhook::{self, WebhookState};
+use crate::store::{Store, StoreError};
+use crate::telemetry;
+use crate::worker::{self, Work};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -35,6 +37,8 @@ pub enum AppError {
     },
     #[error("cannot open sink: {0}")]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("cannot start the pipeline thread: {0}")]
     Thread(std::io::Error),
     #[error("server error: {0}")]
@@ -64,18 +68,31 @@ impl Server {
             })?;
         let sinks = Sinks::from_config(&config.sinks)?;
         let config = Arc::new(config);
-        let (queue, jobs) = mpsc::channel::<Job>(config.queue_batches);
-        let pipeline = Pipeline::new(Arc::clone(&config));
+        let pipeline = if config.history.enabled {
+            let store = Store::open(&config.data_dir)?;
+            info!(path = %store.path().display(), "History store open.");
+            Pipeline::with_store(Arc::clone(&config), store)?
+        } else {
+            Pipeline::new(Arc::clone(&config))
+        };
+        let (queue, work) = mpsc::channel::<Work>(config.queue_batches);
         let pipeline_thread = std::thread::Builder::new()
             .name("pipeline".to_owned())
-            .spawn(move || run_pipeline(pipeline, sinks, jobs))
+            .spawn(move || worker::run(pipeline, sinks, work))
             .map_err(AppError::Thread)?;
+        if config.history.enabled {
+            spawn_retention(queue.clone(), config.history.retention, shutdown.clone());
+        }
 
         let metrics = telemetry::init_metrics();
         let webhook_state = WebhookState {
             queue: queue.clone(),
             max_body_bytes: config.max_body_bytes,
             shutdown: shutdown.clone(),
+        };
+        let query_state = QueryState {
+            data_dir: config.history.enabled.then(|| config.data_dir.clone()),
+            queue: queue.clone(),
         };
         let ops_state = OpsState {
             metrics,
@@ -89,12 +106,23 @@ impl Server {
             .layer(DefaultBodyLimit::disable())
             .layer(RequestDecompressionLayer::new())
             .with_state(webhook_state);
+        let query_routes = Router::new()
+            .route("/api/v1/changes", get(query::changes))
+            .route("/api/v1/drifts", get(query::drifts))
+            .route("/api/v1/drifts/{id}", get(query::drift))
+            .route("/api/v1/drifts/{id}/accept", post(query::accept))
+            .route(
+                "/api/v1/resources/{group}/{resource}/{namespace}/{name}/history",
+                get(query::history),
+            )
+            .route("/api/v1/openapi.json", get(query::openapi))
+            .with_state(query_state);
         let ops_routes = Router::new()
             .route("/metrics", get(ops::metrics))
             .route("/healthz", get(ops::healthz))
             .route("/readyz", get(ops::readyz))
             .with_state(ops_state);
-        let router = webhook_routes.merge(ops_routes);
+        let router = webhook_routes.merge(query_routes).merge(ops_routes);
         Ok(Server {
             listener,
             router,
@@ -130,36 +158,24 @@ impl Server {
     }
 }
 
-/// The pipeline thread: one batch at a time, so dedupe and per-resource state
-/// need no locks and batches cannot race each other.
-fn run_pipeline(mut pipeline: Pipeline, mut sinks: Sinks, mut jobs: mpsc::Receiver<Job>) {
-    while let Some(job) = jobs.blocking_recv() {
-        let decoded = decode::decode_bytes(&job.body);
-        let batch = pipeline.process(
-            &decoded,
-            job.cluster.as_deref(),
-            events::Source::Webhook,
-            "webhook",
-        );
-        let outcome = match sinks.emit(&batch.findings) {
-            Ok(()) => {
-                pipeline.commit();
-                JobOutcome::Accepted {
-                    documents: decoded.documents,
-                    events: decoded.events.len(),
-                    findings: batch.findings.len(),
-                    rejections: decoded.rejections.clone(),
+/// Asks the pipeline thread to apply retention now and then, until shutdown.
+fn spawn_retention(
+    queue: mpsc::Sender<Work>,
+    retention: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(worker::retention_interval(retention));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {
+                    // Skipped when the queue is full: batches come first.
+                    let _ = queue.try_send(Work::Retention);
                 }
             }
-            Err(e) => {
-                pipeline.rollback();
-                JobOutcome::SinkFailed(e.to_string())
-            }
-        };
-        events::batch_processed(decoded.events.len(), job.received.elapsed().as_secs_f64());
-        // The client may have gone away; its batch is processed all the same.
-        let _ = job.reply.send(outcome);
-    }
+        }
+    });
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -23,6 +23,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Read audit logs and print one finding per line (the forensic backfill).
     Replay(ReplayArgs),
+    /// Who changed an object: its stored history, oldest first.
+    WhoChanged(WhoChangedArgs),
     /// Work with the policy.
     Policy {
         #[command(subcommand)]
@@ -51,9 +53,47 @@ pub struct ReplayArgs {
     /// Cluster name for events (overrides `cluster` in the config).
     #[arg(long)]
     pub cluster: Option<String>,
+    /// Also record history in this directory's store (the backfill).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
     /// Audit log files: JSON lines, EventLists, pretty-printed Events; `-` is stdin.
     #[arg(default_value = "-")]
     pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WhoChangedArgs {
+    /// KIND/NAME, with kubectl's short names: deploy/api, cm/settings, sts/db.
+    pub target: String,
+    /// Namespace; without it every namespace is searched.
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Only changes newer than this: 7d, 24h, 30m, or an RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only changes that touched this field path or below it (spec.replicas).
+    #[arg(long)]
+    pub field: Option<String>,
+    /// Only this cluster.
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// Read the history store in this directory.
+    #[arg(long, conflicts_with = "server", default_value = "./data")]
+    pub data_dir: std::path::PathBuf,
+    /// Ask a running driftwatch instead (http://127.0.0.1:8080).
+    #[arg(long)]
+    pub server: Option<String>,
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// At most this many changes (the newest).
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use driftwatch::cli::{Cli, Command, PolicyCommand, ReplayArgs, ServeArgs};
+use driftwatch::cli::{Cli, Command, Output, PolicyCommand, ReplayArgs, ServeArgs, WhoChangedArgs};
 use driftwatch::config::Config;
 use driftwatch::pipeline::{Pipeline, Stats};
 use driftwatch::sinks::Sinks;
@@ -33,6 +33,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Replay(args) => replay(args),
+        Command::WhoChanged(args) => who_changed(args),
         Command::Policy {
             command: PolicyCommand::Check { config },
         } => policy_check(config.as_deref()),
@@ -117,7 +118,20 @@ fn replay(args: ReplayArgs) -> ExitCode {
     }
     // Replay writes to stdout whatever the config says about sinks.
     let mut sinks = Sinks::new(vec![Box::new(driftwatch::sinks::stdout::StdoutSink)]);
-    let mut pipeline = Pipeline::new(Arc::new(config));
+    let mut pipeline = match &args.data_dir {
+        None => Pipeline::new(Arc::new(config)),
+        Some(dir) => {
+            let opened = driftwatch::store::Store::open(dir)
+                .and_then(|store| Pipeline::with_store(Arc::new(config), store));
+            match opened {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("driftwatch: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
     let mut total = Stats::default();
     let mut failed_inputs = 0u64;
     let mut on_reject = |name: &str, r: &driftwatch::decode::Rejection| {
@@ -126,7 +140,7 @@ fn replay(args: ReplayArgs) -> ExitCode {
     for path in &args.files {
         match replay_input(path, None, &mut pipeline, &mut sinks, &mut on_reject) {
             Ok(stats) => total.add(&stats),
-            Err(driftwatch::sources::file::ReplayError::Sink(e)) => {
+            Err(driftwatch::sources::file::ReplayError::Deliver(e)) => {
                 eprintln!("driftwatch: {e}");
                 return ExitCode::FAILURE;
             }
@@ -142,6 +156,67 @@ fn replay(args: ReplayArgs) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+fn who_changed(args: WhoChangedArgs) -> ExitCode {
+    use driftwatch::forensics::{self, Request, Target};
+    let target = match Target::parse(&args.target) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("driftwatch: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let req = Request {
+        target: &target,
+        namespace: args.namespace.as_deref(),
+        cluster: args.cluster.as_deref(),
+        since: args.since.as_deref(),
+        field: args.field.as_deref(),
+        limit: args.limit,
+    };
+    let items = match &args.server {
+        Some(server) => match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(forensics::from_server(server, &req)),
+            Err(e) => {
+                eprintln!("driftwatch: cannot start the async runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => forensics::from_store(&args.data_dir, &req),
+    };
+    let items = match items {
+        Ok(items) => items,
+        Err(e @ forensics::ForensicsError::Query(_)) => {
+            eprintln!("driftwatch: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Err(e) => {
+            eprintln!("driftwatch: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match args.output {
+        Output::Json => {
+            for item in &items {
+                match serde_json::to_string(item) {
+                    Ok(line) => println!("{line}"),
+                    Err(e) => eprintln!("driftwatch: {e}"),
+                }
+            }
+        }
+        Output::Table => {
+            if items.is_empty() {
+                eprintln!("no recorded changes to {}", args.target);
+            } else {
+                print!("{}", forensics::table(&items));
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn init_quiet_logging() {

@@ -1,3 +1,5 @@
-//! The read side: operational endpoints now, query routes as the store grows.
+//! The read side: query routes over the history store, and the operational
+//! endpoints.
 
 pub mod ops;
+pub mod query;

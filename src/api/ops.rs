@@ -7,12 +7,12 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::sources::webhook::Job;
+use crate::worker::Work;
 
 #[derive(Clone)]
 pub struct OpsState {
     pub metrics: PrometheusHandle,
-    pub queue: mpsc::Sender<Job>,
+    pub queue: mpsc::Sender<Work>,
     pub shutdown: CancellationToken,
 }
 

@@ -34,6 +34,30 @@ pub struct Config {
     pub dedupe_capacity: usize,
     pub sinks: SinksConfig,
     pub data_dir: PathBuf,
+    pub history: HistoryConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct HistoryConfig {
+    /// Record history in `data_dir` (serve: yes; replay: with --data-dir).
+    pub enabled: bool,
+    /// Changes older than this are deleted; open drifts are kept.
+    pub retention: std::time::Duration,
+    /// Also store changes by system identities (off: they are most of the volume).
+    pub store_system: bool,
+    /// Objects remembered for field diffs, least recently changed evicted.
+    pub max_tracked_objects: usize,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            enabled: true,
+            retention: std::time::Duration::from_secs(30 * 86_400),
+            store_system: false,
+            max_tracked_objects: 50_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +82,7 @@ impl Default for Config {
                 file: None,
             },
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            history: HistoryConfig::default(),
         }
     }
 }
@@ -77,7 +102,8 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
+    /// `message` starts with the line number when the parser knows it.
+    #[error("{path}:{message}")]
     Parse { path: String, message: String },
     #[error("{}", Problems { path, problems })]
     Invalid {
@@ -122,10 +148,7 @@ impl Config {
         let raw: RawConfig = if text.trim().is_empty() {
             RawConfig::default()
         } else {
-            serde_saphyr::from_str(text).map_err(|e| ConfigError::Parse {
-                path: origin.to_owned(),
-                message: e.to_string(),
-            })?
+            serde_saphyr::from_str(text).map_err(|e| parse_error(&e, origin))?
         };
         compile(raw).map_err(|problems| ConfigError::Invalid {
             path: origin.to_owned(),
@@ -205,6 +228,35 @@ fn compile(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     }
     if let Some(dir) = raw.history.data_dir.clone() {
         config.data_dir = PathBuf::from(dir);
+    }
+    if let Some(enabled) = raw.history.enabled {
+        config.history.enabled = enabled;
+    }
+    if let Some(store_system) = raw.history.store_system {
+        config.history.store_system = store_system;
+    }
+    if let Some(retention) = &raw.history.retention {
+        match parse_duration(&retention.value) {
+            Some(d) if !d.is_zero() => config.history.retention = d,
+            _ => problems.push(spanned_problem(
+                retention,
+                "history.retention",
+                format!(
+                    "invalid duration {:?} (expected e.g. 30d, 12h, 90m)",
+                    retention.value
+                ),
+            )),
+        }
+    }
+    if let Some(max) = &raw.history.max_tracked_objects {
+        if max.value == 0 {
+            problems.push(spanned_problem(
+                max,
+                "history.max_tracked_objects",
+                "must be at least 1",
+            ));
+        }
+        config.history.max_tracked_objects = max.value;
     }
 
     if problems.is_empty() {
@@ -324,6 +376,49 @@ fn compile_policy(raw: &RawConfig, problems: &mut Vec<Problem>) -> Policy {
             })
             .collect(),
     }
+}
+
+/// `FILE:LINE: message`, then the parser's snippet with the file named.
+fn parse_error(e: &serde_saphyr::Error, origin: &str) -> ConfigError {
+    let text = e.to_string().replace("<input>", origin);
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or_default();
+    let first = first.trim_start_matches("error: ");
+    // Drop the parser's own "line L column C: " prefix: the line leads instead.
+    let first = match first.split_once(": ") {
+        Some((pos, rest)) if pos.starts_with("line ") => rest,
+        _ => first,
+    };
+    let snippet: Vec<&str> = lines.collect();
+    let message = match e.location() {
+        Some(loc) => format!("{}: {first}", loc.line()),
+        None => format!(" {first}"),
+    };
+    let message = if snippet.is_empty() {
+        message
+    } else {
+        format!("{message}\n{}", snippet.join("\n"))
+    };
+    ConfigError::Parse {
+        path: origin.to_owned(),
+        message,
+    }
+}
+
+/// `30d`, `12h`, `90m`, `45s`, `2w`.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n.checked_mul(60)?,
+        "h" => n.checked_mul(3600)?,
+        "d" => n.checked_mul(86_400)?,
+        "w" => n.checked_mul(604_800)?,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(secs))
 }
 
 /// A CIDR, or a bare address meaning a single host.

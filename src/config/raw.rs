@@ -137,4 +137,8 @@ pub struct RawFileSink {
 #[serde(deny_unknown_fields)]
 pub struct RawHistory {
     pub data_dir: Option<String>,
+    pub enabled: Option<bool>,
+    pub retention: Option<Spanned<String>>,
+    pub store_system: Option<bool>,
+    pub max_tracked_objects: Option<Spanned<usize>>,
 }

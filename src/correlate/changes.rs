@@ -5,7 +5,7 @@
 //! merge or server-side apply document. Old values need remembered state and
 //! are `null` when unknown.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -13,13 +13,13 @@ use serde_json::value::RawValue;
 /// turn into a huge finding.
 pub const MAX_CHANGES: usize = 200;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     pub path: String,
     pub old: Value,
     pub new: Value,
     /// Secret values never leave the process: only the key is reported.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redacted: bool,
 }
 
@@ -185,6 +185,122 @@ fn walk_merge<'v>(
     }
 }
 
+/// Leaf-level differences between two versions of an object, with old and
+/// new values. Keyed lists (containers by name...) are matched by key, other
+/// lists compared whole.
+pub fn diff(resource: &str, old: &Value, new: &Value) -> Vec<Change> {
+    let mut out = Vec::new();
+    let mut path = Vec::new();
+    diff_into(old, new, &mut path, resource == "secrets", &mut out);
+    out
+}
+
+fn diff_into<'v>(
+    old: &'v Value,
+    new: &'v Value,
+    path: &mut Vec<Seg<'v>>,
+    secret: bool,
+    out: &mut Vec<Change>,
+) {
+    if out.len() >= MAX_CHANGES || old == new || skipped(path) || noisy(path) {
+        return;
+    }
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, av) in a {
+                path.push(Seg::Key(k));
+                diff_into(av, b.get(k).unwrap_or(&Value::Null), path, secret, out);
+                path.pop();
+            }
+            for (k, bv) in b {
+                if !a.contains_key(k) {
+                    path.push(Seg::Key(k));
+                    diff_into(&Value::Null, bv, path, secret, out);
+                    path.pop();
+                }
+            }
+        }
+        (Value::Array(a), Value::Array(b)) if a.iter().chain(b).all(|i| merge_key(i).is_some()) => {
+            for item in a {
+                let Some(name) = merge_key(item) else {
+                    continue;
+                };
+                let other = b.iter().find(|i| merge_key(i) == Some(name));
+                path.push(Seg::Named(name));
+                diff_into(item, other.unwrap_or(&Value::Null), path, secret, out);
+                path.pop();
+            }
+            for item in b {
+                let Some(name) = merge_key(item) else {
+                    continue;
+                };
+                if !a.iter().any(|i| merge_key(i) == Some(name)) {
+                    path.push(Seg::Named(name));
+                    diff_into(&Value::Null, item, path, secret, out);
+                    path.pop();
+                }
+            }
+        }
+        _ => {
+            if path.is_empty() {
+                return;
+            }
+            let redacted = secret && is_secret_value(path, &[old, new]);
+            out.push(Change {
+                path: render(path),
+                old: if redacted { Value::Null } else { old.clone() },
+                new: if redacted { Value::Null } else { new.clone() },
+                redacted,
+            });
+        }
+    }
+}
+
+/// Written by every client-side `kubectl apply`: a JSON copy of the whole
+/// applied object, so for a Secret it holds every secret value.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Rewritten on every `kubectl apply`; its content is the object itself.
+fn noisy(path: &[Seg<'_>]) -> bool {
+    matches!(
+        path,
+        [
+            Seg::Key("metadata"),
+            Seg::Key("annotations"),
+            Seg::Key(LAST_APPLIED)
+        ]
+    )
+}
+
+/// Whether a change to a Secret at `segs`, with these old/new values, would
+/// show a secret value. Not only `data.KEY`: a JSON patch can replace the
+/// whole `data` map in one op (`replace /data`), and `kubectl apply` copies
+/// every value into the last-applied annotation, reachable as the annotation
+/// itself or inside a replaced `metadata`/`annotations` object. Paths whose
+/// content cannot be vetted are redacted too; only `metadata` and the
+/// scalar fields of a Secret are shown.
+fn is_secret_value(segs: &[Seg<'_>], values: &[&Value]) -> bool {
+    match segs.first() {
+        Some(Seg::Key("data" | "stringData")) => {
+            segs.len() > 1 || values.iter().any(|v| !v.is_null())
+        }
+        Some(Seg::Key("metadata")) => {
+            segs.iter().any(|s| matches!(s, Seg::Key(LAST_APPLIED)))
+                || values.iter().any(|v| contains_key(v, LAST_APPLIED))
+        }
+        Some(Seg::Key("type" | "immutable" | "apiVersion" | "kind")) => false,
+        _ => values.iter().any(|v| !v.is_null()),
+    }
+}
+
+fn contains_key(value: &Value, key: &str) -> bool {
+    match value {
+        Value::Object(map) => map.contains_key(key) || map.values().any(|v| contains_key(v, key)),
+        Value::Array(items) => items.iter().any(|v| contains_key(v, key)),
+        _ => false,
+    }
+}
+
 fn is_merge_key_field(key: &str) -> bool {
     matches!(
         key,
@@ -204,8 +320,7 @@ fn push(out: &mut Vec<Change>, segs: &[Seg<'_>], new: Value, secret: bool) {
     if segs.is_empty() || out.len() >= MAX_CHANGES {
         return;
     }
-    let redacted =
-        secret && matches!(segs.first(), Some(Seg::Key("data" | "stringData"))) && segs.len() > 1;
+    let redacted = secret && is_secret_value(segs, &[&new]);
     out.push(Change {
         path: render(segs),
         old: Value::Null,
@@ -340,6 +455,84 @@ mod tests {
         assert_eq!(got[0].new, Value::Null);
         assert!(got[0].redacted);
         assert!(!serde_json::to_string(&got).unwrap().contains("aHVudGVyMg"));
+    }
+
+    #[test]
+    fn object_diff_has_old_and_new() {
+        let old: Value = serde_json::from_str(
+            r#"{"metadata":{"resourceVersion":"1","labels":{"a":"1"}},"spec":{"replicas":3,"template":{"spec":{"containers":[{"name":"app","image":"v1"},{"name":"side","image":"s1"}]}}},"status":{"replicas":3}}"#,
+        )
+        .unwrap();
+        let new: Value = serde_json::from_str(
+            r#"{"metadata":{"resourceVersion":"2","labels":{"a":"1","b":"2"}},"spec":{"replicas":5,"template":{"spec":{"containers":[{"name":"side","image":"s1"},{"name":"app","image":"v2"}]}}},"status":{"replicas":5}}"#,
+        )
+        .unwrap();
+        let got: Vec<(String, Value, Value)> = diff("deployments", &old, &new)
+            .into_iter()
+            .map(|c| (c.path, c.old, c.new))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "metadata.labels.b".to_owned(),
+                    Value::Null,
+                    Value::from("2")
+                ),
+                ("spec.replicas".to_owned(), Value::from(3), Value::from(5)),
+                (
+                    "spec.template.spec.containers[name=app].image".to_owned(),
+                    Value::from("v1"),
+                    Value::from("v2")
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn secret_diff_reports_keys_only() {
+        let old: Value = serde_json::from_str(r#"{"data":{"password":"b2xk"}}"#).unwrap();
+        let new: Value = serde_json::from_str(r#"{"data":{"password":"bmV3"}}"#).unwrap();
+        let got = diff("secrets", &old, &new);
+        assert_eq!(got.len(), 1);
+        assert!(got[0].redacted);
+        let text = serde_json::to_string(&got).unwrap();
+        assert!(!text.contains("b2xk") && !text.contains("bmV3"), "{text}");
+    }
+
+    #[test]
+    fn whole_secret_maps_and_last_applied_copies_are_redacted() {
+        // kubectl patch --type=json replacing the whole map, and a
+        // client-side kubectl apply carrying the last-applied annotation.
+        let bodies = [
+            r#"[{"op":"replace","path":"/data","value":{"password":"aHVudGVyMg=="}}]"#,
+            r#"{"metadata":{"annotations":{"kubectl.kubernetes.io/last-applied-configuration":"{\"data\":{\"password\":\"aHVudGVyMg==\"}}"}}}"#,
+            r#"[{"op":"add","path":"/metadata/annotations","value":{"kubectl.kubernetes.io/last-applied-configuration":"aHVudGVyMg=="}}]"#,
+        ];
+        for body in bodies {
+            let raw = serde_json::from_str::<Box<RawValue>>(body).unwrap();
+            let got = from_request("patch", "secrets", Some(&raw));
+            assert_eq!(got.len(), 1, "{body}");
+            assert!(got[0].redacted, "{body}");
+            assert!(!serde_json::to_string(&got).unwrap().contains("aHVudGVyMg"));
+        }
+        // Labels and the type stay visible.
+        let got = changes(
+            "patch",
+            "secrets",
+            r#"{"metadata":{"labels":{"team":"shop"}},"type":"Opaque"}"#,
+        );
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].1, Value::from("shop"));
+    }
+
+    #[test]
+    fn secret_diff_of_a_new_data_map_is_redacted() {
+        let old: Value = serde_json::from_str(r#"{"type":"Opaque"}"#).unwrap();
+        let new: Value =
+            serde_json::from_str(r#"{"type":"Opaque","data":{"password":"bmV3"}}"#).unwrap();
+        let text = serde_json::to_string(&diff("secrets", &old, &new)).unwrap();
+        assert!(!text.contains("bmV3"), "{text}");
     }
 
     #[test]

@@ -1,5 +1,10 @@
-//! Per-resource attribution: what a change changed.
+//! Per-resource attribution: what a change changed, who manages the object,
+//! and the drift it opens or closes.
 
 pub mod changes;
+pub mod ownership;
+pub mod tracker;
 
 pub use changes::Change;
+pub use ownership::{ManagedBy, Owner};
+pub use tracker::{Correlation, DriftState, DriftUpdate, OpenDrift, ResourceKey, Subject, Tracker};

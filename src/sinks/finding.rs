@@ -1,7 +1,7 @@
 //! The `driftwatch.finding/v1` schema. Additive changes only: SIEM rules and
 //! tests depend on every field here.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::classify::{Drift, FindingType, Policy, Severity};
@@ -32,9 +32,13 @@ pub struct Finding {
     /// The audit stage the finding was raised at (`ResponseStarted` for an
     /// exec that is still open).
     pub stage: &'static str,
+    /// The GitOps tool whose markers the object carries, if any.
+    pub managed_by: Option<crate::correlate::ManagedBy>,
+    /// The object's controller owner (a ReplicaSet's Deployment).
+    pub owner: Option<crate::correlate::Owner>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceRef {
     pub group: String,
     pub version: String,
@@ -58,7 +62,7 @@ pub struct Actor {
     pub field_manager: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Impersonator {
     pub username: String,
     pub groups: Vec<String>,
@@ -116,12 +120,20 @@ impl Finding {
             },
             reasons: drift.reasons.clone(),
             changes,
+            // The contract names a pipeline for the three pipeline types
+            // only. A pipeline identity that opens a shell is
+            // `interactive_access`; its reasons name the pipeline, and a
+            // SIEM rule keyed on `pipeline` must not take it for abuse of
+            // the pipeline's credentials.
             pipeline: drift
                 .pipeline
+                .filter(|_| drift.finding_type.involves_pipeline())
                 .and_then(|i| policy.pipeline_name(i))
                 .map(str::to_owned),
             drift: None,
             stage: stage.as_str(),
+            managed_by: None,
+            owner: None,
         }
     }
 }
@@ -152,6 +164,15 @@ pub fn resource_ref(ev: &Event<'_>) -> ResourceRef {
 /// Same request, same id, across redeliveries and restarts; a SIEM can
 /// deduplicate on it.
 pub fn finding_id(cluster: &str, ev: &Event<'_>) -> String {
+    finding_key(cluster, ev)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The 16 bytes behind [`finding_id`]: the store's idempotency key. A
+/// cryptographic hash, so that it never changes with a library upgrade.
+pub fn finding_key(cluster: &str, ev: &Event<'_>) -> [u8; 16] {
     let mut h = Sha256::new();
     for part in [
         cluster,
@@ -165,12 +186,14 @@ pub fn finding_id(cluster: &str, ev: &Event<'_>) -> String {
         h.update([0u8]);
     }
     let digest = h.finalize();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    let mut key = [0u8; 16];
+    key.copy_from_slice(&digest[..16]);
+    key
 }
 
 /// RFC 3339 in UTC with microseconds, whatever the source wrote (Panther's
 /// fixtures use `YYYY-MM-DD HH:MM:SS`). Unparseable times pass through.
-fn normalize_time(raw: &str) -> String {
+pub fn normalize_time(raw: &str) -> String {
     if let Ok(ts) = raw.parse::<jiff::Timestamp>() {
         return ts.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string();
     }

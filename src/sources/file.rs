@@ -6,8 +6,8 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::decode::{self, Decoded, Rejection};
-use crate::pipeline::{Pipeline, Stats};
-use crate::sinks::{SinkError, Sinks};
+use crate::pipeline::{DeliverError, Pipeline, Stats};
+use crate::sinks::Sinks;
 use crate::telemetry::events::Source;
 
 const CHUNK: usize = 4 * 1024 * 1024;
@@ -17,7 +17,7 @@ pub enum ReplayError {
     #[error("{path}: {source}")]
     Read { path: String, source: io::Error },
     #[error(transparent)]
-    Sink(#[from] SinkError),
+    Deliver(#[from] DeliverError),
 }
 
 /// How an input is named in messages: its path, or `<stdin>` for `-`.
@@ -96,11 +96,7 @@ pub fn replay_input(
                 on_reject(&name, r);
             }
             let batch = pipeline.process(&decoded, cluster, Source::Replay, &name);
-            if let Err(e) = sinks.emit(&batch.findings) {
-                pipeline.rollback();
-                return Err(e.into());
-            }
-            pipeline.commit();
+            pipeline.deliver(&batch, sinks)?;
             stats.add(&batch.stats);
             consumed
         };

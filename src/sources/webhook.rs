@@ -22,6 +22,7 @@ use tracing::warn;
 
 use crate::decode::Rejection;
 use crate::telemetry::events;
+use crate::worker::Work;
 
 /// A batch handed to the pipeline thread, with the channel for its answer.
 pub struct Job {
@@ -45,7 +46,7 @@ pub enum JobOutcome {
 
 #[derive(Clone)]
 pub struct WebhookState {
-    pub queue: mpsc::Sender<Job>,
+    pub queue: mpsc::Sender<Work>,
     pub max_body_bytes: usize,
     pub shutdown: CancellationToken,
 }
@@ -129,7 +130,7 @@ async fn handle(state: WebhookState, cluster: Option<String>, body: Body) -> Res
         received,
         reply,
     };
-    match state.queue.try_send(job) {
+    match state.queue.try_send(Work::Batch(job)) {
         Ok(()) => {}
         Err(mpsc::error::TrySendError::Full(_)) => {
             return unavailable(StatusCode::TOO_MANY_REQUESTS, "pipeline queue is full");

@@ -85,3 +85,29 @@ pub fn sink_failed(sink: &'static str, error: &dyn std::error::Error) {
 pub fn queue_depth(depth: usize) {
     gauge!(m::QUEUE_DEPTH).set(depth as f64);
 }
+
+pub fn changes_stored(count: usize) {
+    if count > 0 {
+        counter!(m::CHANGES_STORED).increment(count as u64);
+    }
+}
+
+pub fn store_failed(error: &dyn std::error::Error) {
+    counter!(m::STORE_ERRORS).increment(1);
+    warn!(%error, "Failed to write history.");
+}
+
+pub fn open_drifts(count: usize) {
+    gauge!(m::DRIFTS_OPEN).set(count as f64);
+}
+
+pub fn drift_reconciled(seconds: f64) {
+    histogram!(m::DRIFT_RECONCILE_SECONDS).record(seconds);
+}
+
+pub fn retention_ran(deleted: usize) {
+    counter!(m::RETENTION_DELETED).increment(deleted as u64);
+    if deleted > 0 {
+        tracing::info!(deleted, "Deleted history past retention.");
+    }
+}

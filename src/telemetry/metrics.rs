@@ -12,6 +12,11 @@ pub const BATCH_EVENTS: &str = "driftwatch_batch_events";
 pub const BATCH_PROCESSING_SECONDS: &str = "driftwatch_batch_processing_seconds";
 pub const SINK_ERRORS: &str = "driftwatch_sink_errors_total";
 pub const QUEUE_DEPTH: &str = "driftwatch_queue_batches";
+pub const CHANGES_STORED: &str = "driftwatch_changes_stored_total";
+pub const STORE_ERRORS: &str = "driftwatch_store_errors_total";
+pub const DRIFTS_OPEN: &str = "driftwatch_drifts_open";
+pub const DRIFT_RECONCILE_SECONDS: &str = "driftwatch_drift_reconcile_seconds";
+pub const RETENTION_DELETED: &str = "driftwatch_retention_deleted_rows_total";
 
 /// Registers descriptions so that `/metrics` explains itself.
 pub fn describe() {

@@ -1,0 +1,361 @@
+//! Per-resource memory: the last known object (for field diffs), who manages
+//! it, and the drift lifecycle. A drift opens with the first out-of-band
+//! change to a resource, collects the later ones, and closes when the
+//! pipeline next writes the resource (`reconciled`) or someone accepts it.
+//!
+//! Changes are journaled per batch and undone if the batch is not accepted,
+//! so a retried batch sees the same state as the first attempt.
+
+use std::num::NonZeroUsize;
+
+use foldhash::HashMap;
+use lru::LruCache;
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::changes::{self, Change};
+use super::ownership::{self, ManagedBy, ObjectFacts, Owner};
+use crate::classify::{FindingType, Verdict};
+use crate::decode::Event;
+
+/// One object in one cluster. Subresources belong to their parent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct ResourceKey {
+    pub cluster: String,
+    pub group: String,
+    pub resource: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DriftState {
+    Open,
+    Reconciled,
+    Accepted,
+}
+
+impl DriftState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftState::Open => "open",
+            DriftState::Reconciled => "reconciled",
+            DriftState::Accepted => "accepted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DriftState> {
+        match s {
+            "open" => Some(DriftState::Open),
+            "reconciled" => Some(DriftState::Reconciled),
+            "accepted" => Some(DriftState::Accepted),
+            _ => None,
+        }
+    }
+}
+
+/// An open drift as the tracker keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenDrift {
+    pub id: String,
+    pub key: ResourceKey,
+    pub opened_at: String,
+    pub opened_at_us: i64,
+    pub opened_by: String,
+}
+
+/// What the store must record about a drift after one event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DriftUpdate {
+    Opened(OpenDrift),
+    Joined {
+        id: String,
+    },
+    Reconciled {
+        id: String,
+        at: String,
+        at_us: i64,
+        pipeline: String,
+        audit_id: String,
+        actor: String,
+        seconds: f64,
+    },
+}
+
+/// The correlation of one event: its field changes and drift.
+#[derive(Debug, Clone, Default)]
+pub struct Correlation {
+    pub key: Option<ResourceKey>,
+    pub changes: Vec<Change>,
+    pub drift: Option<(String, DriftState)>,
+    pub update: Option<DriftUpdate>,
+    pub managed_by: Option<ManagedBy>,
+    pub owner: Option<Owner>,
+    /// The object's name when the request did not carry it (generateName).
+    pub name: Option<String>,
+    pub uid: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Known {
+    last_object: Option<Box<RawValue>>,
+    managed_by: Option<ManagedBy>,
+    owner: Option<Owner>,
+}
+
+enum Undo {
+    Open(ResourceKey, Option<OpenDrift>),
+    Known(ResourceKey, Option<Known>),
+}
+
+pub struct Tracker {
+    open: HashMap<ResourceKey, OpenDrift>,
+    known: LruCache<ResourceKey, Known>,
+    journal: Vec<Undo>,
+}
+
+/// Facts about the event being correlated, computed by the caller.
+pub struct Subject<'a> {
+    pub cluster: &'a str,
+    pub verdict: &'a Verdict,
+    pub pipeline: Option<&'a str>,
+    pub actor: &'a str,
+    pub time: &'a str,
+    pub time_us: i64,
+    pub finding_id: &'a str,
+}
+
+impl Tracker {
+    pub fn new(max_objects: usize) -> Self {
+        Tracker {
+            open: HashMap::default(),
+            known: LruCache::new(NonZeroUsize::new(max_objects).unwrap_or(NonZeroUsize::MIN)),
+            journal: Vec::new(),
+        }
+    }
+
+    /// Open drifts loaded from the store at start-up.
+    pub fn restore(&mut self, drifts: impl IntoIterator<Item = OpenDrift>) {
+        for d in drifts {
+            self.open.insert(d.key.clone(), d);
+        }
+    }
+
+    pub fn open_drifts(&self) -> usize {
+        self.open.len()
+    }
+
+    pub fn observe(&mut self, ev: &Event<'_>, s: &Subject<'_>) -> Correlation {
+        let subresource = ev.subresource();
+        let response = ev.response_object.filter(|_| subresource.is_empty());
+        let request = ev.request_object;
+        let facts = merge_facts(
+            response.map(ownership::facts),
+            request.map(ownership::facts),
+        );
+        let name = ev
+            .object_ref
+            .as_ref()
+            .and_then(|o| o.name.as_deref())
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned)
+            .or_else(|| facts.name.clone());
+        let mut out = Correlation {
+            name: name.clone(),
+            uid: facts.uid.clone(),
+            ..Correlation::default()
+        };
+        let Some(name) = name else {
+            // A collection (deletecollection, create without a name in the
+            // response): no single resource to remember.
+            out.changes = changes::from_request(ev.verb(), ev.resource(), request);
+            out.managed_by = facts.managed_by;
+            out.owner = facts.owner;
+            return out;
+        };
+        let key = ResourceKey {
+            cluster: s.cluster.to_owned(),
+            group: ev.api_group().to_owned(),
+            resource: ev.resource().to_owned(),
+            namespace: ev.namespace().to_owned(),
+            name,
+        };
+
+        let previous = self.known.get(&key).cloned();
+        self.journal
+            .push(Undo::Known(key.clone(), previous.clone()));
+        let previous = previous.unwrap_or_default();
+        let verb = ev.verb();
+        out.changes = field_changes(
+            ev,
+            verb,
+            subresource,
+            request,
+            response,
+            previous.last_object.as_deref(),
+        );
+        out.managed_by = facts.managed_by.clone().or(previous.managed_by.clone());
+        out.owner = facts.owner.clone().or(previous.owner.clone());
+
+        let next = if matches!(verb, "delete" | "deletecollection") && subresource.is_empty() {
+            None
+        } else {
+            Some(Known {
+                last_object: next_object(verb, subresource, request, response)
+                    .or(previous.last_object),
+                managed_by: out.managed_by.clone(),
+                owner: out.owner.clone(),
+            })
+        };
+        match next {
+            Some(k) => {
+                self.known.put(key.clone(), k);
+            }
+            None => {
+                self.known.pop(&key);
+            }
+        }
+
+        match s.verdict {
+            Verdict::Drift(d) if d.finding_type != FindingType::InteractiveAccess => {
+                self.journal
+                    .push(Undo::Open(key.clone(), self.open.get(&key).cloned()));
+                if let Some(open) = self.open.get(&key) {
+                    out.drift = Some((open.id.clone(), DriftState::Open));
+                    out.update = Some(DriftUpdate::Joined {
+                        id: open.id.clone(),
+                    });
+                } else {
+                    let open = OpenDrift {
+                        id: s.finding_id.to_owned(),
+                        key: key.clone(),
+                        opened_at: s.time.to_owned(),
+                        opened_at_us: s.time_us,
+                        opened_by: s.actor.to_owned(),
+                    };
+                    out.drift = Some((open.id.clone(), DriftState::Open));
+                    out.update = Some(DriftUpdate::Opened(open.clone()));
+                    self.open.insert(key.clone(), open);
+                }
+            }
+            Verdict::Sanctioned { .. } => {
+                if let Some(open) = self.open.remove(&key) {
+                    self.journal
+                        .push(Undo::Open(key.clone(), Some(open.clone())));
+                    out.drift = Some((open.id.clone(), DriftState::Reconciled));
+                    out.update = Some(DriftUpdate::Reconciled {
+                        id: open.id,
+                        at: s.time.to_owned(),
+                        at_us: s.time_us,
+                        pipeline: s.pipeline.unwrap_or_default().to_owned(),
+                        audit_id: ev.audit_id().to_owned(),
+                        actor: s.actor.to_owned(),
+                        seconds: (s.time_us - open.opened_at_us).max(0) as f64 / 1e6,
+                    });
+                }
+            }
+            _ => {}
+        }
+        out.key = Some(key);
+        out
+    }
+
+    /// Closes an open drift by id as accepted; returns it.
+    pub fn accept(&mut self, id: &str) -> Option<OpenDrift> {
+        let key = self
+            .open
+            .iter()
+            .find(|(_, d)| d.id == id)
+            .map(|(k, _)| k.clone())?;
+        let open = self.open.remove(&key)?;
+        self.journal.push(Undo::Open(key, Some(open.clone())));
+        Some(open)
+    }
+
+    pub fn commit(&mut self) {
+        self.journal.clear();
+    }
+
+    pub fn rollback(&mut self) {
+        while let Some(undo) = self.journal.pop() {
+            match undo {
+                Undo::Open(key, Some(d)) => {
+                    self.open.insert(key, d);
+                }
+                Undo::Open(key, None) => {
+                    self.open.remove(&key);
+                }
+                Undo::Known(key, Some(k)) => {
+                    self.known.put(key, k);
+                }
+                Undo::Known(key, None) => {
+                    self.known.pop(&key);
+                }
+            }
+        }
+    }
+}
+
+fn merge_facts(response: Option<ObjectFacts>, request: Option<ObjectFacts>) -> ObjectFacts {
+    let (a, b) = (response.unwrap_or_default(), request.unwrap_or_default());
+    ObjectFacts {
+        name: a.name.or(b.name),
+        uid: a.uid.or(b.uid),
+        managed_by: a.managed_by.or(b.managed_by),
+        owner: a.owner.or(b.owner),
+    }
+}
+
+/// Is this body the whole object (not a patch, not a `Status` reply)?
+fn whole_object(body: &RawValue) -> Option<Value> {
+    let v: Value = serde_json::from_str(body.get()).ok()?;
+    let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");
+    (v.is_object() && kind != "Status" && v.get("metadata").is_some()).then_some(v)
+}
+
+fn field_changes(
+    ev: &Event<'_>,
+    verb: &str,
+    subresource: &str,
+    request: Option<&RawValue>,
+    response: Option<&RawValue>,
+    last: Option<&RawValue>,
+) -> Vec<Change> {
+    let resource = ev.resource();
+    if subresource.is_empty()
+        && matches!(verb, "update" | "patch")
+        && let Some(last) = last.and_then(whole_object)
+    {
+        // The object after the change: the response, or for `update` the
+        // request, which is the whole object.
+        let after = response.and_then(whole_object).or_else(|| {
+            (verb == "update")
+                .then(|| request.and_then(whole_object))
+                .flatten()
+        });
+        if let Some(after) = after {
+            return changes::diff(resource, &last, &after);
+        }
+    }
+    changes::from_request(verb, resource, request)
+}
+
+/// The version of the object to remember after this event.
+fn next_object(
+    verb: &str,
+    subresource: &str,
+    request: Option<&RawValue>,
+    response: Option<&RawValue>,
+) -> Option<Box<RawValue>> {
+    if !subresource.is_empty() {
+        return None;
+    }
+    let keep = |b: &RawValue| whole_object(b).is_some().then(|| b.to_owned());
+    response.and_then(keep).or_else(|| {
+        matches!(verb, "create" | "update")
+            .then(|| request.and_then(keep))
+            .flatten()
+    })
+}

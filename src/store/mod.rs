@@ -1,0 +1,338 @@
+//! The history store: SQLite under the data directory. One writer (the
+//! pipeline thread) with one transaction per batch; readers open their own
+//! connections, which WAL mode lets run beside the writer.
+
+pub mod query;
+pub mod records;
+mod schema;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::correlate::{OpenDrift, ResourceKey};
+pub use records::{ChangeDetail, ChangeRecord, DriftWrite};
+
+pub const DB_FILE: &str = "driftwatch.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data directory {path}: {source}")]
+    Dir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("history store {path}: {source}")]
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error(
+        "history store {path} has schema version {found}, newer than this driftwatch knows ({known}); upgrade driftwatch"
+    )]
+    TooNew {
+        path: String,
+        found: i64,
+        known: i64,
+    },
+}
+
+/// Applies the connection settings every connection needs.
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// The write side.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// What one batch write did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    pub inserted: usize,
+    /// Rows whose dedupe key was already stored: redeliveries.
+    pub duplicates: usize,
+}
+
+impl Store {
+    /// Opens (creating if needed) `DIR/driftwatch.db` and migrates it.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let path = dir.join(DB_FILE);
+        let err = |source| StoreError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut conn = Connection::open(&path).map_err(err)?;
+        configure(&conn).map_err(err)?;
+        // WAL: readers never block the writer. NORMAL: a commit survives a
+        // process crash; an OS crash may lose the last transactions.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        migrate(&mut conn, &path)?;
+        Ok(Store { conn, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        |source| StoreError::Sqlite {
+            path: self.path.display().to_string(),
+            source,
+        }
+    }
+
+    /// Which of `keys` are already stored.
+    pub fn known_keys(&self, keys: &[[u8; 16]]) -> Result<Vec<bool>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT 1 FROM changes WHERE dedupe_key = ?1")
+            .map_err(self.err())?;
+        keys.iter()
+            .map(|k| {
+                stmt.query_row([&k[..]], |_| Ok(()))
+                    .optional()
+                    .map(|r| r.is_some())
+                    .map_err(self.err())
+            })
+            .collect()
+    }
+
+    /// Writes a batch in one transaction. A change whose dedupe key is
+    /// already stored is skipped, so redelivery is idempotent across restarts.
+    pub fn write(
+        &mut self,
+        changes: &[ChangeRecord],
+        drifts: &[DriftWrite],
+    ) -> Result<Written, StoreError> {
+        let path = self.path.display().to_string();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let mut written = Written::default();
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO changes (dedupe_key, time, time_us, cluster, api_group, api_version,
+                        resource, subresource, namespace, name, uid, verb, actor, impersonator, client,
+                        field_manager, audit_id, verdict, pipeline, finding_type, severity, finding_id,
+                        drift_id, changed_paths, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                        ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+                )
+                .map_err(err)?;
+            for c in changes {
+                let detail = serde_json::to_string(&c.detail).unwrap_or_else(|_| "{}".to_owned());
+                let paths = c
+                    .detail
+                    .changes
+                    .iter()
+                    .map(|ch| ch.path.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let n = insert
+                    .execute(params![
+                        &c.dedupe_key[..],
+                        c.time,
+                        c.time_us,
+                        c.cluster,
+                        c.resource.group,
+                        c.resource.version,
+                        c.resource.resource,
+                        c.resource.subresource,
+                        c.resource.namespace.as_deref().unwrap_or(""),
+                        c.resource.name.as_deref().unwrap_or(""),
+                        c.resource.uid,
+                        c.verb,
+                        c.actor,
+                        c.detail
+                            .impersonated_by
+                            .as_ref()
+                            .map(|i| i.username.as_str()),
+                        c.detail.client,
+                        c.detail.field_manager,
+                        c.audit_id,
+                        c.verdict,
+                        c.pipeline,
+                        c.finding_type,
+                        c.severity,
+                        c.finding_id,
+                        c.drift_id,
+                        paths,
+                        detail,
+                    ])
+                    .map_err(err)?;
+                if n == 1 {
+                    written.inserted += 1;
+                } else {
+                    written.duplicates += 1;
+                }
+            }
+            for d in drifts {
+                write_drift(&tx, d).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(written)
+    }
+
+    /// Open drifts, to restore the tracker after a restart.
+    pub fn open_drifts(&self) -> Result<Vec<OpenDrift>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, cluster, api_group, resource, namespace, name, opened_at, opened_at_us, opened_by
+                 FROM drifts WHERE state = 'open'",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(OpenDrift {
+                    id: r.get(0)?,
+                    key: ResourceKey {
+                        cluster: r.get(1)?,
+                        group: r.get(2)?,
+                        resource: r.get(3)?,
+                        namespace: r.get(4)?,
+                        name: r.get(5)?,
+                    },
+                    opened_at: r.get(6)?,
+                    opened_at_us: r.get(7)?,
+                    opened_by: r.get(8)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.err())
+    }
+
+    /// Deletes changes older than `cutoff_us` and drifts closed before it.
+    /// Open drifts are kept whatever their age. Returns rows deleted.
+    pub fn purge_before(&mut self, cutoff_us: i64) -> Result<usize, StoreError> {
+        let path = self.path.display().to_string();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let changes = tx
+            .execute("DELETE FROM changes WHERE time_us < ?1", [cutoff_us])
+            .map_err(err)?;
+        let drifts = tx
+            .execute(
+                "DELETE FROM drifts WHERE state != 'open' AND closed_at_us < ?1",
+                [cutoff_us],
+            )
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(changes + drifts)
+    }
+}
+
+fn write_drift(tx: &rusqlite::Transaction<'_>, d: &DriftWrite) -> rusqlite::Result<()> {
+    match d {
+        DriftWrite::Open(o) => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO drifts (id, state, cluster, api_group, resource, namespace, name,
+                    opened_at, opened_at_us, opened_by)
+                 VALUES (?1, 'open', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                o.id,
+                o.key.cluster,
+                o.key.group,
+                o.key.resource,
+                o.key.namespace,
+                o.key.name,
+                o.opened_at,
+                o.opened_at_us,
+                o.opened_by
+            ])?;
+        }
+        DriftWrite::Reconciled {
+            id,
+            at,
+            at_us,
+            pipeline,
+            audit_id,
+            actor,
+            seconds,
+        } => {
+            tx.prepare_cached(
+                "UPDATE drifts SET state = 'reconciled', closed_at = ?2, closed_at_us = ?3,
+                    closed_pipeline = ?4, closed_audit_id = ?5, closed_actor = ?6, reconcile_seconds = ?7
+                 WHERE id = ?1 AND state = 'open'",
+            )?
+            .execute(params![id, at, at_us, pipeline, audit_id, actor, seconds])?;
+        }
+        DriftWrite::Accepted {
+            id,
+            at,
+            at_us,
+            by,
+            reason,
+        } => {
+            tx.prepare_cached(
+                "UPDATE drifts SET state = 'accepted', closed_at = ?2, closed_at_us = ?3,
+                    closed_actor = ?4, closed_reason = ?5
+                 WHERE id = ?1 AND state = 'open'",
+            )?
+            .execute(params![id, at, at_us, by, reason])?;
+        }
+    }
+    Ok(())
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let err = |source| StoreError::Sqlite {
+        path: path.display().to_string(),
+        source,
+    };
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(err)?;
+    let known = schema::MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::TooNew {
+            path: path.display().to_string(),
+            found: version,
+            known,
+        });
+    }
+    for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction().map_err(err)?;
+        tx.execute_batch(sql).map_err(err)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Opens a read connection (queries, the CLI).
+pub fn open_reader(dir: &Path) -> Result<Connection, StoreError> {
+    let path = dir.join(DB_FILE);
+    let err = |source| StoreError::Sqlite {
+        path: path.display().to_string(),
+        source,
+    };
+    let conn = Connection::open_with_flags(
+        &path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(err)?;
+    configure(&conn).map_err(err)?;
+    Ok(conn)
+}
