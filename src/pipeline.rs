@@ -193,7 +193,9 @@ impl Pipeline {
             let finding_id = finding_id_of(key, cluster, ev);
             let pipeline_name = match &verdict {
                 Verdict::Sanctioned { pipeline } => policy.pipeline_name(*pipeline),
-                Verdict::Drift(d) => d.pipeline.and_then(|i| policy.pipeline_name(i)),
+                Verdict::Drift(d) if d.finding_type.involves_pipeline() => {
+                    d.pipeline.and_then(|i| policy.pipeline_name(i))
+                }
                 _ => None,
             };
             let actor = effective_user(ev);

@@ -94,10 +94,12 @@ pub fn classify(policy: &Policy, ev: &Event<'_>, stage: Stage) -> Verdict {
     if NOISE.contains(&resource) && ev.subresource().is_empty() {
         return Verdict::Ignored(IgnoreReason::NoiseResource);
     }
-    if policy
-        .ignore_resources
-        .iter()
-        .any(|r| resource_matches(r, resource, group))
+    // Ignoring a kind ignores its churn, never a shell opened into it.
+    if access == Access::Mutation
+        && policy
+            .ignore_resources
+            .iter()
+            .any(|r| resource_matches(r, resource, group))
     {
         return Verdict::Ignored(IgnoreReason::ConfiguredResource);
     }

@@ -1,6 +1,9 @@
 //! Integration tests: one binary, so the crate links once. They drive the
 //! real `driftwatch` binary over real HTTP and real files.
 
+// Test code may panic on what it controls.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 mod corpus;
 mod scenarios;
