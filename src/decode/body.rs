@@ -155,7 +155,7 @@ pub fn decode_str<'a>(
                     Some(Err(e)) => {
                         out.documents += 1;
                         reject_json(&e, line, out);
-                        pos = resync(text, pos);
+                        pos = after_rejected(text, pos, &e);
                     }
                     None => return bytes.len(),
                 }
@@ -183,7 +183,7 @@ pub fn decode_str<'a>(
                     Some(Err(e)) => {
                         out.documents += 1;
                         reject_json(&e, line, out);
-                        pos = resync(text, pos);
+                        pos = after_rejected(text, pos, &e);
                     }
                     None => return bytes.len(),
                 }
@@ -274,16 +274,36 @@ fn reject_json(e: &serde_json::Error, doc_line: usize, out: &mut Decoded<'_>) {
     out.reject(line, reason, message);
 }
 
-/// Where decoding resumes after a bad document: the next line that starts
-/// with `{` or `[`, which is where JSON lines and pretty-printed documents
-/// begin (their inner lines are indented).
+/// Where decoding resumes after the document at `from` was rejected with
+/// `e`. A document that is valid JSON but not an event ends exactly where its
+/// value ends, so whatever follows it (another document on the same line, an
+/// indented line, a line of garbage) is judged on its own rather than skipped
+/// unreported. A broken document has no known end: [`resync`].
+fn after_rejected(text: &str, from: usize, e: &serde_json::Error) -> usize {
+    if e.is_data() {
+        let mut stream =
+            serde_json::Deserializer::from_str(&text[from..]).into_iter::<serde::de::IgnoredAny>();
+        if let Some(Ok(_)) = stream.next() {
+            return from + stream.byte_offset();
+        }
+    }
+    resync(text, from)
+}
+
+/// Where decoding resumes after a broken document or a line that is not JSON:
+/// the next line that starts a document. The inner lines of a pretty-printed
+/// document are indented and its closing bracket is at column 0, so a line
+/// that starts with anything else is a new document, JSON or not; stopping
+/// only at `{` or `[` would skip a garbage line without rejecting it.
 fn resync(text: &str, from: usize) -> usize {
     let bytes = text.as_bytes();
     let mut i = from;
     while let Some(nl) = bytes[i..].iter().position(|&b| b == b'\n') {
         i += nl + 1;
-        if matches!(bytes.get(i), Some(b'{' | b'[')) {
-            return i;
+        match bytes.get(i) {
+            Some(b) if b.is_ascii_whitespace() || matches!(b, b'}' | b']' | b',' | b'"') => {}
+            Some(_) => return i,
+            None => break,
         }
     }
     bytes.len()

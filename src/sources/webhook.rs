@@ -6,15 +6,15 @@
 //! (a retry cannot fix it); `429`/`503` with `Retry-After` when the pipeline
 //! cannot take the batch now.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -101,9 +101,9 @@ async fn handle(state: WebhookState, cluster: Option<String>, body: Body) -> Res
     if state.shutdown.is_cancelled() {
         return unavailable(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
-    let body = match Limited::new(body, state.max_body_bytes).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+    let body = match read_body(body, state.max_body_bytes).await {
+        Ok(body) => body,
+        Err(ReadError::TooLarge) => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!(
@@ -112,11 +112,13 @@ async fn handle(state: WebhookState, cluster: Option<String>, body: Body) -> Res
                 ),
             );
         }
-        Err(e) => {
+        Err(ReadError::Body(e)) => {
             return error(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"));
         }
     };
-    if body.iter().all(u8::is_ascii_whitespace) {
+    // A byte-order mark alone is no more a batch than an empty body.
+    let content = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&body);
+    if content.iter().all(u8::is_ascii_whitespace) {
         return error(
             StatusCode::BAD_REQUEST,
             "empty body: expected an EventList, Event, array or JSON lines",
@@ -196,6 +198,55 @@ async fn handle(state: WebhookState, cluster: Option<String>, body: Body) -> Res
         }
         Err(_) => unavailable(StatusCode::SERVICE_UNAVAILABLE, "pipeline stopped"),
     }
+}
+
+enum ReadError {
+    TooLarge,
+    Body(axum::Error),
+}
+
+/// Past the limit, the rest of the body is still read and thrown away, up to
+/// this much more: a server that answers and closes while the client is still
+/// sending makes the client's next write fail (broken pipe, reset), and the
+/// client never sees the `413` that tells it to send smaller batches.
+const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
+const DRAIN_MAX_TIME: Duration = Duration::from_secs(10);
+
+/// The whole (decompressed) body, at most `limit` bytes of it.
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ReadError> {
+    // Content-Length sizes the buffer, but only up to a point: a client that
+    // announces a big body and sends nothing must not pin that much memory.
+    const PREALLOCATE_MAX: usize = 1024 * 1024;
+    let hint = usize::try_from(body.size_hint().lower()).unwrap_or(limit);
+    let mut buf = BytesMut::with_capacity(hint.min(limit).min(PREALLOCATE_MAX));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(ReadError::Body)?;
+        let Some(data) = frame.data_ref() else {
+            continue;
+        };
+        if buf.len() + data.len() > limit {
+            drain(body).await;
+            return Err(ReadError::TooLarge);
+        }
+        buf.extend_from_slice(data);
+    }
+    Ok(buf.freeze())
+}
+
+/// Reads and discards what is left of a body, within bounds: a client that
+/// keeps sending gets its answer late rather than never; one that sends
+/// without end, or a decompression bomb, is cut off.
+async fn drain(mut body: Body) {
+    let mut drained = 0usize;
+    let _ = tokio::time::timeout(DRAIN_MAX_TIME, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            drained += frame.data_ref().map_or(0, Bytes::len);
+            if drained > DRAIN_MAX_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 fn valid_cluster_name(name: &str) -> bool {

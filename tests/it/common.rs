@@ -87,7 +87,13 @@ pub struct Service {
 impl Service {
     /// Starts the service with `config` (YAML) or the embedded defaults.
     pub fn start(config: Option<&str>) -> Result<Service> {
-        let dir = tempfile::tempdir()?;
+        Service::start_in(tempfile::tempdir()?, config)
+    }
+
+    /// Starts the service in `dir`, with `DIR/data` as its data directory:
+    /// a directory handed back by [`Service::stop_keeping_dir`] (a restart
+    /// on the same history store) or filled by `replay --data-dir`.
+    pub fn start_in(dir: tempfile::TempDir, config: Option<&str>) -> Result<Service> {
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .arg("--listen")
@@ -168,8 +174,27 @@ impl Service {
             .collect()
     }
 
+    /// The `--data-dir` the service runs with.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// Sends SIGTERM and waits for a clean exit; returns the exit code.
     pub fn stop(mut self) -> Result<i32> {
+        self.terminate()
+    }
+
+    /// Like [`Service::stop`], but hands the directory back (it is deleted
+    /// otherwise), for [`Service::start_in`].
+    pub fn stop_keeping_dir(mut self) -> Result<(i32, tempfile::TempDir)> {
+        let code = self.terminate()?;
+        // `Service` implements `Drop`, so the field cannot be moved out;
+        // swap in an empty directory for the drop to delete.
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir()?);
+        Ok((code, dir))
+    }
+
+    fn terminate(&mut self) -> Result<i32> {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status()?;
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -118,3 +118,34 @@ fn legacy_v1beta1_with_timestamp_and_null_impersonation() {
     assert_eq!(d.events[0].event.received_at(), "2018-10-26T13:38:34Z");
     assert!(d.events[0].event.impersonated_user.is_none());
 }
+
+#[test]
+fn what_follows_a_rejected_document_is_judged_not_skipped() {
+    // Valid JSON that is not an event ends where its value ends: the garbage
+    // line after it is a rejection of its own, and an event sharing its line
+    // or indented on the next one is kept.
+    let body = format!("{{\"kind\": 0}}\ngarbage, not JSON\n{{\"kind\": 0}} {EV}\n  {EV}\n{EV}\n");
+    let d = decode_bytes(body.as_bytes());
+    assert_eq!(ids(&d), ["a1", "a1", "a1"]);
+    assert_eq!(
+        d.rejections.iter().map(|r| r.line).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "{:?}",
+        d.rejections
+    );
+    assert_eq!(d.rejections[1].reason, RejectReason::InvalidJson);
+    assert_eq!(d.documents, 6);
+
+    // A broken document has no known end: resume at the next line that
+    // starts a document, and reject a garbage line there too.
+    let body =
+        format!("{{\"auditID\": \"broken\",,\n  \"verb\": \"get\"\n}}\nnot JSON either\n{EV}\n");
+    let d = decode_bytes(body.as_bytes());
+    assert_eq!(ids(&d), ["a1"]);
+    assert_eq!(
+        d.rejections.iter().map(|r| r.line).collect::<Vec<_>>(),
+        [1, 4],
+        "{:?}",
+        d.rejections
+    );
+}
