@@ -56,6 +56,8 @@ pub struct Server {
 impl Server {
     /// Binds the listener and starts the pipeline thread.
     pub async fn bind(config: Config, shutdown: CancellationToken) -> Result<Server, AppError> {
+        // First: the store and retention record metrics as soon as they open.
+        let metrics = telemetry::init_metrics();
         std::fs::create_dir_all(&config.data_dir).map_err(|source| AppError::DataDir {
             path: config.data_dir.display().to_string(),
             source,
@@ -84,7 +86,6 @@ impl Server {
             spawn_retention(queue.clone(), config.history.retention, shutdown.clone());
         }
 
-        let metrics = telemetry::init_metrics();
         let webhook_state = WebhookState {
             queue: queue.clone(),
             max_body_bytes: config.max_body_bytes,
@@ -105,6 +106,10 @@ impl Server {
             // The handler enforces the limit on the decompressed body itself.
             .layer(DefaultBodyLimit::disable())
             .layer(RequestDecompressionLayer::new())
+            // Outermost: the decompression layer answers an unsupported
+            // Content-Encoding with a bare 415; say why, in JSON, like every
+            // other refusal.
+            .layer(axum::middleware::map_response(explain_unsupported_encoding))
             .with_state(webhook_state);
         let query_routes = Router::new()
             .route("/api/v1/changes", get(query::changes))
@@ -156,6 +161,23 @@ impl Server {
         info!("Stopped.");
         result.map_err(AppError::Serve)
     }
+}
+
+async fn explain_unsupported_encoding(
+    response: axum::response::Response,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if response.status() != axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE {
+        return response;
+    }
+    crate::telemetry::events::webhook_answered(415);
+    (
+        axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        axum::Json(serde_json::json!({
+            "error": "unsupported Content-Encoding: send the body uncompressed or gzip-compressed"
+        })),
+    )
+        .into_response()
 }
 
 /// Asks the pipeline thread to apply retention now and then, until shutdown.

@@ -264,6 +264,11 @@ impl Pipeline {
                     if f.resource.name.is_none() {
                         f.resource.name = corr.name.clone();
                     }
+                    // A Namespace is cluster-scoped even where the API server
+                    // logs its own name as the namespace.
+                    if crate::correlate::object_namespace(ev).is_empty() {
+                        f.resource.namespace = None;
+                    }
                     if f.resource.uid.is_none() {
                         f.resource.uid = corr.uid.clone();
                     }
@@ -410,6 +415,11 @@ fn record(
     finding: Option<&Finding>,
 ) -> ChangeRecord {
     let mut resource = resource_ref(ev);
+    // Stored under the same identity the tracker uses, so that the history
+    // of a Namespace (cluster-scoped, `_` in the API) is one history.
+    if crate::correlate::object_namespace(ev).is_empty() {
+        resource.namespace = None;
+    }
     if resource.name.is_none() {
         resource.name = corr.name.clone();
     }

@@ -7,4 +7,7 @@ pub mod tracker;
 
 pub use changes::Change;
 pub use ownership::{ManagedBy, Owner};
-pub use tracker::{Correlation, DriftState, DriftUpdate, OpenDrift, ResourceKey, Subject, Tracker};
+pub use tracker::{
+    Correlation, DriftState, DriftUpdate, OpenDrift, ResourceKey, Subject, Tracker,
+    object_namespace,
+};

@@ -101,6 +101,10 @@ pub struct Correlation {
 #[derive(Debug, Clone, Default)]
 struct Known {
     last_object: Option<Box<RawValue>>,
+    /// The stage time (µs) of the event `last_object` came from. Delivery
+    /// is unordered: an older event delivered late neither diffs against a
+    /// newer object nor replaces it.
+    last_us: i64,
     managed_by: Option<ManagedBy>,
     owner: Option<Owner>,
 }
@@ -179,7 +183,7 @@ impl Tracker {
             cluster: s.cluster.to_owned(),
             group: ev.api_group().to_owned(),
             resource: ev.resource().to_owned(),
-            namespace: ev.namespace().to_owned(),
+            namespace: object_namespace(ev).to_owned(),
             name,
         };
 
@@ -187,6 +191,7 @@ impl Tracker {
         self.journal
             .push(Undo::Known(key.clone(), previous.clone()));
         let previous = previous.unwrap_or_default();
+        let in_order = previous.last_object.is_none() || s.time_us >= previous.last_us;
         let verb = ev.verb();
         out.changes = field_changes(
             ev,
@@ -194,7 +199,7 @@ impl Tracker {
             subresource,
             request,
             response,
-            previous.last_object.as_deref(),
+            previous.last_object.as_deref().filter(|_| in_order),
         );
         out.managed_by = facts.managed_by.clone().or(previous.managed_by.clone());
         out.owner = facts.owner.clone().or(previous.owner.clone());
@@ -202,11 +207,23 @@ impl Tracker {
         let next = if matches!(verb, "delete" | "deletecollection") && subresource.is_empty() {
             None
         } else {
-            Some(Known {
-                last_object: next_object(verb, subresource, request, response)
-                    .or(previous.last_object),
-                managed_by: out.managed_by.clone(),
-                owner: out.owner.clone(),
+            let newer = if in_order {
+                next_object(verb, subresource, request, response)
+            } else {
+                None
+            };
+            Some(match newer {
+                Some(object) => Known {
+                    last_object: Some(object),
+                    last_us: s.time_us,
+                    managed_by: out.managed_by.clone(),
+                    owner: out.owner.clone(),
+                },
+                None => Known {
+                    managed_by: out.managed_by.clone(),
+                    owner: out.owner.clone(),
+                    ..previous
+                },
             })
         };
         match next {
@@ -241,7 +258,13 @@ impl Tracker {
                 }
             }
             Verdict::Sanctioned { .. } => {
-                if let Some(open) = self.open.remove(&key) {
+                // Delivery is unordered: a sanctioned change from before the
+                // drift opened (a retried batch) put nothing back.
+                let after_drift = self
+                    .open
+                    .get(&key)
+                    .is_some_and(|open| s.time_us >= open.opened_at_us);
+                if after_drift && let Some(open) = self.open.remove(&key) {
                     self.journal
                         .push(Undo::Open(key.clone(), Some(open.clone())));
                     out.drift = Some((open.id.clone(), DriftState::Reconciled));
@@ -295,6 +318,18 @@ impl Tracker {
                 }
             }
         }
+    }
+}
+
+/// The namespace an object lives in; "" for cluster-scoped objects. The API
+/// server files `/api/v1/namespaces/NAME` (a patch or delete of a Namespace)
+/// under namespace NAME, while the create of that Namespace carries none:
+/// a Namespace is cluster-scoped, so both are "".
+pub fn object_namespace<'e>(ev: &'e Event<'_>) -> &'e str {
+    if ev.api_group().is_empty() && ev.resource() == "namespaces" {
+        ""
+    } else {
+        ev.namespace()
     }
 }
 

@@ -153,15 +153,20 @@ pub fn parse_time(name: &'static str, value: &str) -> Result<i64, QueryError> {
             "{value:?}: expected a duration such as 7d, 24h, 30m or an RFC 3339 time"
         ))
     })?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        "w" => n * 604_800,
+    let unit_secs: i64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 604_800,
         _ => return Err(bad(format!("{value:?}: unit must be s, m, h, d or w"))),
     };
-    Ok(jiff::Timestamp::now().as_microsecond() - secs * 1_000_000)
+    // The number comes from a URL or the command line: `1000000000d` must be
+    // a 400, not an arithmetic overflow (a panic in debug builds).
+    n.checked_mul(unit_secs)
+        .and_then(|s| s.checked_mul(1_000_000))
+        .and_then(|us| jiff::Timestamp::now().as_microsecond().checked_sub(us))
+        .ok_or_else(|| bad(format!("{value:?}: too far in the past")))
 }
 
 fn limit(l: Option<usize>) -> Result<usize, QueryError> {
@@ -204,13 +209,28 @@ impl Where {
                 .push(format!("{column} = ?{}", self.params.len()));
         }
     }
+    /// A clause whose bare `?` placeholders take `values` in order. They are
+    /// numbered in one pass: replacing the first `?` again and again would
+    /// find the `?1` just written and turn it into `?21`.
     fn raw(&mut self, clause: &str, values: Vec<SqlValue>) {
-        let mut clause = clause.to_owned();
-        for v in values {
-            self.params.push(v);
-            clause = clause.replacen("?", &format!("?{}", self.params.len()), 1);
+        let mut numbered = String::with_capacity(clause.len() + 4 * values.len());
+        let mut values = values.into_iter();
+        for c in clause.chars() {
+            if c != '?' {
+                numbered.push(c);
+                continue;
+            }
+            match values.next() {
+                Some(v) => {
+                    self.params.push(v);
+                    numbered.push_str(&format!("?{}", self.params.len()));
+                }
+                // More placeholders than values: a bug in this module, which
+                // SQLite reports as a parameter count mismatch.
+                None => numbered.push('?'),
+            }
         }
-        self.clauses.push(clause);
+        self.clauses.push(numbered);
     }
     fn sql(&self) -> String {
         if self.clauses.is_empty() {
@@ -255,9 +275,17 @@ pub fn changes(conn: &Connection, f: &ChangeFilter) -> Result<Page<ChangeItem>, 
             .replace('\\', "\\\\")
             .replace('%', "\\%")
             .replace('_', "\\_");
+        // The path itself or a path below it: `spec.template` matches
+        // `spec.template.spec.containers[name=app].image`, but `spec.rep`
+        // is no field and matches nothing.
         w.raw(
-            "(char(10) || c.changed_paths || char(10)) LIKE ? ESCAPE '\\'",
-            vec![SqlValue::Text(format!("%\n{escaped}%"))],
+            "((char(10) || c.changed_paths || char(10)) LIKE ? ESCAPE '\\'
+              OR (char(10) || c.changed_paths || char(10)) LIKE ? ESCAPE '\\'
+              OR (char(10) || c.changed_paths || char(10)) LIKE ? ESCAPE '\\')",
+            ["\n", ".", "["]
+                .iter()
+                .map(|after| SqlValue::Text(format!("%\n{escaped}{after}%")))
+                .collect(),
         );
     }
     if let Some(since) = &f.since {
@@ -487,4 +515,42 @@ fn fill_drift_changes(conn: &Connection, item: &mut DriftItem) -> Result<(), Que
         item.changes.extend(detail.changes);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_in_order_across_clauses() {
+        let mut w = Where::new();
+        w.eq("c.cluster", &Some("prod".to_owned()));
+        w.raw(
+            "(c.time_us < ? OR (c.time_us = ? AND c.seq < ?))",
+            vec![
+                SqlValue::Integer(10),
+                SqlValue::Integer(10),
+                SqlValue::Integer(3),
+            ],
+        );
+        w.raw("c.time_us >= ?", vec![SqlValue::Integer(1)]);
+        assert_eq!(
+            w.sql(),
+            "WHERE c.cluster = ?1 AND (c.time_us < ?2 OR (c.time_us = ?3 AND c.seq < ?4)) AND c.time_us >= ?5"
+        );
+        assert_eq!(w.params.len(), 5);
+    }
+
+    #[test]
+    fn huge_durations_are_rejected_not_overflowed() {
+        for v in ["1000000000d", "99999999999999w", "9223372036854775807s"] {
+            assert!(
+                matches!(parse_time("since", v), Err(QueryError::BadParam { .. })),
+                "{v}"
+            );
+        }
+        let week = parse_time("since", "7d").unwrap();
+        let now = jiff::Timestamp::now().as_microsecond();
+        assert!((now - week - 7 * 86_400_000_000).abs() < 60_000_000);
+    }
 }

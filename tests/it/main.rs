@@ -6,5 +6,6 @@
 
 mod common;
 mod corpus;
+mod history;
 mod scenarios;
 mod webhook;

@@ -1,0 +1,225 @@
+//! Scale check of the history store: fills a fresh store with N generated
+//! changes through the same `Store::write` the pipeline uses, then times the
+//! queries an incident responder runs.
+//!
+//! ```sh
+//! cargo run --release --example history_scale -- --changes 1000000 --dir /tmp/dw-scale
+//! ```
+//!
+//! Reports write throughput (changes/s), database bytes per change, and the
+//! latency of a one-resource history query and of `who-changed` (the same
+//! query through the CLI code path). Each timing is compared with a bare
+//! `SELECT count(*)` over the same table in the same run, because the
+//! machine is shared and absolute numbers move.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use driftwatch::correlate::Change;
+use driftwatch::forensics::{self, Request, Target};
+use driftwatch::sinks::ResourceRef;
+use driftwatch::store::query::{self, ChangeFilter};
+use driftwatch::store::{ChangeDetail, ChangeRecord, Store};
+
+struct Args {
+    changes: usize,
+    dir: PathBuf,
+    batch: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        changes: 1_000_000,
+        dir: std::env::temp_dir().join("driftwatch-history-scale"),
+        batch: 400,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_default();
+        match flag.as_str() {
+            "--changes" => a.changes = value.parse().unwrap_or(a.changes),
+            "--dir" => a.dir = PathBuf::from(value),
+            "--batch" => a.batch = value.parse().unwrap_or(a.batch),
+            other => {
+                eprintln!("unknown flag {other}; flags: --changes N --dir DIR --batch N");
+                std::process::exit(2);
+            }
+        }
+    }
+    a
+}
+
+/// A deterministic spread: 200 namespaces x 50 deployments, 300 actors,
+/// one change in ten by a human (drift), the rest by Argo CD.
+fn record(i: usize, base_us: i64) -> ChangeRecord {
+    let ns = format!("team-{}", i % 200);
+    let name = format!("svc-{}", (i / 200) % 50);
+    let human = i.is_multiple_of(10);
+    let actor = if human {
+        format!("engineer{}@example.com", i % 300)
+    } else {
+        "system:serviceaccount:argocd:argocd-application-controller".to_owned()
+    };
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    key[8..].copy_from_slice(&(i as u64 ^ 0x5a5a_5a5a_5a5a_5a5a).to_le_bytes());
+    let time_us = base_us + i as i64 * 1_000;
+    let time = jiff::Timestamp::from_microsecond(time_us)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string())
+        .unwrap_or_default();
+    ChangeRecord {
+        dedupe_key: key,
+        time,
+        time_us,
+        cluster: "prod-eu-1".to_owned(),
+        resource: ResourceRef {
+            group: "apps".to_owned(),
+            version: "v1".to_owned(),
+            resource: "deployments".to_owned(),
+            subresource: None,
+            namespace: Some(ns.clone()),
+            name: Some(name.clone()),
+            uid: Some(format!("6f1c2a7e-8b1d-4a51-9d0e-{:012x}", i % 10_000)),
+        },
+        verb: "patch".to_owned(),
+        actor,
+        audit_id: format!("{:08x}-1b0d-4c1e-9a53-{:012x}", i, i),
+        verdict: if human { "drift" } else { "sanctioned" },
+        pipeline: (!human).then(|| "argocd".to_owned()),
+        finding_type: human.then_some("out_of_band_change"),
+        severity: human.then_some("high"),
+        finding_id: format!("{:032x}", i),
+        drift_id: human.then(|| format!("{:032x}", i)),
+        detail: ChangeDetail {
+            groups: vec!["system:authenticated".to_owned()],
+            impersonated_by: None,
+            user_agent: Some(if human {
+                "kubectl/v1.31.2 (linux/amd64) kubernetes/5864a46".to_owned()
+            } else {
+                "argocd-application-controller/v2.13.1 (linux/amd64)".to_owned()
+            }),
+            client: Some(if human { "kubectl" } else { "argocd" }.to_owned()),
+            source_ips: vec!["10.0.0.7".to_owned()],
+            field_manager: Some(
+                if human {
+                    "kubectl-edit"
+                } else {
+                    "argocd-controller"
+                }
+                .to_owned(),
+            ),
+            request_uri: format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}"),
+            changes: vec![Change {
+                path: "spec.replicas".to_owned(),
+                old: serde_json::Value::from(3),
+                new: serde_json::Value::from(if human { 5 } else { 3 }),
+                redacted: false,
+            }],
+            managed_by: None,
+            owner: None,
+            reasons: if human {
+                vec!["identity matches no sanctioned pipeline".to_owned()]
+            } else {
+                Vec::new()
+            },
+        },
+    }
+}
+
+fn median_ms(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    samples[samples.len() / 2]
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = args();
+    if a.dir.exists() {
+        std::fs::remove_dir_all(&a.dir)?;
+    }
+    let mut store = Store::open(&a.dir)?;
+    let base_us = jiff::Timestamp::now().as_microsecond() - a.changes as i64 * 1_000;
+
+    let started = Instant::now();
+    let mut batch = Vec::with_capacity(a.batch);
+    let mut i = 0;
+    while i < a.changes {
+        batch.clear();
+        batch.extend((i..(i + a.batch).min(a.changes)).map(|j| record(j, base_us)));
+        store.write(&batch, &[])?;
+        i += a.batch;
+    }
+    let write_s = started.elapsed().as_secs_f64();
+    drop(store);
+
+    let db = a.dir.join(driftwatch::store::DB_FILE);
+    let conn = driftwatch::store::open_reader(&a.dir)?;
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").ok();
+    let bytes = std::fs::metadata(&db)?.len()
+        + std::fs::metadata(db.with_extension("db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+
+    // Baseline: a full count over the table, same run, same file.
+    let mut base = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let _: i64 = conn.query_row("SELECT count(*) FROM changes", [], |r| r.get(0))?;
+        base.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let filter = ChangeFilter {
+        namespace: Some("team-7".to_owned()),
+        group: Some("apps".to_owned()),
+        resource: Some("deployments".to_owned()),
+        name: Some("svc-3".to_owned()),
+        limit: Some(100),
+        ..ChangeFilter::default()
+    };
+    let mut history = Vec::new();
+    let mut rows = 0;
+    for _ in 0..20 {
+        let t = Instant::now();
+        rows = query::changes(&conn, &filter)?.items.len();
+        history.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let target = Target::parse("deploy/svc-3")?;
+    let req = Request {
+        target: &target,
+        namespace: Some("team-7"),
+        cluster: None,
+        since: None,
+        field: Some("spec.replicas"),
+        limit: 100,
+    };
+    let mut who = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let items = forensics::from_store(&a.dir, &req)?;
+        let _ = forensics::table(&items);
+        who.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let base_ms = median_ms(base);
+    let history_ms = median_ms(history);
+    let who_ms = median_ms(who);
+    println!("changes:               {}", a.changes);
+    println!(
+        "write:                 {:.1} s, {:.0} changes/s (batches of {})",
+        write_s,
+        a.changes as f64 / write_s,
+        a.batch
+    );
+    println!(
+        "database:              {} bytes, {:.0} bytes/change",
+        bytes,
+        bytes as f64 / a.changes as f64
+    );
+    println!("count(*) baseline:     {base_ms:.2} ms (median of 5)");
+    println!(
+        "one-resource history:  {history_ms:.2} ms for {rows} rows (median of 20), {:.3}x the count(*) baseline",
+        history_ms / base_ms
+    );
+    println!(
+        "who-changed --field:   {who_ms:.2} ms incl. opening the store and rendering (median of 20), {:.3}x baseline",
+        who_ms / base_ms
+    );
+    Ok(())
+}
