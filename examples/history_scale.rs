@@ -60,10 +60,13 @@ fn record(i: usize, base_us: i64) -> ChangeRecord {
     } else {
         "system:serviceaccount:argocd:argocd-application-controller".to_owned()
     };
-    let mut key = [0u8; 16];
-    key[..8].copy_from_slice(&(i as u64).to_le_bytes());
-    key[8..].copy_from_slice(&(i as u64 ^ 0x5a5a_5a5a_5a5a_5a5a).to_le_bytes());
+    // The finding key is a sha256 prefix in the service: spread it the same way.
+    let mut finding_key = [0u8; 16];
+    let mixed = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    finding_key[..8].copy_from_slice(&mixed.to_le_bytes());
+    finding_key[8..].copy_from_slice(&mixed.rotate_left(29).to_le_bytes());
     let time_us = base_us + i as i64 * 1_000;
+    let key = driftwatch::store::store_key(time_us, finding_key);
     let time = jiff::Timestamp::from_microsecond(time_us)
         .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string())
         .unwrap_or_default();
@@ -88,7 +91,6 @@ fn record(i: usize, base_us: i64) -> ChangeRecord {
         pipeline: (!human).then(|| "argocd".to_owned()),
         finding_type: human.then_some("out_of_band_change"),
         severity: human.then_some("high"),
-        finding_id: format!("{:032x}", i),
         drift_id: human.then(|| format!("{:032x}", i)),
         detail: ChangeDetail {
             groups: vec!["system:authenticated".to_owned()],

@@ -14,7 +14,10 @@ use crate::decode::Decoded;
 use crate::dedupe::{Dedupe, RequestKey, Seen};
 use crate::sinks::finding::{client_of, finding_key, normalize_time, resource_ref};
 use crate::sinks::{DriftRef, Finding, SinkError, Sinks};
-use crate::store::{ChangeDetail, ChangeRecord, DriftWrite, Store, StoreError};
+use crate::store::{
+    ChangeDetail, ChangeRecord, DriftWrite, Store, StoreError, StoreKey,
+    finding_id as store_finding_id, store_key,
+};
 use crate::telemetry::events::{self, Source};
 
 /// Counts for one batch, or summed over a replay.
@@ -59,6 +62,17 @@ pub struct Batch {
     pub drifts: Vec<DriftWrite>,
     pub stats: Stats,
     reconciled: Vec<f64>,
+}
+
+impl Batch {
+    /// Appends `other`, so that several batches are delivered in one write.
+    pub fn absorb(&mut self, other: Batch) {
+        self.findings.extend(other.findings);
+        self.records.extend(other.records);
+        self.drifts.extend(other.drifts);
+        self.stats.add(&other.stats);
+        self.reconciled.extend(other.reconciled);
+    }
 }
 
 /// Why a batch could not be accepted. Nothing of it is acknowledged; a retry
@@ -157,7 +171,13 @@ impl Pipeline {
             }
             let recorded = matches!(verdict, Verdict::Drift(_) | Verdict::Sanctioned { .. })
                 || (matches!(verdict, Verdict::System) && self.config.history.store_system);
-            let key = recorded.then(|| finding_key(cluster, ev));
+            let key = recorded.then(|| {
+                let received_us = ev
+                    .received_at()
+                    .parse::<jiff::Timestamp>()
+                    .map_or(0, |t| t.as_microsecond());
+                store_key(received_us, finding_key(cluster, ev))
+            });
             // After a restart the in-memory filter is empty: the store
             // remembers what was already accepted.
             if let (Some(key), Some(store)) = (key, &self.store)
@@ -293,7 +313,6 @@ impl Pipeline {
                     &verdict,
                     &time,
                     time_us,
-                    &finding_id,
                     pipeline_name,
                     &corr,
                     finding.as_ref(),
@@ -386,11 +405,11 @@ pub enum AcceptOutcome {
     NoStore,
 }
 
-fn finding_id_of(key: Option<[u8; 16]>, cluster: &str, ev: &crate::decode::Event<'_>) -> String {
-    key.unwrap_or_else(|| finding_key(cluster, ev))
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+fn finding_id_of(key: Option<StoreKey>, cluster: &str, ev: &crate::decode::Event<'_>) -> String {
+    match key {
+        Some(key) => store_finding_id(&key),
+        None => crate::sinks::finding::finding_id(cluster, ev),
+    }
 }
 
 fn effective_user<'e>(ev: &'e crate::decode::Event<'_>) -> &'e str {
@@ -403,13 +422,12 @@ fn effective_user<'e>(ev: &'e crate::decode::Event<'_>) -> &'e str {
 
 #[allow(clippy::too_many_arguments)]
 fn record(
-    key: [u8; 16],
+    key: StoreKey,
     cluster: &str,
     ev: &crate::decode::Event<'_>,
     verdict: &Verdict,
     time: &str,
     time_us: i64,
-    finding_id: &str,
     pipeline: Option<&str>,
     corr: &Correlation,
     finding: Option<&Finding>,
@@ -453,7 +471,6 @@ fn record(
         pipeline: pipeline.map(str::to_owned),
         finding_type,
         severity,
-        finding_id: finding_id.to_owned(),
         drift_id: corr.drift.as_ref().map(|(id, _)| id.clone()),
         detail: ChangeDetail {
             groups: strings(effective.and_then(|u| u.groups.as_ref())),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::decode;
-use crate::pipeline::{AcceptOutcome, Pipeline};
+use crate::pipeline::{AcceptOutcome, Batch, Pipeline};
 use crate::sinks::Sinks;
 use crate::sources::webhook::{Job, JobOutcome};
 use crate::telemetry::events;
@@ -23,46 +23,100 @@ pub enum Work {
     Retention,
 }
 
+/// Most batches written in one store transaction. Waiting batches are
+/// delivered together (group commit): one transaction per group instead of
+/// one per batch, while each is still acknowledged only after the write.
+const MAX_GROUP: usize = 16;
+
 pub fn run(mut pipeline: Pipeline, mut sinks: Sinks, mut work: mpsc::Receiver<Work>) {
+    let mut later = Vec::new();
     while let Some(item) = work.blocking_recv() {
         match item {
-            Work::Batch(job) => batch(&mut pipeline, &mut sinks, job),
-            Work::AcceptDrift {
-                id,
-                by,
-                reason,
-                reply,
-            } => {
-                let outcome = pipeline
-                    .accept_drift(&id, &by, &reason)
-                    .map_err(|e| e.to_string());
-                let _ = reply.send(outcome);
+            Work::Batch(job) => {
+                let mut group = vec![job];
+                while group.len() < MAX_GROUP {
+                    match work.try_recv() {
+                        Ok(Work::Batch(next)) => group.push(next),
+                        Ok(other) => {
+                            later.push(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                batches(&mut pipeline, &mut sinks, group);
             }
-            Work::Retention => retention(&mut pipeline),
+            other => later.push(other),
+        }
+        for item in later.drain(..) {
+            match item {
+                Work::Batch(job) => batches(&mut pipeline, &mut sinks, vec![job]),
+                Work::AcceptDrift {
+                    id,
+                    by,
+                    reason,
+                    reply,
+                } => {
+                    let outcome = pipeline
+                        .accept_drift(&id, &by, &reason)
+                        .map_err(|e| e.to_string());
+                    let _ = reply.send(outcome);
+                }
+                Work::Retention => retention(&mut pipeline),
+            }
         }
     }
 }
 
-fn batch(pipeline: &mut Pipeline, sinks: &mut Sinks, job: Job) {
-    let decoded = decode::decode_bytes(&job.body);
-    let batch = pipeline.process(
-        &decoded,
-        job.cluster.as_deref(),
-        events::Source::Webhook,
-        "webhook",
-    );
-    let outcome = match pipeline.deliver(&batch, sinks) {
-        Ok(()) => JobOutcome::Accepted {
-            documents: decoded.documents,
-            events: decoded.events.len(),
-            findings: batch.findings.len(),
-            rejections: decoded.rejections.clone(),
-        },
-        Err(e) => JobOutcome::SinkFailed(e.to_string()),
+fn batches(pipeline: &mut Pipeline, sinks: &mut Sinks, jobs: Vec<Job>) {
+    let mut merged: Option<Batch> = None;
+    let mut answers = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let (documents, event_count, rejections, batch) = {
+            let decoded = decode::decode_bytes(&job.body);
+            let batch = pipeline.process(
+                &decoded,
+                job.cluster.as_deref(),
+                events::Source::Webhook,
+                "webhook",
+            );
+            (
+                decoded.documents,
+                decoded.events.len(),
+                decoded.rejections,
+                batch,
+            )
+        };
+        answers.push((
+            job,
+            documents,
+            event_count,
+            batch.findings.len(),
+            rejections,
+        ));
+        match &mut merged {
+            Some(m) => m.absorb(batch),
+            None => merged = Some(batch),
+        }
+    }
+    let result = match &merged {
+        Some(m) => pipeline.deliver(m, sinks).map_err(|e| e.to_string()),
+        None => Ok(()),
     };
-    events::batch_processed(decoded.events.len(), job.received.elapsed().as_secs_f64());
-    // The client may have gone away; its batch is processed all the same.
-    let _ = job.reply.send(outcome);
+    for (job, documents, events, findings, rejections) in answers {
+        let outcome = match &result {
+            Ok(()) => JobOutcome::Accepted {
+                documents,
+                events,
+                findings,
+                rejections,
+            },
+            Err(e) => JobOutcome::SinkFailed(e.clone()),
+        };
+        events::batch_processed(events, job.received.elapsed().as_secs_f64());
+        // The client may have gone away; its batch is processed all the same.
+        let _ = job.reply.send(outcome);
+    }
 }
 
 fn retention(pipeline: &mut Pipeline) {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::correlate::{OpenDrift, ResourceKey};
-pub use records::{ChangeDetail, ChangeRecord, DriftWrite};
+pub use records::{ChangeDetail, ChangeRecord, DriftWrite, StoreKey, finding_id, store_key};
 
 pub const DB_FILE: &str = "driftwatch.db";
 
@@ -94,7 +94,7 @@ impl Store {
     }
 
     /// Which of `keys` are already stored.
-    pub fn known_keys(&self, keys: &[[u8; 16]]) -> Result<Vec<bool>, StoreError> {
+    pub fn known_keys(&self, keys: &[StoreKey]) -> Result<Vec<bool>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT 1 FROM changes WHERE dedupe_key = ?1")
@@ -128,10 +128,10 @@ impl Store {
                 .prepare_cached(
                     "INSERT OR IGNORE INTO changes (dedupe_key, time, time_us, cluster, api_group, api_version,
                         resource, subresource, namespace, name, uid, verb, actor, impersonator, client,
-                        field_manager, audit_id, verdict, pipeline, finding_type, severity, finding_id,
+                        field_manager, audit_id, verdict, pipeline, finding_type, severity,
                         drift_id, changed_paths, detail)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                        ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+                        ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
                 )
                 .map_err(err)?;
             for c in changes {
@@ -169,7 +169,6 @@ impl Store {
                         c.pipeline,
                         c.finding_type,
                         c.severity,
-                        c.finding_id,
                         c.drift_id,
                         paths,
                         detail,

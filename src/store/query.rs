@@ -316,7 +316,7 @@ pub fn changes(conn: &Connection, f: &ChangeFilter) -> Result<Page<ChangeItem>, 
         );
     }
     let sql = format!(
-        "SELECT c.seq, c.finding_id, c.time, c.time_us, c.cluster, c.api_group, c.api_version, c.resource,
+        "SELECT c.seq, lower(hex(substr(c.dedupe_key, 9))), c.time, c.time_us, c.cluster, c.api_group, c.api_version, c.resource,
                 c.subresource, c.namespace, c.name, c.uid, c.verb, c.actor, c.audit_id, c.verdict,
                 c.pipeline, c.finding_type, c.severity, c.drift_id, d.state, c.detail
          FROM changes c LEFT JOIN drifts d ON d.id = c.drift_id

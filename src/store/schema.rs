@@ -6,6 +6,7 @@ pub const MIGRATIONS: &[&str] = &[
     "
     CREATE TABLE changes (
         seq           INTEGER PRIMARY KEY,
+        -- receive time (8 bytes) + finding id (16 bytes): see records::store_key
         dedupe_key    BLOB    NOT NULL UNIQUE,
         time          TEXT    NOT NULL,
         time_us       INTEGER NOT NULL,
@@ -27,7 +28,6 @@ pub const MIGRATIONS: &[&str] = &[
         pipeline      TEXT,
         finding_type  TEXT,
         severity      TEXT,
-        finding_id    TEXT    NOT NULL,
         drift_id      TEXT,
         changed_paths TEXT    NOT NULL,
         detail        TEXT    NOT NULL
