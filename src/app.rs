@@ -18,6 +18,7 @@ use crate::api::query::{self, QueryState};
 use crate::config::Config;
 use crate::pipeline::Pipeline;
 use crate::sinks::{SinkError, Sinks};
+use crate::sources::kafka::{KafkaSource, KafkaSourceError};
 use crate::sources::webhook::{self, WebhookState};
 use crate::store::{Store, StoreError};
 use crate::telemetry;
@@ -39,6 +40,8 @@ pub enum AppError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Kafka(#[from] KafkaSourceError),
     #[error("cannot start the pipeline thread: {0}")]
     Thread(std::io::Error),
     #[error("server error: {0}")]
@@ -50,6 +53,7 @@ pub struct Server {
     listener: TcpListener,
     router: Router,
     pipeline_thread: JoinHandle<()>,
+    kafka: Option<tokio::task::JoinHandle<()>>,
     shutdown: CancellationToken,
 }
 
@@ -85,6 +89,13 @@ impl Server {
         if config.history.enabled {
             spawn_retention(queue.clone(), config.history.retention, shutdown.clone());
         }
+        let kafka = match &config.kafka_source {
+            Some(k) => {
+                let source = KafkaSource::new(k.clone(), queue.clone())?;
+                Some(tokio::spawn(source.run(shutdown.clone())))
+            }
+            None => None,
+        };
 
         let webhook_state = WebhookState {
             queue: queue.clone(),
@@ -132,6 +143,7 @@ impl Server {
             listener,
             router,
             pipeline_thread,
+            kafka,
             shutdown,
         })
     }
@@ -147,11 +159,17 @@ impl Server {
             listener,
             router,
             pipeline_thread,
+            kafka,
             shutdown,
         } = self;
         let result = axum::serve(listener, router)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await;
+        // The Kafka source stops taking messages and commits what was
+        // processed; then no queue sender is left.
+        if let Some(kafka) = kafka {
+            let _ = kafka.await;
+        }
         // The router, and with it every queue sender, is gone: the pipeline
         // thread drains what is queued and exits.
         let joined = tokio::task::spawn_blocking(move || pipeline_thread.join()).await;

@@ -77,8 +77,8 @@ fn batches(pipeline: &mut Pipeline, sinks: &mut Sinks, jobs: Vec<Job>) {
             let batch = pipeline.process(
                 &decoded,
                 job.cluster.as_deref(),
-                events::Source::Webhook,
-                "webhook",
+                job.source,
+                job.source.as_str(),
             );
             (
                 decoded.documents,

@@ -35,6 +35,7 @@ pub struct Config {
     pub sinks: SinksConfig,
     pub data_dir: PathBuf,
     pub history: HistoryConfig,
+    pub kafka_source: Option<KafkaSourceConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +65,35 @@ impl Default for HistoryConfig {
 pub struct SinksConfig {
     pub stdout: bool,
     pub file: Option<PathBuf>,
+    pub kafka: Option<KafkaSinkConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSinkConfig {
+    pub brokers: String,
+    pub topic: String,
+    pub properties: Vec<(String, String)>,
+    /// How long a batch's findings may take to be acknowledged by the
+    /// brokers (librdkafka retries within it) before the batch is refused.
+    pub delivery_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterFrom {
+    /// The message header `cluster`, else the config's `cluster`.
+    Header,
+    Fixed(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSourceConfig {
+    pub brokers: String,
+    pub topics: Vec<String>,
+    pub group_id: String,
+    pub dead_letter_topic: Option<String>,
+    pub cluster_from: ClusterFrom,
+    pub properties: Vec<(String, String)>,
+    pub max_batch_messages: usize,
 }
 
 impl Default for Config {
@@ -80,9 +110,11 @@ impl Default for Config {
             sinks: SinksConfig {
                 stdout: true,
                 file: None,
+                kafka: None,
             },
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             history: HistoryConfig::default(),
+            kafka_source: None,
         }
     }
 }
@@ -225,6 +257,80 @@ fn compile(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             ));
         }
         config.sinks.file = Some(PathBuf::from(&file.path.value));
+    }
+    if let Some(k) = &raw.sinks.kafka {
+        if k.brokers.value.trim().is_empty() {
+            problems.push(spanned_problem(
+                &k.brokers,
+                "sinks.kafka.brokers",
+                "must not be empty",
+            ));
+        }
+        if k.topic.value.trim().is_empty() {
+            problems.push(spanned_problem(
+                &k.topic,
+                "sinks.kafka.topic",
+                "must not be empty",
+            ));
+        }
+        let timeout = k.delivery_timeout_ms.as_ref().map_or(30_000, |t| t.value);
+        if let Some(t) = &k.delivery_timeout_ms
+            && t.value < 100
+        {
+            problems.push(spanned_problem(
+                t,
+                "sinks.kafka.delivery_timeout_ms",
+                "must be at least 100",
+            ));
+        }
+        config.sinks.kafka = Some(KafkaSinkConfig {
+            brokers: k.brokers.value.clone(),
+            topic: k.topic.value.clone(),
+            properties: k.properties.clone().into_iter().collect(),
+            delivery_timeout_ms: timeout,
+        });
+    }
+    if let Some(k) = &raw.sources.kafka {
+        if k.brokers.value.trim().is_empty() {
+            problems.push(spanned_problem(
+                &k.brokers,
+                "sources.kafka.brokers",
+                "must not be empty",
+            ));
+        }
+        if k.topics.value.is_empty() || k.topics.value.iter().any(|t| t.trim().is_empty()) {
+            problems.push(spanned_problem(
+                &k.topics,
+                "sources.kafka.topics",
+                "must list at least one topic, none empty",
+            ));
+        }
+        let max = k.max_batch_messages.as_ref().map_or(256, |m| m.value);
+        if let Some(m) = &k.max_batch_messages
+            && m.value == 0
+        {
+            problems.push(spanned_problem(
+                m,
+                "sources.kafka.max_batch_messages",
+                "must be at least 1",
+            ));
+        }
+        let cluster_from = match k.cluster_from.as_deref() {
+            None | Some("header") => ClusterFrom::Header,
+            Some(name) => ClusterFrom::Fixed(name.to_owned()),
+        };
+        config.kafka_source = Some(KafkaSourceConfig {
+            brokers: k.brokers.value.clone(),
+            topics: k.topics.value.clone(),
+            group_id: k
+                .group_id
+                .clone()
+                .unwrap_or_else(|| "driftwatch".to_owned()),
+            dead_letter_topic: k.dead_letter_topic.clone().filter(|t| !t.is_empty()),
+            cluster_from,
+            properties: k.properties.clone().into_iter().collect(),
+            max_batch_messages: max,
+        });
     }
     if let Some(dir) = raw.history.data_dir.clone() {
         config.data_dir = PathBuf::from(dir);

@@ -25,6 +25,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub sinks: RawSinks,
     #[serde(default)]
+    pub sources: RawSources,
+    #[serde(default)]
     pub history: RawHistory,
 }
 
@@ -118,6 +120,43 @@ pub struct RawDedupe {
 pub struct RawSinks {
     pub stdout: Option<RawStdoutSink>,
     pub file: Option<RawFileSink>,
+    pub kafka: Option<RawKafkaSink>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSources {
+    pub kafka: Option<RawKafkaSource>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKafkaSource {
+    pub brokers: Spanned<String>,
+    pub topics: Spanned<Vec<String>>,
+    #[serde(default)]
+    pub group_id: Option<String>,
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+    /// `header` (the message header `cluster`) or a fixed cluster name.
+    #[serde(default)]
+    pub cluster_from: Option<String>,
+    /// Passed to librdkafka as is: security.protocol, sasl.*, ssl.*...
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub max_batch_messages: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKafkaSink {
+    pub brokers: Spanned<String>,
+    pub topic: Spanned<String>,
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub delivery_timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -24,7 +24,7 @@ impl Sink for FileSink {
         "file"
     }
 
-    fn write_lines(&mut self, lines: &[u8]) -> io::Result<()> {
+    fn write_lines(&mut self, lines: &[u8], _: &[super::Finding]) -> io::Result<()> {
         self.file.write_all(lines)?;
         self.file.flush()
     }

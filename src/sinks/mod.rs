@@ -3,6 +3,7 @@
 
 pub mod file;
 pub mod finding;
+pub mod kafka;
 pub mod stdout;
 
 use std::io;
@@ -15,8 +16,9 @@ use crate::telemetry::events;
 /// One destination for JSON-lines findings.
 pub trait Sink: Send {
     fn name(&self) -> &'static str;
-    /// Writes whole lines and flushes them.
-    fn write_lines(&mut self, lines: &[u8]) -> io::Result<()>;
+    /// Writes a batch and returns once it is flushed (or acknowledged).
+    /// `lines` is `findings` serialized, one JSON object per line, in order.
+    fn write_lines(&mut self, lines: &[u8], findings: &[Finding]) -> io::Result<()>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,14 @@ impl Sinks {
         if config.stdout {
             sinks.push(Box::new(stdout::StdoutSink));
         }
+        if let Some(kafka) = &config.kafka {
+            sinks.push(Box::new(kafka::KafkaSink::new(kafka).map_err(
+                |source| SinkError {
+                    sink: "kafka",
+                    source,
+                },
+            )?));
+        }
         if let Some(path) = &config.file {
             sinks.push(Box::new(file::FileSink::open(path).map_err(|source| {
                 SinkError {
@@ -68,7 +78,7 @@ impl Sinks {
             }
         }
         for sink in &mut self.sinks {
-            if let Err(source) = sink.write_lines(&self.buffer) {
+            if let Err(source) = sink.write_lines(&self.buffer, findings) {
                 let err = SinkError {
                     sink: sink.name(),
                     source,

@@ -10,7 +10,7 @@ impl Sink for StdoutSink {
         "stdout"
     }
 
-    fn write_lines(&mut self, lines: &[u8]) -> io::Result<()> {
+    fn write_lines(&mut self, lines: &[u8], _: &[super::Finding]) -> io::Result<()> {
         let mut out = io::stdout().lock();
         out.write_all(lines)?;
         out.flush()

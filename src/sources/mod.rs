@@ -2,4 +2,5 @@
 //! acknowledges them only once the pipeline says they are durably accepted.
 
 pub mod file;
+pub mod kafka;
 pub mod webhook;

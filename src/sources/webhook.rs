@@ -28,6 +28,7 @@ use crate::worker::Work;
 pub struct Job {
     pub body: Bytes,
     pub cluster: Option<String>,
+    pub source: events::Source,
     pub received: Instant,
     pub reply: oneshot::Sender<JobOutcome>,
 }
@@ -129,6 +130,7 @@ async fn handle(state: WebhookState, cluster: Option<String>, body: Body) -> Res
     let job = Job {
         body,
         cluster,
+        source: events::Source::Webhook,
         received,
         reply,
     };

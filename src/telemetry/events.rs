@@ -13,6 +13,7 @@ use crate::decode::Rejection;
 pub enum Source {
     Webhook,
     Replay,
+    Kafka,
 }
 
 impl Source {
@@ -20,6 +21,7 @@ impl Source {
         match self {
             Source::Webhook => "webhook",
             Source::Replay => "replay",
+            Source::Kafka => "kafka",
         }
     }
 }
@@ -110,4 +112,25 @@ pub fn retention_ran(deleted: usize) {
     if deleted > 0 {
         tracing::info!(deleted, "Deleted history past retention.");
     }
+}
+
+pub fn kafka_delivery_failed(count: usize) {
+    counter!(m::KAFKA_DELIVERY_ERRORS).increment(count as u64);
+    warn!(
+        count,
+        "Kafka did not acknowledge findings; the batch will be retried."
+    );
+}
+
+pub fn kafka_message(result: &'static str) {
+    counter!(m::KAFKA_MESSAGES, "result" => result).increment(1);
+}
+
+pub fn kafka_lag(messages: i64) {
+    gauge!(m::KAFKA_CONSUMER_LAG).set(messages as f64);
+}
+
+pub fn kafka_error(operation: &'static str, error: &dyn std::error::Error) {
+    counter!(m::KAFKA_ERRORS, "operation" => operation).increment(1);
+    warn!(operation, %error, "Kafka operation failed; retrying.");
 }

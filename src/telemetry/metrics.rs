@@ -17,6 +17,10 @@ pub const STORE_ERRORS: &str = "driftwatch_store_errors_total";
 pub const DRIFTS_OPEN: &str = "driftwatch_drifts_open";
 pub const DRIFT_RECONCILE_SECONDS: &str = "driftwatch_drift_reconcile_seconds";
 pub const RETENTION_DELETED: &str = "driftwatch_retention_deleted_rows_total";
+pub const KAFKA_MESSAGES: &str = "driftwatch_kafka_messages_total";
+pub const KAFKA_CONSUMER_LAG: &str = "driftwatch_kafka_consumer_lag_messages";
+pub const KAFKA_DELIVERY_ERRORS: &str = "driftwatch_kafka_delivery_errors_total";
+pub const KAFKA_ERRORS: &str = "driftwatch_kafka_errors_total";
 
 /// Registers descriptions so that `/metrics` explains itself.
 pub fn describe() {

@@ -194,6 +194,14 @@ impl Service {
         Ok((code, dir))
     }
 
+    /// SIGKILL: no shutdown, no flush; hands the directory back for
+    /// [`Service::start_in`].
+    pub fn kill_keeping_dir(mut self) -> Result<tempfile::TempDir> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(std::mem::replace(&mut self.dir, tempfile::tempdir()?))
+    }
+
     fn terminate(&mut self) -> Result<i32> {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status()?;
@@ -216,4 +224,16 @@ impl Drop for Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// POSTs `body` and returns the status code and the response body.
+pub fn post(url: &str, body: Vec<u8>) -> Result<(u16, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let r = reqwest::Client::new().post(url).body(body).send().await?;
+        let code = r.status().as_u16();
+        Ok((code, r.text().await?))
+    })
 }

@@ -7,5 +7,6 @@
 mod common;
 mod corpus;
 mod history;
+mod kafka;
 mod scenarios;
 mod webhook;

@@ -1,0 +1,424 @@
+//! The Kafka source and sink against a real Kafka-protocol broker (tansu) on
+//! loopback, started by `scripts/kafka-dev-broker` (idempotent: `scripts/test`
+//! starts it first; a test run without it starts it here).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{Value, json};
+
+use crate::common::{self, Service};
+
+fn script() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka-dev-broker")
+}
+
+/// The broker's bootstrap address, starting it if needed.
+fn broker() -> &'static str {
+    static ADDR: OnceLock<String> = OnceLock::new();
+    ADDR.get_or_init(|| {
+        if let Ok(addr) = std::env::var("DRIFTWATCH_TEST_KAFKA")
+            && !addr.is_empty()
+        {
+            return addr;
+        }
+        let out = Command::new(script())
+            .arg("start")
+            .output()
+            .expect("running scripts/kafka-dev-broker start");
+        assert!(
+            out.status.success(),
+            "scripts/kafka-dev-broker start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .expect("broker address")
+            .trim()
+            .to_owned()
+    })
+}
+
+/// A fresh topic with `partitions` partitions.
+fn topic(prefix: &str, partitions: u32) -> Result<String> {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let name = format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    let port = broker().rsplit(':').next().context("port")?;
+    let out = Command::new(script())
+        .args(["create-topic", &name, &partitions.to_string(), port])
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "create-topic {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(name)
+}
+
+fn producer() -> Result<BaseProducer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("message.timeout.ms", "20000")
+        .create()?)
+}
+
+fn produce(
+    p: &BaseProducer,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+    cluster: Option<&str>,
+) -> Result<()> {
+    let mut record = BaseRecord::to(topic).key(key).payload(payload);
+    if let Some(c) = cluster {
+        record = record.headers(OwnedHeaders::new().insert(Header {
+            key: "cluster",
+            value: Some(c),
+        }));
+    }
+    p.send(record).map_err(|(e, _)| e)?;
+    Ok(())
+}
+
+/// Everything on `topic` so far, read from the beginning of every partition.
+struct Read {
+    key: Option<String>,
+    payload: Vec<u8>,
+    headers: BTreeMap<String, String>,
+}
+
+fn read_all(topic: &str, partitions: i32, want: usize, timeout: Duration) -> Result<Vec<Read>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker())
+        .set("group.id", format!("reader-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    // Read until `want` arrived, then a little longer to catch extras.
+    let mut settle: Option<Instant> = None;
+    while Instant::now() < deadline {
+        if out.len() >= want && settle.is_none() {
+            settle = Some(Instant::now() + Duration::from_millis(1500));
+        }
+        if settle.is_some_and(|s| Instant::now() > s) {
+            break;
+        }
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|h| {
+                            (
+                                h.key.to_owned(),
+                                String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(Read {
+                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+                payload: m.payload().unwrap_or_default().to_vec(),
+                headers,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn event(audit_id: &str, user: &str, name: &str, replicas: u64) -> Value {
+    json!({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Request",
+        "auditID": audit_id, "stage": "ResponseComplete",
+        "requestURI": format!("/apis/apps/v1/namespaces/shop/deployments/{name}?fieldManager=kubectl-edit"),
+        "verb": "patch",
+        "user": {"username": user, "groups": ["devs", "system:authenticated"]},
+        "sourceIPs": ["10.0.0.7"],
+        "userAgent": "kubectl/v1.31.2 (linux/amd64) kubernetes/5864a46",
+        "objectRef": {"resource": "deployments", "namespace": "shop", "name": name, "apiGroup": "apps", "apiVersion": "v1"},
+        "responseStatus": {"metadata": {}, "code": 200},
+        "requestObject": {"spec": {"replicas": replicas}},
+        "requestReceivedTimestamp": "2026-11-20T10:00:00.000001Z",
+        "stageTimestamp": "2026-11-20T10:00:00.000901Z"
+    })
+}
+
+fn read_event(audit_id: &str) -> Value {
+    let mut e = event(audit_id, "alice@example.com", "api", 1);
+    e["verb"] = json!("get");
+    e
+}
+
+fn config(source_topic: &str, findings: &str, dlq: &str) -> String {
+    format!(
+        "cluster: default-cluster\n\
+         sources:\n  kafka:\n    brokers: \"{b}\"\n    topics: [\"{source_topic}\"]\n    group_id: \"dw-{source_topic}\"\n    dead_letter_topic: \"{dlq}\"\n    cluster_from: header\n\
+         sinks:\n  kafka:\n    brokers: \"{b}\"\n    topic: \"{findings}\"\n",
+        b = broker()
+    )
+}
+
+fn findings_by_audit(reads: &[Read]) -> Result<BTreeMap<String, Vec<Value>>> {
+    let mut by: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for r in reads {
+        let f: Value = serde_json::from_slice(&r.payload)?;
+        by.entry(f["audit_id"].as_str().unwrap_or_default().to_owned())
+            .or_default()
+            .push(f);
+    }
+    Ok(by)
+}
+
+#[test]
+fn kafka_source_to_kafka_findings_with_dead_letters() -> Result<()> {
+    let source = topic("audit", 3)?;
+    let findings = topic("findings", 3)?;
+    let dlq = topic("dlq", 1)?;
+    let svc = Service::start(Some(&config(&source, &findings, &dlq)))?;
+    let p = producer()?;
+
+    // One event per message, with the cluster header.
+    for i in 0..10 {
+        let e = event(
+            &format!("single-{i}"),
+            "alice@example.com",
+            &format!("api-{i}"),
+            5,
+        );
+        produce(
+            &p,
+            &source,
+            &format!("k{i}"),
+            e.to_string().as_bytes(),
+            Some("prod-a"),
+        )?;
+    }
+    // An EventList, as the webhook backend would send it, without a header.
+    let list = json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [
+        event("list-0", "bob@example.com", "web", 2), read_event("list-read"), event("list-1", "bob@example.com", "db", 1)
+    ]});
+    produce(&p, &source, "list", list.to_string().as_bytes(), None)?;
+    // JSON lines.
+    let lines = format!(
+        "{}\n{}\n",
+        event("lines-0", "carol@example.com", "cache", 4),
+        event("lines-1", "carol@example.com", "queue", 4)
+    );
+    produce(&p, &source, "lines", lines.as_bytes(), Some("prod-b"))?;
+    // Exact duplicates of a message already sent.
+    let dup = event("single-3", "alice@example.com", "api-3", 5).to_string();
+    produce(&p, &source, "k3", dup.as_bytes(), Some("prod-a"))?;
+    produce(&p, &source, "k3", dup.as_bytes(), Some("prod-a"))?;
+    // A poison message.
+    produce(
+        &p,
+        &source,
+        "poison",
+        b"this is not an audit event",
+        Some("prod-a"),
+    )?;
+    p.flush(Duration::from_secs(20))?;
+
+    let expected: BTreeSet<String> = (0..10)
+        .map(|i| format!("single-{i}"))
+        .chain(["list-0", "list-1", "lines-0", "lines-1"].map(str::to_owned))
+        .collect();
+    let reads = read_all(&findings, 3, expected.len(), Duration::from_secs(60))?;
+    let by = findings_by_audit(&reads)?;
+    let got: BTreeSet<String> = by.keys().cloned().collect();
+    assert_eq!(got, expected, "findings on the topic");
+    for (id, fs) in &by {
+        assert_eq!(fs.len(), 1, "finding for {id} delivered {} times", fs.len());
+    }
+    // Cluster from the header, else the configured default.
+    assert_eq!(by["single-0"][0]["cluster"], "prod-a");
+    assert_eq!(by["lines-0"][0]["cluster"], "prod-b");
+    assert_eq!(by["list-0"][0]["cluster"], "default-cluster");
+    // Key = cluster + resource, so one object's findings share a partition.
+    let r = reads
+        .iter()
+        .find(|r| {
+            serde_json::from_slice::<Value>(&r.payload).is_ok_and(|f| f["audit_id"] == "single-0")
+        })
+        .context("single-0 on the topic")?;
+    assert_eq!(r.key.as_deref(), Some("prod-a/apps/deployments/shop/api-0"));
+
+    let dead = read_all(&dlq, 1, 1, Duration::from_secs(30))?;
+    assert_eq!(dead.len(), 1, "exactly the poison message is dead-lettered");
+    assert_eq!(dead[0].payload, b"this is not an audit event");
+    let reason = dead[0]
+        .headers
+        .get("driftwatch-error")
+        .context("reason header")?;
+    assert!(reason.contains("not JSON"), "{reason}");
+    assert_eq!(
+        dead[0].headers.get("driftwatch-source-topic"),
+        Some(&source)
+    );
+
+    // The same findings went to stdout too, and the metrics count the poison.
+    let metrics = reqwest::blocking_get(&svc.url("/metrics"))?;
+    assert!(
+        metrics.contains("driftwatch_kafka_messages_total{result=\"dead_lettered\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("driftwatch_events_rejected_total{source=\"kafka\""),
+        "{metrics}"
+    );
+    Ok(())
+}
+
+#[test]
+fn sigkill_mid_stream_loses_nothing_and_stores_nothing_twice() -> Result<()> {
+    let source = topic("audit-crash", 2)?;
+    let findings = topic("findings-crash", 2)?;
+    let dlq = topic("dlq-crash", 1)?;
+    let yaml = config(&source, &findings, &dlq);
+    let total = 300;
+    let svc = Service::start(Some(&yaml))?;
+    // Produce while the service consumes, so that the kill lands mid-stream.
+    let writer = {
+        let source = source.clone();
+        std::thread::spawn(move || -> Result<()> {
+            let p = producer()?;
+            for i in 0..total {
+                let e = event(
+                    &format!("crash-{i}"),
+                    "alice@example.com",
+                    &format!("svc-{i}"),
+                    3,
+                );
+                produce(
+                    &p,
+                    &source,
+                    &format!("k{i}"),
+                    e.to_string().as_bytes(),
+                    Some("prod-a"),
+                )?;
+                if i % 10 == 9 {
+                    p.flush(Duration::from_secs(20))?;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            p.flush(Duration::from_secs(20))?;
+            Ok(())
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while svc.findings().len() < 60 {
+        if Instant::now() > deadline {
+            bail!("no progress before the kill");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let dir = svc.kill_keeping_dir()?;
+    writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("producer thread panicked"))??;
+    let stored_before = stored_changes(&dir.path().join("data"))?;
+    assert!(
+        stored_before < total,
+        "the kill should land mid-stream, but all {total} changes were already stored"
+    );
+
+    let svc = Service::start_in(dir, Some(&yaml))?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let stored = loop {
+        let page: Value = serde_json::from_str(&reqwest::blocking_get(
+            &svc.url("/api/v1/changes?limit=1000"),
+        )?)?;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        if items.len() >= total || Instant::now() > deadline {
+            break items;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let ids: Vec<String> = stored
+        .iter()
+        .map(|c| c["audit_id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let distinct: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(ids.len(), total, "every change stored exactly once");
+    assert_eq!(distinct.len(), total);
+
+    let reads = read_all(&findings, 2, total, Duration::from_secs(60))?;
+    let by = findings_by_audit(&reads)?;
+    let missing: Vec<String> = (0..total)
+        .map(|i| format!("crash-{i}"))
+        .filter(|id| !by.contains_key(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "findings missing from the topic: {missing:?}"
+    );
+    // A repeat on the topic can only be the same finding (same id), written
+    // between the sink's flush and the store's commit when the kill hit.
+    for (audit, fs) in &by {
+        let ids: BTreeSet<&str> = fs.iter().filter_map(|f| f["id"].as_str()).collect();
+        assert_eq!(ids.len(), 1, "{audit} has findings with different ids");
+    }
+    eprintln!(
+        "sigkill: {} findings on the topic for {total} changes ({} repeats of an id)",
+        reads.len(),
+        reads.len() - by.len()
+    );
+    Ok(())
+}
+
+#[test]
+fn webhook_keeps_working_while_kafka_is_down() -> Result<()> {
+    // Nothing listens on port 9: the Kafka source cannot connect.
+    let yaml = "sources:\n  kafka:\n    brokers: \"127.0.0.1:9\"\n    topics: [\"audit\"]\n";
+    let svc = Service::start(Some(yaml))?;
+    let body = event("webhook-while-down", "alice@example.com", "api", 4).to_string();
+    let (code, _) = common::post(&svc.url("/audit/webhook"), body.into_bytes())?;
+    assert_eq!(code, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while svc.findings().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let f = svc.findings();
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0]["audit_id"], "webhook-while-down");
+    Ok(())
+}
+
+/// Changes in the SQLite file, read directly (the service is dead).
+fn stored_changes(data_dir: &std::path::Path) -> Result<usize> {
+    let conn = rusqlite::Connection::open(data_dir.join("driftwatch.db"))?;
+    let n: i64 = conn.query_row("SELECT count(*) FROM changes", [], |r| r.get(0))?;
+    Ok(usize::try_from(n)?)
+}
+
+mod reqwest {
+    /// A blocking GET through a throwaway runtime, returning the body.
+    pub fn blocking_get(url: &str) -> anyhow::Result<String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(async { Ok(::reqwest::get(url).await?.text().await?) })
+    }
+}
