@@ -16,6 +16,7 @@ use tracing::{error, info};
 use crate::api::ops::{self, OpsState};
 use crate::api::query::{self, QueryState};
 use crate::config::Config;
+use crate::http::{Limits, auth, tls};
 use crate::pipeline::Pipeline;
 use crate::sinks::{SinkError, Sinks};
 use crate::sources::kafka::{KafkaSource, KafkaSourceError};
@@ -23,6 +24,7 @@ use crate::sources::webhook::{self, WebhookState};
 use crate::store::{Store, StoreError};
 use crate::telemetry;
 use crate::worker::{self, Work};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -42,6 +44,10 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Kafka(#[from] KafkaSourceError),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::http::tls::TlsError),
+    #[error(transparent)]
+    Auth(#[from] crate::http::auth::AuthError),
     #[error("cannot start the pipeline thread: {0}")]
     Thread(std::io::Error),
     #[error("server error: {0}")]
@@ -54,6 +60,8 @@ pub struct Server {
     router: Router,
     pipeline_thread: JoinHandle<()>,
     kafka: Option<tokio::task::JoinHandle<()>>,
+    tls: Option<Arc<tls::Reloading>>,
+    limits: Limits,
     shutdown: CancellationToken,
 }
 
@@ -72,10 +80,46 @@ impl Server {
                 addr: config.listen,
                 source,
             })?;
+        // Certificates and tokens first: a broken file must stop the start,
+        // not surface on the first request.
+        let tls = match &config.tls {
+            Some(t) => {
+                let reloading = tls::Reloading::new(t.clone())?;
+                reloading.spawn_watch(t.reload_interval, shutdown.clone());
+                Some(reloading)
+            }
+            None => None,
+        };
+        let reload_every = config
+            .tls
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(10), |t| t.reload_interval);
+        let open_tokens =
+            |path: &Option<std::path::PathBuf>| -> Result<Option<Arc<auth::TokenFile>>, AppError> {
+                match path {
+                    Some(p) => {
+                        let file = auth::TokenFile::open(p)?;
+                        file.spawn_watch(reload_every, shutdown.clone());
+                        Ok(Some(file))
+                    }
+                    None => Ok(None),
+                }
+            };
+        let webhook_auth = auth::WebhookAuth {
+            tokens: open_tokens(&config.auth.bearer_tokens_file)?,
+            cn_clusters: Arc::new(config.auth.client_clusters.iter().cloned().collect()),
+        };
+        let query_tokens = open_tokens(&config.auth.query_tokens_file)?;
+        let limits = Limits {
+            header_read_timeout: config.header_read_timeout,
+            max_header_bytes: config.max_header_bytes,
+            shutdown_grace: config.shutdown_grace,
+        };
         let sinks = Sinks::from_config(&config.sinks)?;
         let config = Arc::new(config);
         let pipeline = if config.history.enabled {
             let store = Store::open(&config.data_dir)?;
+            store.set_durability(config.history.durability)?;
             info!(path = %store.path().display(), "History store open.");
             Pipeline::with_store(Arc::clone(&config), store)?
         } else {
@@ -117,6 +161,13 @@ impl Server {
             // The handler enforces the limit on the decompressed body itself.
             .layer(DefaultBodyLimit::disable())
             .layer(RequestDecompressionLayer::new())
+            // A client that stalls mid-body must not hold a slot forever.
+            .layer(RequestBodyTimeoutLayer::new(config.body_read_timeout))
+            // Nobody reaches the pipeline without passing authentication.
+            .layer(axum::middleware::from_fn_with_state(
+                webhook_auth,
+                auth::webhook,
+            ))
             // Outermost: the decompression layer answers an unsupported
             // Content-Encoding with a bare 415; say why, in JSON, like every
             // other refusal.
@@ -132,7 +183,11 @@ impl Server {
                 get(query::history),
             )
             .route("/api/v1/openapi.json", get(query::openapi))
-            .with_state(query_state);
+            .with_state(query_state)
+            .layer(axum::middleware::from_fn_with_state(
+                query_tokens,
+                auth::query,
+            ));
         let ops_routes = Router::new()
             .route("/metrics", get(ops::metrics))
             .route("/healthz", get(ops::healthz))
@@ -144,12 +199,20 @@ impl Server {
             router,
             pipeline_thread,
             kafka,
+            tls,
+            limits,
             shutdown,
         })
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.listener.local_addr().ok()
+    }
+
+    /// `http://ADDR` or `https://ADDR`, for the start-up log line.
+    pub fn url(&self) -> Option<String> {
+        self.local_addr()
+            .map(|a| crate::http::describe(a, self.tls.is_some()))
     }
 
     /// Serves until the shutdown token fires, then finishes in-flight
@@ -160,11 +223,11 @@ impl Server {
             router,
             pipeline_thread,
             kafka,
+            tls,
+            limits,
             shutdown,
         } = self;
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
+        let result = crate::http::serve(listener, router, tls, limits, shutdown).await;
         // The Kafka source stops taking messages and commits what was
         // processed; then no queue sender is left.
         if let Some(kafka) = kafka {

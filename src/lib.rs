@@ -21,6 +21,7 @@ pub mod correlate;
 pub mod decode;
 pub mod dedupe;
 pub mod forensics;
+pub mod http;
 pub mod pipeline;
 pub mod sinks;
 pub mod sources;

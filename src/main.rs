@@ -82,8 +82,8 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        if let Some(addr) = server.local_addr() {
-            tracing::info!(%addr, pipelines, "Listening: POST audit batches to http://{addr}/audit/webhook");
+        if let Some(url) = server.url() {
+            tracing::info!(%url, pipelines, "Listening: POST audit batches to {url}/audit/webhook");
         }
         let signal = shutdown.clone();
         tokio::spawn(async move {

@@ -219,7 +219,7 @@ impl Pipeline {
                 _ => None,
             };
             let actor = effective_user(ev);
-            let corr = self.tracker.observe(
+            let mut corr = self.tracker.observe(
                 ev,
                 &Subject {
                     cluster,
@@ -229,8 +229,12 @@ impl Pipeline {
                     time: &time,
                     time_us,
                     finding_id: &finding_id,
+                    want_changes: recorded || matches!(verdict, Verdict::Drift(_)),
                 },
             );
+            // Configured paths are withheld before anything leaves: findings,
+            // the store, logs.
+            crate::correlate::redact::apply(&self.config.redaction, &mut corr.changes);
             if let Verdict::Drift(drift) = &mut verdict
                 && let Some(m) = &corr.managed_by
                 && drift.severity < Severity::High

@@ -72,8 +72,17 @@ fn batches(pipeline: &mut Pipeline, sinks: &mut Sinks, jobs: Vec<Job>) {
     let mut merged: Option<Batch> = None;
     let mut answers = Vec::with_capacity(jobs.len());
     for job in jobs {
+        let max = pipeline.config().max_events_per_batch;
         let (documents, event_count, rejections, batch) = {
-            let decoded = decode::decode_bytes(&job.body);
+            // What cloud envelopes unpack; dropped with `decoded`.
+            let arena = decode::Arena::new();
+            let decoded = decode::decode_bytes_in(&job.body, &arena);
+            if decoded.events.len() > max {
+                // Refused whole, before any state changes: the sender must split it.
+                let events = decoded.events.len();
+                let _ = job.reply.send(JobOutcome::TooManyEvents { events, max });
+                continue;
+            }
             let batch = pipeline.process(
                 &decoded,
                 job.cluster.as_deref(),

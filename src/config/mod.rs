@@ -23,6 +23,31 @@ pub const DEFAULT_QUEUE_BATCHES: usize = 64;
 pub const DEFAULT_DEDUPE_CAPACITY: usize = 500_000;
 pub const DEFAULT_DATA_DIR: &str = "./data";
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Require client certificates signed by this CA.
+    pub client_ca_file: Option<PathBuf>,
+    pub reload_interval: std::time::Duration,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthConfig {
+    pub bearer_tokens_file: Option<PathBuf>,
+    pub query_tokens_file: Option<PathBuf>,
+    pub client_clusters: Vec<(String, String)>,
+}
+
+/// How much a `200` promises about the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Committed to the WAL: survives a crash of driftwatch, not of the machine.
+    Normal,
+    /// fsync on every commit: survives power loss.
+    Full,
+}
+
 /// The validated configuration the service runs on.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -30,12 +55,21 @@ pub struct Config {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
     pub queue_batches: usize,
+    pub max_events_per_batch: usize,
+    pub max_header_bytes: usize,
+    pub header_read_timeout: std::time::Duration,
+    pub body_read_timeout: std::time::Duration,
+    pub shutdown_grace: std::time::Duration,
+    pub tls: Option<TlsConfig>,
+    pub auth: AuthConfig,
     pub policy: Policy,
     pub dedupe_capacity: usize,
     pub sinks: SinksConfig,
     pub data_dir: PathBuf,
     pub history: HistoryConfig,
     pub kafka_source: Option<KafkaSourceConfig>,
+    /// Change paths whose values are withheld everywhere.
+    pub redaction: Vec<crate::correlate::redact::Pattern>,
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +82,7 @@ pub struct HistoryConfig {
     pub store_system: bool,
     /// Objects remembered for field diffs, least recently changed evicted.
     pub max_tracked_objects: usize,
+    pub durability: Durability,
 }
 
 impl Default for HistoryConfig {
@@ -57,6 +92,7 @@ impl Default for HistoryConfig {
             retention: std::time::Duration::from_secs(30 * 86_400),
             store_system: false,
             max_tracked_objects: 50_000,
+            durability: Durability::Normal,
         }
     }
 }
@@ -105,6 +141,13 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             queue_batches: DEFAULT_QUEUE_BATCHES,
+            max_events_per_batch: 50_000,
+            max_header_bytes: 16 * 1024,
+            header_read_timeout: std::time::Duration::from_secs(10),
+            body_read_timeout: std::time::Duration::from_secs(30),
+            shutdown_grace: std::time::Duration::from_secs(30),
+            tls: None,
+            auth: AuthConfig::default(),
             policy: Policy::baseline(),
             dedupe_capacity: DEFAULT_DEDUPE_CAPACITY,
             sinks: SinksConfig {
@@ -115,6 +158,7 @@ impl Default for Config {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             history: HistoryConfig::default(),
             kafka_source: None,
+            redaction: Vec::new(),
         }
     }
 }
@@ -231,6 +275,140 @@ fn compile(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             ));
         }
         config.queue_batches = queue.value;
+    }
+    let durations = [
+        (
+            &raw.server.header_read_timeout,
+            "server.header_read_timeout",
+            &mut config.header_read_timeout,
+        ),
+        (
+            &raw.server.body_read_timeout,
+            "server.body_read_timeout",
+            &mut config.body_read_timeout,
+        ),
+        (
+            &raw.server.shutdown_grace,
+            "server.shutdown_grace",
+            &mut config.shutdown_grace,
+        ),
+    ];
+    for (value, key, slot) in durations {
+        if let Some(v) = value {
+            match parse_duration(&v.value) {
+                Some(d) if !d.is_zero() => *slot = d,
+                _ => problems.push(spanned_problem(
+                    v,
+                    key,
+                    format!("invalid duration {:?} (expected e.g. 10s, 2m)", v.value),
+                )),
+            }
+        }
+    }
+    if let Some(max) = &raw.server.max_events_per_batch {
+        if max.value == 0 {
+            problems.push(spanned_problem(
+                max,
+                "server.max_events_per_batch",
+                "must be at least 1",
+            ));
+        }
+        config.max_events_per_batch = max.value;
+    }
+    if let Some(max) = &raw.server.max_header_bytes {
+        if max.value < 1024 {
+            problems.push(spanned_problem(
+                max,
+                "server.max_header_bytes",
+                "must be at least 1024",
+            ));
+        }
+        config.max_header_bytes = max.value;
+    }
+    if let Some(tls) = &raw.server.tls {
+        let mut reload = std::time::Duration::from_secs(10);
+        if let Some(r) = &tls.reload_interval {
+            match parse_duration(&r.value) {
+                Some(d) if !d.is_zero() => reload = d,
+                _ => problems.push(spanned_problem(
+                    r,
+                    "server.tls.reload_interval",
+                    format!("invalid duration {:?}", r.value),
+                )),
+            }
+        }
+        for (f, key) in [
+            (&tls.cert_file, "server.tls.cert_file"),
+            (&tls.key_file, "server.tls.key_file"),
+        ] {
+            if f.value.trim().is_empty() {
+                problems.push(spanned_problem(f, key, "must not be empty"));
+            }
+        }
+        config.tls = Some(TlsConfig {
+            cert_file: PathBuf::from(&tls.cert_file.value),
+            key_file: PathBuf::from(&tls.key_file.value),
+            client_ca_file: tls.client_ca_file.as_ref().map(|c| PathBuf::from(&c.value)),
+            reload_interval: reload,
+        });
+    }
+    config.auth = AuthConfig {
+        bearer_tokens_file: raw
+            .server
+            .auth
+            .bearer_tokens_file
+            .as_ref()
+            .map(|f| PathBuf::from(&f.value)),
+        query_tokens_file: raw
+            .server
+            .auth
+            .query_tokens_file
+            .as_ref()
+            .map(|f| PathBuf::from(&f.value)),
+        client_clusters: raw
+            .server
+            .auth
+            .client_clusters
+            .clone()
+            .into_iter()
+            .collect(),
+    };
+    if !config.auth.client_clusters.is_empty()
+        && raw
+            .server
+            .tls
+            .as_ref()
+            .is_none_or(|t| t.client_ca_file.is_none())
+    {
+        problems.push(problem(
+            None,
+            "server.auth.client_clusters",
+            "binds client certificates to clusters, but server.tls.client_ca_file is not set, so no client certificate is verified",
+        ));
+    }
+    if let Some(d) = &raw.history.durability {
+        config.history.durability = match d.value.as_str() {
+            "normal" => Durability::Normal,
+            "full" => Durability::Full,
+            other => {
+                problems.push(spanned_problem(
+                    d,
+                    "history.durability",
+                    format!("{other:?}: expected normal or full"),
+                ));
+                Durability::Normal
+            }
+        };
+    }
+    for (i, p) in raw.redaction.paths.iter().enumerate() {
+        match crate::correlate::redact::Pattern::parse(&p.value) {
+            Ok(pattern) => config.redaction.push(pattern),
+            Err(e) => problems.push(spanned_problem(
+                p,
+                &format!("redaction.paths[{i}]"),
+                e.to_string(),
+            )),
+        }
     }
     if let Some(capacity) = &raw.dedupe.capacity {
         if capacity.value == 0 {

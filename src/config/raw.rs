@@ -27,6 +27,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub sources: RawSources,
     #[serde(default)]
+    pub redaction: RawRedaction,
+    #[serde(default)]
     pub history: RawHistory,
 }
 
@@ -36,6 +38,33 @@ pub struct RawServer {
     pub listen: Option<Spanned<String>>,
     pub max_body_bytes: Option<Spanned<u64>>,
     pub queue_batches: Option<Spanned<usize>>,
+    pub max_events_per_batch: Option<Spanned<usize>>,
+    pub max_header_bytes: Option<Spanned<usize>>,
+    pub header_read_timeout: Option<Spanned<String>>,
+    pub body_read_timeout: Option<Spanned<String>>,
+    pub shutdown_grace: Option<Spanned<String>>,
+    pub tls: Option<RawTls>,
+    #[serde(default)]
+    pub auth: RawAuth,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: Spanned<String>,
+    pub key_file: Spanned<String>,
+    pub client_ca_file: Option<Spanned<String>>,
+    pub reload_interval: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    pub bearer_tokens_file: Option<Spanned<String>>,
+    pub query_tokens_file: Option<Spanned<String>>,
+    /// Client certificate common name -> the only cluster it may write as.
+    #[serde(default)]
+    pub client_clusters: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +154,13 @@ pub struct RawSinks {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawRedaction {
+    #[serde(default)]
+    pub paths: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawSources {
     pub kafka: Option<RawKafkaSource>,
 }
@@ -180,4 +216,5 @@ pub struct RawHistory {
     pub retention: Option<Spanned<String>>,
     pub store_system: Option<bool>,
     pub max_tracked_objects: Option<Spanned<usize>>,
+    pub durability: Option<Spanned<String>>,
 }

@@ -3,6 +3,7 @@
 
 pub mod changes;
 pub mod ownership;
+pub mod redact;
 pub mod tracker;
 
 pub use changes::Change;

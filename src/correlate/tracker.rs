@@ -7,6 +7,7 @@
 //! so a retried batch sees the same state as the first attempt.
 
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 
 use foldhash::HashMap;
 use lru::LruCache;
@@ -100,7 +101,8 @@ pub struct Correlation {
 
 #[derive(Debug, Clone, Default)]
 struct Known {
-    last_object: Option<Box<RawValue>>,
+    /// Shared, so that the undo journal's copy costs a reference count.
+    last_object: Option<Arc<RawValue>>,
     /// The stage time (µs) of the event `last_object` came from. Delivery
     /// is unordered: an older event delivered late neither diffs against a
     /// newer object nor replaces it.
@@ -129,6 +131,9 @@ pub struct Subject<'a> {
     pub time: &'a str,
     pub time_us: i64,
     pub finding_id: &'a str,
+    /// Compute field changes (for findings and stored changes); skipped for
+    /// changes nobody will read.
+    pub want_changes: bool,
 }
 
 impl Tracker {
@@ -193,14 +198,17 @@ impl Tracker {
         let previous = previous.unwrap_or_default();
         let in_order = previous.last_object.is_none() || s.time_us >= previous.last_us;
         let verb = ev.verb();
-        out.changes = field_changes(
-            ev,
-            verb,
-            subresource,
-            request,
-            response,
-            previous.last_object.as_deref().filter(|_| in_order),
-        );
+        // Field changes are parsed only where they are reported or stored.
+        if s.want_changes {
+            out.changes = field_changes(
+                ev,
+                verb,
+                subresource,
+                request,
+                response,
+                previous.last_object.as_deref().filter(|_| in_order),
+            );
+        }
         out.managed_by = facts.managed_by.clone().or(previous.managed_by.clone());
         out.owner = facts.owner.clone().or(previous.owner.clone());
 
@@ -343,11 +351,28 @@ fn merge_facts(response: Option<ObjectFacts>, request: Option<ObjectFacts>) -> O
     }
 }
 
+/// Just enough of a body to tell its shape; everything else is skipped
+/// without building anything.
+#[derive(serde::Deserialize)]
+struct Shape<'a> {
+    #[serde(borrow, default)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    metadata: Option<&'a RawValue>,
+}
+
 /// Is this body the whole object (not a patch, not a `Status` reply)?
+fn is_whole_object(body: &RawValue) -> bool {
+    serde_json::from_str::<Shape<'_>>(body.get())
+        .is_ok_and(|s| s.metadata.is_some() && s.kind.as_deref() != Some("Status"))
+}
+
+/// The whole object as a tree, for a diff.
 fn whole_object(body: &RawValue) -> Option<Value> {
-    let v: Value = serde_json::from_str(body.get()).ok()?;
-    let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");
-    (v.is_object() && kind != "Status" && v.get("metadata").is_some()).then_some(v)
+    if !is_whole_object(body) {
+        return None;
+    }
+    serde_json::from_str(body.get()).ok()
 }
 
 fn field_changes(
@@ -383,11 +408,11 @@ fn next_object(
     subresource: &str,
     request: Option<&RawValue>,
     response: Option<&RawValue>,
-) -> Option<Box<RawValue>> {
+) -> Option<Arc<RawValue>> {
     if !subresource.is_empty() {
         return None;
     }
-    let keep = |b: &RawValue| whole_object(b).is_some().then(|| b.to_owned());
+    let keep = |b: &RawValue| is_whole_object(b).then(|| Arc::from(b.to_owned()));
     response.and_then(keep).or_else(|| {
         matches!(verb, "create" | "update")
             .then(|| request.and_then(keep))

@@ -10,7 +10,10 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::event::{Event, Stage};
+use super::arena::Arena;
+use super::encoding::GZIP_MAGIC;
+use super::envelope;
+use super::event::{Event, NotAnEvent, Stage};
 
 /// An event accepted from a body, with the line its document starts on.
 #[derive(Debug)]
@@ -27,6 +30,10 @@ pub enum RejectReason {
     InvalidJson,
     Truncated,
     NotAnEvent,
+    /// A compressed or encoded payload that decodes past the arena's limit.
+    TooLarge,
+    /// Corrupt gzip or base64.
+    InvalidEncoding,
 }
 
 impl RejectReason {
@@ -36,6 +43,8 @@ impl RejectReason {
             RejectReason::InvalidJson => "invalid_json",
             RejectReason::Truncated => "truncated",
             RejectReason::NotAnEvent => "not_audit_event",
+            RejectReason::TooLarge => "too_large",
+            RejectReason::InvalidEncoding => "invalid_encoding",
         }
     }
 }
@@ -58,7 +67,7 @@ pub struct Decoded<'a> {
 }
 
 impl<'a> Decoded<'a> {
-    fn reject(&mut self, line: usize, reason: RejectReason, message: impl Into<String>) {
+    pub(super) fn reject(&mut self, line: usize, reason: RejectReason, message: impl Into<String>) {
         self.rejections.push(Rejection {
             line,
             reason,
@@ -69,27 +78,81 @@ impl<'a> Decoded<'a> {
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// Decodes a whole body. Line numbers start at 1.
+/// Where owned data goes, and how deeply encoded payloads are nested.
+#[derive(Clone, Copy)]
+pub(super) struct Ctx<'a> {
+    /// `None` for [`decode_bytes`]: envelopes whose events need owned memory
+    /// are then rejected.
+    pub(super) arena: Option<&'a Arena>,
+    pub(super) depth: u8,
+}
+
+/// Decodes a whole body that holds plain audit events (an `EventList`, JSON
+/// lines, ...) and the envelopes whose events can be read in place (GKE
+/// entries, AKS records whose `log` is an object). Line numbers start at 1.
+///
+/// Sources use [`decode_bytes_in`]: CloudWatch payloads, AKS `log` strings,
+/// gzip and base64 need an arena for the data they unpack, and are rejected
+/// here.
 pub fn decode_bytes(body: &[u8]) -> Decoded<'_> {
     let mut out = Decoded::default();
-    decode_bytes_into(body, 1, &mut out);
+    let ctx = Ctx {
+        arena: None,
+        depth: 0,
+    };
+    decode_into(body, 1, ctx, &mut out);
+    out
+}
+
+/// Decodes a whole body, cloud envelopes included; what envelopes unpack is
+/// kept in `arena`, which must outlive the result. Line numbers start at 1.
+pub fn decode_bytes_in<'a>(body: &'a [u8], arena: &'a Arena) -> Decoded<'a> {
+    let mut out = Decoded::default();
+    decode_bytes_into(body, 1, arena, &mut out);
     out
 }
 
 /// Decodes a whole body into `out`, numbering lines from `first_line`.
-pub fn decode_bytes_into<'a>(body: &'a [u8], first_line: usize, out: &mut Decoded<'a>) {
+pub fn decode_bytes_into<'a>(
+    body: &'a [u8],
+    first_line: usize,
+    arena: &'a Arena,
+    out: &mut Decoded<'a>,
+) {
+    let ctx = Ctx {
+        arena: Some(arena),
+        depth: 0,
+    };
+    decode_into(body, first_line, ctx, out);
+}
+
+pub(super) fn decode_into<'a>(
+    body: &'a [u8],
+    first_line: usize,
+    ctx: Ctx<'a>,
+    out: &mut Decoded<'a>,
+) {
     let body = body.strip_prefix(BOM).unwrap_or(body);
+    if body.starts_with(&GZIP_MAGIC) {
+        envelope::decode_gzip(body, first_line, ctx, out);
+        return;
+    }
     match std::str::from_utf8(body) {
         Ok(text) => {
-            decode_str(text, first_line, true, out);
+            decode_text(text, first_line, true, ctx, out);
         }
-        Err(_) => decode_with_bad_utf8(body, first_line, out),
+        Err(_) => decode_with_bad_utf8(body, first_line, ctx, out),
     }
 }
 
 /// Decodes the runs of valid UTF-8 lines as usual and rejects each line that
 /// is not UTF-8, rather than guessing at its content.
-fn decode_with_bad_utf8<'a>(body: &'a [u8], first_line: usize, out: &mut Decoded<'a>) {
+fn decode_with_bad_utf8<'a>(
+    body: &'a [u8],
+    first_line: usize,
+    ctx: Ctx<'a>,
+    out: &mut Decoded<'a>,
+) {
     let mut segment_start = 0;
     let mut segment_line = first_line;
     let mut line_no = first_line;
@@ -101,7 +164,7 @@ fn decode_with_bad_utf8<'a>(body: &'a [u8], first_line: usize, out: &mut Decoded
             .map_or(body.len(), |i| pos + i + 1);
         if let Err(e) = std::str::from_utf8(&body[pos..end]) {
             if let Ok(segment) = std::str::from_utf8(&body[segment_start..pos]) {
-                decode_str(segment, segment_line, true, out);
+                decode_text(segment, segment_line, true, ctx, out);
             }
             out.documents += 1;
             out.reject(
@@ -116,7 +179,7 @@ fn decode_with_bad_utf8<'a>(body: &'a [u8], first_line: usize, out: &mut Decoded
         pos = end;
     }
     if let Ok(segment) = std::str::from_utf8(&body[segment_start..]) {
-        decode_str(segment, segment_line, true, out);
+        decode_text(segment, segment_line, true, ctx, out);
     }
 }
 
@@ -124,10 +187,26 @@ fn decode_with_bad_utf8<'a>(body: &'a [u8], first_line: usize, out: &mut Decoded
 /// a document cut off by the end of `text` is left for the next call: the
 /// return value is how many bytes were consumed. With `is_final` true it is
 /// rejected as truncated and all of `text` is consumed.
+/// Envelopes unpack into `arena`.
 pub fn decode_str<'a>(
     text: &'a str,
     first_line: usize,
     is_final: bool,
+    arena: &'a Arena,
+    out: &mut Decoded<'a>,
+) -> usize {
+    let ctx = Ctx {
+        arena: Some(arena),
+        depth: 0,
+    };
+    decode_text(text, first_line, is_final, ctx, out)
+}
+
+fn decode_text<'a>(
+    text: &'a str,
+    first_line: usize,
+    is_final: bool,
+    ctx: Ctx<'a>,
     out: &mut Decoded<'a>,
 ) -> usize {
     let bytes = text.as_bytes();
@@ -148,14 +227,19 @@ pub fn decode_str<'a>(
                 match stream.next() {
                     Some(Ok(event)) => {
                         out.documents += 1;
-                        accept_document(event, line, text, &mut lines, out);
-                        pos += stream.byte_offset();
+                        let end = pos + stream.byte_offset();
+                        let doc = &text[pos..end];
+                        accept_document(event, line, doc, text, &mut lines, ctx, out);
+                        pos = end;
                     }
                     Some(Err(e)) if e.is_eof() && !is_final => return pos,
                     Some(Err(e)) => {
                         out.documents += 1;
-                        reject_json(&e, line, out);
-                        pos = after_rejected(text, pos, &e);
+                        let next = after_rejected(text, pos, &e);
+                        if !(e.is_data() && envelope::rescue(&text[pos..next], line, ctx, out)) {
+                            reject_json(&e, line, out);
+                        }
+                        pos = next;
                     }
                     None => return bytes.len(),
                 }
@@ -171,9 +255,18 @@ pub fn decode_str<'a>(
                             match Event::deserialize(&mut serde_json::Deserializer::from_str(
                                 item.get(),
                             )) {
-                                Ok(event) => {
-                                    accept_document(event, item_line, text, &mut lines, out)
-                                }
+                                Ok(event) => accept_document(
+                                    event,
+                                    item_line,
+                                    item.get(),
+                                    text,
+                                    &mut lines,
+                                    ctx,
+                                    out,
+                                ),
+                                Err(e)
+                                    if e.is_data()
+                                        && envelope::rescue(item.get(), item_line, ctx, out) => {}
                                 Err(e) => reject_json(&e, item_line, out),
                             }
                         }
@@ -193,6 +286,11 @@ pub fn decode_str<'a>(
                 if next >= bytes.len() && !is_final && !text.ends_with('\n') {
                     return pos;
                 }
+                // Kinesis and Firehose hand over base64 text (of gzip).
+                if let Some(after) = envelope::decode_base64(text, pos, line, is_final, ctx, out) {
+                    pos = after;
+                    continue;
+                }
                 out.documents += 1;
                 let snippet: String = rest.chars().take(40).take_while(|c| *c != '\n').collect();
                 out.reject(
@@ -206,12 +304,15 @@ pub fn decode_str<'a>(
     }
 }
 
-/// One document: an Event, or an `EventList` whose items are Events.
+/// One document: an Event, an `EventList` whose items are Events, or a
+/// cloud envelope. `doc` is its text, within `text`.
 fn accept_document<'a>(
     event: Event<'a>,
     line: usize,
+    doc: &'a str,
     text: &'a str,
     lines: &mut LineCounter<'a>,
+    ctx: Ctx<'a>,
     out: &mut Decoded<'a>,
 ) {
     if let Some(items) = event.items {
@@ -219,7 +320,7 @@ fn accept_document<'a>(
             let item_line = lines.line_at(offset_in(text, item.get()));
             match Event::deserialize(&mut serde_json::Deserializer::from_str(item.get())) {
                 Ok(item_event) if item_event.items.is_none() => {
-                    push_event(item_event, item_line, out)
+                    push_or_reject(item_event, item_line, item.get(), out)
                 }
                 Ok(_) => out.reject(
                     item_line,
@@ -235,13 +336,30 @@ fn accept_document<'a>(
         out.reject(line, RejectReason::NotAnEvent, "EventList without items");
         return;
     }
-    push_event(event, line, out);
+    if let Some(kind) = envelope::kind_of(&event) {
+        envelope::decode_envelope(kind, doc, line, ctx, out);
+        return;
+    }
+    push_or_reject(event, line, doc, out);
 }
 
-fn push_event<'a>(event: Event<'a>, line: usize, out: &mut Decoded<'a>) {
-    match event.validate() {
-        Ok(stage) => out.events.push(DecodedEvent { event, stage, line }),
-        Err(e) => out.reject(line, RejectReason::NotAnEvent, e.to_string()),
+/// Accepts one audit event whose JSON text is `doc`, after filling in what
+/// a self-declared but incomplete event lacks ([`Event::complete`]).
+pub(super) fn push_event<'a>(
+    mut event: Event<'a>,
+    line: usize,
+    doc: &str,
+    out: &mut Decoded<'a>,
+) -> Result<(), NotAnEvent> {
+    event.complete(doc.as_bytes());
+    let stage = event.validate()?;
+    out.events.push(DecodedEvent { event, stage, line });
+    Ok(())
+}
+
+fn push_or_reject<'a>(event: Event<'a>, line: usize, doc: &str, out: &mut Decoded<'a>) {
+    if let Err(e) = push_event(event, line, doc, out) {
+        out.reject(line, RejectReason::NotAnEvent, e.to_string());
     }
 }
 

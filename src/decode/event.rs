@@ -6,8 +6,32 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
+
+/// `Option<Cow<str>>` that borrows from the input when the string has no
+/// escapes. serde borrows a `Cow<str>` field only when it is not wrapped: a
+/// `#[serde(borrow)] Option<Cow<str>>` allocates every string.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct BorrowedStr<'a>(#[serde(borrow)] Cow<'a, str>);
+
+pub(crate) fn opt_str<'de: 'a, 'a, D>(d: D) -> Result<Option<Cow<'a, str>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    Ok(Option::<BorrowedStr<'a>>::deserialize(d)?.map(|s| s.0))
+}
+
+/// [`opt_str`] for a list; the list's allocation is reused, not copied.
+pub(crate) fn opt_strs<'de: 'a, 'a, D>(d: D) -> Result<Option<Vec<Cow<'a, str>>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    Ok(Option::<Vec<BorrowedStr<'a>>>::deserialize(d)?
+        .map(|v| v.into_iter().map(|s| s.0).collect()))
+}
 
 /// One audit event. Unknown fields are ignored; every field is optional at this
 /// level so that legacy `v1beta1` events decode, and [`Event::validate`] decides
@@ -15,27 +39,27 @@ use serde_json::value::RawValue;
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub api_version: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub level: Option<Cow<'a, str>>,
-    #[serde(borrow, default, rename = "auditID")]
+    #[serde(borrow, default, rename = "auditID", deserialize_with = "opt_str")]
     pub audit_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub stage: Option<Cow<'a, str>>,
-    #[serde(borrow, default, rename = "requestURI")]
+    #[serde(borrow, default, rename = "requestURI", deserialize_with = "opt_str")]
     pub request_uri: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub verb: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub user: Option<UserInfo<'a>>,
     #[serde(borrow, default)]
     pub impersonated_user: Option<UserInfo<'a>>,
-    #[serde(borrow, default, rename = "sourceIPs")]
+    #[serde(borrow, default, rename = "sourceIPs", deserialize_with = "opt_strs")]
     pub source_ips: Option<Vec<Cow<'a, str>>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub user_agent: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub object_ref: Option<ObjectRef<'a>>,
@@ -45,13 +69,16 @@ pub struct Event<'a> {
     pub request_object: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub response_object: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub request_received_timestamp: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub stage_timestamp: Option<Cow<'a, str>>,
     /// Legacy `v1alpha1`/`v1beta1` field, used when the two above are missing.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub timestamp: Option<Cow<'a, str>>,
+    /// Kept raw: skipping it costs the same, and GKE `labels` land here.
+    #[serde(borrow, default)]
+    pub annotations: Option<&'a RawValue>,
 
     // The fields below belong to the containers an Event can arrive in, not to
     // the Event. Reading them in the same pass avoids parsing every document
@@ -59,34 +86,49 @@ pub struct Event<'a> {
     /// `EventList.items`.
     #[serde(borrow, default)]
     pub(crate) items: Option<Vec<&'a RawValue>>,
+    /// Marks of the cloud envelopes (see `envelope.rs`): only whether they
+    /// are present is read here, at no cost to plain events (`IgnoredAny` is
+    /// zero-sized); an envelope document is then parsed as what it is.
+    /// AKS diagnostic records (Event Hub batch), or Firehose HTTP records.
+    #[serde(default)]
+    pub(crate) records: Option<IgnoredAny>,
+    /// A single AKS diagnostic record.
+    #[serde(default)]
+    pub(crate) properties: Option<IgnoredAny>,
+    /// A CloudWatch Logs subscription payload.
+    #[serde(default)]
+    pub(crate) log_events: Option<IgnoredAny>,
+    /// A Google Cloud Audit Logs entry.
+    #[serde(default)]
+    pub(crate) proto_payload: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub struct UserInfo<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub username: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub uid: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_strs")]
     pub groups: Option<Vec<Cow<'a, str>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectRef<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub resource: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub namespace: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub uid: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub api_group: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub api_version: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub subresource: Option<Cow<'a, str>>,
 }
 
@@ -94,9 +136,9 @@ pub struct ObjectRef<'a> {
 pub struct ResponseStatus<'a> {
     #[serde(default)]
     pub code: Option<i64>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub status: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_str")]
     pub reason: Option<Cow<'a, str>>,
 }
 
@@ -152,7 +194,9 @@ pub enum NotAnEvent {
 
 impl<'a> Event<'a> {
     /// Accepts the document as an audit event, or says why not. `kind` may be
-    /// absent (webhook `EventList` items carry none).
+    /// absent (webhook `EventList` items carry none). A document that
+    /// declares itself an audit event (see [`Event::declares_audit_event`])
+    /// may lack a verb: it is then never a mutation, and is ignored.
     pub fn validate(&self) -> Result<Stage, NotAnEvent> {
         if let Some(kind) = self.kind.as_deref()
             && kind != "Event"
@@ -162,11 +206,64 @@ impl<'a> Event<'a> {
         if self.audit_id.as_deref().is_none_or(str::is_empty) {
             return Err(NotAnEvent::Missing("auditID"));
         }
-        if self.verb.as_deref().is_none_or(str::is_empty) {
+        if self.verb.as_deref().is_none_or(str::is_empty) && !self.declares_audit_event() {
             return Err(NotAnEvent::Missing("verb"));
         }
         let stage = self.stage.as_deref().ok_or(NotAnEvent::Missing("stage"))?;
         Stage::parse(stage).ok_or_else(|| NotAnEvent::UnknownStage(stage.to_owned()))
+    }
+
+    /// Whether the document says it is an audit event: `kind: Event`, an
+    /// `audit.k8s.io` apiVersion or none, and at least one field only audit
+    /// events have. A core `v1` Event (`kind: Event`, `apiVersion: v1`) is
+    /// not one, nor is `{"kind": "Event"}` alone. EventList items carry no
+    /// `kind`, so a real webhook batch never relies on this.
+    pub fn declares_audit_event(&self) -> bool {
+        self.kind.as_deref() == Some("Event")
+            && self
+                .api_version
+                .as_deref()
+                .is_none_or(|v| v.starts_with("audit.k8s.io/"))
+            && (self.verb.is_some()
+                || self.user.is_some()
+                || self.object_ref.is_some()
+                || self.request_uri.is_some())
+    }
+
+    /// Fills in what an exported or hand-written audit event lacks, for a
+    /// document that declares itself one (Panther's EKS and AKS fixtures,
+    /// exports that drop fields); API servers always write both fields, so
+    /// real streams never take this path. `doc` is the document's JSON text.
+    ///
+    /// - No `stage`: with a `responseStatus` the response was known, so it
+    ///   is not `RequestReceived`; of the later stages, `ResponseStarted`
+    ///   exists only for long-running requests (watch, exec, attach,
+    ///   portforward, proxy), where the policy judges it like
+    ///   `ResponseComplete`, so `ResponseComplete` gives the verdict the
+    ///   true stage would. Without a `responseStatus` the document cannot
+    ///   be told from a `RequestReceived` event, which DESIGN says never to
+    ///   act on: it becomes `RequestReceived`, and is ignored.
+    /// - No `auditID`: an id derived from the document's bytes. It is what
+    ///   dedupe needs: a redelivered copy of the document gets the same id
+    ///   and is absorbed; two different documents never share one. (Two
+    ///   stages of one request get two ids; without an auditID nothing
+    ///   could join them anyway.) It is prefixed `derived-` so that no one
+    ///   mistakes it for an id the API server assigned.
+    pub(crate) fn complete(&mut self, doc: &[u8]) {
+        let has_id = self.audit_id.as_deref().is_some_and(|id| !id.is_empty());
+        if (has_id && self.stage.is_some()) || !self.declares_audit_event() {
+            return;
+        }
+        if self.stage.is_none() {
+            self.stage = Some(Cow::Borrowed(if self.response_status.is_some() {
+                "ResponseComplete"
+            } else {
+                "RequestReceived"
+            }));
+        }
+        if !has_id {
+            self.audit_id = Some(Cow::Owned(derived_audit_id(doc)));
+        }
     }
 
     pub fn verb(&self) -> &str {
@@ -242,6 +339,20 @@ impl<'a> Event<'a> {
     pub fn query_param(&self, key: &str) -> Option<Cow<'_, str>> {
         query_param(self.request_uri(), key)
     }
+}
+
+/// A deterministic audit id for a document that carries none:
+/// `derived-` and the first 128 bits of its SHA-256, in hex.
+pub(crate) fn derived_audit_id(doc: &[u8]) -> String {
+    use sha2::Digest as _;
+    use std::fmt::Write as _;
+    let digest = sha2::Sha256::digest(doc);
+    let mut id = String::with_capacity(8 + 32);
+    id.push_str("derived-");
+    for b in &digest[..16] {
+        let _ = write!(id, "{b:02x}");
+    }
+    id
 }
 
 /// Looks up `key` in the query string of a request URI.

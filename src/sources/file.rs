@@ -44,11 +44,13 @@ pub fn replay_input(
         path: name.clone(),
         source,
     };
-    let mut reader: Box<dyn Read> = if path == Path::new("-") {
+    let reader: Box<dyn Read> = if path == Path::new("-") {
         Box::new(io::stdin().lock())
     } else {
         Box::new(File::open(path).map_err(read_err)?)
     };
+    // A gzip-compressed log is read through a streaming decompressor.
+    let mut reader = decode::decompress_reader(reader).map_err(read_err)?;
 
     let mut stats = Stats::default();
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
@@ -84,11 +86,13 @@ pub fn replay_input(
         };
         let consumed = {
             let region = &buf[..region_end];
+            // What cloud envelopes unpack; dropped with `decoded`.
+            let arena = decode::Arena::new();
             let mut decoded = Decoded::default();
             let consumed = match std::str::from_utf8(region) {
-                Ok(text) => decode::decode_str(text, line, eof, &mut decoded),
+                Ok(text) => decode::decode_str(text, line, eof, &arena, &mut decoded),
                 Err(_) => {
-                    decode::decode_bytes_into(region, line, &mut decoded);
+                    decode::decode_bytes_into(region, line, &arena, &mut decoded);
                     region.len()
                 }
             };

@@ -205,6 +205,7 @@ impl KafkaSource {
             for (i, answer) in answers {
                 match answer.await {
                     Ok(outcome @ JobOutcome::Accepted { .. }) => outcomes[i] = Some(outcome),
+                    Ok(outcome @ JobOutcome::TooManyEvents { .. }) => outcomes[i] = Some(outcome),
                     Ok(JobOutcome::SinkFailed(message)) => {
                         warn!(%message, "Pipeline refused a Kafka message; retrying.");
                         failed.push(i);
@@ -222,13 +223,21 @@ impl KafkaSource {
             }
         }
         for (r, outcome) in round.iter().zip(outcomes) {
-            let Some(JobOutcome::Accepted {
-                events: accepted,
-                rejections,
-                ..
-            }) = outcome
-            else {
-                continue;
+            let (accepted, rejections) = match outcome {
+                Some(JobOutcome::Accepted {
+                    events, rejections, ..
+                }) => (events, rejections),
+                Some(JobOutcome::TooManyEvents { events, max }) => (
+                    0,
+                    vec![crate::decode::Rejection {
+                        line: 1,
+                        reason: crate::decode::RejectReason::NotAnEvent,
+                        message: format!(
+                            "message holds {events} events, more than server.max_events_per_batch ({max})"
+                        ),
+                    }],
+                ),
+                _ => continue,
             };
             let empty = r.message.payload().is_none_or(<[u8]>::is_empty);
             if !rejections.is_empty() || empty {

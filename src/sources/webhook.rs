@@ -8,11 +8,11 @@
 
 use std::time::{Duration, Instant};
 
-use axum::Json;
 use axum::body::{Body, HttpBody};
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use serde::Serialize;
@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use crate::decode::Rejection;
+use crate::http::auth::Caller;
 use crate::telemetry::events;
 use crate::worker::Work;
 
@@ -43,6 +44,8 @@ pub enum JobOutcome {
     },
     /// Findings could not be written: nothing was acknowledged.
     SinkFailed(String),
+    /// More events than `server.max_events_per_batch`: nothing was processed.
+    TooManyEvents { events: usize, max: usize },
 }
 
 #[derive(Clone)]
@@ -77,15 +80,33 @@ struct ErrorBody {
 /// At most this many rejections are listed in a response; all are counted.
 const MAX_LISTED: usize = 20;
 
-pub async fn post_default(State(state): State<WebhookState>, body: Body) -> Response {
-    handle(state, None, body).await
+pub async fn post_default(
+    State(state): State<WebhookState>,
+    caller: Option<Extension<Caller>>,
+    body: Body,
+) -> Response {
+    // A caller bound to a cluster writes as that cluster.
+    let bound = caller.and_then(|Extension(c)| c.cluster);
+    handle(state, bound, body).await
 }
 
 pub async fn post_cluster(
     State(state): State<WebhookState>,
+    caller: Option<Extension<Caller>>,
     Path(cluster): Path<String>,
     body: Body,
 ) -> Response {
+    if let Some(Extension(Caller {
+        cluster: Some(bound),
+    })) = &caller
+        && *bound != cluster
+    {
+        events::auth_refused("cluster_mismatch");
+        return error(
+            StatusCode::FORBIDDEN,
+            format!("this client may only write as cluster {bound:?}, not {cluster:?}"),
+        );
+    }
     if !valid_cluster_name(&cluster) {
         return error(
             StatusCode::BAD_REQUEST,
@@ -191,6 +212,12 @@ async fn handle(state: WebhookState, cluster: Option<String>, body: Body) -> Res
             )
                 .into_response()
         }
+        Ok(JobOutcome::TooManyEvents { events, max }) => error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "batch holds {events} events, more than server.max_events_per_batch ({max}); lower the API server's --audit-webhook-batch-max-size"
+            ),
+        ),
         Ok(JobOutcome::SinkFailed(message)) => {
             warn!(%message, "Refused a batch: findings could not be written.");
             unavailable(

@@ -86,6 +86,18 @@ impl Store {
         &self.path
     }
 
+    /// `full`: every commit is fsynced, so an acknowledged batch survives
+    /// power loss too; `normal` (the default) survives a crash of the process.
+    pub fn set_durability(&self, durability: crate::config::Durability) -> Result<(), StoreError> {
+        let mode = match durability {
+            crate::config::Durability::Normal => "NORMAL",
+            crate::config::Durability::Full => "FULL",
+        };
+        self.conn
+            .pragma_update(None, "synchronous", mode)
+            .map_err(self.err())
+    }
+
     fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
         |source| StoreError::Sqlite {
             path: self.path.display().to_string(),

@@ -134,3 +134,12 @@ pub fn kafka_error(operation: &'static str, error: &dyn std::error::Error) {
     counter!(m::KAFKA_ERRORS, "operation" => operation).increment(1);
     warn!(operation, %error, "Kafka operation failed; retrying.");
 }
+
+pub fn auth_refused(reason: &'static str) {
+    counter!(m::AUTH_REFUSED, "reason" => reason).increment(1);
+    debug!(reason, "Refused an unauthenticated caller.");
+}
+
+pub fn tls_reloaded(ok: bool) {
+    counter!(m::TLS_RELOADS, "result" => if ok { "ok" } else { "error" }).increment(1);
+}

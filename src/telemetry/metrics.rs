@@ -21,6 +21,8 @@ pub const KAFKA_MESSAGES: &str = "driftwatch_kafka_messages_total";
 pub const KAFKA_CONSUMER_LAG: &str = "driftwatch_kafka_consumer_lag_messages";
 pub const KAFKA_DELIVERY_ERRORS: &str = "driftwatch_kafka_delivery_errors_total";
 pub const KAFKA_ERRORS: &str = "driftwatch_kafka_errors_total";
+pub const AUTH_REFUSED: &str = "driftwatch_auth_refused_total";
+pub const TLS_RELOADS: &str = "driftwatch_tls_reloads_total";
 
 /// Registers descriptions so that `/metrics` explains itself.
 pub fn describe() {
@@ -72,4 +74,51 @@ pub fn describe() {
         Unit::Count,
         "Batches waiting for the pipeline."
     );
+    describe_counter!(
+        CHANGES_STORED,
+        Unit::Count,
+        "Changes written to the history store."
+    );
+    describe_counter!(STORE_ERRORS, Unit::Count, "Failed history store writes.");
+    describe_gauge!(
+        DRIFTS_OPEN,
+        Unit::Count,
+        "Drifts opened and not yet reconciled or accepted."
+    );
+    describe_histogram!(
+        DRIFT_RECONCILE_SECONDS,
+        Unit::Seconds,
+        "Time from a drift's first out-of-band change to the pipeline's reconcile."
+    );
+    describe_counter!(
+        RETENTION_DELETED,
+        Unit::Count,
+        "Rows deleted by history retention."
+    );
+    describe_counter!(
+        KAFKA_MESSAGES,
+        Unit::Count,
+        "Kafka messages consumed, by result (processed, dead_lettered)."
+    );
+    describe_gauge!(
+        KAFKA_CONSUMER_LAG,
+        Unit::Count,
+        "Messages between the consumer's position and the end of its assigned partitions."
+    );
+    describe_counter!(
+        KAFKA_DELIVERY_ERRORS,
+        Unit::Count,
+        "Findings the Kafka sink could not deliver."
+    );
+    describe_counter!(
+        KAFKA_ERRORS,
+        Unit::Count,
+        "Failed Kafka operations, by operation."
+    );
+    describe_counter!(
+        AUTH_REFUSED,
+        Unit::Count,
+        "Requests or connections refused before the pipeline, by reason."
+    );
+    describe_counter!(TLS_RELOADS, Unit::Count, "Certificate reloads, by result.");
 }

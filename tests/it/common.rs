@@ -129,10 +129,13 @@ impl Service {
             let logs = Arc::clone(&logs);
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Some(rest) = line.split("http://").nth(1)
-                        && let Some(addr) = rest.split("/audit/webhook").next()
-                    {
-                        let _ = addr_tx.send(addr.to_owned());
+                    for scheme in ["https://", "http://"] {
+                        if let Some(rest) = line.split(scheme).nth(1)
+                            && let Some(addr) = rest.split("/audit/webhook").next()
+                        {
+                            let _ = addr_tx.send(format!("{scheme}{addr}"));
+                            break;
+                        }
                     }
                     logs.lock().unwrap().push(line);
                 }
@@ -150,7 +153,7 @@ impl Service {
         };
         Ok(Service {
             child,
-            base: format!("http://{addr}"),
+            base: addr,
             findings,
             logs,
             dir,

@@ -8,5 +8,7 @@ mod common;
 mod corpus;
 mod history;
 mod kafka;
+mod redaction;
 mod scenarios;
+mod tls;
 mod webhook;

@@ -70,8 +70,9 @@ fn truncated_document_is_rejected_when_final() {
 #[test]
 fn truncated_document_waits_for_more_when_not_final() {
     let text = format!("{EV}\n{}", &EV[..50]);
+    let arena = Arena::new();
     let mut d = Decoded::default();
-    let consumed = decode_str(&text, 1, false, &mut d);
+    let consumed = decode_str(&text, 1, false, &arena, &mut d);
     assert_eq!(consumed, EV.len() + 1);
     assert_eq!(d.events.len(), 1);
     assert!(d.rejections.is_empty());

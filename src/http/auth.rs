@@ -1,0 +1,298 @@
+//! Who is calling: the client certificate's common name (from the TLS
+//! layer) and a bearer token, each optionally bound to one cluster so that
+//! one API server cannot write as another.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use foldhash::HashMap;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::telemetry::events;
+
+/// Set on every request by the listener: the verified client certificate's
+/// common name, if the connection presented one.
+#[derive(Debug, Clone, Default)]
+pub struct Peer {
+    pub common_name: Option<String>,
+}
+
+/// What the auth layer concluded; handlers read it from the extensions.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The only cluster this caller may write as, when bound.
+    pub cluster: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("{path}: cannot read tokens: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Line {
+        path: String,
+        line: usize,
+        message: String,
+    },
+}
+
+/// A tokens file: one token per line, optionally followed by the cluster it
+/// is bound to; `#` starts a comment.
+#[derive(Debug, Default)]
+pub struct Tokens {
+    entries: Vec<(Vec<u8>, Option<String>)>,
+}
+
+impl Tokens {
+    pub fn load(path: &Path) -> Result<Tokens, AuthError> {
+        let text = std::fs::read_to_string(path).map_err(|source| AuthError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut entries = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let mut fields = line.split_whitespace();
+            let token = fields.next().unwrap_or_default();
+            let cluster = fields.next().map(str::to_owned);
+            if fields.next().is_some() {
+                return Err(AuthError::Line {
+                    path: path.display().to_string(),
+                    line: i + 1,
+                    message: "expected TOKEN [CLUSTER]".to_owned(),
+                });
+            }
+            if token.len() < 16 {
+                return Err(AuthError::Line {
+                    path: path.display().to_string(),
+                    line: i + 1,
+                    message: "token shorter than 16 characters".to_owned(),
+                });
+            }
+            entries.push((token.as_bytes().to_vec(), cluster));
+        }
+        Ok(Tokens { entries })
+    }
+
+    /// The entry matching `presented`, compared in constant time per entry.
+    fn find(&self, presented: &[u8]) -> Option<&Option<String>> {
+        let mut found = None;
+        for (token, cluster) in &self.entries {
+            if constant_time_eq(token, presented) && found.is_none() {
+                found = Some(cluster);
+            }
+        }
+        found
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A tokens file that is re-read when it changes.
+pub struct TokenFile {
+    path: PathBuf,
+    current: ArcSwap<Tokens>,
+}
+
+impl TokenFile {
+    pub fn open(path: &Path) -> Result<Arc<TokenFile>, AuthError> {
+        Ok(Arc::new(TokenFile {
+            path: path.to_owned(),
+            current: ArcSwap::from_pointee(Tokens::load(path)?),
+        }))
+    }
+
+    pub fn spawn_watch(self: &Arc<Self>, every: Duration, shutdown: CancellationToken) {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let stamp = || {
+                std::fs::metadata(&this.path)
+                    .and_then(|m| m.modified())
+                    .ok()
+            };
+            let mut last: Option<SystemTime> = stamp();
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let now = stamp();
+                if now == last {
+                    continue;
+                }
+                last = now;
+                match Tokens::load(&this.path) {
+                    Ok(t) => {
+                        this.current.store(Arc::new(t));
+                        info!(path = %this.path.display(), "Reloaded tokens.");
+                    }
+                    Err(e) => {
+                        warn!(%e, "Tokens file changed but cannot be loaded; keeping the previous tokens.")
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// The webhook's auth settings.
+#[derive(Clone, Default)]
+pub struct WebhookAuth {
+    pub tokens: Option<Arc<TokenFile>>,
+    /// Client certificate common name -> the cluster it writes as.
+    pub cn_clusters: Arc<HashMap<String, String>>,
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
+    let rest = value
+        .strip_prefix(b"Bearer ")
+        .or_else(|| value.strip_prefix(b"bearer "))?;
+    Some(rest.trim_ascii())
+}
+
+fn refuse(code: StatusCode, reason: &'static str, message: &str) -> Response {
+    events::auth_refused(reason);
+    events::webhook_answered(code.as_u16());
+    let mut r = (code, axum::Json(serde_json::json!({ "error": message }))).into_response();
+    if code == StatusCode::UNAUTHORIZED
+        && let Ok(v) = "Bearer realm=\"driftwatch\"".parse()
+    {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
+/// Middleware for the webhook: a token when tokens are configured, and the
+/// cluster binding of the token or certificate.
+pub async fn webhook(
+    State(auth): State<WebhookAuth>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<Peer>()
+        .cloned()
+        .unwrap_or_default();
+    let mut bound: Option<String> = peer
+        .common_name
+        .as_ref()
+        .and_then(|cn| auth.cn_clusters.get(cn).cloned());
+    if let Some(tokens) = &auth.tokens {
+        let Some(presented) = bearer(request.headers()) else {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "missing_token",
+                "a bearer token is required",
+            );
+        };
+        let current = tokens.current.load();
+        let Some(cluster) = current.find(presented) else {
+            return refuse(
+                StatusCode::UNAUTHORIZED,
+                "bad_token",
+                "the bearer token is not valid",
+            );
+        };
+        if let Some(token_cluster) = cluster {
+            if bound.as_ref().is_some_and(|b| b != token_cluster) {
+                return refuse(
+                    StatusCode::FORBIDDEN,
+                    "cluster_mismatch",
+                    "the client certificate and the token are bound to different clusters",
+                );
+            }
+            bound = Some(token_cluster.clone());
+        }
+    }
+    request.extensions_mut().insert(Caller { cluster: bound });
+    next.run(request).await
+}
+
+/// Middleware for the query API when `server.auth.query_tokens_file` is set.
+pub async fn query(
+    State(tokens): State<Option<Arc<TokenFile>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(tokens) = &tokens {
+        let ok = bearer(request.headers()).is_some_and(|t| tokens.current.load().find(t).is_some());
+        if !ok {
+            events::auth_refused("query_token");
+            let mut r = (
+                StatusCode::UNAUTHORIZED,
+                axum::Json(serde_json::json!({ "error": "a valid bearer token is required for the query API" })),
+            )
+                .into_response();
+            if let Ok(v) = "Bearer realm=\"driftwatch\"".parse() {
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+            return r;
+        }
+    }
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_file_with_bindings_and_comments() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(
+            &path,
+            "# api servers\nabcdefghijklmnop0001 prod-eu-1\nabcdefghijklmnop0002\n\n",
+        )
+        .unwrap();
+        let t = Tokens::load(&path).unwrap();
+        assert_eq!(
+            t.find(b"abcdefghijklmnop0001"),
+            Some(&Some("prod-eu-1".to_owned()))
+        );
+        assert_eq!(t.find(b"abcdefghijklmnop0002"), Some(&None));
+        assert_eq!(t.find(b"abcdefghijklmnop0003"), None);
+        assert_eq!(t.find(b""), None);
+    }
+
+    #[test]
+    fn short_tokens_and_extra_fields_are_refused_with_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, "abcdefghijklmnop0001\nshort\n").unwrap();
+        assert!(
+            Tokens::load(&path)
+                .unwrap_err()
+                .to_string()
+                .ends_with(":2: token shorter than 16 characters")
+        );
+        std::fs::write(&path, "abcdefghijklmnop0001 a b\n").unwrap();
+        assert!(
+            Tokens::load(&path)
+                .unwrap_err()
+                .to_string()
+                .contains(":1: expected TOKEN [CLUSTER]")
+        );
+    }
+}

@@ -1,0 +1,431 @@
+//! TLS and client authentication of the webhook, through curl (a real TLS
+//! client) against the running service, with certificates made here.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair,
+};
+use serde_json::{Value, json};
+
+use crate::common::Service;
+
+/// A CA, a server certificate for 127.0.0.1, and client certificates.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Result<Pki> {
+        let dir = tempfile::tempdir()?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "driftwatch test CA");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+        std::fs::write(dir.path().join("ca.crt"), ca.pem())?;
+
+        let mut server =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
+        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate()?;
+        let cert = server.signed_by(&key, &ca)?;
+        std::fs::write(dir.path().join("tls.crt"), cert.pem())?;
+        std::fs::write(dir.path().join("tls.key"), key.serialize_pem())?;
+
+        for cn in ["kube-apiserver-prod-eu-1", "kube-apiserver-prod-us-2"] {
+            let mut client = CertificateParams::new(Vec::<String>::new())?;
+            client.distinguished_name.push(DnType::CommonName, cn);
+            client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            let key = KeyPair::generate()?;
+            let cert = client.signed_by(&key, &ca)?;
+            std::fs::write(dir.path().join(format!("{cn}.crt")), cert.pem())?;
+            std::fs::write(dir.path().join(format!("{cn}.key")), key.serialize_pem())?;
+        }
+        // A client certificate from a CA the server does not trust.
+        let mut rogue_ca_params = CertificateParams::new(Vec::<String>::new())?;
+        rogue_ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let rogue_ca = CertifiedIssuer::self_signed(rogue_ca_params, KeyPair::generate()?)?;
+        let mut rogue = CertificateParams::new(Vec::<String>::new())?;
+        rogue
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver-prod-eu-1");
+        rogue.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate()?;
+        let cert = rogue.signed_by(&key, &rogue_ca)?;
+        std::fs::write(dir.path().join("rogue.crt"), cert.pem())?;
+        std::fs::write(dir.path().join("rogue.key"), key.serialize_pem())?;
+        Ok(Pki { dir })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// `curl` result: HTTP code (0 when the connection or handshake failed) and body.
+fn curl(
+    url: &str,
+    ca: &Path,
+    client: Option<(&Path, &Path)>,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Result<(u16, String)> {
+    let mut cmd = Command::new("curl");
+    // HTTP/1.1: Debian's curl 7.88 reports a refusal sent before the upload
+    // finished (RST_STREAM NO_ERROR, as HTTP/2 intends) as a framing error.
+    // HTTP/2 itself is checked in its own test.
+    cmd.args([
+        "-sS",
+        "--http1.1",
+        "--max-time",
+        "20",
+        "-o",
+        "-",
+        "-w",
+        "\n%{http_code}",
+        "--cacert",
+    ])
+    .arg(ca);
+    if let Some((cert, key)) = client {
+        cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    if let Some(t) = token {
+        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    if let Some(b) = body {
+        cmd.args([
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            b,
+        ]);
+    }
+    let out = cmd.arg(url).output().context("running curl")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    let code = code.trim().parse().unwrap_or(0);
+    if code == 0 {
+        // No HTTP answer: say what curl saw.
+        return Ok((0, String::from_utf8_lossy(&out.stderr).into_owned()));
+    }
+    Ok((code, body.to_owned()))
+}
+
+fn event(audit_id: &str) -> String {
+    json!({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Request",
+        "auditID": audit_id, "stage": "ResponseComplete",
+        "requestURI": "/api/v1/namespaces/shop/configmaps/settings?fieldManager=kubectl-edit",
+        "verb": "patch",
+        "user": {"username": "alice@example.com", "groups": ["system:authenticated"]},
+        "sourceIPs": ["10.0.0.7"], "userAgent": "kubectl/v1.31.2 (linux/amd64) kubernetes/5864a46",
+        "objectRef": {"resource": "configmaps", "namespace": "shop", "name": "settings", "apiVersion": "v1"},
+        "responseStatus": {"code": 200},
+        "requestObject": {"data": {"mode": "debug"}},
+        "requestReceivedTimestamp": "2026-11-20T10:00:00.000001Z",
+        "stageTimestamp": "2026-11-20T10:00:00.000901Z"
+    })
+    .to_string()
+}
+
+const TOKEN_EU: &str = "eu-token-0123456789abcdef";
+const TOKEN_ANY: &str = "any-token-0123456789abcdef";
+
+fn config(pki: &Pki, mtls: bool) -> Result<String> {
+    let tokens = pki.path("tokens");
+    std::fs::write(
+        &tokens,
+        format!("# token cluster\n{TOKEN_EU} prod-eu-1\n{TOKEN_ANY}\n"),
+    )?;
+    let query_tokens = pki.path("query-tokens");
+    std::fs::write(&query_tokens, "query-token-0123456789abcdef\n")?;
+    let mut yaml = format!(
+        "server:\n  tls:\n    cert_file: {}\n    key_file: {}\n    reload_interval: 1s\n",
+        pki.path("tls.crt").display(),
+        pki.path("tls.key").display()
+    );
+    if mtls {
+        yaml.push_str(&format!(
+            "    client_ca_file: {}\n",
+            pki.path("ca.crt").display()
+        ));
+        yaml.push_str("  auth:\n    client_clusters:\n      kube-apiserver-prod-eu-1: prod-eu-1\n      kube-apiserver-prod-us-2: prod-us-2\n");
+    } else {
+        yaml.push_str(&format!(
+            "  auth:\n    bearer_tokens_file: {}\n    query_tokens_file: {}\n",
+            tokens.display(),
+            query_tokens.display()
+        ));
+    }
+    Ok(yaml)
+}
+
+fn wait_findings(svc: &Service, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let f = svc.findings();
+        if f.len() >= n || Instant::now() > deadline {
+            return f;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn bearer_tokens_guard_the_webhook_and_bind_clusters() -> Result<()> {
+    let pki = Pki::new()?;
+    let svc = Service::start(Some(&config(&pki, false)?))?;
+    assert!(svc.base.starts_with("https://"), "{}", svc.base);
+    let ca = pki.path("ca.crt");
+    let hook = svc.url("/audit/webhook");
+
+    let (code, body) = curl(&hook, &ca, None, None, Some(&event("no-token")))?;
+    assert_eq!(code, 401, "{body} {:?}", svc.logs.lock().unwrap());
+    assert!(body.contains("bearer token is required"), "{body}");
+    let (code, _) = curl(
+        &hook,
+        &ca,
+        None,
+        Some("wrong-token-0123456789abcdef"),
+        Some(&event("bad-token")),
+    )?;
+    assert_eq!(code, 401);
+
+    // The EU token writes as prod-eu-1, whatever the path says.
+    let (code, body) = curl(&hook, &ca, None, Some(TOKEN_EU), Some(&event("eu-1")))?;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = curl(
+        &svc.url("/audit/webhook/prod-us-2"),
+        &ca,
+        None,
+        Some(TOKEN_EU),
+        Some(&event("eu-as-us")),
+    )?;
+    assert_eq!(code, 403, "{body}");
+    // An unbound token may name its cluster.
+    let (code, _) = curl(
+        &svc.url("/audit/webhook/prod-us-2"),
+        &ca,
+        None,
+        Some(TOKEN_ANY),
+        Some(&event("any-us")),
+    )?;
+    assert_eq!(code, 200);
+
+    let findings = wait_findings(&svc, 2);
+    let clusters: Vec<(String, String)> = findings
+        .iter()
+        .map(|f| {
+            (
+                f["audit_id"].as_str().unwrap_or("").to_owned(),
+                f["cluster"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        clusters,
+        vec![
+            ("eu-1".to_owned(), "prod-eu-1".to_owned()),
+            ("any-us".to_owned(), "prod-us-2".to_owned())
+        ],
+        "refused requests never reached the pipeline"
+    );
+
+    // The query API wants its own token; health and metrics do not.
+    let (code, _) = curl(&svc.url("/api/v1/changes"), &ca, None, None, None)?;
+    assert_eq!(code, 401);
+    let (code, _) = curl(&svc.url("/api/v1/changes"), &ca, None, Some(TOKEN_EU), None)?;
+    assert_eq!(code, 401, "webhook tokens do not open the query API");
+    let (code, body) = curl(
+        &svc.url("/api/v1/changes"),
+        &ca,
+        None,
+        Some("query-token-0123456789abcdef"),
+        None,
+    )?;
+    assert_eq!(code, 200, "{body}");
+    let (code, metrics) = curl(&svc.url("/metrics"), &ca, None, None, None)?;
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("driftwatch_auth_refused_total{reason=\"missing_token\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("driftwatch_auth_refused_total{reason=\"bad_token\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("driftwatch_auth_refused_total{reason=\"cluster_mismatch\"}"),
+        "{metrics}"
+    );
+
+    // Plain HTTP to the TLS port gets no answer.
+    let plain = svc.base.replace("https://", "http://");
+    let (code, _) = curl(&format!("{plain}/healthz"), &ca, None, None, None)?;
+    assert_eq!(code, 0);
+    Ok(())
+}
+
+#[test]
+fn client_certificates_are_required_and_bound_to_clusters() -> Result<()> {
+    let pki = Pki::new()?;
+    let svc = Service::start(Some(&config(&pki, true)?))?;
+    let ca = pki.path("ca.crt");
+    let hook = svc.url("/audit/webhook");
+    let eu = (
+        pki.path("kube-apiserver-prod-eu-1.crt"),
+        pki.path("kube-apiserver-prod-eu-1.key"),
+    );
+    let us = (
+        pki.path("kube-apiserver-prod-us-2.crt"),
+        pki.path("kube-apiserver-prod-us-2.key"),
+    );
+    let rogue = (pki.path("rogue.crt"), pki.path("rogue.key"));
+
+    // No certificate, or one from an unknown CA: refused in the handshake.
+    let (code, _) = curl(&hook, &ca, None, None, Some(&event("anonymous")))?;
+    assert_eq!(code, 0);
+    let (code, _) = curl(
+        &hook,
+        &ca,
+        Some((&rogue.0, &rogue.1)),
+        None,
+        Some(&event("rogue")),
+    )?;
+    assert_eq!(code, 0);
+
+    let (code, body) = curl(
+        &hook,
+        &ca,
+        Some((&eu.0, &eu.1)),
+        None,
+        Some(&event("from-eu")),
+    )?;
+    assert_eq!(code, 200, "{body}");
+    let (code, _) = curl(
+        &svc.url("/audit/webhook/prod-eu-1"),
+        &ca,
+        Some((&us.0, &us.1)),
+        None,
+        Some(&event("us-as-eu")),
+    )?;
+    assert_eq!(code, 403, "one API server cannot write as another");
+    let (code, _) = curl(
+        &svc.url("/audit/webhook/prod-us-2"),
+        &ca,
+        Some((&us.0, &us.1)),
+        None,
+        Some(&event("from-us")),
+    )?;
+    assert_eq!(code, 200);
+
+    let findings = wait_findings(&svc, 2);
+    let got: Vec<(&str, &str)> = findings
+        .iter()
+        .map(|f| {
+            (
+                f["audit_id"].as_str().unwrap_or(""),
+                f["cluster"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![("from-eu", "prod-eu-1"), ("from-us", "prod-us-2")]
+    );
+    let (_, metrics) = curl(&svc.url("/metrics"), &ca, Some((&eu.0, &eu.1)), None, None)?;
+    assert!(
+        metrics.contains("driftwatch_auth_refused_total{reason=\"tls_handshake\"}"),
+        "{metrics}"
+    );
+    Ok(())
+}
+
+#[test]
+fn certificates_reload_without_a_restart() -> Result<()> {
+    let pki = Pki::new()?;
+    let svc = Service::start(Some(&config(&pki, false)?))?;
+    let ca = pki.path("ca.crt");
+    let (code, _) = curl(&svc.url("/healthz"), &ca, None, None, None)?;
+    assert_eq!(code, 200);
+
+    // Replace the server certificate with one from a new CA.
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "driftwatch renewed CA");
+    let new_ca = CertifiedIssuer::self_signed(params, KeyPair::generate()?)?;
+    let new_ca_path = pki.path("new-ca.crt");
+    std::fs::write(&new_ca_path, new_ca.pem())?;
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned()])?;
+    let key = KeyPair::generate()?;
+    let cert = server.signed_by(&key, &new_ca)?;
+    // Key first, then certificate: each write alone is a mismatched pair,
+    // which must be refused until both are in place.
+    std::fs::write(pki.path("tls.key"), key.serialize_pem())?;
+    std::fs::write(pki.path("tls.crt"), cert.pem())?;
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (code, err) = curl(&svc.url("/healthz"), &new_ca_path, None, None, None)?;
+        if code == 200 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the new certificate was not picked up: {err} {:?}",
+                svc.logs.lock().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, _) = curl(&svc.url("/healthz"), &ca, None, None, None)?;
+    assert_eq!(code, 0, "the old CA no longer verifies the server");
+    Ok(())
+}
+
+#[test]
+fn http2_over_tls_carries_webhook_batches() -> Result<()> {
+    let pki = Pki::new()?;
+    let svc = Service::start(Some(&config(&pki, false)?))?;
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--http2",
+            "--max-time",
+            "20",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+            "--cacert",
+        ])
+        .arg(pki.path("ca.crt"))
+        .args([
+            "-H",
+            &format!("Authorization: Bearer {TOKEN_ANY}"),
+            "--data-binary",
+            &event("over-h2"),
+        ])
+        .arg(svc.url("/audit/webhook"))
+        .output()?;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "2 200",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let f = wait_findings(&svc, 1);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0]["audit_id"], "over-h2");
+    Ok(())
+}
