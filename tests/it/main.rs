@@ -6,6 +6,7 @@
 
 mod common;
 mod corpus;
+mod crash;
 mod history;
 mod kafka;
 mod redaction;
