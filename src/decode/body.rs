@@ -108,11 +108,19 @@ pub fn decode_bytes(body: &[u8]) -> Decoded<'_> {
 /// kept in `arena`, which must outlive the result. Line numbers start at 1.
 pub fn decode_bytes_in<'a>(body: &'a [u8], arena: &'a Arena) -> Decoded<'a> {
     let mut out = Decoded::default();
-    decode_bytes_into(body, 1, arena, &mut out);
+    let ctx = Ctx {
+        arena: Some(arena),
+        depth: 0,
+    };
+    decode_into(body, 1, ctx, &mut out);
     out
 }
 
-/// Decodes a whole body into `out`, numbering lines from `first_line`.
+/// Decodes a part of a larger input (a chunk of a file) into `out`,
+/// numbering lines from `first_line`. A part is never taken for gzip data:
+/// a compressed input is decompressed as a stream before it is cut into
+/// parts (see [`super::decompress_reader`]), and a line of binary garbage
+/// that happens to start a part must be rejected alone, not with the part.
 pub fn decode_bytes_into<'a>(
     body: &'a [u8],
     first_line: usize,
@@ -123,20 +131,26 @@ pub fn decode_bytes_into<'a>(
         arena: Some(arena),
         depth: 0,
     };
-    decode_into(body, first_line, ctx, out);
+    decode_part(body, first_line, ctx, out);
 }
 
+/// A whole body: gzip data (a Kinesis record, a gzip-compressed webhook or
+/// Kafka payload without `Content-Encoding`), or text.
 pub(super) fn decode_into<'a>(
     body: &'a [u8],
     first_line: usize,
     ctx: Ctx<'a>,
     out: &mut Decoded<'a>,
 ) {
-    let body = body.strip_prefix(BOM).unwrap_or(body);
     if body.starts_with(&GZIP_MAGIC) {
         envelope::decode_gzip(body, first_line, ctx, out);
-        return;
+    } else {
+        decode_part(body, first_line, ctx, out);
     }
+}
+
+fn decode_part<'a>(body: &'a [u8], first_line: usize, ctx: Ctx<'a>, out: &mut Decoded<'a>) {
+    let body = body.strip_prefix(BOM).unwrap_or(body);
     match std::str::from_utf8(body) {
         Ok(text) => {
             decode_text(text, first_line, true, ctx, out);
@@ -186,8 +200,8 @@ fn decode_with_bad_utf8<'a>(
 /// Decodes `text`, numbering lines from `first_line`. With `is_final` false,
 /// a document cut off by the end of `text` is left for the next call: the
 /// return value is how many bytes were consumed. With `is_final` true it is
-/// rejected as truncated and all of `text` is consumed.
-/// Envelopes unpack into `arena`.
+/// rejected as truncated and all of `text` is consumed. What envelopes
+/// unpack is kept in `arena`.
 pub fn decode_str<'a>(
     text: &'a str,
     first_line: usize,

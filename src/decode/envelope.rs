@@ -148,12 +148,15 @@ pub(super) fn decode_gzip<'a>(data: &'a [u8], line: usize, ctx: Ctx<'a>, out: &m
     }
 }
 
+/// Widths at which tools wrap base64 (`base64`, MIME: 76; PEM, `openssl`: 64).
+const WRAP_WIDTHS: [usize; 2] = [64, 76];
+
 /// A line of `text` at `pos` that is not JSON: if it starts base64 text
 /// that decodes to gzip or JSON (Kinesis and Firehose deliver records so),
 /// decodes it and returns where to go on; `None` leaves the line to be
-/// rejected as not JSON. Base64 wrapped over lines of equal width (as
-/// `base64` writes it) is one payload; other runs of base64 lines are one
-/// payload per line.
+/// rejected as not JSON. Lines wrapped at a usual width are one payload;
+/// otherwise each line is one. Every line is scanned a bounded number of
+/// times, so no input makes this quadratic.
 pub(super) fn decode_base64<'a>(
     text: &'a str,
     pos: usize,
@@ -163,32 +166,24 @@ pub(super) fn decode_base64<'a>(
     out: &mut Decoded<'a>,
 ) -> Option<usize> {
     let what = || "base64 payload".to_owned();
-    // (start, end) of each line of the run, and where the run ends.
-    let mut run: Vec<(usize, usize)> = Vec::new();
-    let mut after_run = pos;
-    let mut p = pos;
-    while p < text.len() {
+    // The line at `pos`: (end of its content, start of the next line).
+    let line_at = |p: usize| -> Option<(usize, usize)> {
         let (end, next) = match text[p..].find('\n') {
             Some(i) => (p + i, p + i + 1),
             None if is_final => (text.len(), text.len()),
-            None => break,
+            None => return None,
         };
         let content = text[p..end].trim_end();
-        if !encoding::is_base64_line(content) {
-            break;
-        }
-        run.push((p, p + content.len()));
-        after_run = next;
-        p = next;
+        encoding::is_base64_line(content).then_some((p + content.len(), next))
+    };
+    let (first_end, after_first) = line_at(pos)?;
+    let width = first_end - pos;
+    // Short words are more likely garbage than payloads (a gzip header
+    // alone is 24 characters of base64): leave them to the usual rejection.
+    if width < 16 {
+        return None;
     }
-    let (first_start, first_end) = *run.first()?;
-    let after_first = run.get(1).map_or(after_run, |r| r.0);
     let Some(arena) = ctx.arena else {
-        // Short words are more likely garbage than payloads: leave them to
-        // the usual rejection.
-        if first_end - first_start < 16 {
-            return None;
-        }
         out.documents += 1;
         needs_arena(&what, line, out);
         return Some(after_first);
@@ -196,21 +191,29 @@ pub(super) fn decode_base64<'a>(
     if ctx.depth >= MAX_DEPTH {
         return None;
     }
-    let width = first_end - first_start;
-    let wrapped = run.len() > 1
-        && width.is_multiple_of(4)
-        && run[..run.len() - 1].iter().all(|(s, e)| e - s == width)
-        && run.last().is_some_and(|(s, e)| e - s <= width);
-    let last_end = run.last().map_or(first_end, |r| r.1);
-    let whole = (first_start, last_end, after_run);
-    let single = (first_start, first_end, after_first);
-    let tries = if wrapped {
-        vec![whole, single]
-    } else {
-        vec![single]
-    };
-    for (start, end, resume) in tries {
-        match encoding::unbase64(&text[start..end], arena) {
+    // Wrapped: full lines of one usual width, then a last, shorter one.
+    let (mut run_end, mut after_run, mut lines) = (first_end, after_first, 1);
+    if WRAP_WIDTHS.contains(&width) {
+        while after_run < text.len() {
+            let Some((end, next)) = line_at(after_run) else {
+                break;
+            };
+            let w = end - after_run;
+            if w == 0 || w > width {
+                break;
+            }
+            (run_end, after_run, lines) = (end, next, lines + 1);
+            if w < width {
+                break;
+            }
+        }
+    }
+    let mut tries = vec![(run_end, after_run)];
+    if lines > 1 {
+        tries.push((first_end, after_first));
+    }
+    for (end, resume) in tries {
+        match encoding::unbase64(&text[pos..end], arena) {
             Ok(bytes) if encoding::looks_like_payload(&bytes) => {
                 let bytes = arena.keep_bytes(bytes);
                 decode_nested(bytes, line, &what, ctx, out);
@@ -224,7 +227,17 @@ pub(super) fn decode_base64<'a>(
             _ => {}
         }
     }
-    None
+    if lines == 1 {
+        return None;
+    }
+    // Not rejected line by line: each line would scan the rest of the run.
+    out.documents += 1;
+    out.reject(
+        line,
+        RejectReason::InvalidEncoding,
+        format!("{lines} lines of base64 text that decode to neither gzip nor JSON"),
+    );
+    Some(after_run)
 }
 
 /// Decodes unpacked bytes as a body of their own. What they hold takes the

@@ -423,6 +423,42 @@ mod tests {
     }
 
     #[test]
+    fn strings_without_escapes_are_borrowed_not_copied() {
+        let e: Event = serde_json::from_str(
+            r#"{"verb":"get","requestURI":"/a?b=1\u0026c=2","sourceIPs":["10.0.0.1"],"user":{"username":"u","groups":["g"]},"objectRef":{"resource":"pods"},"stage":null}"#,
+        )
+        .unwrap();
+        assert!(matches!(e.verb, Some(Cow::Borrowed("get"))));
+        assert!(matches!(e.request_uri.as_ref(), Some(Cow::Owned(u)) if u == "/a?b=1&c=2"));
+        assert!(matches!(
+            e.source_ips.as_deref(),
+            Some([Cow::Borrowed("10.0.0.1")])
+        ));
+        let user = e.user.as_ref().unwrap();
+        assert!(matches!(user.username, Some(Cow::Borrowed("u"))));
+        assert!(matches!(user.groups.as_deref(), Some([Cow::Borrowed("g")])));
+        assert!(matches!(
+            e.object_ref.as_ref().unwrap().resource,
+            Some(Cow::Borrowed("pods"))
+        ));
+        assert!(e.stage.is_none());
+    }
+
+    #[test]
+    fn an_incomplete_self_declared_event_is_completed() {
+        let doc = r#"{"kind":"Event","verb":"create","responseStatus":{"code":201}}"#;
+        let mut e: Event = serde_json::from_str(doc).unwrap();
+        e.complete(doc.as_bytes());
+        assert_eq!(e.validate(), Ok(Stage::ResponseComplete));
+        assert_eq!(e.audit_id(), derived_audit_id(doc.as_bytes()));
+        // Complete events are left alone.
+        let doc = r#"{"kind":"Event","auditID":"x","verb":"get","stage":"Panic"}"#;
+        let mut e: Event = serde_json::from_str(doc).unwrap();
+        e.complete(doc.as_bytes());
+        assert_eq!((e.audit_id(), e.validate()), ("x", Ok(Stage::Panic)));
+    }
+
+    #[test]
     fn validate_rejects_documents_that_are_not_events() {
         let e: Event = serde_json::from_str(r#"{"hello":"world"}"#).unwrap();
         assert_eq!(e.validate(), Err(NotAnEvent::Missing("auditID")));

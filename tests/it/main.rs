@@ -7,6 +7,7 @@
 mod common;
 mod corpus;
 mod crash;
+mod envelopes;
 mod history;
 mod kafka;
 mod redaction;

@@ -534,3 +534,39 @@ fn documents_that_do_not_declare_themselves_audit_events_stay_strict() {
         );
     }
 }
+
+#[test]
+fn a_file_chunk_is_never_taken_for_gzip() {
+    // Replay decompresses gzip inputs as a stream: within a chunk, a line of
+    // binary garbage that starts with the gzip magic is one bad line.
+    let mut chunk = b"\x1f\x8b\x08 garbage\n".to_vec();
+    chunk.extend_from_slice(EV.as_bytes());
+    chunk.push(b'\n');
+    let arena = Arena::new();
+    let mut d = Decoded::default();
+    crate::decode::decode_bytes_into(&chunk, 10, &arena, &mut d);
+    assert_eq!(ids(&d), ["a1"]);
+    assert_eq!(d.events[0].line, 11);
+    assert_eq!(reasons(&d), [RejectReason::InvalidUtf8]);
+    assert_eq!(d.rejections[0].line, 10);
+}
+
+#[test]
+fn runs_of_base64_garbage_cost_linear_time() {
+    // Wrapped-width lines that decode to nothing: one rejection for the run.
+    let garbage76 = format!("{}\n", "A".repeat(76)).repeat(50_000);
+    let arena = Arena::new();
+    let d = decode_bytes_in(garbage76.as_bytes(), &arena);
+    assert_eq!(reasons(&d), [RejectReason::InvalidEncoding]);
+    assert!(d.rejections[0].message.starts_with("50000 lines of base64"));
+    // Other widths: each line is judged, and rejected, alone.
+    let garbage20 = format!("{}\n", "B".repeat(20)).repeat(50_000);
+    let d = decode_bytes_in(garbage20.as_bytes(), &arena);
+    assert_eq!(d.rejections.len(), 50_000);
+    assert!(
+        d.rejections
+            .iter()
+            .all(|r| r.reason == RejectReason::InvalidJson)
+    );
+    assert_eq!(d.rejections[49_999].line, 50_000);
+}
