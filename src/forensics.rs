@@ -65,7 +65,7 @@ const KINDS: &[(&[&str], &str, bool)] = &[
     (&["no", "node"], "nodes", true),
     (&["pv", "persistentvolume"], "persistentvolumes", true),
     (&["clusterrole"], "clusterroles", true),
-    (&["clusterrolebinding"], "clusterrolebindings", true),
+    (&["crb", "clusterrolebinding"], "clusterrolebindings", true),
     (
         &["crd", "customresourcedefinition"],
         "customresourcedefinitions",
@@ -202,6 +202,8 @@ pub async fn from_server(
     Ok(page.items)
 }
 
+const FIELDS_WIDTH: usize = 72;
+
 /// A readable table: time, actor, client, verb, fields, verdict, pipeline.
 pub fn table(items: &[ChangeItem]) -> String {
     let rows: Vec<[String; 7]> = items
@@ -224,6 +226,10 @@ pub fn table(items: &[ChangeItem]) -> String {
                 .join(", ");
             if c.changes.len() > 3 {
                 let _ = write!(fields, " (+{} more)", c.changes.len() - 3);
+            }
+            // A terminal line, not a dump: `--output json` has everything.
+            if fields.chars().count() > FIELDS_WIDTH {
+                fields = format!("{}…", fields.chars().take(FIELDS_WIDTH - 1).collect::<String>());
             }
             let verb = match &c.resource.subresource {
                 Some(sub) => format!("{}/{sub}", c.verb),
