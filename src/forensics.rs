@@ -229,7 +229,10 @@ pub fn table(items: &[ChangeItem]) -> String {
             }
             // A terminal line, not a dump: `--output json` has everything.
             if fields.chars().count() > FIELDS_WIDTH {
-                fields = format!("{}…", fields.chars().take(FIELDS_WIDTH - 1).collect::<String>());
+                fields = format!(
+                    "{}…",
+                    fields.chars().take(FIELDS_WIDTH - 1).collect::<String>()
+                );
             }
             let verb = match &c.resource.subresource {
                 Some(sub) => format!("{}/{sub}", c.verb),

@@ -96,7 +96,10 @@ impl Pipeline {
     /// A pipeline without history (replay to stdout).
     pub fn new(config: Arc<Config>) -> Self {
         let dedupe = Dedupe::new(config.dedupe_capacity);
-        let tracker = Tracker::new(config.history.max_tracked_objects);
+        let tracker = Tracker::new(
+            config.history.max_tracked_objects,
+            config.history.max_tracked_bytes,
+        );
         Pipeline {
             config,
             dedupe,

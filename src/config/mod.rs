@@ -82,6 +82,8 @@ pub struct HistoryConfig {
     pub store_system: bool,
     /// Objects remembered for field diffs, least recently changed evicted.
     pub max_tracked_objects: usize,
+    /// Bytes of remembered objects; least recently changed evicted first.
+    pub max_tracked_bytes: usize,
     pub durability: Durability,
 }
 
@@ -92,6 +94,7 @@ impl Default for HistoryConfig {
             retention: std::time::Duration::from_secs(30 * 86_400),
             store_system: false,
             max_tracked_objects: 50_000,
+            max_tracked_bytes: 256 * 1024 * 1024,
             durability: Durability::Normal,
         }
     }
@@ -385,6 +388,16 @@ fn compile(raw: RawConfig) -> Result<Config, Vec<Problem>> {
             "server.auth.client_clusters",
             "binds client certificates to clusters, but server.tls.client_ca_file is not set, so no client certificate is verified",
         ));
+    }
+    if let Some(max) = &raw.history.max_tracked_bytes {
+        if max.value < 1024 * 1024 {
+            problems.push(spanned_problem(
+                max,
+                "history.max_tracked_bytes",
+                "must be at least 1048576",
+            ));
+        }
+        config.history.max_tracked_bytes = max.value;
     }
     if let Some(d) = &raw.history.durability {
         config.history.durability = match d.value.as_str() {

@@ -217,4 +217,5 @@ pub struct RawHistory {
     pub store_system: Option<bool>,
     pub max_tracked_objects: Option<Spanned<usize>>,
     pub durability: Option<Spanned<String>>,
+    pub max_tracked_bytes: Option<Spanned<usize>>,
 }

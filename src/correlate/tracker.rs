@@ -119,7 +119,20 @@ enum Undo {
 pub struct Tracker {
     open: HashMap<ResourceKey, OpenDrift>,
     known: LruCache<ResourceKey, Known>,
+    /// Bytes of the remembered objects: memory is bounded by bytes, not only
+    /// by count, or 50,000 large ConfigMaps would keep gigabytes.
+    known_bytes: usize,
+    max_bytes: usize,
+    /// Larger objects are not remembered (their changes come from patches).
+    max_object_bytes: usize,
     journal: Vec<Undo>,
+}
+
+/// Bookkeeping per remembered resource besides its object.
+const ENTRY_OVERHEAD: usize = 256;
+
+fn size_of(k: &Known) -> usize {
+    ENTRY_OVERHEAD + k.last_object.as_ref().map_or(0, |o| o.get().len())
 }
 
 /// Facts about the event being correlated, computed by the caller.
@@ -137,12 +150,47 @@ pub struct Subject<'a> {
 }
 
 impl Tracker {
-    pub fn new(max_objects: usize) -> Self {
+    pub fn new(max_objects: usize, max_bytes: usize) -> Self {
         Tracker {
             open: HashMap::default(),
             known: LruCache::new(NonZeroUsize::new(max_objects).unwrap_or(NonZeroUsize::MIN)),
+            known_bytes: 0,
+            max_bytes,
+            // etcd refuses objects over 1.5 MiB; 1 MiB covers nearly all real ones.
+            max_object_bytes: (max_bytes / 64).clamp(64 * 1024, 1024 * 1024),
             journal: Vec::new(),
         }
+    }
+
+    fn put_known(&mut self, key: ResourceKey, mut k: Known) {
+        if k.last_object
+            .as_ref()
+            .is_some_and(|o| o.get().len() > self.max_object_bytes)
+        {
+            k.last_object = None;
+        }
+        self.known_bytes += size_of(&k);
+        // `push` hands back the value it replaced, or the entry it evicted.
+        if let Some((_, old)) = self.known.push(key, k) {
+            self.known_bytes = self.known_bytes.saturating_sub(size_of(&old));
+        }
+        while self.known_bytes > self.max_bytes {
+            match self.known.pop_lru() {
+                Some((_, old)) => self.known_bytes = self.known_bytes.saturating_sub(size_of(&old)),
+                None => break,
+            }
+        }
+    }
+
+    fn pop_known(&mut self, key: &ResourceKey) {
+        if let Some(old) = self.known.pop(key) {
+            self.known_bytes = self.known_bytes.saturating_sub(size_of(&old));
+        }
+    }
+
+    /// Bytes held by remembered objects (for tests and metrics).
+    pub fn tracked_bytes(&self) -> usize {
+        self.known_bytes
     }
 
     /// Open drifts loaded from the store at start-up.
@@ -236,10 +284,10 @@ impl Tracker {
         };
         match next {
             Some(k) => {
-                self.known.put(key.clone(), k);
+                self.put_known(key.clone(), k);
             }
             None => {
-                self.known.pop(&key);
+                self.pop_known(&key);
             }
         }
 
@@ -319,10 +367,10 @@ impl Tracker {
                     self.open.remove(&key);
                 }
                 Undo::Known(key, Some(k)) => {
-                    self.known.put(key, k);
+                    self.put_known(key, k);
                 }
                 Undo::Known(key, None) => {
-                    self.known.pop(&key);
+                    self.pop_known(&key);
                 }
             }
         }

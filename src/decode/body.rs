@@ -7,7 +7,6 @@
 //! decoding resumes at the next line that starts a document, so one bad line
 //! never hides the good events around it.
 
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::arena::Arena;
@@ -247,6 +246,14 @@ fn decode_text<'a>(
                         pos = end;
                     }
                     Some(Err(e)) if e.is_eof() && !is_final => return pos,
+                    // Never closed: everything after it is inside it. Stop
+                    // here rather than re-parse the rest from every later
+                    // line (quadratic on a body of unclosed brackets).
+                    Some(Err(e)) if e.is_eof() => {
+                        out.documents += 1;
+                        reject_json(&e, line, out);
+                        return bytes.len();
+                    }
                     Some(Err(e)) => {
                         out.documents += 1;
                         let next = after_rejected(text, pos, &e);
@@ -266,9 +273,7 @@ fn decode_text<'a>(
                         out.documents += 1;
                         for item in items {
                             let item_line = lines.line_at(offset_in(text, item.get()));
-                            match Event::deserialize(&mut serde_json::Deserializer::from_str(
-                                item.get(),
-                            )) {
+                            match Event::parse(item.get()) {
                                 Ok(event) => accept_document(
                                     event,
                                     item_line,
@@ -287,6 +292,11 @@ fn decode_text<'a>(
                         pos += stream.byte_offset();
                     }
                     Some(Err(e)) if e.is_eof() && !is_final => return pos,
+                    Some(Err(e)) if e.is_eof() => {
+                        out.documents += 1;
+                        reject_json(&e, line, out);
+                        return bytes.len();
+                    }
                     Some(Err(e)) => {
                         out.documents += 1;
                         reject_json(&e, line, out);
@@ -332,7 +342,7 @@ fn accept_document<'a>(
     if let Some(items) = event.items {
         for item in items {
             let item_line = lines.line_at(offset_in(text, item.get()));
-            match Event::deserialize(&mut serde_json::Deserializer::from_str(item.get())) {
+            match Event::parse(item.get()) {
                 Ok(item_event) if item_event.items.is_none() => {
                     push_or_reject(item_event, item_line, item.get(), out)
                 }

@@ -494,7 +494,7 @@ fn inner_event<'a>(doc: &'a str, at: Label<'_>, line: usize, out: &mut Decoded<'
             format!("{}: not an audit event: not JSON, found {snippet:?}", at()),
         );
     }
-    match serde_json::from_str::<Event<'a>>(doc) {
+    match Event::parse(doc) {
         Ok(event) if event.items.is_some() || kind_of(&event).is_some() => out.reject(
             line,
             RejectReason::NotAnEvent,

@@ -17,6 +17,43 @@ use serde_json::value::RawValue;
 #[serde(transparent)]
 struct BorrowedStr<'a>(#[serde(borrow)] Cow<'a, str>);
 
+/// serde's derived `Deserialize` for a struct also takes a JSON array of its
+/// fields in order; no API server writes that, so only objects are objects.
+pub(crate) fn object<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct V<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_map(V(std::marker::PhantomData))
+}
+
+/// An object that only deserializes from a JSON object.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        object(d).map(Object)
+    }
+}
+
+fn opt_object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Object<T>>::deserialize(d)?.map(|o| o.0))
+}
+
 pub(crate) fn opt_str<'de: 'a, 'a, D>(d: D) -> Result<Option<Cow<'a, str>>, D::Error>
 where
     D: Deserializer<'de>,
@@ -53,17 +90,17 @@ pub struct Event<'a> {
     pub request_uri: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "opt_str")]
     pub verb: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_object")]
     pub user: Option<UserInfo<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_object")]
     pub impersonated_user: Option<UserInfo<'a>>,
     #[serde(borrow, default, rename = "sourceIPs", deserialize_with = "opt_strs")]
     pub source_ips: Option<Vec<Cow<'a, str>>>,
     #[serde(borrow, default, deserialize_with = "opt_str")]
     pub user_agent: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_object")]
     pub object_ref: Option<ObjectRef<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "opt_object")]
     pub response_status: Option<ResponseStatus<'a>>,
     #[serde(borrow, default)]
     pub request_object: Option<&'a RawValue>,
@@ -193,6 +230,11 @@ pub enum NotAnEvent {
 }
 
 impl<'a> Event<'a> {
+    /// Parses one document that must be a JSON object.
+    pub fn parse(text: &'a str) -> Result<Event<'a>, serde_json::Error> {
+        object(&mut serde_json::Deserializer::from_str(text))
+    }
+
     /// Accepts the document as an audit event, or says why not. `kind` may be
     /// absent (webhook `EventList` items carry none). A document that
     /// declares itself an audit event (see [`Event::declares_audit_event`])
