@@ -39,28 +39,39 @@ fn main() -> Result<()> {
     if !broker.starts_with("127.") {
         bail!("loopback brokers only");
     }
-    let bin = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/driftwatch");
-    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka-dev-broker");
+    let bin =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/driftwatch");
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka-dev-broker");
     let work = tempfile::tempdir()?;
     let topic = format!("throughput-{}", std::process::id());
     let port = broker.rsplit(':').next().unwrap_or("19092");
-    let status = Command::new(&script).args(["create-topic", &topic, "4", port]).status()?;
+    let status = Command::new(&script)
+        .args(["create-topic", &topic, "4", port])
+        .status()?;
     if !status.success() {
         bail!("cannot create topic {topic}");
     }
 
     let mut generator = synth::Generator::new(synth::DEFAULT_SEED);
-    let bodies: Vec<Vec<u8>> = (0..batches).map(|_| generator.event_list(batch_size)).collect();
+    let bodies: Vec<Vec<u8>> = (0..batches)
+        .map(|_| generator.event_list(batch_size))
+        .collect();
     let events = batches * batch_size;
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &broker)
         .create()?;
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         for (i, b) in bodies.iter().enumerate() {
             let key = i.to_string();
             producer
-                .send(FutureRecord::to(&topic).key(&key).payload(b), Duration::from_secs(30))
+                .send(
+                    FutureRecord::to(&topic).key(&key).payload(b),
+                    Duration::from_secs(30),
+                )
                 .await
                 .map_err(|(e, _)| anyhow::anyhow!("producing message {i}: {e}"))?;
         }
@@ -99,7 +110,8 @@ fn main() -> Result<()> {
     // Start-up and the consumer group join are timed apart from the stream.
     let mut first: Option<(Instant, f64)> = None;
     let kafka_s: f64 = loop {
-        let metrics = rt.block_on(async { reqwest::get(format!("{base}/metrics")).await?.text().await })?;
+        let metrics =
+            rt.block_on(async { reqwest::get(format!("{base}/metrics")).await?.text().await })?;
         let consumed: f64 = metrics
             .lines()
             .find(|l| l.starts_with("driftwatch_events_received_total{source=\"kafka\"}"))
@@ -152,7 +164,10 @@ fn main() -> Result<()> {
         "kafka end to end: {kafka_s:.2} s with start-up and group join; streaming {:.0} events/s",
         streaming_rate
     );
-    println!("replay --data-dir: {replay_s:.2} s, {:.0} events/s", events as f64 / replay_s);
+    println!(
+        "replay --data-dir: {replay_s:.2} s, {:.0} events/s",
+        events as f64 / replay_s
+    );
     println!(
         "ratio kafka streaming / replay: {:.2}",
         streaming_rate / (events as f64 / replay_s)
