@@ -429,7 +429,27 @@ fn after_rejected(text: &str, from: usize, e: &serde_json::Error) -> usize {
             return from + stream.byte_offset();
         }
     }
-    resync(text, from)
+    // Everything up to the line of the syntax error parsed as part of this
+    // broken document: resume there, not at the next line, or a body of
+    // unclosed brackets ended by one stray character is parsed again from
+    // every line (quadratic).
+    let next = resync(text, from);
+    let error_line = e.line().saturating_sub(1);
+    if error_line == 0 {
+        return next;
+    }
+    let rest = &text.as_bytes()[from..];
+    let mut seen = 0;
+    for (i, &b) in rest.iter().enumerate() {
+        if b == b'\n' {
+            seen += 1;
+            if seen == error_line {
+                // The newline before the error's line: resync from there.
+                return next.max(resync(text, from + i));
+            }
+        }
+    }
+    next
 }
 
 /// Where decoding resumes after a broken document or a line that is not JSON:

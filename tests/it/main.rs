@@ -11,6 +11,7 @@ mod envelopes;
 mod history;
 mod kafka;
 mod redaction;
+mod robustness;
 mod scenarios;
 mod tls;
 mod webhook;
