@@ -225,6 +225,12 @@ fn decode_text<'a>(
     let bytes = text.as_bytes();
     let mut lines = LineCounter::new(text, first_line);
     let mut pos = 0;
+    // Bytes parsed for documents that were then rejected. Resuming at the
+    // next line keeps the good events after a cut line, but re-parses what
+    // the broken document already covered; past this budget decoding
+    // resumes where the broken document ended instead, so a hostile body of
+    // unclosed brackets stays linear.
+    let mut rescan_budget = bytes.len().saturating_mul(4).saturating_add(1 << 20);
     loop {
         while pos < bytes.len() && bytes[pos].is_ascii_whitespace() {
             pos += 1;
@@ -246,17 +252,13 @@ fn decode_text<'a>(
                         pos = end;
                     }
                     Some(Err(e)) if e.is_eof() && !is_final => return pos,
-                    // Never closed: everything after it is inside it. Stop
-                    // here rather than re-parse the rest from every later
-                    // line (quadratic on a body of unclosed brackets).
-                    Some(Err(e)) if e.is_eof() => {
-                        out.documents += 1;
-                        reject_json(&e, line, out);
-                        return bytes.len();
-                    }
                     Some(Err(e)) => {
                         out.documents += 1;
-                        let next = after_rejected(text, pos, &e);
+                        let Some(next) = resume(text, pos, &e, &mut rescan_budget) else {
+                            // Never closed and the budget spent: the rest is inside it.
+                            reject_json(&e, line, out);
+                            return bytes.len();
+                        };
                         if !(e.is_data() && envelope::rescue(&text[pos..next], line, ctx, out)) {
                             reject_json(&e, line, out);
                         }
@@ -292,15 +294,13 @@ fn decode_text<'a>(
                         pos += stream.byte_offset();
                     }
                     Some(Err(e)) if e.is_eof() && !is_final => return pos,
-                    Some(Err(e)) if e.is_eof() => {
-                        out.documents += 1;
-                        reject_json(&e, line, out);
-                        return bytes.len();
-                    }
                     Some(Err(e)) => {
                         out.documents += 1;
                         reject_json(&e, line, out);
-                        pos = after_rejected(text, pos, &e);
+                        match resume(text, pos, &e, &mut rescan_budget) {
+                            Some(next) => pos = next,
+                            None => return bytes.len(),
+                        }
                     }
                     None => return bytes.len(),
                 }
@@ -421,35 +421,57 @@ fn reject_json(e: &serde_json::Error, doc_line: usize, out: &mut Decoded<'_>) {
 /// value ends, so whatever follows it (another document on the same line, an
 /// indented line, a line of garbage) is judged on its own rather than skipped
 /// unreported. A broken document has no known end: [`resync`].
-fn after_rejected(text: &str, from: usize, e: &serde_json::Error) -> usize {
+fn after_rejected(text: &str, from: usize, e: &serde_json::Error) -> Option<usize> {
     if e.is_data() {
         let mut stream =
             serde_json::Deserializer::from_str(&text[from..]).into_iter::<serde::de::IgnoredAny>();
         if let Some(Ok(_)) = stream.next() {
-            return from + stream.byte_offset();
+            return Some(from + stream.byte_offset());
         }
     }
-    // Everything up to the line of the syntax error parsed as part of this
-    // broken document: resume there, not at the next line, or a body of
-    // unclosed brackets ended by one stray character is parsed again from
-    // every line (quadratic).
-    let next = resync(text, from);
+    None
+}
+
+/// Where decoding resumes after the document at `from` was rejected with
+/// `e`, charging what its parse covered to `budget`; `None` when it was
+/// never closed and the budget is spent (the rest of the body is inside it).
+fn resume(text: &str, from: usize, e: &serde_json::Error, budget: &mut usize) -> Option<usize> {
+    if let Some(end) = after_rejected(text, from, e) {
+        return Some(end);
+    }
+    let reached = if e.is_eof() {
+        text.len()
+    } else {
+        error_line_start(text, from, e)
+    };
+    let covered = reached.saturating_sub(from);
+    if covered <= *budget {
+        *budget -= covered;
+        return Some(resync(text, from));
+    }
+    *budget = 0;
+    if e.is_eof() {
+        return None;
+    }
+    Some(resync(text, from).max(resync(text, reached.saturating_sub(1))))
+}
+
+/// The offset of the start of the line the error was found on.
+fn error_line_start(text: &str, from: usize, e: &serde_json::Error) -> usize {
     let error_line = e.line().saturating_sub(1);
     if error_line == 0 {
-        return next;
+        return from;
     }
-    let rest = &text.as_bytes()[from..];
     let mut seen = 0;
-    for (i, &b) in rest.iter().enumerate() {
+    for (i, &b) in text.as_bytes()[from..].iter().enumerate() {
         if b == b'\n' {
             seen += 1;
             if seen == error_line {
-                // The newline before the error's line: resync from there.
-                return next.max(resync(text, from + i));
+                return from + i + 1;
             }
         }
     }
-    next
+    text.len()
 }
 
 /// Where decoding resumes after a broken document or a line that is not JSON:

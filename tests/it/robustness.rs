@@ -1490,15 +1490,14 @@ fn arrays_are_not_audit_objects() {
     assert!(accepted.is_empty(), "accepted: {accepted:?}");
 }
 
-/// Known issue: a line cut right after `:` or `[` (a partial write) now
-/// hides the good event on the next line. The next line parses as the
+/// Was an issue: a line cut right after `:` or `[` (a partial write) hid
+/// the good event on the next line. The next line parses as the
 /// value the cut line was waiting for; then the document either runs to the
 /// end of the body (rejected whole, "never closed") or fails on the line
 /// after (resumed there). Before the quadratic-time fix in
 /// src/decode/body.rs decoding resynced at the line after the broken
 /// document's first line, so the event was kept.
 #[test]
-#[ignore = "known issue: a line cut after ':' or '[' hides the next line's event (src/decode/body.rs)"]
 fn a_line_cut_after_a_colon_does_not_hide_the_next_event() {
     let good = drift_event("good-after-cut").to_string();
     let tail = r#"{"auditID":"b","stage":"ResponseComplete","verb":"get"}"#;
@@ -1759,6 +1758,28 @@ fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     enc.write_all(bytes)?;
     Ok(enc.finish()?)
+}
+
+/// A Firehose HTTP endpoint request whose one record is a gzipped CloudWatch
+/// payload of about `payload_bytes` of tiny events, base64-encoded: the
+/// body is a few MB, what it unpacks to is not.
+fn firehose_of_tiny_events(payload_bytes: usize) -> Result<(Vec<u8>, usize)> {
+    use base64::Engine as _;
+    let mut payload = String::from(r#"{"messageType":"DATA_MESSAGE","logEvents":["#);
+    let mut n = 0;
+    while payload.len() < payload_bytes {
+        if n > 0 {
+            payload.push(',');
+        }
+        payload.push_str(&format!(
+            r#"{{"id":"{n}","timestamp":0,"message":"{{\"auditID\":\"{n:x}\",\"stage\":\"ResponseComplete\",\"verb\":\"get\"}}"}}"#
+        ));
+        n += 1;
+    }
+    payload.push_str("]}");
+    let data = base64::engine::general_purpose::STANDARD.encode(gzip(payload.as_bytes())?);
+    let body = json!({"requestId": "r", "timestamp": 0, "records": [{"data": data}]});
+    Ok((serde_json::to_vec(&body)?, n))
 }
 
 /// A minimal event that decodes: a read, ignored at once.
@@ -2076,6 +2097,44 @@ async fn service_survives_the_adversarial_corpus() -> Result<()> {
     cut.truncate(cut.len() / 2);
     survive(&svc, "truncated gzip", cut, Some("gzip"), &[400]).await?;
 
+    // Bombs inside a cloud envelope: a Firehose record that unpacks past the
+    // decompression limit (64 MiB) is rejected; one that stays just under it
+    // unpacks to half a million events, refused by the event limit (413) or
+    // accepted (200) where that limit is higher.
+    let (body, n) = firehose_of_tiny_events(66 * MIB)?;
+    eprintln!(
+        "adversarial: Firehose record of {n} events in {} bytes",
+        body.len()
+    );
+    let a = survive(
+        &svc,
+        "Firehose record past the decompression limit",
+        body,
+        None,
+        &[400],
+    )
+    .await?;
+    ensure!(
+        a.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("limit")),
+        "{}",
+        a.json
+    );
+    let (body, n) = firehose_of_tiny_events(60 * MIB)?;
+    eprintln!(
+        "adversarial: Firehose record of {n} events in {} bytes",
+        body.len()
+    );
+    survive(
+        &svc,
+        "Firehose record just under the decompression limit",
+        body,
+        None,
+        &[200, 413],
+    )
+    .await?;
+
     let hwm = proc_status_kib(&svc, "VmHWM").context("VmHWM")?;
     let rss = proc_status_kib(&svc, "VmRSS").context("VmRSS")?;
     eprintln!(
@@ -2170,16 +2229,15 @@ async fn unclosed_brackets_line_after_line_do_not_stall_the_pipeline() -> Result
     assert_not_stalled(&svc, "8M lines of '['", &lines, 400).await
 }
 
-/// Was a bug: the same body with one stray closing brace at its end
-/// (`[\n` x N, then `}`) was quadratic. The first document now fails
-/// with a syntax error at the last line instead of at the end of input, so
-/// the end-of-input shortcut does not apply: `decode_str` in
-/// src/decode/body.rs (the `Some(Err(e))` arms of `b'{'` and `b'['`) calls
-/// `after_rejected`, which resyncs at the next line, and the next document
-/// is parsed to the last line again. 32k lines (64 KiB) took 149 s in the
-/// fuzz build (release with AddressSanitizer); 16 MiB (8M lines, 16 KiB
-/// gzipped) never ends, and every later batch waits behind it. The same
-/// holds for `{"requestObject":[` lines.
+/// Regression: the same body with one stray closing brace at its end
+/// (`[\n` x N, then `}`) stayed quadratic after the fix above: the first
+/// document fails with a syntax error at the last line instead of at the end
+/// of input, and `after_rejected` (src/decode/body.rs) resynced at the next
+/// line, whose document was parsed to the last line again. 32k lines
+/// (64 KiB) took 149 s in the fuzz build (release with AddressSanitizer);
+/// 16 MiB (8M lines, 16 KiB gzipped) never ended, and every later batch
+/// waited behind it. The same held for `{"requestObject":[` lines. Decoding
+/// now resumes at the line of the error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unclosed_brackets_then_a_stray_brace_do_not_stall_the_pipeline() -> Result<()> {
     let svc = Service::start(Some(SERVICE_CONFIG))?;
