@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::correlate::{Correlation, DriftUpdate, Subject, Tracker};
 use crate::decode::Decoded;
 use crate::dedupe::{Dedupe, RequestKey, Seen};
-use crate::sinks::finding::{client_of, finding_key, normalize_time, resource_ref};
+use crate::sinks::finding::{client_of, finding_key, format_time, parse_time, resource_ref};
 use crate::sinks::{DriftRef, Finding, SinkError, Sinks};
 use crate::store::{
     ChangeDetail, ChangeRecord, DriftWrite, Store, StoreError, StoreKey,
@@ -208,11 +208,14 @@ impl Pipeline {
             if !recorded && !matches!(verdict, Verdict::System) {
                 continue;
             }
-            let time = normalize_time(ev.stage_at());
-            let time_us = time
-                .parse::<jiff::Timestamp>()
-                .map(|t| t.as_microsecond())
-                .unwrap_or_else(|_| jiff::Timestamp::now().as_microsecond());
+            // One parse: the stored string and the µs come from the same time.
+            let (time, time_us) = match parse_time(ev.stage_at()) {
+                Some(ts) => (format_time(ts), ts.as_microsecond()),
+                None => (
+                    ev.stage_at().to_owned(),
+                    jiff::Timestamp::now().as_microsecond(),
+                ),
+            };
             let finding_id = finding_id_of(key, cluster, ev);
             let pipeline_name = match &verdict {
                 Verdict::Sanctioned { pipeline } => policy.pipeline_name(*pipeline),
@@ -278,10 +281,16 @@ impl Pipeline {
             }
             let mut finding = match &verdict {
                 Verdict::Drift(drift) => {
-                    let mut f =
-                        Finding::new(cluster, ev, d.stage, drift, policy, corr.changes.clone());
-                    f.id = finding_id.clone();
-                    f.time = time.clone();
+                    let mut f = Finding::new(
+                        cluster,
+                        ev,
+                        d.stage,
+                        drift,
+                        policy,
+                        corr.changes.clone(),
+                        finding_id.clone(),
+                        time.clone(),
+                    );
                     f.managed_by = corr.managed_by.clone();
                     f.owner = corr.owner.clone();
                     f.drift = corr.drift.as_ref().map(|(id, state)| DriftRef {

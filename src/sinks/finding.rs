@@ -49,7 +49,7 @@ pub struct ResourceRef {
     pub uid: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Actor {
     /// The effective identity: the impersonated user when impersonation was used.
     pub username: String,
@@ -75,6 +75,8 @@ pub struct DriftRef {
 }
 
 impl Finding {
+    // The pipeline computes id and time once for the finding and the store.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cluster: &str,
         ev: &Event<'_>,
@@ -82,6 +84,8 @@ impl Finding {
         drift: &Drift,
         policy: &Policy,
         changes: Vec<Change>,
+        id: String,
+        time: String,
     ) -> Finding {
         let empty = crate::decode::UserInfo::default();
         let real = ev.user.as_ref().unwrap_or(&empty);
@@ -96,11 +100,11 @@ impl Finding {
         let user_agent = ev.user_agent.as_deref().filter(|s| !s.is_empty());
         Finding {
             schema: SCHEMA,
-            id: finding_id(cluster, ev),
+            id,
             finding_type: drift.finding_type,
             severity: drift.severity,
             cluster: cluster.to_owned(),
-            time: normalize_time(ev.stage_at()),
+            time,
             audit_id: ev.audit_id().to_owned(),
             verb: ev.verb().to_owned(),
             request_uri: ev.request_uri().to_owned(),
@@ -194,18 +198,25 @@ pub fn finding_key(cluster: &str, ev: &Event<'_>) -> [u8; 16] {
 /// RFC 3339 in UTC with microseconds, whatever the source wrote (Panther's
 /// fixtures use `YYYY-MM-DD HH:MM:SS`). Unparseable times pass through.
 pub fn normalize_time(raw: &str) -> String {
+    match parse_time(raw) {
+        Some(ts) => format_time(ts),
+        None => raw.to_owned(),
+    }
+}
+
+/// An audit time: RFC 3339, or `YYYY-MM-DD HH:MM:SS` taken as UTC.
+pub fn parse_time(raw: &str) -> Option<jiff::Timestamp> {
     if let Ok(ts) = raw.parse::<jiff::Timestamp>() {
-        return ts.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string();
+        return Some(ts);
     }
-    if let Ok(dt) = raw.parse::<jiff::civil::DateTime>()
-        && let Ok(ts) = dt.to_zoned(jiff::tz::TimeZone::UTC)
-    {
-        return ts
-            .timestamp()
-            .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
-            .to_string();
-    }
-    raw.to_owned()
+    let dt = raw.parse::<jiff::civil::DateTime>().ok()?;
+    dt.to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
+pub fn format_time(ts: jiff::Timestamp) -> String {
+    ts.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
 }
 
 /// A short name for the client program, from the user agent's product token:

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::records::ChangeDetail;
 use crate::correlate::{Change, ManagedBy, Owner};
-use crate::sinks::{Impersonator, ResourceRef};
+use crate::sinks::{Actor, ResourceRef};
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
@@ -74,7 +74,7 @@ pub struct ChangeItem {
     pub cluster: String,
     pub resource: ResourceRef,
     pub verb: String,
-    pub actor: ChangeActor,
+    pub actor: Actor,
     pub audit_id: String,
     pub request_uri: String,
     pub verdict: String,
@@ -87,17 +87,6 @@ pub struct ChangeItem {
     pub drift: Option<DriftLink>,
     pub managed_by: Option<ManagedBy>,
     pub owner: Option<Owner>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ChangeActor {
-    pub username: String,
-    pub groups: Vec<String>,
-    pub impersonated_by: Option<Impersonator>,
-    pub user_agent: Option<String>,
-    pub client: Option<String>,
-    pub source_ips: Vec<String>,
-    pub field_manager: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -357,8 +346,9 @@ fn change_item(r: &Row<'_>) -> rusqlite::Result<ChangeItem> {
             uid: r.get(11)?,
         },
         verb: r.get(12)?,
-        actor: ChangeActor {
+        actor: Actor {
             username: r.get(13)?,
+            uid: None,
             groups: detail.groups,
             impersonated_by: detail.impersonated_by,
             user_agent: detail.user_agent,
