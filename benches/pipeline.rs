@@ -4,17 +4,15 @@
 //! - `a_serde_ignored_any`: parse the bytes into `IgnoredAny` (validate, build nothing)
 //! - `b_serde_value`: parse the bytes into `serde_json::Value` (a DOM)
 //! - `c_decode`: `driftwatch::decode::decode_bytes`
-//! - `d_decode_classify`: decode, then `Pipeline::process` (dedupe, classify,
-//!   correlate, findings) under a policy that declares Argo CD and Flux, on a
-//!   fresh `Pipeline` per iteration (created outside the timing) so that every
-//!   iteration does the same work
-//! - `e_classify_only`: (d) on a batch decoded once, outside the timing
-//! - `f_steady_state_deliver`: one long-lived pipeline fed a new batch every
-//!   iteration (generated outside the timing), decode + process + `deliver`
-//!   to an empty sink set (findings are still serialized): dedupe and the
-//!   per-resource tracker are warm, as in `serve`, without SQLite
-//! - `g_decode_classify_prometheus`: (d) with the Prometheus recorder
-//!   installed, as `serve` runs it; last, because the recorder is global
+//! - `d_engine_fresh`: the whole engine, `Engine::ingest` of the body (decode,
+//!   dedupe, classify, correlate, assemble, deliver to no sink, commit) under a
+//!   policy that declares Argo CD and Flux, on a fresh engine per iteration
+//!   (created outside the timing) so that every iteration does the same work
+//! - `f_engine_steady_state`: one long-lived engine fed a new batch every
+//!   iteration (generated outside the timing): dedupe and per-object state
+//!   are warm, as in `serve`, without SQLite
+//! - `g_engine_fresh_prometheus`: (d) with the Prometheus recorder installed,
+//!   as `serve` runs it; last, because the recorder is global
 //!
 //! Throughput is in events, so criterion reports events/s. Run with
 //! `cargo bench --bench pipeline -- --warm-up-time 1 --measurement-time 5`.
@@ -25,10 +23,12 @@ mod synth;
 use std::hint::black_box;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use driftwatch::config::Config;
 use driftwatch::decode::decode_bytes;
-use driftwatch::pipeline::Pipeline;
+use driftwatch::engine::{Engine, Input, Stats};
+use driftwatch::model::VerdictKind;
 use driftwatch::sinks::Sinks;
 use driftwatch::telemetry::events::Source;
 
@@ -45,11 +45,24 @@ fn policy() -> String {
     )
 }
 
+fn engine(config: &Arc<Config>) -> Engine {
+    Engine::new(Arc::clone(config), None, Sinks::new(Vec::new())).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// One body through the engine: decode, judge, deliver (to no sink).
+fn ingest(engine: &mut Engine, body: &Bytes) -> Stats {
+    let input = Input::whole(body.clone(), None, Source::Webhook);
+    match engine.ingest(vec![input]).pop() {
+        Some(Ok(accepted)) => accepted.stats,
+        other => panic!("ingest: {other:?}"),
+    }
+}
+
 fn pipeline(c: &mut Criterion) {
     let mut generator = synth::Generator::new(synth::DEFAULT_SEED);
     // Skip the first batch so the bench does not start at a cold, unusual spot.
     let _ = generator.event_list(BATCH);
-    let body = generator.event_list(BATCH);
+    let body = Bytes::from(generator.event_list(BATCH));
     let config =
         Arc::new(Config::from_yaml(&policy(), "synth policy").unwrap_or_else(|e| panic!("{e}")));
 
@@ -57,23 +70,22 @@ fn pipeline(c: &mut Criterion) {
     let decoded = decode_bytes(&body);
     assert_eq!(decoded.events.len(), BATCH, "every item decodes");
     assert!(decoded.rejections.is_empty(), "{:?}", decoded.rejections);
-    let batch = Pipeline::new(Arc::clone(&config)).process(&decoded, None, Source::Replay, "bench");
-    let s = &batch.stats;
+    drop(decoded);
+    let s = ingest(&mut engine(&config), &body);
     eprintln!(
         "batch: {} bytes, {} events ({:.0} bytes/event); mutations {}, deduplicated {}, \
          ignored {}, system {}, sanctioned {}, drift {}, findings {}",
         body.len(),
         s.events,
         body.len() as f64 / s.events as f64,
-        s.mutations,
-        s.deduplicated,
-        s.ignored,
-        s.system,
-        s.sanctioned,
-        s.drift,
+        s.mutations(),
+        s.deduplicated(),
+        s.verdict(VerdictKind::Ignored),
+        s.verdict(VerdictKind::System),
+        s.verdict(VerdictKind::Sanctioned),
+        s.verdict(VerdictKind::Drift),
         s.findings_total()
     );
-    drop(batch);
 
     let mut group = c.benchmark_group("eventlist_400");
     group.throughput(Throughput::Elements(BATCH as u64));
@@ -87,67 +99,45 @@ fn pipeline(c: &mut Criterion) {
     group.bench_function("c_decode", |b| {
         b.iter(|| decode_bytes(black_box(&body)).events.len())
     });
-    let fresh = || Pipeline::new(Arc::clone(&config));
-    group.bench_function("d_decode_classify", |b| {
+    let fresh = || engine(&config);
+    group.bench_function("d_engine_fresh", |b| {
         b.iter_batched(
             fresh,
-            |mut p| {
-                let decoded = decode_bytes(black_box(&body));
-                let batch = p.process(&decoded, None, Source::Webhook, "bench");
-                // Dropped outside the timing, like the pipeline.
-                (p, batch)
+            |mut e| {
+                let stats = ingest(&mut e, black_box(&body));
+                // Dropped outside the timing, like the service.
+                (e, stats)
             },
             BatchSize::PerIteration,
         )
     });
-    group.bench_function("e_classify_only", |b| {
-        b.iter_batched(
-            fresh,
-            |mut p| {
-                let batch = p.process(black_box(&decoded), None, Source::Webhook, "bench");
-                (p, batch)
-            },
-            BatchSize::PerIteration,
-        )
-    });
-    group.bench_function("f_steady_state_deliver", |b| {
-        // The default cache sizes: this pipeline lives long, like `serve`'s.
-        let config =
-            Config::from_yaml(synth::POLICY_YAML, "synth policy").unwrap_or_else(|e| panic!("{e}"));
-        let mut p = Pipeline::new(Arc::new(config));
-        let mut sinks = Sinks::new(Vec::new());
+    group.bench_function("f_engine_steady_state", |b| {
+        // The default cache sizes: this engine lives long, like `serve`'s.
+        let config = Arc::new(
+            Config::from_yaml(synth::POLICY_YAML, "synth policy").unwrap_or_else(|e| panic!("{e}")),
+        );
+        let mut e = engine(&config);
         let mut steady = synth::Generator::new(synth::DEFAULT_SEED ^ 0x5eed);
         // Warm the dedupe filter and the tracker with a minute of traffic.
         for _ in 0..600 {
-            let body = steady.event_list(BATCH);
-            let decoded = decode_bytes(&body);
-            let batch = p.process(&decoded, None, Source::Webhook, "bench");
-            if let Err(e) = p.deliver(&batch, &mut sinks) {
-                panic!("deliver: {e}");
-            }
+            ingest(&mut e, &Bytes::from(steady.event_list(BATCH)));
         }
         b.iter_batched(
-            || steady.event_list(BATCH),
+            || Bytes::from(steady.event_list(BATCH)),
             |body| {
-                let decoded = decode_bytes(black_box(&body));
-                let batch = p.process(&decoded, None, Source::Webhook, "bench");
-                if let Err(e) = p.deliver(&batch, &mut sinks) {
-                    panic!("deliver: {e}");
-                }
-                drop(decoded);
-                (body, batch)
+                let stats = ingest(&mut e, black_box(&body));
+                (body, stats)
             },
             BatchSize::PerIteration,
         )
     });
-    group.bench_function("g_decode_classify_prometheus", |b| {
+    group.bench_function("g_engine_fresh_prometheus", |b| {
         let _handle = driftwatch::telemetry::init_metrics();
         b.iter_batched(
             fresh,
-            |mut p| {
-                let decoded = decode_bytes(black_box(&body));
-                let batch = p.process(&decoded, None, Source::Webhook, "bench");
-                (p, batch)
+            |mut e| {
+                let stats = ingest(&mut e, black_box(&body));
+                (e, stats)
             },
             BatchSize::PerIteration,
         )

@@ -394,7 +394,7 @@ impl Poster {
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?,
-            client: reqwest::Client::builder()
+            client: driftwatch::http::client_builder()
                 .no_proxy()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(Duration::from_secs(60))

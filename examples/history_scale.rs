@@ -15,11 +15,13 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use driftwatch::correlate::Change;
-use driftwatch::forensics::{self, Request, Target};
-use driftwatch::sinks::ResourceRef;
-use driftwatch::store::query::{self, ChangeFilter};
-use driftwatch::store::{ChangeDetail, ChangeRecord, Store};
+use driftwatch::forensics;
+use driftwatch::model::{
+    Actor, Change, ChangeRecord, DriftRef, DriftState, FindingType, ObjectRef, RequestId, Severity,
+    Time, VerdictKind,
+};
+use driftwatch::store::Store;
+use driftwatch::store::query::{self, Filter};
 
 struct Args {
     changes: usize,
@@ -60,22 +62,22 @@ fn record(i: usize, base_us: i64) -> ChangeRecord {
     } else {
         "system:serviceaccount:argocd:argocd-application-controller".to_owned()
     };
-    // The finding key is a sha256 prefix in the service: spread it the same way.
-    let mut finding_key = [0u8; 16];
-    let mixed = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    finding_key[..8].copy_from_slice(&mixed.to_le_bytes());
-    finding_key[8..].copy_from_slice(&mixed.rotate_left(29).to_le_bytes());
+    // The request id is a sha256 prefix in the service: spread it the same way.
     let time_us = base_us + i as i64 * 1_000;
-    let key = driftwatch::store::store_key(time_us, finding_key);
+    let mixed = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut key = [0u8; 24];
+    key[..8].copy_from_slice(&((time_us as u64) ^ (1 << 63)).to_be_bytes());
+    key[8..16].copy_from_slice(&mixed.to_le_bytes());
+    key[16..].copy_from_slice(&mixed.rotate_left(29).to_le_bytes());
+    let request = RequestId::from_store_key(&key).unwrap_or_default();
     let time = jiff::Timestamp::from_microsecond(time_us)
-        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string())
+        .map(Time::from_timestamp)
         .unwrap_or_default();
     ChangeRecord {
-        dedupe_key: key,
+        id: request.finding_id(),
         time,
-        time_us,
         cluster: "prod-eu-1".to_owned(),
-        resource: ResourceRef {
+        resource: ObjectRef {
             group: "apps".to_owned(),
             version: "v1".to_owned(),
             resource: "deployments".to_owned(),
@@ -85,16 +87,9 @@ fn record(i: usize, base_us: i64) -> ChangeRecord {
             uid: Some(format!("6f1c2a7e-8b1d-4a51-9d0e-{:012x}", i % 10_000)),
         },
         verb: "patch".to_owned(),
-        actor,
-        audit_id: format!("{:08x}-1b0d-4c1e-9a53-{:012x}", i, i),
-        verdict: if human { "drift" } else { "sanctioned" },
-        pipeline: (!human).then(|| "argocd".to_owned()),
-        finding_type: human.then_some("out_of_band_change"),
-        severity: human.then_some("high"),
-        drift_id: human.then(|| format!("{:032x}", i)),
-        detail: ChangeDetail {
+        actor: Actor {
+            username: actor,
             groups: vec!["system:authenticated".to_owned()],
-            impersonated_by: None,
             user_agent: Some(if human {
                 "kubectl/v1.31.2 (linux/amd64) kubernetes/5864a46".to_owned()
             } else {
@@ -110,21 +105,35 @@ fn record(i: usize, base_us: i64) -> ChangeRecord {
                 }
                 .to_owned(),
             ),
-            request_uri: format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}"),
-            changes: vec![Change {
-                path: "spec.replicas".to_owned(),
-                old: serde_json::Value::from(3),
-                new: serde_json::Value::from(if human { 5 } else { 3 }),
-                redacted: false,
-            }],
-            managed_by: None,
-            owner: None,
-            reasons: if human {
-                vec!["identity matches no sanctioned pipeline".to_owned()]
-            } else {
-                Vec::new()
-            },
+            ..Actor::default()
         },
+        audit_id: format!("{:08x}-1b0d-4c1e-9a53-{:012x}", i, i),
+        request_uri: format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}"),
+        verdict: if human {
+            VerdictKind::Drift
+        } else {
+            VerdictKind::Sanctioned
+        },
+        pipeline: (!human).then(|| "argocd".to_owned()),
+        finding_type: human.then_some(FindingType::OutOfBandChange),
+        severity: human.then_some(Severity::High),
+        drift: human.then(|| DriftRef {
+            id: format!("{:032x}", i),
+            state: Some(DriftState::Open),
+        }),
+        changes: vec![Change {
+            path: "spec.replicas".to_owned(),
+            old: serde_json::Value::from(3),
+            new: serde_json::Value::from(if human { 5 } else { 3 }),
+            redacted: false,
+        }],
+        reasons: if human {
+            vec!["identity matches no sanctioned pipeline".to_owned()]
+        } else {
+            Vec::new()
+        },
+        request,
+        ..ChangeRecord::default()
     }
 }
 
@@ -168,13 +177,13 @@ fn main() -> anyhow::Result<()> {
         let _: i64 = conn.query_row("SELECT count(*) FROM changes", [], |r| r.get(0))?;
         base.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    let filter = ChangeFilter {
+    let filter = Filter {
         namespace: Some("team-7".to_owned()),
         group: Some("apps".to_owned()),
         resource: Some("deployments".to_owned()),
         name: Some("svc-3".to_owned()),
         limit: Some(100),
-        ..ChangeFilter::default()
+        ..Filter::default()
     };
     let mut history = Vec::new();
     let mut rows = 0;
@@ -183,14 +192,11 @@ fn main() -> anyhow::Result<()> {
         rows = query::changes(&conn, &filter)?.items.len();
         history.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    let target = Target::parse("deploy/svc-3")?;
-    let req = Request {
-        target: &target,
-        namespace: Some("team-7"),
-        cluster: None,
-        since: None,
-        field: Some("spec.replicas"),
-        limit: 100,
+    let req = Filter {
+        namespace: Some("team-7".to_owned()),
+        field: Some("spec.replicas".to_owned()),
+        limit: Some(100),
+        ..forensics::target("deploy/svc-3")?
     };
     let mut who = Vec::new();
     for _ in 0..20 {

@@ -228,7 +228,7 @@ async fn send_all(
     bodies: Vec<bytes::Bytes>,
     args: &Args,
 ) -> Result<Report, String> {
-    let client = reqwest::Client::builder()
+    let client = driftwatch::http::client_builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(args.timeout_seconds))

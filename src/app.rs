@@ -1,4 +1,5 @@
-//! Wires the service: the pipeline thread, the HTTP router, shutdown.
+//! Wires the service: the engine's thread, the HTTP router, the sources,
+//! shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,23 +9,51 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tower_http::decompression::RequestDecompressionLayer;
-use tracing::{error, info};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::api::ops::{self, OpsState};
 use crate::api::query::{self, QueryState};
 use crate::config::Config;
+use crate::engine::{self, Engine};
 use crate::http::{Limits, auth, tls};
-use crate::pipeline::Pipeline;
 use crate::sinks::{SinkError, Sinks};
 use crate::sources::kafka::{KafkaSource, KafkaSourceError};
 use crate::sources::webhook::{self, WebhookState};
-use crate::store::{Store, StoreError};
+use crate::store::{ReadPool, Store, StoreError};
 use crate::telemetry;
-use crate::worker::{self, Work};
-use tower_http::timeout::RequestBodyTimeoutLayer;
+use crate::telemetry::events::{Emit, Shutdown, ShutdownStage, StoreOpened, WebhookAnswered};
+
+/// Every route the router serves, as `(method, path)`; the OpenAPI document
+/// describes exactly these (a test holds them together).
+pub mod routes {
+    pub const WEBHOOK: &str = "/audit/webhook";
+    pub const WEBHOOK_CLUSTER: &str = "/audit/webhook/{cluster}";
+    pub const CHANGES: &str = "/api/v1/changes";
+    pub const DRIFTS: &str = "/api/v1/drifts";
+    pub const DRIFT: &str = "/api/v1/drifts/{id}";
+    pub const DRIFT_ACCEPT: &str = "/api/v1/drifts/{id}/accept";
+    pub const HISTORY: &str = "/api/v1/resources/{group}/{resource}/{namespace}/{name}/history";
+    pub const OPENAPI: &str = "/api/v1/openapi.json";
+    pub const METRICS: &str = "/metrics";
+    pub const HEALTHZ: &str = "/healthz";
+    pub const READYZ: &str = "/readyz";
+
+    pub const ALL: &[(&str, &str)] = &[
+        ("post", WEBHOOK),
+        ("post", WEBHOOK_CLUSTER),
+        ("get", CHANGES),
+        ("get", DRIFTS),
+        ("get", DRIFT),
+        ("post", DRIFT_ACCEPT),
+        ("get", HISTORY),
+        ("get", OPENAPI),
+        ("get", METRICS),
+        ("get", HEALTHZ),
+        ("get", READYZ),
+    ];
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -48,7 +77,7 @@ pub enum AppError {
     Tls(#[from] crate::http::tls::TlsError),
     #[error(transparent)]
     Auth(#[from] crate::http::auth::AuthError),
-    #[error("cannot start the pipeline thread: {0}")]
+    #[error("cannot start the engine thread: {0}")]
     Thread(std::io::Error),
     #[error("server error: {0}")]
     Serve(std::io::Error),
@@ -58,7 +87,7 @@ pub enum AppError {
 pub struct Server {
     listener: TcpListener,
     router: Router,
-    pipeline_thread: JoinHandle<()>,
+    engine_thread: JoinHandle<()>,
     kafka: Option<tokio::task::JoinHandle<()>>,
     tls: Option<Arc<tls::Reloading>>,
     limits: Limits,
@@ -117,87 +146,39 @@ impl Server {
         };
         let sinks = Sinks::from_config(&config.sinks)?;
         let config = Arc::new(config);
-        let pipeline = if config.history.enabled {
+        let store = if config.history.enabled {
             let store = Store::open(&config.data_dir)?;
             store.set_durability(config.history.durability)?;
-            info!(path = %store.path().display(), "History store open.");
-            Pipeline::with_store(Arc::clone(&config), store)?
+            StoreOpened { path: store.path() }.emit();
+            Some(store)
         } else {
-            Pipeline::new(Arc::clone(&config))
+            None
         };
-        let (queue, work) = mpsc::channel::<Work>(config.queue_batches);
-        let pipeline_thread = std::thread::Builder::new()
-            .name("pipeline".to_owned())
-            .spawn(move || worker::run(pipeline, sinks, work))
-            .map_err(AppError::Thread)?;
+        let engine = Engine::new(Arc::clone(&config), store, sinks)?;
+        let (handle, engine_thread) =
+            engine::writer::spawn(engine, config.queue_batches).map_err(AppError::Thread)?;
         if config.history.enabled {
-            spawn_retention(queue.clone(), config.history.retention, shutdown.clone());
+            spawn_retention(handle.clone(), config.history.retention, shutdown.clone());
         }
         let kafka = match &config.kafka_source {
             Some(k) => {
-                let source = KafkaSource::new(k.clone(), queue.clone())?;
+                let source = KafkaSource::new(k.clone(), handle.clone())?;
                 Some(tokio::spawn(source.run(shutdown.clone())))
             }
             None => None,
         };
-
-        let webhook_state = WebhookState {
-            queue: queue.clone(),
-            max_body_bytes: config.max_body_bytes,
-            shutdown: shutdown.clone(),
-        };
-        let query_state = QueryState {
-            data_dir: config.history.enabled.then(|| config.data_dir.clone()),
-            queue: queue.clone(),
-        };
-        let ops_state = OpsState {
+        let router = router(
+            &config,
+            handle,
             metrics,
-            queue,
-            shutdown: shutdown.clone(),
-        };
-        let webhook_routes = Router::new()
-            .route("/audit/webhook", post(webhook::post_default))
-            .route("/audit/webhook/{cluster}", post(webhook::post_cluster))
-            // The handler enforces the limit on the decompressed body itself.
-            .layer(DefaultBodyLimit::disable())
-            .layer(RequestDecompressionLayer::new())
-            // A client that stalls mid-body must not hold a slot forever.
-            .layer(RequestBodyTimeoutLayer::new(config.body_read_timeout))
-            // Nobody reaches the pipeline without passing authentication.
-            .layer(axum::middleware::from_fn_with_state(
-                webhook_auth,
-                auth::webhook,
-            ))
-            // Outermost: the decompression layer answers an unsupported
-            // Content-Encoding with a bare 415; say why, in JSON, like every
-            // other refusal.
-            .layer(axum::middleware::map_response(explain_unsupported_encoding))
-            .with_state(webhook_state);
-        let query_routes = Router::new()
-            .route("/api/v1/changes", get(query::changes))
-            .route("/api/v1/drifts", get(query::drifts))
-            .route("/api/v1/drifts/{id}", get(query::drift))
-            .route("/api/v1/drifts/{id}/accept", post(query::accept))
-            .route(
-                "/api/v1/resources/{group}/{resource}/{namespace}/{name}/history",
-                get(query::history),
-            )
-            .route("/api/v1/openapi.json", get(query::openapi))
-            .with_state(query_state)
-            .layer(axum::middleware::from_fn_with_state(
-                query_tokens,
-                auth::query,
-            ));
-        let ops_routes = Router::new()
-            .route("/metrics", get(ops::metrics))
-            .route("/healthz", get(ops::healthz))
-            .route("/readyz", get(ops::readyz))
-            .with_state(ops_state);
-        let router = webhook_routes.merge(query_routes).merge(ops_routes);
+            webhook_auth,
+            query_tokens,
+            shutdown.clone(),
+        );
         Ok(Server {
             listener,
             router,
-            pipeline_thread,
+            engine_thread,
             kafka,
             tls,
             limits,
@@ -221,7 +202,7 @@ impl Server {
         let Server {
             listener,
             router,
-            pipeline_thread,
+            engine_thread,
             kafka,
             tls,
             limits,
@@ -233,13 +214,19 @@ impl Server {
         if let Some(kafka) = kafka {
             let _ = kafka.await;
         }
-        // The router, and with it every queue sender, is gone: the pipeline
+        // The router, and with it every engine handle, is gone: the engine's
         // thread drains what is queued and exits.
-        let joined = tokio::task::spawn_blocking(move || pipeline_thread.join()).await;
+        let joined = tokio::task::spawn_blocking(move || engine_thread.join()).await;
         if !matches!(joined, Ok(Ok(()))) {
-            error!("The pipeline thread did not stop cleanly.");
+            Shutdown {
+                stage: ShutdownStage::EngineDidNotStop,
+            }
+            .emit();
         }
-        info!("Stopped.");
+        Shutdown {
+            stage: ShutdownStage::Stopped,
+        }
+        .emit();
         result.map_err(AppError::Serve)
     }
 }
@@ -251,7 +238,7 @@ async fn explain_unsupported_encoding(
     if response.status() != axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE {
         return response;
     }
-    crate::telemetry::events::webhook_answered(415);
+    WebhookAnswered { code: 415 }.emit();
     (
         axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
         axum::Json(serde_json::json!({
@@ -261,24 +248,85 @@ async fn explain_unsupported_encoding(
         .into_response()
 }
 
-/// Asks the pipeline thread to apply retention now and then, until shutdown.
+/// Asks the engine to apply retention now and then, until shutdown.
 fn spawn_retention(
-    queue: mpsc::Sender<Work>,
+    engine: engine::Handle,
     retention: std::time::Duration,
     shutdown: CancellationToken,
 ) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(worker::retention_interval(retention));
+        let mut tick = tokio::time::interval(engine::writer::retention_interval(retention));
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                _ = tick.tick() => {
-                    // Skipped when the queue is full: batches come first.
-                    let _ = queue.try_send(Work::Retention);
-                }
+                _ = tick.tick() => engine.request_retention(),
             }
         }
     });
+}
+
+/// The routes of [`routes::ALL`], each behind its layers.
+fn router(
+    config: &Config,
+    engine: engine::Handle,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    webhook_auth: auth::WebhookAuth,
+    query_tokens: Option<Arc<auth::TokenFile>>,
+    shutdown: CancellationToken,
+) -> Router {
+    let webhook_state = WebhookState {
+        engine: engine.clone(),
+        max_body_bytes: config.max_body_bytes,
+        shutdown: shutdown.clone(),
+    };
+    let query_state = QueryState {
+        pool: config
+            .history
+            .enabled
+            .then(|| ReadPool::new(&config.data_dir)),
+        engine: engine.clone(),
+    };
+    let ops_state = OpsState {
+        metrics,
+        engine,
+        shutdown,
+    };
+    let webhook_routes = Router::new()
+        .route(routes::WEBHOOK, post(webhook::post_default))
+        .route(routes::WEBHOOK_CLUSTER, post(webhook::post_cluster))
+        // The handler enforces the limit on the decompressed body itself.
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestDecompressionLayer::new())
+        // A client that stalls mid-body must not hold a slot forever.
+        .layer(RequestBodyTimeoutLayer::new(config.body_read_timeout))
+        // Nobody reaches the engine without passing authentication.
+        .layer(axum::middleware::from_fn_with_state(
+            webhook_auth,
+            auth::webhook,
+        ))
+        // Outermost: the decompression layer answers an unsupported
+        // Content-Encoding with a bare 415; say why, in JSON, like every
+        // other refusal.
+        .layer(axum::middleware::map_response(explain_unsupported_encoding))
+        .with_state(webhook_state);
+    let query_routes = Router::new()
+        .route(routes::CHANGES, get(query::changes))
+        .route(routes::DRIFTS, get(query::drifts))
+        .route(routes::DRIFT, get(query::drift))
+        .route(routes::DRIFT_ACCEPT, post(query::accept))
+        .route(routes::HISTORY, get(query::history))
+        .route(routes::OPENAPI, get(query::openapi))
+        .with_state(query_state)
+        .layer(axum::middleware::from_fn_with_state(
+            query_tokens,
+            auth::query,
+        ));
+    let ops_routes = Router::new()
+        .route(routes::METRICS, get(ops::metrics))
+        .route(routes::HEALTHZ, get(ops::healthz))
+        .route(routes::READYZ, get(ops::readyz))
+        .with_state(ops_state);
+    webhook_routes.merge(query_routes).merge(ops_routes)
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -24,7 +24,7 @@ pub enum Command {
     /// Read audit logs and print one finding per line (the forensic backfill).
     Replay(ReplayArgs),
     /// Who changed an object: its stored history, oldest first.
-    WhoChanged(WhoChangedArgs),
+    WhoChanged(Box<WhoChangedArgs>),
     /// Work with the policy.
     Policy {
         #[command(subcommand)]
@@ -71,18 +71,47 @@ pub struct WhoChangedArgs {
     /// Only changes newer than this: 7d, 24h, 30m, or an RFC 3339 time.
     #[arg(long)]
     pub since: Option<String>,
+    /// Only changes older than this: a duration before now, or an RFC 3339 time.
+    #[arg(long)]
+    pub until: Option<String>,
     /// Only changes that touched this field path or below it (spec.replicas).
     #[arg(long)]
     pub field: Option<String>,
     /// Only this cluster.
     #[arg(long)]
     pub cluster: Option<String>,
+    /// Only changes made by this user (the effective identity).
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only changes with this verdict: drift, sanctioned or system.
+    #[arg(long)]
+    pub verdict: Option<String>,
+    /// Only findings of this type (out_of_band_change, interactive_access, ...).
+    #[arg(long = "type")]
+    pub finding_type: Option<String>,
     /// Read the history store in this directory.
     #[arg(long, conflicts_with = "server", default_value = "./data")]
     pub data_dir: std::path::PathBuf,
     /// Ask a running driftwatch instead (http://127.0.0.1:8080).
     #[arg(long)]
     pub server: Option<String>,
+    /// Bearer token for a server with server.auth.query_tokens_file.
+    #[arg(
+        long,
+        env = "DRIFTWATCH_TOKEN",
+        requires = "server",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// CA certificate (PEM) that signed the server's certificate.
+    #[arg(long, requires = "server")]
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM), for a server that requires one.
+    #[arg(long, requires_all = ["server", "client_key"])]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
     pub output: Output,
     /// At most this many changes (the newest).

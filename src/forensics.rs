@@ -2,9 +2,10 @@
 //! store or a running server, as a table or JSON.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::store::query::{self, ChangeFilter, ChangeItem, Page};
+use crate::model::ChangeRecord;
+use crate::store::query::{self, Filter, Page};
 use crate::store::{self, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -17,16 +18,8 @@ pub enum ForensicsError {
     Query(#[from] query::QueryError),
     #[error("server {url}: {message}")]
     Server { url: String, message: String },
-}
-
-/// A kind as the user typed it, resolved to the plural resource and, when
-/// given as `resource.group`, the group.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    pub resource: String,
-    pub group: Option<String>,
-    pub name: String,
-    pub cluster_scoped: bool,
+    #[error("{path}: {message}")]
+    Credentials { path: String, message: String },
 }
 
 /// Short names and singular kinds kubectl users type, to plural resources.
@@ -84,65 +77,50 @@ const KINDS: &[(&[&str], &str, bool)] = &[
     ),
 ];
 
-impl Target {
-    pub fn parse(s: &str) -> Result<Target, ForensicsError> {
-        let (kind, name) = s
-            .split_once('/')
-            .filter(|(k, n)| !k.is_empty() && !n.is_empty() && !n.contains('/'))
-            .ok_or_else(|| ForensicsError::BadTarget(s.to_owned()))?;
-        let kind = kind.to_ascii_lowercase();
-        let (kind, group) = match kind.split_once('.') {
-            Some((k, g)) => (k.to_owned(), Some(g.to_owned())),
-            None => (kind, None),
-        };
-        let known = KINDS
-            .iter()
-            .find(|(short, plural, _)| short.contains(&kind.as_str()) || *plural == kind);
-        let (resource, cluster_scoped) = match known {
-            Some((_, plural, scoped)) => ((*plural).to_owned(), *scoped),
-            None if kind.ends_with('s') => (kind, false),
-            None => (format!("{kind}s"), false),
-        };
-        Ok(Target {
-            resource,
-            group,
-            name: name.to_owned(),
-            cluster_scoped,
-        })
-    }
+/// `KIND/NAME` as kubectl users type it (`deploy/api`, `cm/settings`,
+/// `deployments.apps/api`) as a filter: the plural resource, the group when
+/// given, the name, and `_` as the namespace of a cluster-scoped kind.
+pub fn target(s: &str) -> Result<Filter, ForensicsError> {
+    let (kind, name) = s
+        .split_once('/')
+        .filter(|(k, n)| !k.is_empty() && !n.is_empty() && !n.contains('/'))
+        .ok_or_else(|| ForensicsError::BadTarget(s.to_owned()))?;
+    let kind = kind.to_ascii_lowercase();
+    let (kind, group) = match kind.split_once('.') {
+        Some((k, g)) => (k.to_owned(), Some(g.to_owned())),
+        None => (kind, None),
+    };
+    let known = KINDS
+        .iter()
+        .find(|(short, plural, _)| short.contains(&kind.as_str()) || *plural == kind);
+    let (resource, cluster_scoped) = match known {
+        Some((_, plural, scoped)) => ((*plural).to_owned(), *scoped),
+        None if kind.ends_with('s') => (kind, false),
+        None => (format!("{kind}s"), false),
+    };
+    Ok(Filter {
+        resource: Some(resource),
+        group,
+        name: Some(name.to_owned()),
+        namespace: cluster_scoped.then(|| "_".to_owned()),
+        ..Filter::default()
+    })
 }
 
-pub struct Request<'a> {
-    pub target: &'a Target,
-    pub namespace: Option<&'a str>,
-    pub cluster: Option<&'a str>,
-    pub since: Option<&'a str>,
-    pub field: Option<&'a str>,
-    pub limit: usize,
-}
-
-impl Request<'_> {
-    fn filter(&self) -> ChangeFilter {
-        ChangeFilter {
-            cluster: self.cluster.map(str::to_owned),
-            namespace: if self.target.cluster_scoped {
-                Some("_".to_owned())
-            } else {
-                self.namespace.map(str::to_owned)
-            },
-            group: self.target.group.clone(),
-            resource: Some(self.target.resource.clone()),
-            name: Some(self.target.name.clone()),
-            field: self.field.map(str::to_owned),
-            since: self.since.map(str::to_owned),
-            limit: Some(self.limit.min(query::MAX_LIMIT)),
-            ..ChangeFilter::default()
-        }
-    }
+/// How to reach a running driftwatch.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// `Authorization: Bearer` for `server.auth.query_tokens_file`.
+    pub token: Option<String>,
+    /// The CA that signed the server's certificate.
+    pub ca_cert: Option<PathBuf>,
+    /// A client certificate and key, for a listener with `client_ca_file`.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
 }
 
 /// Oldest first: the order in which a reader follows what happened.
-pub fn from_store(dir: &Path, req: &Request<'_>) -> Result<Vec<ChangeItem>, ForensicsError> {
+pub fn from_store(dir: &Path, filter: &Filter) -> Result<Vec<ChangeRecord>, ForensicsError> {
     if !dir.join(store::DB_FILE).exists() {
         return Err(ForensicsError::NoStore {
             dir: dir.display().to_string(),
@@ -156,63 +134,99 @@ pub fn from_store(dir: &Path, req: &Request<'_>) -> Result<Vec<ChangeItem>, Fore
         dir: dir.display().to_string(),
         source,
     })?;
-    let mut items = query::changes(&conn, &req.filter())?.items;
+    let mut items = query::changes(&conn, filter)?.items;
     items.reverse();
     Ok(items)
 }
 
+/// Asks a running driftwatch, forwarding every filter as it is.
 pub async fn from_server(
     server: &str,
-    req: &Request<'_>,
-) -> Result<Vec<ChangeItem>, ForensicsError> {
-    let f = req.filter();
+    filter: &Filter,
+    options: &ServerOptions,
+) -> Result<Vec<ChangeRecord>, ForensicsError> {
     let url = format!("{}/api/v1/changes", server.trim_end_matches('/'));
-    let mut params: Vec<(&str, String)> = Vec::new();
-    let mut add = |k, v: &Option<String>| {
-        if let Some(v) = v {
-            params.push((k, v.clone()));
-        }
-    };
-    add("cluster", &f.cluster);
-    add("namespace", &f.namespace);
-    add("group", &f.group);
-    add("resource", &f.resource);
-    add("name", &f.name);
-    add("field", &f.field);
-    add("since", &f.since);
-    add("limit", &f.limit.map(|l| l.to_string()));
     let err = |message: String| ForensicsError::Server {
         url: url.clone(),
         message,
     };
-    let response = reqwest::Client::new()
-        .get(&url)
-        .query(&params)
-        .send()
-        .await
-        .map_err(|e| err(e.to_string()))?;
+    let mut request = client(options)?.get(&url).query(filter);
+    if let Some(token) = &options.token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.map_err(|e| err(describe(&e)))?;
     let status = response.status();
-    let body = response.text().await.map_err(|e| err(e.to_string()))?;
+    let body = response.text().await.map_err(|e| err(describe(&e)))?;
     if !status.is_success() {
         return Err(err(format!("{status}: {body}")));
     }
-    let mut page: Page<ChangeItem> =
+    let mut page: Page<ChangeRecord> =
         serde_json::from_str(&body).map_err(|e| err(format!("unexpected answer: {e}")))?;
     page.items.reverse();
     Ok(page.items)
 }
 
+/// An HTTP client with the CA and client certificate asked for.
+pub fn client(options: &ServerOptions) -> Result<reqwest::Client, ForensicsError> {
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|e| ForensicsError::Credentials {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    };
+    let bad = |path: &PathBuf, e: reqwest::Error| ForensicsError::Credentials {
+        path: path.display().to_string(),
+        message: describe(&e),
+    };
+    let mut builder = crate::http::client_builder();
+    if let Some(ca) = &options.ca_cert {
+        // Only that CA: a server named by the operator is verified against
+        // the CA the operator names, not every CA the system trusts.
+        let certs = reqwest::Certificate::from_pem_bundle(&read(ca)?).map_err(|e| bad(ca, e))?;
+        builder = builder.tls_certs_only(certs);
+    }
+    match (&options.client_cert, &options.client_key) {
+        (Some(cert), Some(key)) => {
+            let mut pem = read(cert)?;
+            pem.push(b'\n');
+            pem.extend(read(key)?);
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| bad(cert, e))?;
+            builder = builder.identity(identity);
+        }
+        (None, None) => {}
+        (Some(path), None) | (None, Some(path)) => {
+            return Err(ForensicsError::Credentials {
+                path: path.display().to_string(),
+                message: "--client-cert and --client-key go together".to_owned(),
+            });
+        }
+    }
+    builder.build().map_err(|e| ForensicsError::Server {
+        url: String::new(),
+        message: describe(&e),
+    })
+}
+
+/// reqwest's message and its causes: "error sending request" alone does not
+/// say that the certificate was refused.
+fn describe(e: &reqwest::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let _ = write!(message, ": {cause}");
+        source = cause.source();
+    }
+    message
+}
+
 const FIELDS_WIDTH: usize = 72;
 
 /// A readable table: time, actor, client, verb, fields, verdict, pipeline.
-pub fn table(items: &[ChangeItem]) -> String {
+pub fn table(items: &[ChangeRecord]) -> String {
     let rows: Vec<[String; 7]> = items
         .iter()
         .map(|c| {
-            let actor = match &c.actor.impersonated_by {
-                Some(by) => format!("{} (as {})", by.username, c.actor.username),
-                None => c.actor.username.clone(),
-            };
+            let actor = c.actor.describe();
             let mut fields = c
                 .changes
                 .iter()
@@ -239,11 +253,11 @@ pub fn table(items: &[ChangeItem]) -> String {
                 None => c.verb.clone(),
             };
             let verdict = match &c.finding_type {
-                Some(t) => format!("{} ({t})", c.verdict),
-                None => c.verdict.clone(),
+                Some(t) => format!("{} ({})", c.verdict.as_str(), t.as_str()),
+                None => c.verdict.as_str().to_owned(),
             };
             [
-                c.time.clone(),
+                c.time.text.clone(),
                 actor,
                 c.actor.client.clone().unwrap_or_else(|| "-".to_owned()),
                 verb,
@@ -301,21 +315,30 @@ mod tests {
 
     #[test]
     fn kinds_resolve_like_kubectl() {
-        let t = Target::parse("deploy/api").unwrap();
+        let t = target("deploy/api").unwrap();
         assert_eq!(
-            (t.resource.as_str(), t.name.as_str()),
-            ("deployments", "api")
+            (t.resource.as_deref(), t.name.as_deref(), t.namespace),
+            (Some("deployments"), Some("api"), None)
         );
-        assert_eq!(Target::parse("cm/settings").unwrap().resource, "configmaps");
-        assert_eq!(Target::parse("sts/db").unwrap().resource, "statefulsets");
-        assert!(Target::parse("ns/shop").unwrap().cluster_scoped);
-        let t = Target::parse("deployments.apps/api").unwrap();
         assert_eq!(
-            (t.resource.as_str(), t.group.as_deref()),
-            ("deployments", Some("apps"))
+            target("cm/settings").unwrap().resource.as_deref(),
+            Some("configmaps")
         );
-        assert_eq!(Target::parse("flunder/x").unwrap().resource, "flunders");
-        assert!(Target::parse("deploy").is_err());
-        assert!(Target::parse("deploy/").is_err());
+        assert_eq!(
+            target("sts/db").unwrap().resource.as_deref(),
+            Some("statefulsets")
+        );
+        assert_eq!(target("ns/shop").unwrap().namespace.as_deref(), Some("_"));
+        let t = target("deployments.apps/api").unwrap();
+        assert_eq!(
+            (t.resource.as_deref(), t.group.as_deref()),
+            (Some("deployments"), Some("apps"))
+        );
+        assert_eq!(
+            target("flunder/x").unwrap().resource.as_deref(),
+            Some("flunders")
+        );
+        assert!(target("deploy").is_err());
+        assert!(target("deploy/").is_err());
     }
 }

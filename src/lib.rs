@@ -3,14 +3,15 @@
 //! when, and which fields.
 //!
 //! ```text
-//! sources ──► decode ──► dedupe ──► classify ──► correlate ──► sinks
-//! (webhook,   (Event,    (cluster,  (policy:     (field        (stdout,
-//!  replay)     EventList, auditID,   verdict,     changes)      file)
-//!              lines)     stage…)    severity)
+//! sources ──► decode ──► dedupe ──► classify ──► correlate ──► sinks, store
+//! (webhook,   (Event,    (request   (policy:     (object state,   (findings;
+//!  kafka,      EventList, identity)  verdict,     field changes,   history)
+//!  replay)     envelopes)            severity)    drift lifecycle)
 //! ```
 //!
-//! Each stage is a module with one job; [`pipeline`] strings them together
-//! for every source, and [`app`] wires the service.
+//! The words every stage shares live in [`model`]; [`engine`] runs the
+//! stages for every source and is the only builder of a finding and its
+//! history record; [`app`] wires the service; [`api`] is the read side.
 
 pub mod api;
 pub mod app;
@@ -20,11 +21,11 @@ pub mod config;
 pub mod correlate;
 pub mod decode;
 pub mod dedupe;
+pub mod engine;
 pub mod forensics;
 pub mod http;
-pub mod pipeline;
+pub mod model;
 pub mod sinks;
 pub mod sources;
 pub mod store;
 pub mod telemetry;
-pub mod worker;

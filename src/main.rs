@@ -10,10 +10,12 @@ use tokio_util::sync::CancellationToken;
 
 use driftwatch::cli::{Cli, Command, Output, PolicyCommand, ReplayArgs, ServeArgs, WhoChangedArgs};
 use driftwatch::config::Config;
-use driftwatch::pipeline::{Pipeline, Stats};
-use driftwatch::sinks::Sinks;
-use driftwatch::sources::file::replay_input;
+use driftwatch::engine::{Engine, IngestError, Stats};
+use driftwatch::model::{FindingType, VerdictKind};
+use driftwatch::sinks::{Sinks, stdout::StdoutSink};
+use driftwatch::sources::file::{ReplayError, replay_input};
 use driftwatch::telemetry;
+use driftwatch::telemetry::events::{Emit, Listening, Shutdown, ShutdownStage};
 
 const EXIT_REJECTED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -33,7 +35,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Replay(args) => replay(args),
-        Command::WhoChanged(args) => who_changed(args),
+        Command::WhoChanged(args) => who_changed(*args),
         Command::Policy {
             command: PolicyCommand::Check { config },
         } => policy_check(config.as_deref()),
@@ -83,12 +85,19 @@ fn serve(args: ServeArgs) -> ExitCode {
             }
         };
         if let Some(url) = server.url() {
-            tracing::info!(%url, pipelines, "Listening: POST audit batches to {url}/audit/webhook");
+            Listening {
+                url: &url,
+                pipelines,
+            }
+            .emit();
         }
         let signal = shutdown.clone();
         tokio::spawn(async move {
             driftwatch::app::shutdown_signal().await;
-            tracing::info!("Shutting down: finishing in-flight batches.");
+            Shutdown {
+                stage: ShutdownStage::Signalled,
+            }
+            .emit();
             signal.cancel();
         });
         match server.run().await {
@@ -117,20 +126,27 @@ fn replay(args: ReplayArgs) -> ExitCode {
         config.cluster = cluster;
     }
     // Replay writes to stdout whatever the config says about sinks.
-    let mut sinks = Sinks::new(vec![Box::new(driftwatch::sinks::stdout::StdoutSink)]);
-    let mut pipeline = match &args.data_dir {
-        None => Pipeline::new(Arc::new(config)),
-        Some(dir) => {
-            let opened = driftwatch::store::Store::open(dir)
-                .and_then(|store| Pipeline::with_store(Arc::new(config), store));
-            match opened {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("driftwatch: {e}");
-                    return ExitCode::FAILURE;
-                }
-            }
+    let sinks = Sinks::new(vec![Box::new(StdoutSink::default())]);
+    let store = match args.data_dir.as_deref().map(driftwatch::store::Store::open) {
+        None => None,
+        Some(Ok(store)) => Some(store),
+        Some(Err(e)) => {
+            eprintln!("driftwatch: {e}");
+            return ExitCode::FAILURE;
         }
+    };
+    let mut engine = match Engine::new(Arc::new(config), store, sinks) {
+        Ok(engine) => engine,
+        Err(e) => {
+            eprintln!("driftwatch: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut ingest = |input| {
+        engine
+            .ingest(vec![input])
+            .pop()
+            .unwrap_or(Err(IngestError::Stopped))
     };
     let mut total = Stats::default();
     let mut failed_inputs = 0u64;
@@ -138,9 +154,9 @@ fn replay(args: ReplayArgs) -> ExitCode {
         eprintln!("{name}:{}: {}", r.line, r.message);
     };
     for path in &args.files {
-        match replay_input(path, None, &mut pipeline, &mut sinks, &mut on_reject) {
+        match replay_input(path, None, &mut ingest, &mut on_reject) {
             Ok(stats) => total.add(&stats),
-            Err(driftwatch::sources::file::ReplayError::Deliver(e)) => {
+            Err(ReplayError::Ingest(e)) => {
                 eprintln!("driftwatch: {e}");
                 return ExitCode::FAILURE;
             }
@@ -159,34 +175,45 @@ fn replay(args: ReplayArgs) -> ExitCode {
 }
 
 fn who_changed(args: WhoChangedArgs) -> ExitCode {
-    use driftwatch::forensics::{self, Request, Target};
-    let target = match Target::parse(&args.target) {
-        Ok(t) => t,
+    use driftwatch::forensics::{self, ServerOptions};
+    let mut filter = match forensics::target(&args.target) {
+        Ok(f) => f,
         Err(e) => {
             eprintln!("driftwatch: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let req = Request {
-        target: &target,
-        namespace: args.namespace.as_deref(),
-        cluster: args.cluster.as_deref(),
-        since: args.since.as_deref(),
-        field: args.field.as_deref(),
-        limit: args.limit,
-    };
+    if filter.namespace.is_none() {
+        filter.namespace = args.namespace;
+    }
+    filter.cluster = args.cluster;
+    filter.since = args.since;
+    filter.until = args.until;
+    filter.field = args.field;
+    filter.actor = args.actor;
+    filter.verdict = args.verdict;
+    filter.finding_type = args.finding_type;
+    filter.limit = Some(args.limit.min(driftwatch::store::query::MAX_LIMIT));
     let items = match &args.server {
-        Some(server) => match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(rt) => rt.block_on(forensics::from_server(server, &req)),
-            Err(e) => {
-                eprintln!("driftwatch: cannot start the async runtime: {e}");
-                return ExitCode::FAILURE;
+        Some(server) => {
+            let options = ServerOptions {
+                token: args.token,
+                ca_cert: args.ca_cert,
+                client_cert: args.client_cert,
+                client_key: args.client_key,
+            };
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(forensics::from_server(server, &filter, &options)),
+                Err(e) => {
+                    eprintln!("driftwatch: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
             }
-        },
-        None => forensics::from_store(&args.data_dir, &req),
+        }
+        None => forensics::from_store(&args.data_dir, &filter),
     };
     let items = match items {
         Ok(items) => items,
@@ -227,9 +254,9 @@ fn init_quiet_logging() {
 }
 
 fn print_summary(s: &Stats, inputs: usize, failed_inputs: u64) {
-    let types = driftwatch::classify::FindingType::ALL
+    let types = FindingType::ALL
         .iter()
-        .zip(s.findings)
+        .map(|t| (t, s.findings_of(*t)))
         .filter(|(_, n)| *n > 0)
         .map(|(t, n)| format!("{}={n}", t.as_str()))
         .collect::<Vec<_>>();
@@ -247,12 +274,12 @@ fn print_summary(s: &Stats, inputs: usize, failed_inputs: u64) {
         },
         s.documents,
         s.events,
-        s.mutations,
-        s.deduplicated,
-        s.ignored,
-        s.system,
-        s.sanctioned,
-        s.drift,
+        s.mutations(),
+        s.deduplicated(),
+        s.verdict(VerdictKind::Ignored),
+        s.verdict(VerdictKind::System),
+        s.verdict(VerdictKind::Sanctioned),
+        s.verdict(VerdictKind::Drift),
         s.findings_total(),
         s.rejected,
     );

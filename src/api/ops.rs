@@ -4,15 +4,14 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::worker::Work;
+use crate::engine;
 
 #[derive(Clone)]
 pub struct OpsState {
     pub metrics: PrometheusHandle,
-    pub queue: mpsc::Sender<Work>,
+    pub engine: engine::Handle,
     pub shutdown: CancellationToken,
 }
 
@@ -29,16 +28,16 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// The pipeline takes batches: not shutting down, thread alive, queue not full.
+/// The engine takes batches: not shutting down, thread alive, queue not full.
 pub async fn readyz(State(state): State<OpsState>) -> Response {
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
-    if state.queue.is_closed() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "pipeline stopped\n").into_response();
+    if state.engine.is_stopped() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "engine stopped\n").into_response();
     }
-    if state.queue.capacity() == 0 {
-        return (StatusCode::SERVICE_UNAVAILABLE, "pipeline queue full\n").into_response();
+    if state.engine.is_full() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "engine queue full\n").into_response();
     }
     (StatusCode::OK, "ready\n").into_response()
 }

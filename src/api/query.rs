@@ -1,27 +1,24 @@
 //! `/api/v1`: changes, drifts, one resource's history, accepting a drift.
 //! Reads run on blocking threads with their own SQLite connections; the
-//! accept goes through the pipeline thread, the only writer.
+//! accept goes through the engine thread, the only writer.
 
-use std::path::PathBuf;
-
-use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
 
-use crate::pipeline::AcceptOutcome;
-use crate::store::query::{self, ChangeFilter, DriftFilter, QueryError};
-use crate::store::{self, StoreError};
-use crate::worker::Work;
+use crate::engine::{self, AcceptOutcome, IngestError};
+use crate::http::auth::Principal;
+use crate::store::query::{self, Filter, QueryError};
+use crate::store::{ReadPool, StoreError};
 
 #[derive(Clone)]
 pub struct QueryState {
     /// `None` when history is disabled.
-    pub data_dir: Option<PathBuf>,
-    pub queue: mpsc::Sender<Work>,
+    pub pool: Option<ReadPool>,
+    pub engine: engine::Handle,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,15 +60,15 @@ impl IntoResponse for Failure {
     }
 }
 
-/// Runs `f` with a read connection on a blocking thread.
+/// Runs `f` with a pooled read connection on a blocking thread.
 async fn read<T, F>(state: &QueryState, f: F) -> Result<T, Failure>
 where
     T: Send + 'static,
     F: FnOnce(&rusqlite::Connection) -> Result<T, QueryError> + Send + 'static,
 {
-    let dir = state.data_dir.clone().ok_or(Failure::Disabled)?;
+    let pool = state.pool.clone().ok_or(Failure::Disabled)?;
     tokio::task::spawn_blocking(move || {
-        let conn = store::open_reader(&dir).map_err(Failure::Store)?;
+        let conn = pool.get().map_err(Failure::Store)?;
         f(&conn).map_err(Failure::Query)
     })
     .await
@@ -84,7 +81,7 @@ fn bad_query(e: QueryRejection) -> Response {
 
 pub async fn changes(
     State(state): State<QueryState>,
-    filter: Result<Query<ChangeFilter>, QueryRejection>,
+    filter: Result<Query<Filter>, QueryRejection>,
 ) -> Response {
     let Query(filter) = match filter {
         Ok(f) => f,
@@ -98,7 +95,7 @@ pub async fn changes(
 
 pub async fn drifts(
     State(state): State<QueryState>,
-    filter: Result<Query<DriftFilter>, QueryRejection>,
+    filter: Result<Query<Filter>, QueryRejection>,
 ) -> Response {
     let Query(filter) = match filter {
         Ok(f) => f,
@@ -119,40 +116,26 @@ pub async fn drift(State(state): State<QueryState>, Path(id): Path<String>) -> R
     }
 }
 
-/// Filters of the per-resource history route, beside the path.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HistoryParams {
-    pub cluster: Option<String>,
-    pub field: Option<String>,
-    pub since: Option<String>,
-    pub until: Option<String>,
-    pub limit: Option<usize>,
-    pub cursor: Option<String>,
-}
-
+/// One object's changes: the path names the object, the query the rest.
 pub async fn history(
     State(state): State<QueryState>,
     Path((group, resource, namespace, name)): Path<(String, String, String, String)>,
-    params: Result<Query<HistoryParams>, QueryRejection>,
+    params: Result<Query<Filter>, QueryRejection>,
 ) -> Response {
-    let Query(p) = match params {
+    let Query(mut filter) = match params {
         Ok(p) => p,
         Err(e) => return bad_query(e),
     };
-    let filter = ChangeFilter {
-        cluster: p.cluster,
-        namespace: Some(namespace),
-        group: Some(group),
-        resource: Some(resource),
-        name: Some(name),
-        field: p.field,
-        since: p.since,
-        until: p.until,
-        limit: p.limit,
-        cursor: p.cursor,
-        ..ChangeFilter::default()
-    };
+    if filter.names_object() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the path names the object: namespace, group, resource and name are not query parameters here",
+        );
+    }
+    filter.namespace = Some(namespace);
+    filter.group = Some(group);
+    filter.resource = Some(resource);
+    filter.name = Some(name);
     match read(&state, move |c| query::changes(c, &filter)).await {
         Ok(page) => Json(page).into_response(),
         Err(f) => f.into_response(),
@@ -162,12 +145,39 @@ pub async fn history(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptBody {
-    pub by: String,
+    /// Who accepts; taken from the caller's credentials when they name
+    /// someone, required otherwise.
+    #[serde(default)]
+    pub by: Option<String>,
     pub reason: String,
+}
+
+/// Who an accept is attributed to: the authenticated caller when the
+/// credentials name one, else what the body says.
+fn accepted_by(
+    principal: Option<&Principal>,
+    stated: Option<String>,
+) -> Result<String, (StatusCode, String)> {
+    let stated = stated.filter(|b| !b.trim().is_empty());
+    match (principal.and_then(|p| p.name.clone()), stated) {
+        (Some(name), None) => Ok(name),
+        (Some(name), Some(by)) if by == name => Ok(name),
+        (Some(name), Some(by)) => Err((
+            StatusCode::FORBIDDEN,
+            format!("`by` is taken from your credentials ({name:?}); leave it out, or send {name:?}, not {by:?}"),
+        )),
+        (None, Some(by)) => Ok(by),
+        (None, None) => Err((
+            StatusCode::BAD_REQUEST,
+            "`by` must not be empty (or name the caller in server.auth.query_tokens_file: TOKEN NAME)"
+                .to_owned(),
+        )),
+    }
 }
 
 pub async fn accept(
     State(state): State<QueryState>,
+    principal: Option<Extension<Principal>>,
     Path(id): Path<String>,
     body: Result<Json<AcceptBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
@@ -177,54 +187,42 @@ pub async fn accept(
             return error(
                 StatusCode::BAD_REQUEST,
                 format!(
-                    "expected {{\"by\": ..., \"reason\": ...}}: {}",
+                    "expected {{\"reason\": ..., \"by\": ...}}: {}",
                     e.body_text()
                 ),
             );
         }
     };
-    if body.by.trim().is_empty() || body.reason.trim().is_empty() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "`by` and `reason` must not be empty",
-        );
+    let by = match accepted_by(principal.as_ref().map(|Extension(p)| p), body.by) {
+        Ok(by) => by,
+        Err((code, message)) => return error(code, message),
+    };
+    if body.reason.trim().is_empty() {
+        return error(StatusCode::BAD_REQUEST, "`reason` must not be empty");
     }
-    if state.data_dir.is_none() {
+    if state.pool.is_none() {
         return Failure::Disabled.into_response();
     }
-    let (reply, answer) = oneshot::channel();
-    let work = Work::AcceptDrift {
-        id: id.clone(),
-        by: body.by,
-        reason: body.reason,
-        reply,
-    };
-    if state.queue.send(work).await.is_err() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "pipeline is not running");
-    }
-    match answer.await {
-        Ok(Ok(AcceptOutcome::Accepted)) => {
-            let wanted = id.clone();
-            match read(&state, move |c| query::drift(c, &wanted)).await {
-                Ok(Some(d)) => Json(d).into_response(),
-                Ok(None) => error(StatusCode::NOT_FOUND, format!("no drift {id:?}")),
-                Err(f) => f.into_response(),
-            }
-        }
-        Ok(Ok(AcceptOutcome::NotOpen)) => {
-            let wanted = id.clone();
-            match read(&state, move |c| query::drift(c, &wanted)).await {
-                Ok(Some(d)) => error(
-                    StatusCode::CONFLICT,
-                    format!("drift {id:?} is already {}", d.state),
-                ),
-                Ok(None) => error(StatusCode::NOT_FOUND, format!("no drift {id:?}")),
-                Err(f) => f.into_response(),
-            }
-        }
-        Ok(Ok(AcceptOutcome::NoStore)) => Failure::Disabled.into_response(),
-        Ok(Err(message)) => error(StatusCode::SERVICE_UNAVAILABLE, message),
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "pipeline stopped"),
+    let outcome = state.engine.accept_drift(id.clone(), by, body.reason).await;
+    let wanted = id.clone();
+    let current = || read(&state, move |c| query::drift(c, &wanted));
+    match outcome {
+        Ok(AcceptOutcome::Accepted) => match current().await {
+            Ok(Some(d)) => Json(d).into_response(),
+            Ok(None) => error(StatusCode::NOT_FOUND, format!("no drift {id:?}")),
+            Err(f) => f.into_response(),
+        },
+        Ok(AcceptOutcome::NotOpen) => match current().await {
+            Ok(Some(d)) => error(
+                StatusCode::CONFLICT,
+                format!("drift {id:?} is already {}", d.state.as_str()),
+            ),
+            Ok(None) => error(StatusCode::NOT_FOUND, format!("no drift {id:?}")),
+            Err(f) => f.into_response(),
+        },
+        Ok(AcceptOutcome::NoStore) => Failure::Disabled.into_response(),
+        Err(e @ IngestError::Stopped) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 

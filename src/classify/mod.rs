@@ -9,7 +9,8 @@ mod verdict;
 
 pub use policy::{Pipeline, Policy, SeverityOverride, SystemIdentities};
 pub use rules::{Access, access_kind, classify};
-pub use verdict::{Drift, FindingType, IgnoreReason, Severity, Verdict};
+pub use severity::raise_for_managed;
+pub use verdict::{Drift, FindingType, IgnoreReason, Severity, Verdict, VerdictKind};
 
 pub mod system_baseline {
     //! The built-in list, for docs and `policy check`.

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use crate::decode::{Event, Stage, UserInfo};
 
 use super::policy::{Pipeline, Policy, resource_matches};
-use super::severity::{Subject, severity};
+use super::severity::{Target, severity};
 use super::verdict::{Drift, FindingType, IgnoreReason, Verdict};
 
 /// Resources whose "create" stores nothing: reviews answered on the spot.
@@ -227,7 +227,7 @@ fn drift(
     }
     let severity = severity(
         policy,
-        &Subject {
+        &Target {
             resource: ev.resource(),
             group: ev.api_group(),
             namespace: ev.namespace(),

@@ -1,6 +1,6 @@
 //! What the policy says about one event.
 
-use serde::{Deserialize, Serialize};
+pub use crate::model::{FindingType, Severity, VerdictKind};
 
 /// Exactly one per decoded event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,12 +15,12 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub fn label(&self) -> &'static str {
+    pub fn kind(&self) -> VerdictKind {
         match self {
-            Verdict::Ignored(_) => "ignored",
-            Verdict::System => "system",
-            Verdict::Sanctioned { .. } => "sanctioned",
-            Verdict::Drift(_) => "drift",
+            Verdict::Ignored(_) => VerdictKind::Ignored,
+            Verdict::System => VerdictKind::System,
+            Verdict::Sanctioned { .. } => VerdictKind::Sanctioned,
+            Verdict::Drift(_) => VerdictKind::Drift,
         }
     }
 
@@ -36,7 +36,7 @@ impl Verdict {
 pub struct Drift {
     pub finding_type: FindingType,
     pub severity: Severity,
-    /// The pipeline whose identity or user agent was involved.
+    /// The sanctioned pipeline whose identity or user agent was involved.
     pub pipeline: Option<usize>,
     pub reasons: Vec<String>,
 }
@@ -63,6 +63,22 @@ pub enum IgnoreReason {
 }
 
 impl IgnoreReason {
+    pub const ALL: [IgnoreReason; 8] = [
+        IgnoreReason::Stage,
+        IgnoreReason::Read,
+        IgnoreReason::Failed,
+        IgnoreReason::DryRun,
+        IgnoreReason::VirtualResource,
+        IgnoreReason::NoiseResource,
+        IgnoreReason::ConfiguredResource,
+        IgnoreReason::ConfiguredNamespace,
+    ];
+
+    /// Position in [`IgnoreReason::ALL`], for per-reason counters.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             IgnoreReason::Stage => "stage",
@@ -73,66 +89,6 @@ impl IgnoreReason {
             IgnoreReason::NoiseResource => "noise_resource",
             IgnoreReason::ConfiguredResource => "configured_resource",
             IgnoreReason::ConfiguredNamespace => "configured_namespace",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FindingType {
-    PipelineImpersonation,
-    PipelineCredentialMisuse,
-    UserAgentSpoofing,
-    InteractiveAccess,
-    OutOfBandChange,
-}
-
-impl FindingType {
-    pub const ALL: [FindingType; 5] = [
-        FindingType::PipelineImpersonation,
-        FindingType::PipelineCredentialMisuse,
-        FindingType::UserAgentSpoofing,
-        FindingType::InteractiveAccess,
-        FindingType::OutOfBandChange,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FindingType::PipelineImpersonation => "pipeline_impersonation",
-            FindingType::PipelineCredentialMisuse => "pipeline_credential_misuse",
-            FindingType::UserAgentSpoofing => "user_agent_spoofing",
-            FindingType::InteractiveAccess => "interactive_access",
-            FindingType::OutOfBandChange => "out_of_band_change",
-        }
-    }
-
-    /// The three types that always name a pipeline.
-    pub fn involves_pipeline(self) -> bool {
-        matches!(
-            self,
-            FindingType::PipelineImpersonation
-                | FindingType::PipelineCredentialMisuse
-                | FindingType::UserAgentSpoofing
-        )
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
         }
     }
 }

@@ -5,7 +5,6 @@
 //! merge or server-side apply document. Old values need remembered state and
 //! are `null` when unknown.
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -13,15 +12,7 @@ use serde_json::value::RawValue;
 /// turn into a huge finding.
 pub const MAX_CHANGES: usize = 200;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Change {
-    pub path: String,
-    pub old: Value,
-    pub new: Value,
-    /// Secret values never leave the process: only the key is reported.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub redacted: bool,
-}
+pub use crate::model::Change;
 
 /// Fields that change on every write or carry no intent.
 fn skipped(path: &[Seg<'_>]) -> bool {

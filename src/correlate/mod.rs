@@ -8,7 +8,4 @@ pub mod tracker;
 
 pub use changes::Change;
 pub use ownership::{ManagedBy, Owner};
-pub use tracker::{
-    Correlation, DriftState, DriftUpdate, OpenDrift, ResourceKey, Subject, Tracker,
-    object_namespace,
-};
+pub use tracker::{Correlation, Observation, Tracker};

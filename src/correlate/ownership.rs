@@ -6,8 +6,10 @@
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
+
+pub use crate::model::{ManagedBy, Owner};
 
 #[derive(Debug, Default, Deserialize)]
 struct Doc<'a> {
@@ -77,23 +79,6 @@ where
         }
     }
     d.deserialize_any(V)
-}
-
-/// The GitOps tool whose markers an object carries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct ManagedBy {
-    /// `argocd`, `flux` or `helm`.
-    pub tool: String,
-    /// The Argo CD application, Flux Kustomization/HelmRelease or Helm release.
-    pub name: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Owner {
-    pub api_version: Option<String>,
-    pub kind: String,
-    pub name: String,
-    pub uid: Option<String>,
 }
 
 /// What the bodies of one event say about its object.

@@ -11,92 +11,42 @@ use std::sync::Arc;
 
 use foldhash::HashMap;
 use lru::LruCache;
-use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::changes::{self, Change};
-use super::ownership::{self, ManagedBy, ObjectFacts, Owner};
+use super::ownership::{self, ObjectFacts};
 use crate::classify::{FindingType, Verdict};
 use crate::decode::Event;
+use crate::model::{DriftTransition, ManagedBy, ObjectRef, OpenDrift, Owner, Time};
 
 /// One object in one cluster. Subresources belong to their parent.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct ResourceKey {
-    pub cluster: String,
-    pub group: String,
-    pub resource: String,
-    pub namespace: String,
-    pub name: String,
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    cluster: String,
+    object: ObjectRef,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DriftState {
-    Open,
-    Reconciled,
-    Accepted,
-}
-
-impl DriftState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DriftState::Open => "open",
-            DriftState::Reconciled => "reconciled",
-            DriftState::Accepted => "accepted",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<DriftState> {
-        match s {
-            "open" => Some(DriftState::Open),
-            "reconciled" => Some(DriftState::Reconciled),
-            "accepted" => Some(DriftState::Accepted),
-            _ => None,
+impl Key {
+    fn of(drift: &OpenDrift) -> Key {
+        Key {
+            cluster: drift.cluster.clone(),
+            object: drift.object.parent(),
         }
     }
 }
 
-/// An open drift as the tracker keeps it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OpenDrift {
-    pub id: String,
-    pub key: ResourceKey,
-    pub opened_at: String,
-    pub opened_at_us: i64,
-    pub opened_by: String,
-}
-
-/// What the store must record about a drift after one event.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DriftUpdate {
-    Opened(OpenDrift),
-    Joined {
-        id: String,
-    },
-    Reconciled {
-        id: String,
-        at: String,
-        at_us: i64,
-        pipeline: String,
-        audit_id: String,
-        actor: String,
-        seconds: f64,
-    },
-}
-
-/// The correlation of one event: its field changes and drift.
+/// The correlation of one event: the object it touched, its field changes,
+/// who manages the object, and what the event did to its drift.
 #[derive(Debug, Clone, Default)]
 pub struct Correlation {
-    pub key: Option<ResourceKey>,
+    /// The event's object, its name and uid taken from the bodies when the
+    /// request did not carry them (`generateName`).
+    pub object: ObjectRef,
     pub changes: Vec<Change>,
-    pub drift: Option<(String, DriftState)>,
-    pub update: Option<DriftUpdate>,
+    pub transition: Option<DriftTransition>,
     pub managed_by: Option<ManagedBy>,
     pub owner: Option<Owner>,
-    /// The object's name when the request did not carry it (generateName).
-    pub name: Option<String>,
-    pub uid: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -112,13 +62,13 @@ struct Known {
 }
 
 enum Undo {
-    Open(ResourceKey, Option<OpenDrift>),
-    Known(ResourceKey, Option<Known>),
+    Open(Key, Option<OpenDrift>),
+    Known(Key, Option<Known>),
 }
 
 pub struct Tracker {
-    open: HashMap<ResourceKey, OpenDrift>,
-    known: LruCache<ResourceKey, Known>,
+    open: HashMap<Key, OpenDrift>,
+    known: LruCache<Key, Known>,
     /// Bytes of the remembered objects: memory is bounded by bytes, not only
     /// by count, or 50,000 large ConfigMaps would keep gigabytes.
     known_bytes: usize,
@@ -135,14 +85,14 @@ fn size_of(k: &Known) -> usize {
     ENTRY_OVERHEAD + k.last_object.as_ref().map_or(0, |o| o.get().len())
 }
 
-/// Facts about the event being correlated, computed by the caller.
-pub struct Subject<'a> {
+/// Facts about the event being correlated, decided before correlation.
+pub struct Observation<'a> {
     pub cluster: &'a str,
     pub verdict: &'a Verdict,
+    /// The sanctioned pipeline that wrote, for a reconcile.
     pub pipeline: Option<&'a str>,
     pub actor: &'a str,
-    pub time: &'a str,
-    pub time_us: i64,
+    pub time: &'a Time,
     pub finding_id: &'a str,
     /// Compute field changes (for findings and stored changes); skipped for
     /// changes nobody will read.
@@ -162,7 +112,7 @@ impl Tracker {
         }
     }
 
-    fn put_known(&mut self, key: ResourceKey, mut k: Known) {
+    fn put_known(&mut self, key: Key, mut k: Known) {
         if k.last_object
             .as_ref()
             .is_some_and(|o| o.get().len() > self.max_object_bytes)
@@ -182,7 +132,7 @@ impl Tracker {
         }
     }
 
-    fn pop_known(&mut self, key: &ResourceKey) {
+    fn pop_known(&mut self, key: &Key) {
         if let Some(old) = self.known.pop(key) {
             self.known_bytes = self.known_bytes.saturating_sub(size_of(&old));
         }
@@ -196,7 +146,7 @@ impl Tracker {
     /// Open drifts loaded from the store at start-up.
     pub fn restore(&mut self, drifts: impl IntoIterator<Item = OpenDrift>) {
         for d in drifts {
-            self.open.insert(d.key.clone(), d);
+            self.open.insert(Key::of(&d), d);
         }
     }
 
@@ -204,7 +154,7 @@ impl Tracker {
         self.open.len()
     }
 
-    pub fn observe(&mut self, ev: &Event<'_>, s: &Subject<'_>) -> Correlation {
+    pub fn observe(&mut self, ev: &Event<'_>, s: &Observation<'_>) -> Correlation {
         let subresource = ev.subresource();
         let response = ev.response_object.filter(|_| subresource.is_empty());
         let request = ev.request_object;
@@ -212,39 +162,52 @@ impl Tracker {
             response.map(ownership::facts),
             request.map(ownership::facts),
         );
-        let name = ev
-            .object_ref
-            .as_ref()
-            .and_then(|o| o.name.as_deref())
-            .filter(|n| !n.is_empty())
-            .map(str::to_owned)
-            .or_else(|| facts.name.clone());
+        let mut object = ObjectRef::of(ev);
+        if object.name.is_none() {
+            object.name.clone_from(&facts.name);
+        }
+        if object.uid.is_none() {
+            object.uid.clone_from(&facts.uid);
+        }
         let mut out = Correlation {
-            name: name.clone(),
-            uid: facts.uid.clone(),
+            object,
             ..Correlation::default()
         };
-        let Some(name) = name else {
+        if out.object.name.is_none() {
             // A collection (deletecollection, create without a name in the
             // response): no single resource to remember.
             out.changes = changes::from_request(ev.verb(), ev.resource(), request);
             out.managed_by = facts.managed_by;
             out.owner = facts.owner;
             return out;
-        };
-        let key = ResourceKey {
+        }
+        let key = Key {
             cluster: s.cluster.to_owned(),
-            group: ev.api_group().to_owned(),
-            resource: ev.resource().to_owned(),
-            namespace: object_namespace(ev).to_owned(),
-            name,
+            object: out.object.parent(),
         };
+        self.remember(ev, s, &key, &facts, &mut out);
+        out.transition = self.drift(ev, s, &key);
+        out
+    }
 
-        let previous = self.known.get(&key).cloned();
+    /// Field changes against the remembered object, and the object to
+    /// remember next.
+    fn remember(
+        &mut self,
+        ev: &Event<'_>,
+        s: &Observation<'_>,
+        key: &Key,
+        facts: &ObjectFacts,
+        out: &mut Correlation,
+    ) {
+        let subresource = ev.subresource();
+        let response = ev.response_object.filter(|_| subresource.is_empty());
+        let request = ev.request_object;
+        let previous = self.known.get(key).cloned();
         self.journal
             .push(Undo::Known(key.clone(), previous.clone()));
         let previous = previous.unwrap_or_default();
-        let in_order = previous.last_object.is_none() || s.time_us >= previous.last_us;
+        let in_order = previous.last_object.is_none() || s.time.us >= previous.last_us;
         let verb = ev.verb();
         // Field changes are parsed only where they are reported or stored.
         if s.want_changes {
@@ -259,86 +222,77 @@ impl Tracker {
         }
         out.managed_by = facts.managed_by.clone().or(previous.managed_by.clone());
         out.owner = facts.owner.clone().or(previous.owner.clone());
-
-        let next = if matches!(verb, "delete" | "deletecollection") && subresource.is_empty() {
-            None
-        } else {
-            let newer = if in_order {
-                next_object(verb, subresource, request, response)
-            } else {
-                None
-            };
-            Some(match newer {
-                Some(object) => Known {
-                    last_object: Some(object),
-                    last_us: s.time_us,
-                    managed_by: out.managed_by.clone(),
-                    owner: out.owner.clone(),
-                },
-                None => Known {
-                    managed_by: out.managed_by.clone(),
-                    owner: out.owner.clone(),
-                    ..previous
-                },
-            })
-        };
-        match next {
-            Some(k) => {
-                self.put_known(key.clone(), k);
-            }
-            None => {
-                self.pop_known(&key);
-            }
+        if matches!(verb, "delete" | "deletecollection") && subresource.is_empty() {
+            self.pop_known(key);
+            return;
         }
+        let newer = if in_order {
+            next_object(verb, subresource, request, response)
+        } else {
+            None
+        };
+        let next = match newer {
+            Some(object) => Known {
+                last_object: Some(object),
+                last_us: s.time.us,
+                managed_by: out.managed_by.clone(),
+                owner: out.owner.clone(),
+            },
+            None => Known {
+                managed_by: out.managed_by.clone(),
+                owner: out.owner.clone(),
+                ..previous
+            },
+        };
+        self.put_known(key.clone(), next);
+    }
 
+    /// Opens or joins a drift for an out-of-band change; closes it for the
+    /// pipeline's next write.
+    fn drift(&mut self, ev: &Event<'_>, s: &Observation<'_>, key: &Key) -> Option<DriftTransition> {
         match s.verdict {
             Verdict::Drift(d) if d.finding_type != FindingType::InteractiveAccess => {
                 self.journal
-                    .push(Undo::Open(key.clone(), self.open.get(&key).cloned()));
-                if let Some(open) = self.open.get(&key) {
-                    out.drift = Some((open.id.clone(), DriftState::Open));
-                    out.update = Some(DriftUpdate::Joined {
+                    .push(Undo::Open(key.clone(), self.open.get(key).cloned()));
+                if let Some(open) = self.open.get(key) {
+                    return Some(DriftTransition::Joined {
                         id: open.id.clone(),
                     });
-                } else {
-                    let open = OpenDrift {
-                        id: s.finding_id.to_owned(),
-                        key: key.clone(),
-                        opened_at: s.time.to_owned(),
-                        opened_at_us: s.time_us,
-                        opened_by: s.actor.to_owned(),
-                    };
-                    out.drift = Some((open.id.clone(), DriftState::Open));
-                    out.update = Some(DriftUpdate::Opened(open.clone()));
-                    self.open.insert(key.clone(), open);
                 }
+                let open = OpenDrift {
+                    id: s.finding_id.to_owned(),
+                    cluster: key.cluster.clone(),
+                    object: key.object.clone(),
+                    opened: s.time.clone(),
+                    opened_by: s.actor.to_owned(),
+                };
+                self.open.insert(key.clone(), open.clone());
+                Some(DriftTransition::Opened(open))
             }
             Verdict::Sanctioned { .. } => {
                 // Delivery is unordered: a sanctioned change from before the
                 // drift opened (a retried batch) put nothing back.
                 let after_drift = self
                     .open
-                    .get(&key)
-                    .is_some_and(|open| s.time_us >= open.opened_at_us);
-                if after_drift && let Some(open) = self.open.remove(&key) {
-                    self.journal
-                        .push(Undo::Open(key.clone(), Some(open.clone())));
-                    out.drift = Some((open.id.clone(), DriftState::Reconciled));
-                    out.update = Some(DriftUpdate::Reconciled {
-                        id: open.id,
-                        at: s.time.to_owned(),
-                        at_us: s.time_us,
-                        pipeline: s.pipeline.unwrap_or_default().to_owned(),
-                        audit_id: ev.audit_id().to_owned(),
-                        actor: s.actor.to_owned(),
-                        seconds: (s.time_us - open.opened_at_us).max(0) as f64 / 1e6,
-                    });
+                    .get(key)
+                    .is_some_and(|open| s.time.us >= open.opened.us);
+                if !after_drift {
+                    return None;
                 }
+                let open = self.open.remove(key)?;
+                self.journal
+                    .push(Undo::Open(key.clone(), Some(open.clone())));
+                Some(DriftTransition::Reconciled {
+                    seconds: (s.time.us - open.opened.us).max(0) as f64 / 1e6,
+                    id: open.id,
+                    at: s.time.clone(),
+                    pipeline: s.pipeline.unwrap_or_default().to_owned(),
+                    audit_id: ev.audit_id().to_owned(),
+                    actor: s.actor.to_owned(),
+                })
             }
-            _ => {}
+            _ => None,
         }
-        out.key = Some(key);
-        out
     }
 
     /// Closes an open drift by id as accepted; returns it.
@@ -374,18 +328,6 @@ impl Tracker {
                 }
             }
         }
-    }
-}
-
-/// The namespace an object lives in; "" for cluster-scoped objects. The API
-/// server files `/api/v1/namespaces/NAME` (a patch or delete of a Namespace)
-/// under namespace NAME, while the create of that Namespace carries none:
-/// a Namespace is cluster-scoped, so both are "".
-pub fn object_namespace<'e>(ev: &'e Event<'_>) -> &'e str {
-    if ev.api_group().is_empty() && ev.resource() == "namespaces" {
-        ""
-    } else {
-        ev.namespace()
     }
 }
 

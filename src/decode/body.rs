@@ -36,6 +36,20 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    pub const ALL: [RejectReason; 6] = [
+        RejectReason::InvalidUtf8,
+        RejectReason::InvalidJson,
+        RejectReason::Truncated,
+        RejectReason::NotAnEvent,
+        RejectReason::TooLarge,
+        RejectReason::InvalidEncoding,
+    ];
+
+    /// Position in [`RejectReason::ALL`], for per-reason counters.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RejectReason::InvalidUtf8 => "invalid_utf8",

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::extract::{Request, State};
@@ -12,10 +12,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use foldhash::HashMap;
+use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
 
-use crate::telemetry::events;
+use crate::telemetry::events::{AuthRefused, Emit, FileReloaded, WebhookAnswered};
 
 /// Set on every request by the listener: the verified client certificate's
 /// common name, if the connection presented one.
@@ -24,11 +24,20 @@ pub struct Peer {
     pub common_name: Option<String>,
 }
 
-/// What the auth layer concluded; handlers read it from the extensions.
+/// What the webhook's auth layer concluded; handlers read it from the
+/// extensions.
 #[derive(Debug, Clone, Default)]
 pub struct Caller {
     /// The only cluster this caller may write as, when bound.
     pub cluster: Option<String>,
+}
+
+/// Who calls the query API, as far as the credentials say: the name after
+/// the token in `query_tokens_file`, else the client certificate's common
+/// name.
+#[derive(Debug, Clone, Default)]
+pub struct Principal {
+    pub name: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +55,9 @@ pub enum AuthError {
     },
 }
 
-/// A tokens file: one token per line, optionally followed by the cluster it
-/// is bound to; `#` starts a comment.
+/// A tokens file: one token per line, optionally followed by a label (the
+/// cluster a webhook token is bound to, the caller a query token names);
+/// `#` starts a comment.
 #[derive(Debug, Default)]
 pub struct Tokens {
     entries: Vec<(Vec<u8>, Option<String>)>,
@@ -87,23 +97,18 @@ impl Tokens {
         Ok(Tokens { entries })
     }
 
-    /// The entry matching `presented`, compared in constant time per entry.
+    /// The label of the entry matching `presented`. Every entry is
+    /// compared, each in constant time, so the time taken says nothing of
+    /// which token came close.
     fn find(&self, presented: &[u8]) -> Option<&Option<String>> {
         let mut found = None;
-        for (token, cluster) in &self.entries {
-            if constant_time_eq(token, presented) && found.is_none() {
-                found = Some(cluster);
+        for (token, label) in &self.entries {
+            if bool::from(token.as_slice().ct_eq(presented)) && found.is_none() {
+                found = Some(label);
             }
         }
         found
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A tokens file that is re-read when it changes.
@@ -122,35 +127,28 @@ impl TokenFile {
 
     pub fn spawn_watch(self: &Arc<Self>, every: Duration, shutdown: CancellationToken) {
         let this = Arc::clone(self);
-        tokio::spawn(async move {
-            let stamp = || {
-                std::fs::metadata(&this.path)
-                    .and_then(|m| m.modified())
-                    .ok()
-            };
-            let mut last: Option<SystemTime> = stamp();
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
-                let now = stamp();
-                if now == last {
-                    continue;
-                }
-                last = now;
-                match Tokens::load(&this.path) {
-                    Ok(t) => {
-                        this.current.store(Arc::new(t));
-                        info!(path = %this.path.display(), "Reloaded tokens.");
+        super::watch::spawn(
+            vec![self.path.clone()],
+            every,
+            shutdown,
+            move || match Tokens::load(&this.path) {
+                Ok(t) => {
+                    this.current.store(Arc::new(t));
+                    FileReloaded {
+                        what: "tokens",
+                        path: &this.path,
+                        error: None,
                     }
-                    Err(e) => {
-                        warn!(%e, "Tokens file changed but cannot be loaded; keeping the previous tokens.")
-                    }
+                    .emit();
                 }
-            }
-        });
+                Err(e) => FileReloaded {
+                    what: "tokens",
+                    path: &this.path,
+                    error: Some(&e),
+                }
+                .emit(),
+            },
+        );
     }
 }
 
@@ -171,8 +169,11 @@ fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
 }
 
 fn refuse(code: StatusCode, reason: &'static str, message: &str) -> Response {
-    events::auth_refused(reason);
-    events::webhook_answered(code.as_u16());
+    AuthRefused { reason }.emit();
+    WebhookAnswered {
+        code: code.as_u16(),
+    }
+    .emit();
     let mut r = (code, axum::Json(serde_json::json!({ "error": message }))).into_response();
     if code == StatusCode::UNAUTHORIZED
         && let Ok(v) = "Bearer realm=\"driftwatch\"".parse()
@@ -229,16 +230,25 @@ pub async fn webhook(
     next.run(request).await
 }
 
-/// Middleware for the query API when `server.auth.query_tokens_file` is set.
+/// Middleware for the query API: a token when `query_tokens_file` is set,
+/// and the caller's name for what it writes (a drift accept).
 pub async fn query(
     State(tokens): State<Option<Arc<TokenFile>>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
+    let common_name = request
+        .extensions()
+        .get::<Peer>()
+        .and_then(|p| p.common_name.clone());
+    let mut principal = Principal { name: common_name };
     if let Some(tokens) = &tokens {
-        let ok = bearer(request.headers()).is_some_and(|t| tokens.current.load().find(t).is_some());
-        if !ok {
-            events::auth_refused("query_token");
+        let current = tokens.current.load();
+        let Some(label) = bearer(request.headers()).and_then(|t| current.find(t)) else {
+            AuthRefused {
+                reason: "query_token",
+            }
+            .emit();
             let mut r = (
                 StatusCode::UNAUTHORIZED,
                 axum::Json(serde_json::json!({ "error": "a valid bearer token is required for the query API" })),
@@ -248,8 +258,12 @@ pub async fn query(
                 r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
             }
             return r;
+        };
+        if label.is_some() {
+            principal.name.clone_from(label);
         }
     }
+    request.extensions_mut().insert(principal);
     next.run(request).await
 }
 

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod tls;
+mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,9 +19,10 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
 
-use crate::telemetry::events;
+use crate::telemetry::events::{
+    AcceptFailed, AuthRefused, ConnectionFailed, Emit, Shutdown, ShutdownStage,
+};
 
 /// Connection-level limits.
 #[derive(Debug, Clone, Copy)]
@@ -59,9 +61,9 @@ pub async fn serve(
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
-                Err(e) => {
+                Err(error) => {
                     // Out of file descriptors and the like: pause, do not spin.
-                    warn!(%e, "Accept failed.");
+                    AcceptFailed { error: &error }.emit();
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -80,7 +82,12 @@ pub async fn serve(
                     let conn =
                         builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     if let Err(e) = watcher.watch(conn).await {
-                        debug!(%peer, error = %e, "Connection ended with an error.");
+                        ConnectionFailed {
+                            peer,
+                            during: "http",
+                            error: &e,
+                        }
+                        .emit();
                     }
                 }
                 Some(tls) => {
@@ -93,13 +100,29 @@ pub async fn serve(
                     {
                         Ok(Ok(s)) => s,
                         Ok(Err(e)) => {
-                            events::auth_refused("tls_handshake");
-                            debug!(%peer, error = %e, "TLS handshake refused.");
+                            AuthRefused {
+                                reason: "tls_handshake",
+                            }
+                            .emit();
+                            ConnectionFailed {
+                                peer,
+                                during: "tls_handshake",
+                                error: &e,
+                            }
+                            .emit();
                             return;
                         }
                         Err(_) => {
-                            events::auth_refused("tls_handshake");
-                            debug!(%peer, "TLS handshake timed out.");
+                            AuthRefused {
+                                reason: "tls_handshake",
+                            }
+                            .emit();
+                            ConnectionFailed {
+                                peer,
+                                during: "tls_handshake",
+                                error: &"timed out",
+                            }
+                            .emit();
                             return;
                         }
                     };
@@ -115,7 +138,12 @@ pub async fn serve(
                     let conn =
                         builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                     if let Err(e) = watcher.watch(conn).await {
-                        debug!(%peer, error = %e, "Connection ended with an error.");
+                        ConnectionFailed {
+                            peer,
+                            during: "http",
+                            error: &e,
+                        }
+                        .emit();
                     }
                 }
             }
@@ -126,7 +154,10 @@ pub async fn serve(
         .await
         .is_err()
     {
-        warn!(grace = ?limits.shutdown_grace, "Connections still open after the grace period; closing them.");
+        Shutdown {
+            stage: ShutdownStage::GraceExceeded(limits.shutdown_grace),
+        }
+        .emit();
     }
     Ok(())
 }
@@ -134,4 +165,12 @@ pub async fn serve(
 /// For logs: where the service listens and how.
 pub fn describe(addr: SocketAddr, tls: bool) -> String {
     format!("{}://{addr}", if tls { "https" } else { "http" })
+}
+
+/// An HTTP client builder with rustls on ring: reqwest is built without a
+/// crypto provider of its own, so the process-wide one is installed first.
+pub fn client_builder() -> reqwest::ClientBuilder {
+    // Fails only when a provider is installed already, which is the goal.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::RootCertStore;
@@ -11,9 +11,9 @@ use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
 
 use crate::config::TlsConfig;
+use crate::telemetry::events::{Emit, FileReloaded};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -103,43 +103,29 @@ impl Reloading {
         files
     }
 
-    /// Polls the files' modification times and reloads when one changes. A
-    /// broken new file is logged and the previous config kept: a half-written
-    /// renewal must not take the webhook down.
+    /// Reloads when one of the files changes. A broken new file is logged
+    /// and counted, and the previous config kept: a half-written renewal
+    /// must not take the webhook down.
     pub fn spawn_watch(self: &Arc<Self>, every: Duration, shutdown: CancellationToken) {
         let this = Arc::clone(self);
-        tokio::spawn(async move {
-            let stamp = |files: &[PathBuf]| -> Vec<Option<SystemTime>> {
-                files
-                    .iter()
-                    .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
-                    .collect()
-            };
-            let files = this.files();
-            let mut last = stamp(&files);
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    _ = tick.tick() => {}
-                }
-                let now = stamp(&files);
-                if now == last {
-                    continue;
-                }
-                match build(&this.config) {
-                    Ok(server) => {
-                        this.current.store(Arc::new(server));
-                        last = now;
-                        crate::telemetry::events::tls_reloaded(true);
-                        info!("Reloaded TLS certificates.");
+        super::watch::spawn(self.files(), every, shutdown, move || {
+            let path = &this.config.cert_file;
+            match build(&this.config) {
+                Ok(server) => {
+                    this.current.store(Arc::new(server));
+                    FileReloaded {
+                        what: "tls",
+                        path,
+                        error: None,
                     }
-                    Err(e) => {
-                        crate::telemetry::events::tls_reloaded(false);
-                        warn!(%e, "TLS files changed but cannot be loaded; keeping the previous certificates.");
-                        last = now;
-                    }
+                    .emit();
                 }
+                Err(e) => FileReloaded {
+                    what: "tls",
+                    path,
+                    error: Some(&e),
+                }
+                .emit(),
             }
         });
     }

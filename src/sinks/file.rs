@@ -1,21 +1,29 @@
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::Path;
 
-use super::Sink;
+use super::finding::json_lines;
+use super::{Finding, Sink, SinkError};
 
 /// Findings appended to a file as JSON lines.
 pub struct FileSink {
     file: File,
+    buffer: Vec<u8>,
 }
 
 impl FileSink {
-    pub fn open(path: &Path) -> io::Result<Self> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(FileSink { file })
+    pub fn open(path: &Path) -> Result<Self, SinkError> {
+        let open = || {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            OpenOptions::new().create(true).append(true).open(path)
+        };
+        let file = open().map_err(|e| SinkError::fatal("file", e))?;
+        Ok(FileSink {
+            file,
+            buffer: Vec::new(),
+        })
     }
 }
 
@@ -24,8 +32,12 @@ impl Sink for FileSink {
         "file"
     }
 
-    fn write_lines(&mut self, lines: &[u8], _: &[super::Finding]) -> io::Result<()> {
-        self.file.write_all(lines)?;
-        self.file.flush()
+    fn write(&mut self, findings: &[Finding<'_>]) -> Result<(), SinkError> {
+        self.buffer.clear();
+        json_lines(findings, &mut self.buffer);
+        self.file
+            .write_all(&self.buffer)
+            .and_then(|()| self.file.flush())
+            .map_err(|e| SinkError::of_io("file", e))
     }
 }

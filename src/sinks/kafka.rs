@@ -15,9 +15,9 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 
-use super::{Finding, Sink};
+use super::{Finding, Sink, SinkError};
 use crate::config::KafkaSinkConfig;
-use crate::telemetry::events;
+use crate::telemetry::events::{Emit, KafkaDeliveryFailed};
 
 /// Delivery reports land here: the pipeline thread reads them after flush.
 #[derive(Default)]
@@ -46,10 +46,11 @@ pub struct KafkaSink {
     reports: Arc<Reports>,
     topic: String,
     timeout: Duration,
+    payload: Vec<u8>,
 }
 
 impl KafkaSink {
-    pub fn new(config: &KafkaSinkConfig) -> io::Result<KafkaSink> {
+    pub fn new(config: &KafkaSinkConfig) -> Result<KafkaSink, SinkError> {
         let reports = Arc::new(Reports::default());
         let mut cc = ClientConfig::new();
         cc.set("bootstrap.servers", &config.brokers)
@@ -63,22 +64,23 @@ impl KafkaSink {
         }
         let producer = cc
             .create_with_context(Context(Arc::clone(&reports)))
-            .map_err(io::Error::other)?;
+            .map_err(|e| SinkError::fatal("kafka", io::Error::other(e)))?;
         Ok(KafkaSink {
             producer,
             reports,
             topic: config.topic.clone(),
             timeout: Duration::from_millis(config.delivery_timeout_ms),
+            payload: Vec::new(),
         })
     }
 }
 
 /// `cluster/group/resource/namespace/name`: one object's findings in order.
-fn key(f: &Finding) -> String {
-    let r = &f.resource;
+fn key(f: &Finding<'_>) -> String {
+    let r = &f.record.resource;
     format!(
         "{}/{}/{}/{}/{}",
-        f.cluster,
+        f.record.cluster,
         r.group,
         r.resource,
         r.namespace.as_deref().unwrap_or(""),
@@ -91,34 +93,48 @@ impl Sink for KafkaSink {
         "kafka"
     }
 
-    fn write_lines(&mut self, lines: &[u8], findings: &[Finding]) -> io::Result<()> {
+    fn write(&mut self, findings: &[Finding<'_>]) -> Result<(), SinkError> {
         if let Ok(mut failed) = self.reports.failed.lock() {
             failed.clear();
         }
         let deadline = Instant::now() + self.timeout;
-        let payloads = lines.split(|&b| b == b'\n').filter(|l| !l.is_empty());
-        for (finding, payload) in findings.iter().zip(payloads) {
+        for finding in findings {
+            self.payload.clear();
+            if serde_json::to_writer(&mut self.payload, finding).is_err() {
+                continue;
+            }
             let key = key(finding);
             let mut record = BaseRecord::to(&self.topic)
                 .key(key.as_bytes())
-                .payload(payload);
+                .payload(&self.payload);
             loop {
                 match self.producer.send(record) {
                     Ok(()) => break,
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                         if Instant::now() > deadline {
-                            return Err(io::Error::other("producer queue stayed full"));
+                            return Err(retriable("producer queue stayed full"));
                         }
                         record = back;
                         self.producer.poll(Duration::from_millis(10));
                     }
-                    Err((e, _)) => return Err(io::Error::other(e)),
+                    Err((
+                        KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge),
+                        _,
+                    )) => {
+                        return Err(SinkError::fatal(
+                            "kafka",
+                            io::Error::other(
+                                "a finding is larger than the producer's message.max.bytes",
+                            ),
+                        ));
+                    }
+                    Err((e, _)) => return Err(SinkError::retriable("kafka", io::Error::other(e))),
                 }
             }
         }
         self.producer
             .flush(self.timeout)
-            .map_err(|e| io::Error::other(format!("flush: {e}")))?;
+            .map_err(|e| retriable(&format!("flush: {e}")))?;
         let failed = self
             .reports
             .failed
@@ -126,14 +142,21 @@ impl Sink for KafkaSink {
             .map(|f| f.clone())
             .unwrap_or_default();
         if let Some(first) = failed.first() {
-            events::kafka_delivery_failed(failed.len());
-            return Err(io::Error::other(format!(
+            KafkaDeliveryFailed {
+                count: failed.len(),
+            }
+            .emit();
+            return Err(retriable(&format!(
                 "{} finding(s) not acknowledged: {first}",
                 failed.len()
             )));
         }
         Ok(())
     }
+}
+
+fn retriable(message: &str) -> SinkError {
+    SinkError::retriable("kafka", io::Error::other(message.to_owned()))
 }
 
 impl Drop for KafkaSink {

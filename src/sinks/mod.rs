@@ -1,5 +1,6 @@
-//! Where findings go. Every sink writes a batch and flushes it before the
-//! batch is acknowledged.
+//! Where findings go. Each sink owns its encoding, writes a batch and
+//! flushes it before the batch is acknowledged, and says whether a failure
+//! may pass if retried.
 
 pub mod file;
 pub mod finding;
@@ -8,83 +9,101 @@ pub mod stdout;
 
 use std::io;
 
-pub use finding::{Actor, DriftRef, Finding, Impersonator, ResourceRef};
+pub use finding::Finding;
 
 use crate::config::SinksConfig;
-use crate::telemetry::events;
+use crate::telemetry::events::{Emit, SinkFailed};
 
-/// One destination for JSON-lines findings.
 pub trait Sink: Send {
     fn name(&self) -> &'static str;
-    /// Writes a batch and returns once it is flushed (or acknowledged).
-    /// `lines` is `findings` serialized, one JSON object per line, in order.
-    fn write_lines(&mut self, lines: &[u8], findings: &[Finding]) -> io::Result<()>;
+    /// Writes `findings`, in order, and returns once they are flushed (or
+    /// acknowledged by the receiver).
+    fn write(&mut self, findings: &[Finding<'_>]) -> Result<(), SinkError>;
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("{sink} sink: {source}")]
 pub struct SinkError {
     pub sink: &'static str,
+    /// A retry may succeed (a broker or receiver is down or slow); when
+    /// false, it will fail the same way until someone fixes the sink.
+    pub retriable: bool,
     pub source: io::Error,
+}
+
+impl SinkError {
+    pub fn retriable(sink: &'static str, source: io::Error) -> SinkError {
+        SinkError {
+            sink,
+            retriable: true,
+            source,
+        }
+    }
+
+    pub fn fatal(sink: &'static str, source: io::Error) -> SinkError {
+        SinkError {
+            sink,
+            retriable: false,
+            source,
+        }
+    }
+
+    /// From an I/O error of a local stream or file: a full disk or a closed
+    /// pipe stays so; an interruption may pass.
+    pub fn of_io(sink: &'static str, source: io::Error) -> SinkError {
+        let retriable = matches!(
+            source.kind(),
+            io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+        );
+        SinkError {
+            sink,
+            retriable,
+            source,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        if self.retriable { "retriable" } else { "final" }
+    }
 }
 
 /// All configured sinks; a batch is written to each in turn.
 pub struct Sinks {
     sinks: Vec<Box<dyn Sink>>,
-    buffer: Vec<u8>,
 }
 
 impl Sinks {
     pub fn new(sinks: Vec<Box<dyn Sink>>) -> Self {
-        Sinks {
-            sinks,
-            buffer: Vec::new(),
-        }
+        Sinks { sinks }
     }
 
     pub fn from_config(config: &SinksConfig) -> Result<Self, SinkError> {
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
         if config.stdout {
-            sinks.push(Box::new(stdout::StdoutSink));
+            sinks.push(Box::new(stdout::StdoutSink::default()));
         }
         if let Some(kafka) = &config.kafka {
-            sinks.push(Box::new(kafka::KafkaSink::new(kafka).map_err(
-                |source| SinkError {
-                    sink: "kafka",
-                    source,
-                },
-            )?));
+            sinks.push(Box::new(kafka::KafkaSink::new(kafka)?));
         }
         if let Some(path) = &config.file {
-            sinks.push(Box::new(file::FileSink::open(path).map_err(|source| {
-                SinkError {
-                    sink: "file",
-                    source,
-                }
-            })?));
+            sinks.push(Box::new(file::FileSink::open(path)?));
         }
         Ok(Sinks::new(sinks))
     }
 
-    pub fn emit(&mut self, findings: &[Finding]) -> Result<(), SinkError> {
+    pub fn emit(&mut self, findings: &[Finding<'_>]) -> Result<(), SinkError> {
         if findings.is_empty() {
             return Ok(());
         }
-        self.buffer.clear();
-        for f in findings {
-            // Serializing our own struct to a Vec cannot fail.
-            if serde_json::to_writer(&mut self.buffer, f).is_ok() {
-                self.buffer.push(b'\n');
-            }
-        }
         for sink in &mut self.sinks {
-            if let Err(source) = sink.write_lines(&self.buffer, findings) {
-                let err = SinkError {
-                    sink: sink.name(),
-                    source,
-                };
-                events::sink_failed(err.sink, &err.source);
-                return Err(err);
+            if let Err(e) = sink.write(findings) {
+                SinkFailed {
+                    sink: e.sink,
+                    kind: e.kind(),
+                    error: &e.source,
+                }
+                .emit();
+                return Err(e);
             }
         }
         Ok(())

@@ -1,18 +1,25 @@
 use std::io::{self, Write};
 
-use super::Sink;
+use super::finding::json_lines;
+use super::{Finding, Sink, SinkError};
 
 /// Findings as JSON lines on stdout; logs never go there.
-pub struct StdoutSink;
+#[derive(Default)]
+pub struct StdoutSink {
+    buffer: Vec<u8>,
+}
 
 impl Sink for StdoutSink {
     fn name(&self) -> &'static str {
         "stdout"
     }
 
-    fn write_lines(&mut self, lines: &[u8], _: &[super::Finding]) -> io::Result<()> {
+    fn write(&mut self, findings: &[Finding<'_>]) -> Result<(), SinkError> {
+        self.buffer.clear();
+        json_lines(findings, &mut self.buffer);
         let mut out = io::stdout().lock();
-        out.write_all(lines)?;
-        out.flush()
+        out.write_all(&self.buffer)
+            .and_then(|()| out.flush())
+            .map_err(|e| SinkError::of_io("stdout", e))
     }
 }

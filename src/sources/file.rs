@@ -5,9 +5,12 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use crate::decode::{self, Decoded, Rejection};
-use crate::pipeline::{DeliverError, Pipeline, Stats};
-use crate::sinks::Sinks;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::decode::{self, Rejection};
+use crate::engine::{Framing, IngestError, Input, Outcome, Stats};
 use crate::telemetry::events::Source;
 
 const CHUNK: usize = 4 * 1024 * 1024;
@@ -17,7 +20,7 @@ pub enum ReplayError {
     #[error("{path}: {source}")]
     Read { path: String, source: io::Error },
     #[error(transparent)]
-    Deliver(#[from] DeliverError),
+    Ingest(#[from] IngestError),
 }
 
 /// How an input is named in messages: its path, or `<stdin>` for `-`.
@@ -29,14 +32,13 @@ pub fn display_name(path: &Path) -> String {
     }
 }
 
-/// Replays one input through the pipeline into the sinks. Each rejected
-/// document is passed to `on_reject` with the input's name; the rest of the
-/// input is still processed.
+/// Replays one file through `ingest` (the engine), a chunk at a time. Each
+/// rejected document is passed to `on_reject` with the file's name; the rest
+/// of the file is still processed.
 pub fn replay_input(
     path: &PathBuf,
     cluster: Option<&str>,
-    pipeline: &mut Pipeline,
-    sinks: &mut Sinks,
+    ingest: &mut dyn FnMut(Input) -> Outcome,
     on_reject: &mut dyn FnMut(&str, &Rejection),
 ) -> Result<Stats, ReplayError> {
     let name = display_name(path);
@@ -84,26 +86,23 @@ pub fn replay_input(
                 None => continue,
             }
         };
-        let consumed = {
-            let region = &buf[..region_end];
-            // What cloud envelopes unpack; dropped with `decoded`.
-            let arena = decode::Arena::new();
-            let mut decoded = Decoded::default();
-            let consumed = match std::str::from_utf8(region) {
-                Ok(text) => decode::decode_str(text, line, eof, &arena, &mut decoded),
-                Err(_) => {
-                    decode::decode_bytes_into(region, line, &arena, &mut decoded);
-                    region.len()
-                }
-            };
-            for r in &decoded.rejections {
-                on_reject(&name, r);
-            }
-            let batch = pipeline.process(&decoded, cluster, Source::Replay, &name);
-            pipeline.deliver(&batch, sinks)?;
-            stats.add(&batch.stats);
-            consumed
+        let input = Input {
+            body: Bytes::copy_from_slice(&buf[..region_end]),
+            cluster: cluster.map(str::to_owned),
+            source: Source::Replay,
+            origin: name.clone(),
+            received: Instant::now(),
+            framing: Framing::Part {
+                first_line: line,
+                last: eof,
+            },
         };
+        let accepted = ingest(input)?;
+        for r in &accepted.rejections {
+            on_reject(&name, r);
+        }
+        stats.add(&accepted.stats);
+        let consumed = accepted.consumed;
         line += buf[..consumed].iter().filter(|&&b| b == b'\n').count();
         buf.drain(..consumed);
         if eof {

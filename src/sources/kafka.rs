@@ -10,21 +10,21 @@
 //! message never stalls a partition.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
 
 use crate::config::{ClusterFrom, KafkaSourceConfig};
-use crate::sources::webhook::{Job, JobOutcome};
-use crate::telemetry::events::{self, Source};
-use crate::worker::Work;
+use crate::engine::{self, Accepted, IngestError, Input};
+use crate::telemetry::events::{
+    Emit, KafkaConsuming, KafkaError, KafkaLag, KafkaMessage, KafkaOffsetsCommitted, KafkaResult,
+    Source,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSourceError {
@@ -46,7 +46,7 @@ pub struct KafkaSource {
     consumer: Arc<StreamConsumer>,
     dead_letter: Option<(FutureProducer, String)>,
     config: KafkaSourceConfig,
-    queue: mpsc::Sender<Work>,
+    engine: engine::Handle,
 }
 
 /// One consumed message, detached from the consumer's buffers.
@@ -58,7 +58,7 @@ struct Received {
 impl KafkaSource {
     pub fn new(
         config: KafkaSourceConfig,
-        queue: mpsc::Sender<Work>,
+        engine: engine::Handle,
     ) -> Result<KafkaSource, KafkaSourceError> {
         let mut cc = ClientConfig::new();
         cc.set("bootstrap.servers", &config.brokers)
@@ -104,18 +104,18 @@ impl KafkaSource {
             consumer: Arc::new(consumer),
             dead_letter,
             config,
-            queue,
+            engine,
         })
     }
 
     /// Consumes until `shutdown`, then commits what was processed.
     pub async fn run(self, shutdown: CancellationToken) {
-        info!(
-            brokers = %self.config.brokers,
-            topics = ?self.config.topics,
-            group = %self.config.group_id,
-            "Consuming audit events from Kafka."
-        );
+        KafkaConsuming {
+            brokers: &self.config.brokers,
+            topics: &self.config.topics,
+            group: &self.config.group_id,
+        }
+        .emit();
         let lag = spawn_lag_monitor(Arc::clone(&self.consumer), shutdown.clone());
         loop {
             let first = tokio::select! {
@@ -125,7 +125,11 @@ impl KafkaSource {
             let first = match first {
                 Ok(m) => m.detach(),
                 Err(e) => {
-                    events::kafka_error("consume", &e);
+                    KafkaError {
+                        operation: "consume",
+                        error: &e,
+                    }
+                    .emit();
                     tokio::select! {
                         () = shutdown.cancelled() => break,
                         () = tokio::time::sleep(Duration::from_millis(500)) => continue,
@@ -149,11 +153,14 @@ impl KafkaSource {
             }
         }
         lag.abort();
-        match self.consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) => info!("Committed Kafka offsets."),
-            // Nothing consumed yet is not a failure.
-            Err(e) => warn!(%e, "Final Kafka offset commit did not complete."),
+        let committed = self.consumer.commit_consumer_state(CommitMode::Sync);
+        KafkaOffsetsCommitted {
+            error: committed
+                .as_ref()
+                .err()
+                .map(|e| e as &dyn std::error::Error),
         }
+        .emit();
     }
 
     fn received(&self, message: OwnedMessage) -> Received {
@@ -172,93 +179,33 @@ impl KafkaSource {
     }
 
     /// Processes one round of messages to completion: retried until the
-    /// pipeline accepts them, dead-lettered where undecodable, then their
+    /// engine accepts them, dead-lettered where undecodable, then their
     /// offsets stored. Returns false when shutdown interrupted it (offsets of
     /// the round are then not stored, and the messages come back).
     async fn process(&self, round: Vec<Received>, shutdown: &CancellationToken) -> bool {
-        let mut pending: Vec<usize> = (0..round.len()).collect();
-        let mut outcomes: Vec<Option<JobOutcome>> = (0..round.len()).map(|_| None).collect();
-        let mut backoff = Duration::from_millis(200);
-        while !pending.is_empty() {
-            let mut answers = Vec::with_capacity(pending.len());
-            for &i in &pending {
-                let r = &round[i];
-                let (reply, answer) = oneshot::channel();
-                let job = Job {
-                    body: Bytes::copy_from_slice(r.message.payload().unwrap_or_default()),
-                    cluster: r.cluster.clone(),
-                    source: Source::Kafka,
-                    received: Instant::now(),
-                    reply,
-                };
-                tokio::select! {
-                    () = shutdown.cancelled() => return false,
-                    sent = self.queue.send(Work::Batch(job)) => {
-                        if sent.is_err() {
-                            return false;
-                        }
-                    }
-                }
-                answers.push((i, answer));
-            }
-            let mut failed = Vec::new();
-            for (i, answer) in answers {
-                match answer.await {
-                    Ok(outcome @ JobOutcome::Accepted { .. }) => outcomes[i] = Some(outcome),
-                    Ok(outcome @ JobOutcome::TooManyEvents { .. }) => outcomes[i] = Some(outcome),
-                    Ok(JobOutcome::SinkFailed(message)) => {
-                        warn!(%message, "Pipeline refused a Kafka message; retrying.");
-                        failed.push(i);
-                    }
-                    Err(_) => return false,
-                }
-            }
-            pending = failed;
-            if !pending.is_empty() {
-                tokio::select! {
-                    () = shutdown.cancelled() => return false,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-            }
-        }
+        let Some(outcomes) = self.until_judged(&round, shutdown).await else {
+            return false;
+        };
         for (r, outcome) in round.iter().zip(outcomes) {
-            let (accepted, rejections) = match outcome {
-                Some(JobOutcome::Accepted {
-                    events, rejections, ..
-                }) => (events, rejections),
-                Some(JobOutcome::TooManyEvents { events, max }) => (
-                    0,
-                    vec![crate::decode::Rejection {
-                        line: 1,
-                        reason: crate::decode::RejectReason::NotAnEvent,
-                        message: format!(
-                            "message holds {events} events, more than server.max_events_per_batch ({max})"
-                        ),
-                    }],
-                ),
-                _ => continue,
-            };
-            let empty = r.message.payload().is_none_or(<[u8]>::is_empty);
-            if !rejections.is_empty() || empty {
-                let reason = if empty {
-                    "empty message".to_owned()
-                } else {
-                    let first = &rejections[0];
-                    format!(
-                        "{} document(s) rejected; line {}: {}",
-                        rejections.len(),
-                        first.line,
-                        first.message
-                    )
-                };
-                if !self.dead_letter(r, &reason, accepted, shutdown).await {
-                    return false;
+            let reason = undecodable(r, &outcome);
+            let result = match &reason {
+                None => KafkaResult::Processed,
+                Some(reason) => {
+                    let accepted = outcome.as_ref().map_or(0, |a| a.stats.events as usize);
+                    match self.dead_letter(r, reason, accepted, shutdown).await {
+                        Some(result) => result,
+                        None => return false,
+                    }
                 }
-                events::kafka_message("dead_lettered");
-            } else {
-                events::kafka_message("processed");
+            };
+            KafkaMessage {
+                result,
+                topic: r.message.topic(),
+                partition: r.message.partition(),
+                offset: r.message.offset(),
+                reason: reason.as_deref(),
             }
+            .emit();
             if let Err(e) = self.consumer.store_offset(
                 r.message.topic(),
                 r.message.partition(),
@@ -266,10 +213,63 @@ impl KafkaSource {
             ) {
                 // The partition was revoked meanwhile: its new owner will
                 // process the message again, and dedupe absorbs the repeat.
-                events::kafka_error("store_offset", &e);
+                KafkaError {
+                    operation: "store_offset",
+                    error: &e,
+                }
+                .emit();
             }
         }
         true
+    }
+
+    /// Sends the round to the engine until every message is judged: accepted,
+    /// or refused for good (too many events). `None` on shutdown.
+    async fn until_judged(
+        &self,
+        round: &[Received],
+        shutdown: &CancellationToken,
+    ) -> Option<Vec<Result<Accepted, IngestError>>> {
+        let mut pending: Vec<usize> = (0..round.len()).collect();
+        let mut outcomes: Vec<Option<Result<Accepted, IngestError>>> =
+            (0..round.len()).map(|_| None).collect();
+        let mut backoff = Duration::from_millis(200);
+        while !pending.is_empty() {
+            let mut answers = Vec::with_capacity(pending.len());
+            for &i in &pending {
+                let r = &round[i];
+                let input = Input::whole(
+                    Bytes::copy_from_slice(r.message.payload().unwrap_or_default()),
+                    r.cluster.clone(),
+                    Source::Kafka,
+                );
+                let sent = tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    sent = self.engine.ingest(input) => sent,
+                };
+                answers.push((i, sent.ok()?));
+            }
+            let mut failed = Vec::new();
+            for (i, answer) in answers {
+                match answer.await.ok()? {
+                    // Only a message too large for a batch is refused for
+                    // good; a sink or store failure is retried until it passes.
+                    outcome @ (Ok(_) | Err(IngestError::TooManyEvents { .. })) => {
+                        outcomes[i] = Some(outcome)
+                    }
+                    Err(_) => failed.push(i),
+                }
+            }
+            pending = failed;
+            if !pending.is_empty() {
+                tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+        outcomes.into_iter().collect()
     }
 
     /// Sends an undecodable message to the dead-letter topic, with why and
@@ -280,16 +280,9 @@ impl KafkaSource {
         reason: &str,
         accepted: usize,
         shutdown: &CancellationToken,
-    ) -> bool {
+    ) -> Option<KafkaResult> {
         let Some((producer, topic)) = &self.dead_letter else {
-            warn!(
-                topic = r.message.topic(),
-                partition = r.message.partition(),
-                offset = r.message.offset(),
-                reason,
-                "Undecodable Kafka message and no dead_letter_topic configured; skipping it."
-            );
-            return true;
+            return Some(KafkaResult::Skipped);
         };
         let partition = r.message.partition().to_string();
         let offset = r.message.offset().to_string();
@@ -330,21 +323,44 @@ impl KafkaSource {
                 record = record.key(key);
             }
             let sent = tokio::select! {
-                () = shutdown.cancelled() => return false,
+                () = shutdown.cancelled() => return None,
                 sent = producer.send(record, Duration::from_secs(30)) => sent,
             };
             match sent {
-                Ok(_) => return true,
+                Ok(_) => return Some(KafkaResult::DeadLettered),
                 Err((e, _)) => {
-                    events::kafka_error("dead_letter", &e);
+                    KafkaError {
+                        operation: "dead_letter",
+                        error: &e,
+                    }
+                    .emit();
                     tokio::select! {
-                        () = shutdown.cancelled() => return false,
+                        () = shutdown.cancelled() => return None,
                         () = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                 }
             }
         }
+    }
+}
+
+/// Why a judged message goes to the dead-letter topic; `None` when it
+/// decoded whole.
+fn undecodable(r: &Received, outcome: &Result<Accepted, IngestError>) -> Option<String> {
+    if r.message.payload().is_none_or(<[u8]>::is_empty) {
+        return Some("empty message".to_owned());
+    }
+    match outcome {
+        Ok(a) => a.rejections.first().map(|first| {
+            format!(
+                "{} document(s) rejected; line {}: {}",
+                a.rejections.len(),
+                first.line,
+                first.message
+            )
+        }),
+        Err(e) => Some(e.to_string()),
     }
 }
 
@@ -379,7 +395,7 @@ fn spawn_lag_monitor(
             })
             .await;
             if let Ok(Some(lag)) = lag {
-                events::kafka_lag(lag);
+                KafkaLag { messages: lag }.emit();
             }
         }
     })

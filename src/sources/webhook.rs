@@ -16,49 +16,23 @@ use axum::{Extension, Json};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
 
-use crate::decode::Rejection;
+use crate::engine::{self, Busy, IngestError, Input};
 use crate::http::auth::Caller;
-use crate::telemetry::events;
-use crate::worker::Work;
-
-/// A batch handed to the pipeline thread, with the channel for its answer.
-pub struct Job {
-    pub body: Bytes,
-    pub cluster: Option<String>,
-    pub source: events::Source,
-    pub received: Instant,
-    pub reply: oneshot::Sender<JobOutcome>,
-}
-
-/// What the pipeline did with a batch.
-pub enum JobOutcome {
-    Accepted {
-        documents: usize,
-        events: usize,
-        findings: usize,
-        rejections: Vec<Rejection>,
-    },
-    /// Findings could not be written: nothing was acknowledged.
-    SinkFailed(String),
-    /// More events than `server.max_events_per_batch`: nothing was processed.
-    TooManyEvents { events: usize, max: usize },
-}
+use crate::telemetry::events::{AuthRefused, Emit, Source, WebhookAnswered};
 
 #[derive(Clone)]
 pub struct WebhookState {
-    pub queue: mpsc::Sender<Work>,
+    pub engine: engine::Handle,
     pub max_body_bytes: usize,
     pub shutdown: CancellationToken,
 }
 
 #[derive(Debug, Serialize)]
-struct Accepted {
-    documents: usize,
-    events: usize,
+struct AcceptedBody {
+    documents: u64,
+    events: u64,
     findings: usize,
     rejected: Vec<RejectedDoc>,
 }
@@ -101,7 +75,10 @@ pub async fn post_cluster(
     })) = &caller
         && *bound != cluster
     {
-        events::auth_refused("cluster_mismatch");
+        AuthRefused {
+            reason: "cluster_mismatch",
+        }
+        .emit();
         return error(
             StatusCode::FORBIDDEN,
             format!("this client may only write as cluster {bound:?}, not {cluster:?}"),
@@ -147,86 +124,69 @@ async fn handle(state: WebhookState, cluster: Option<String>, body: Body) -> Res
         );
     }
 
-    let (reply, answer) = oneshot::channel();
-    let job = Job {
-        body,
-        cluster,
-        source: events::Source::Webhook,
-        received,
-        reply,
+    let mut input = Input::whole(body, cluster, Source::Webhook);
+    input.received = received;
+    let answer = match state.engine.try_ingest(input) {
+        Ok(answer) => answer,
+        Err(Busy::Full) => {
+            return unavailable(StatusCode::TOO_MANY_REQUESTS, "the engine's queue is full");
+        }
+        Err(Busy::Stopped) => {
+            return unavailable(StatusCode::SERVICE_UNAVAILABLE, "the engine is not running");
+        }
     };
-    match state.queue.try_send(Work::Batch(job)) {
-        Ok(()) => {}
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            return unavailable(StatusCode::TOO_MANY_REQUESTS, "pipeline queue is full");
-        }
-        Err(mpsc::error::TrySendError::Closed(_)) => {
-            return unavailable(StatusCode::SERVICE_UNAVAILABLE, "pipeline is not running");
-        }
-    }
-    events::queue_depth(state.queue.max_capacity() - state.queue.capacity());
-
     match answer.await {
-        Ok(JobOutcome::Accepted {
-            documents,
-            events,
-            findings,
-            rejections,
-        }) => {
-            let rejected: Vec<RejectedDoc> = rejections
-                .iter()
-                .take(MAX_LISTED)
-                .map(|r| RejectedDoc {
-                    line: r.line,
-                    reason: r.reason.as_str(),
-                    message: r.message.clone(),
-                })
-                .collect();
-            if events == 0 && !rejections.is_empty() {
-                let first = &rejections[0];
-                let summary = format!(
-                    "no audit events in body: {} document(s) rejected; line {}: {}",
-                    rejections.len(),
-                    first.line,
-                    first.message
-                );
-                events::webhook_answered(400);
-                return (
-                    StatusCode::BAD_REQUEST,
-                    Json(ErrorBody {
-                        error: summary,
-                        rejected,
-                    }),
-                )
-                    .into_response();
-            }
-            events::webhook_answered(200);
-            (
-                StatusCode::OK,
-                Json(Accepted {
-                    documents,
-                    events,
-                    findings,
-                    rejected,
-                }),
-            )
-                .into_response()
-        }
-        Ok(JobOutcome::TooManyEvents { events, max }) => error(
+        Ok(Ok(accepted)) => accepted_response(accepted),
+        Ok(Err(e @ IngestError::TooManyEvents { .. })) => error(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "batch holds {events} events, more than server.max_events_per_batch ({max}); lower the API server's --audit-webhook-batch-max-size"
-            ),
+            format!("{e}; lower the API server's --audit-webhook-batch-max-size"),
         ),
-        Ok(JobOutcome::SinkFailed(message)) => {
-            warn!(%message, "Refused a batch: findings could not be written.");
-            unavailable(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("findings could not be written: {message}"),
-            )
-        }
-        Err(_) => unavailable(StatusCode::SERVICE_UNAVAILABLE, "pipeline stopped"),
+        Ok(Err(e)) => unavailable(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Err(_) => unavailable(StatusCode::SERVICE_UNAVAILABLE, "the engine stopped"),
     }
+}
+
+fn accepted_response(a: engine::Accepted) -> Response {
+    let rejected: Vec<RejectedDoc> = a
+        .rejections
+        .iter()
+        .take(MAX_LISTED)
+        .map(|r| RejectedDoc {
+            line: r.line,
+            reason: r.reason.as_str(),
+            message: r.message.clone(),
+        })
+        .collect();
+    if a.stats.events == 0
+        && let Some(first) = a.rejections.first()
+    {
+        let summary = format!(
+            "no audit events in body: {} document(s) rejected; line {}: {}",
+            a.rejections.len(),
+            first.line,
+            first.message
+        );
+        WebhookAnswered { code: 400 }.emit();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(ErrorBody {
+                error: summary,
+                rejected,
+            }),
+        )
+            .into_response();
+    }
+    WebhookAnswered { code: 200 }.emit();
+    (
+        StatusCode::OK,
+        Json(AcceptedBody {
+            documents: a.stats.documents,
+            events: a.stats.events,
+            findings: a.findings,
+            rejected,
+        }),
+    )
+        .into_response()
 }
 
 enum ReadError {
@@ -286,7 +246,10 @@ fn valid_cluster_name(name: &str) -> bool {
 }
 
 fn error(code: StatusCode, message: impl Into<String>) -> Response {
-    events::webhook_answered(code.as_u16());
+    WebhookAnswered {
+        code: code.as_u16(),
+    }
+    .emit();
     (
         code,
         Json(ErrorBody {

@@ -1,17 +1,21 @@
 //! The history store: SQLite under the data directory. One writer (the
-//! pipeline thread) with one transaction per batch; readers open their own
-//! connections, which WAL mode lets run beside the writer.
+//! engine's thread) with one transaction per group of batches; readers take
+//! connections from a pool, which WAL mode lets run beside the writer.
 
+mod pool;
 pub mod query;
-pub mod records;
+mod records;
 mod schema;
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
-use crate::correlate::{OpenDrift, ResourceKey};
-pub use records::{ChangeDetail, ChangeRecord, DriftWrite, StoreKey, finding_id, store_key};
+use crate::model::{ChangeRecord, DriftTransition, ObjectRef, OpenDrift, STORE_KEY_LEN, Time};
+pub use pool::{Pooled, ReadPool};
+
+/// The store's idempotency key: see [`crate::model::RequestId::store_key`].
+pub type StoreKey = [u8; STORE_KEY_LEN];
 
 pub const DB_FILE: &str = "driftwatch.db";
 
@@ -105,20 +109,34 @@ impl Store {
         }
     }
 
-    /// Which of `keys` are already stored.
-    pub fn known_keys(&self, keys: &[StoreKey]) -> Result<Vec<bool>, StoreError> {
+    /// Which of `keys` are already stored: one statement per 64 keys.
+    pub fn known_keys(&self, keys: &[StoreKey]) -> Result<foldhash::HashSet<StoreKey>, StoreError> {
+        const CHUNK: usize = 64;
+        let mut known = foldhash::HashSet::default();
+        if keys.is_empty() {
+            return Ok(known);
+        }
+        let placeholders = vec!["?"; CHUNK].join(",");
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT 1 FROM changes WHERE dedupe_key = ?1")
+            .prepare_cached(&format!(
+                "SELECT dedupe_key FROM changes WHERE dedupe_key IN ({placeholders})"
+            ))
             .map_err(self.err())?;
-        keys.iter()
-            .map(|k| {
-                stmt.query_row([&k[..]], |_| Ok(()))
-                    .optional()
-                    .map(|r| r.is_some())
-                    .map_err(self.err())
-            })
-            .collect()
+        for chunk in keys.chunks(CHUNK) {
+            // A short last chunk repeats its last key: one statement for all.
+            let padded = (0..CHUNK).map(|i| &chunk[i.min(chunk.len() - 1)][..]);
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(padded))
+                .map_err(self.err())?;
+            while let Some(row) = rows.next().map_err(self.err())? {
+                let key: Vec<u8> = row.get(0).map_err(self.err())?;
+                if let Ok(key) = StoreKey::try_from(key.as_slice()) {
+                    known.insert(key);
+                }
+            }
+        }
+        Ok(known)
     }
 
     /// Writes a batch in one transaction. A change whose dedupe key is
@@ -126,7 +144,7 @@ impl Store {
     pub fn write(
         &mut self,
         changes: &[ChangeRecord],
-        drifts: &[DriftWrite],
+        drifts: &[DriftTransition],
     ) -> Result<Written, StoreError> {
         let path = self.path.display().to_string();
         let err = |source| StoreError::Sqlite {
@@ -136,57 +154,9 @@ impl Store {
         let tx = self.conn.transaction().map_err(err)?;
         let mut written = Written::default();
         {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO changes (dedupe_key, time, time_us, cluster, api_group, api_version,
-                        resource, subresource, namespace, name, uid, verb, actor, impersonator, client,
-                        field_manager, audit_id, verdict, pipeline, finding_type, severity,
-                        drift_id, changed_paths, detail)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                        ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
-                )
-                .map_err(err)?;
+            let mut insert = tx.prepare_cached(INSERT_CHANGE).map_err(err)?;
             for c in changes {
-                let detail = serde_json::to_string(&c.detail).unwrap_or_else(|_| "{}".to_owned());
-                let paths = c
-                    .detail
-                    .changes
-                    .iter()
-                    .map(|ch| ch.path.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                let n = insert
-                    .execute(params![
-                        &c.dedupe_key[..],
-                        c.time,
-                        c.time_us,
-                        c.cluster,
-                        c.resource.group,
-                        c.resource.version,
-                        c.resource.resource,
-                        c.resource.subresource,
-                        c.resource.namespace.as_deref().unwrap_or(""),
-                        c.resource.name.as_deref().unwrap_or(""),
-                        c.resource.uid,
-                        c.verb,
-                        c.actor,
-                        c.detail
-                            .impersonated_by
-                            .as_ref()
-                            .map(|i| i.username.as_str()),
-                        c.detail.client,
-                        c.detail.field_manager,
-                        c.audit_id,
-                        c.verdict,
-                        c.pipeline,
-                        c.finding_type,
-                        c.severity,
-                        c.drift_id,
-                        paths,
-                        detail,
-                    ])
-                    .map_err(err)?;
-                if n == 1 {
+                if insert_change(&mut insert, c).map_err(err)? {
                     written.inserted += 1;
                 } else {
                     written.duplicates += 1;
@@ -211,17 +181,18 @@ impl Store {
             .map_err(self.err())?;
         let rows = stmt
             .query_map([], |r| {
+                let namespace: String = r.get(4)?;
                 Ok(OpenDrift {
                     id: r.get(0)?,
-                    key: ResourceKey {
-                        cluster: r.get(1)?,
+                    cluster: r.get(1)?,
+                    object: ObjectRef {
                         group: r.get(2)?,
                         resource: r.get(3)?,
-                        namespace: r.get(4)?,
-                        name: r.get(5)?,
+                        namespace: Some(namespace).filter(|n| !n.is_empty()),
+                        name: Some(r.get(5)?),
+                        ..ObjectRef::default()
                     },
-                    opened_at: r.get(6)?,
-                    opened_at_us: r.get(7)?,
+                    opened: Time::stored(r.get(7)?, r.get(6)?),
                     opened_by: r.get(8)?,
                 })
             })
@@ -252,9 +223,57 @@ impl Store {
     }
 }
 
-fn write_drift(tx: &rusqlite::Transaction<'_>, d: &DriftWrite) -> rusqlite::Result<()> {
+const INSERT_CHANGE: &str = "INSERT OR IGNORE INTO changes (dedupe_key, time, time_us, cluster,
+    api_group, api_version, resource, subresource, namespace, name, uid, verb, actor, impersonator,
+    client, field_manager, audit_id, verdict, pipeline, finding_type, severity, drift_id,
+    changed_paths, detail)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+    ?20, ?21, ?22, ?23, ?24)";
+
+/// Inserts one change; false when its key was already stored.
+fn insert_change(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    c: &ChangeRecord,
+) -> rusqlite::Result<bool> {
+    // Serializing our own struct to a string cannot fail.
+    let detail =
+        serde_json::to_string(&records::DetailRef::of(c)).unwrap_or_else(|_| "{}".to_owned());
+    let r = &c.resource;
+    let n = stmt.execute(params![
+        &c.request.store_key()[..],
+        c.time.text,
+        c.time.us,
+        c.cluster,
+        r.group,
+        r.version,
+        r.resource,
+        r.subresource,
+        r.namespace_str(),
+        r.name_str(),
+        r.uid,
+        c.verb,
+        c.actor.username,
+        c.actor
+            .impersonated_by
+            .as_ref()
+            .map(|i| i.username.as_str()),
+        c.actor.client,
+        c.actor.field_manager,
+        c.audit_id,
+        c.verdict.as_str(),
+        c.pipeline,
+        c.finding_type.map(|t| t.as_str()),
+        c.severity.map(|s| s.as_str()),
+        c.drift.as_ref().map(|d| d.id.as_str()),
+        records::changed_paths(c),
+        detail,
+    ])?;
+    Ok(n == 1)
+}
+
+fn write_drift(tx: &rusqlite::Transaction<'_>, d: &DriftTransition) -> rusqlite::Result<()> {
     match d {
-        DriftWrite::Open(o) => {
+        DriftTransition::Opened(o) => {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO drifts (id, state, cluster, api_group, resource, namespace, name,
                     opened_at, opened_at_us, opened_by)
@@ -262,20 +281,20 @@ fn write_drift(tx: &rusqlite::Transaction<'_>, d: &DriftWrite) -> rusqlite::Resu
             )?
             .execute(params![
                 o.id,
-                o.key.cluster,
-                o.key.group,
-                o.key.resource,
-                o.key.namespace,
-                o.key.name,
-                o.opened_at,
-                o.opened_at_us,
+                o.cluster,
+                o.object.group,
+                o.object.resource,
+                o.object.namespace_str(),
+                o.object.name_str(),
+                o.opened.text,
+                o.opened.us,
                 o.opened_by
             ])?;
         }
-        DriftWrite::Reconciled {
+        DriftTransition::Joined { .. } => {}
+        DriftTransition::Reconciled {
             id,
             at,
-            at_us,
             pipeline,
             audit_id,
             actor,
@@ -286,21 +305,15 @@ fn write_drift(tx: &rusqlite::Transaction<'_>, d: &DriftWrite) -> rusqlite::Resu
                     closed_pipeline = ?4, closed_audit_id = ?5, closed_actor = ?6, reconcile_seconds = ?7
                  WHERE id = ?1 AND state = 'open'",
             )?
-            .execute(params![id, at, at_us, pipeline, audit_id, actor, seconds])?;
+            .execute(params![id, at.text, at.us, pipeline, audit_id, actor, seconds])?;
         }
-        DriftWrite::Accepted {
-            id,
-            at,
-            at_us,
-            by,
-            reason,
-        } => {
+        DriftTransition::Accepted { id, at, by, reason } => {
             tx.prepare_cached(
                 "UPDATE drifts SET state = 'accepted', closed_at = ?2, closed_at_us = ?3,
                     closed_actor = ?4, closed_reason = ?5
                  WHERE id = ?1 AND state = 'open'",
             )?
-            .execute(params![id, at, at_us, by, reason])?;
+            .execute(params![id, at.text, at.us, by, reason])?;
         }
     }
     Ok(())

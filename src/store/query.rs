@@ -5,9 +5,12 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
-use super::records::ChangeDetail;
-use crate::correlate::{Change, ManagedBy, Owner};
-use crate::sinks::{Actor, ResourceRef};
+use super::records::Detail;
+use crate::model::{
+    Actor, Change, ChangeRecord, DriftRef, DriftState, FindingType, ObjectRef, RequestId, Severity,
+    Time, VerdictKind, time,
+};
+use crate::telemetry::events::{self, Emit};
 
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
@@ -20,44 +23,70 @@ pub enum QueryError {
     Sqlite(#[from] rusqlite::Error),
 }
 
-/// Filters of `GET /api/v1/changes` (and `who-changed`).
-#[derive(Debug, Default, Clone, Deserialize)]
+/// The filters of every history query: `GET /api/v1/changes`, `/drifts`,
+/// one resource's history, and `who-changed` (which sends them to a server
+/// as they are). Each query takes the filters it understands and refuses
+/// the others by name.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ChangeFilter {
+pub struct Filter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
+    /// `_` for cluster-scoped objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// `core` for the core group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Changes: the effective user; drifts: who opened it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<String>,
-    #[serde(rename = "type")]
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub finding_type: Option<String>,
+    /// Changes that belong to this drift.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<String>,
     /// A field path or its prefix: `spec.replicas`, `spec.template`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Drifts in this state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
 }
 
-/// Filters of `GET /api/v1/drifts`.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DriftFilter {
-    pub cluster: Option<String>,
-    pub namespace: Option<String>,
-    pub group: Option<String>,
-    pub resource: Option<String>,
-    pub name: Option<String>,
-    /// Who opened it.
-    pub actor: Option<String>,
-    pub state: Option<String>,
-    pub since: Option<String>,
-    pub until: Option<String>,
-    pub limit: Option<usize>,
-    pub cursor: Option<String>,
+impl Filter {
+    /// Refuses the filters a query does not understand, by name.
+    fn refuse(&self, query: &str, names: &[(&'static str, bool)]) -> Result<(), QueryError> {
+        match names.iter().find(|(_, set)| *set) {
+            Some((name, _)) => Err(QueryError::BadParam {
+                name,
+                message: format!("not a filter of {query}"),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The object part of a filter, for a route whose path names it.
+    pub fn names_object(&self) -> bool {
+        self.namespace.is_some()
+            || self.group.is_some()
+            || self.resource.is_some()
+            || self.name.is_some()
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -67,55 +96,18 @@ pub struct Page<T> {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ChangeItem {
-    /// The finding id (stable per request).
-    pub id: String,
-    pub time: String,
-    pub cluster: String,
-    pub resource: ResourceRef,
-    pub verb: String,
-    pub actor: Actor,
-    pub audit_id: String,
-    pub request_uri: String,
-    pub verdict: String,
-    pub pipeline: Option<String>,
-    #[serde(rename = "type")]
-    pub finding_type: Option<String>,
-    pub severity: Option<String>,
-    pub reasons: Vec<String>,
-    pub changes: Vec<Change>,
-    pub drift: Option<DriftLink>,
-    pub managed_by: Option<ManagedBy>,
-    pub owner: Option<Owner>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DriftLink {
-    pub id: String,
-    pub state: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DriftItem {
     pub id: String,
-    pub state: String,
+    pub state: DriftState,
     pub cluster: String,
-    pub resource: DriftResource,
-    pub opened_at: String,
+    pub resource: ObjectRef,
+    pub opened_at: Time,
     pub opened_by: String,
-    pub closed_at: Option<String>,
+    pub closed_at: Option<Time>,
     pub closed_by: Option<ClosedBy>,
     pub reconcile_seconds: Option<f64>,
     pub changes: Vec<Change>,
     pub audit_ids: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DriftResource {
-    pub group: String,
-    pub resource: String,
-    pub namespace: Option<String>,
-    pub name: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,36 +118,8 @@ pub struct ClosedBy {
     pub reason: Option<String>,
 }
 
-/// `7d`, `24h`, `30m`, `45s` before now, or an RFC 3339 time; as Unix µs.
-pub fn parse_time(name: &'static str, value: &str) -> Result<i64, QueryError> {
-    let bad = |message: String| QueryError::BadParam { name, message };
-    if let Ok(ts) = value.parse::<jiff::Timestamp>() {
-        return Ok(ts.as_microsecond());
-    }
-    let (num, unit) = value.split_at(
-        value
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(value.len()),
-    );
-    let n: i64 = num.parse().map_err(|_| {
-        bad(format!(
-            "{value:?}: expected a duration such as 7d, 24h, 30m or an RFC 3339 time"
-        ))
-    })?;
-    let unit_secs: i64 = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 604_800,
-        _ => return Err(bad(format!("{value:?}: unit must be s, m, h, d or w"))),
-    };
-    // The number comes from a URL or the command line: `1000000000d` must be
-    // a 400, not an arithmetic overflow (a panic in debug builds).
-    n.checked_mul(unit_secs)
-        .and_then(|s| s.checked_mul(1_000_000))
-        .and_then(|us| jiff::Timestamp::now().as_microsecond().checked_sub(us))
-        .ok_or_else(|| bad(format!("{value:?}: too far in the past")))
+fn bound(name: &'static str, value: &str) -> Result<i64, QueryError> {
+    time::parse_bound(value).map_err(|message| QueryError::BadParam { name, message })
 }
 
 fn limit(l: Option<usize>) -> Result<usize, QueryError> {
@@ -247,7 +211,8 @@ fn group_param(g: &Option<String>) -> Option<String> {
     })
 }
 
-pub fn changes(conn: &Connection, f: &ChangeFilter) -> Result<Page<ChangeItem>, QueryError> {
+pub fn changes(conn: &Connection, f: &Filter) -> Result<Page<ChangeRecord>, QueryError> {
+    f.refuse("/api/v1/changes", &[("state", f.state.is_some())])?;
     let limit = limit(f.limit)?;
     let mut w = Where::new();
     w.eq("c.cluster", &f.cluster);
@@ -260,33 +225,18 @@ pub fn changes(conn: &Connection, f: &ChangeFilter) -> Result<Page<ChangeItem>, 
     w.eq("c.finding_type", &f.finding_type);
     w.eq("c.drift_id", &f.drift);
     if let Some(field) = &f.field {
-        let escaped = field
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        // The path itself or a path below it: `spec.template` matches
-        // `spec.template.spec.containers[name=app].image`, but `spec.rep`
-        // is no field and matches nothing.
-        w.raw(
-            "((char(10) || c.changed_paths || char(10)) LIKE ? ESCAPE '\\'
-              OR (char(10) || c.changed_paths || char(10)) LIKE ? ESCAPE '\\'
-              OR (char(10) || c.changed_paths || char(10)) LIKE ? ESCAPE '\\')",
-            ["\n", ".", "["]
-                .iter()
-                .map(|after| SqlValue::Text(format!("%\n{escaped}{after}%")))
-                .collect(),
-        );
+        field_clause(&mut w, field);
     }
     if let Some(since) = &f.since {
         w.raw(
             "c.time_us >= ?",
-            vec![SqlValue::Integer(parse_time("since", since)?)],
+            vec![SqlValue::Integer(bound("since", since)?)],
         );
     }
     if let Some(until) = &f.until {
         w.raw(
             "c.time_us < ?",
-            vec![SqlValue::Integer(parse_time("until", until)?)],
+            vec![SqlValue::Integer(bound("until", until)?)],
         );
     }
     if let Some(cursor) = &f.cursor {
@@ -305,7 +255,7 @@ pub fn changes(conn: &Connection, f: &ChangeFilter) -> Result<Page<ChangeItem>, 
         );
     }
     let sql = format!(
-        "SELECT c.seq, lower(hex(substr(c.dedupe_key, 9))), c.time, c.time_us, c.cluster, c.api_group, c.api_version, c.resource,
+        "SELECT c.seq, c.dedupe_key, c.time, c.time_us, c.cluster, c.api_group, c.api_version, c.resource,
                 c.subresource, c.namespace, c.name, c.uid, c.verb, c.actor, c.audit_id, c.verdict,
                 c.pipeline, c.finding_type, c.severity, c.drift_id, d.state, c.detail
          FROM changes c LEFT JOIN drifts d ON d.id = c.drift_id
@@ -323,20 +273,50 @@ pub fn changes(conn: &Connection, f: &ChangeFilter) -> Result<Page<ChangeItem>, 
             return Ok(Page { items, next });
         }
         last = Some((row.get::<_, i64>(3)?, row.get::<_, i64>(0)?));
-        items.push(change_item(row)?);
+        items.push(change_row(row)?);
     }
     Ok(Page { items, next: None })
 }
 
-fn change_item(r: &Row<'_>) -> rusqlite::Result<ChangeItem> {
-    let detail: ChangeDetail = serde_json::from_str(&r.get::<_, String>(21)?).unwrap_or_default();
+/// The path itself or a path below it: `spec.template` matches
+/// `spec.template.spec.containers[name=app].image`, but `spec.rep` is no
+/// field and matches nothing.
+fn field_clause(w: &mut Where, field: &str) {
+    let escaped = field
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    w.raw(
+        "((char(10) || c.changed_paths || char(10)) LIKE ? ESCAPE '\\'
+          OR (char(10) || c.changed_paths || char(10)) LIKE ? ESCAPE '\\'
+          OR (char(10) || c.changed_paths || char(10)) LIKE ? ESCAPE '\\')",
+        ["\n", ".", "["]
+            .iter()
+            .map(|after| SqlValue::Text(format!("%\n{escaped}{after}%")))
+            .collect(),
+    );
+}
+
+/// A stored change as the record it was written from. What cannot be read
+/// is said in `corrupt`, counted and logged; the columns are still shown.
+fn change_row(r: &Row<'_>) -> rusqlite::Result<ChangeRecord> {
+    let mut problems = Vec::new();
+    let key: Vec<u8> = r.get(1)?;
+    let request = RequestId::from_store_key(&key).unwrap_or_else(|| {
+        problems.push("its key is not a request id".to_owned());
+        RequestId::default()
+    });
     let namespace: String = r.get(9)?;
+    let verdict: String = r.get(15)?;
+    let finding_type: Option<String> = r.get(17)?;
+    let severity: Option<String> = r.get(18)?;
     let drift_id: Option<String> = r.get(19)?;
-    Ok(ChangeItem {
-        id: r.get(1)?,
-        time: r.get(2)?,
+    let drift_state: Option<String> = r.get(20)?;
+    let mut record = ChangeRecord {
+        id: request.finding_id(),
+        time: Time::stored(r.get(3)?, r.get(2)?),
         cluster: r.get(4)?,
-        resource: ResourceRef {
+        resource: ObjectRef {
             group: r.get(5)?,
             version: r.get(6)?,
             resource: r.get(7)?,
@@ -348,38 +328,67 @@ fn change_item(r: &Row<'_>) -> rusqlite::Result<ChangeItem> {
         verb: r.get(12)?,
         actor: Actor {
             username: r.get(13)?,
-            uid: None,
-            groups: detail.groups,
-            impersonated_by: detail.impersonated_by,
-            user_agent: detail.user_agent,
-            client: detail.client,
-            source_ips: detail.source_ips,
-            field_manager: detail.field_manager,
+            ..Actor::default()
         },
         audit_id: r.get(14)?,
-        request_uri: detail.request_uri,
-        verdict: r.get(15)?,
-        pipeline: r.get(16)?,
-        finding_type: r.get(17)?,
-        severity: r.get(18)?,
-        reasons: detail.reasons,
-        changes: detail.changes,
-        drift: drift_id.map(|id| DriftLink {
-            id,
-            state: r.get(20).ok().flatten(),
+        verdict: VerdictKind::parse(&verdict).unwrap_or_else(|| {
+            problems.push(format!("unknown verdict {verdict:?}"));
+            VerdictKind::default()
         }),
-        managed_by: detail.managed_by,
-        owner: detail.owner,
-    })
+        pipeline: r.get(16)?,
+        finding_type: finding_type.and_then(|t| {
+            let parsed = FindingType::parse(&t);
+            if parsed.is_none() {
+                problems.push(format!("unknown finding type {t:?}"));
+            }
+            parsed
+        }),
+        severity: severity.and_then(|s| {
+            let parsed = Severity::parse(&s);
+            if parsed.is_none() {
+                problems.push(format!("unknown severity {s:?}"));
+            }
+            parsed
+        }),
+        drift: drift_id.map(|id| DriftRef {
+            id,
+            state: drift_state.as_deref().and_then(DriftState::parse),
+        }),
+        request,
+        ..ChangeRecord::default()
+    };
+    match serde_json::from_str::<Detail>(&r.get::<_, String>(21)?) {
+        Ok(detail) => detail.fill(&mut record),
+        Err(e) => problems.push(format!("its detail is not readable ({e})")),
+    }
+    if !problems.is_empty() {
+        events::StoreRowCorrupt {
+            table: "changes",
+            problem: &problems.join("; "),
+        }
+        .emit();
+        record.corrupt = Some(problems.join("; "));
+    }
+    Ok(record)
 }
 
 const DRIFT_COLUMNS: &str = "id, state, cluster, api_group, resource, namespace, name, opened_at, opened_at_us,
-    opened_by, closed_at, closed_pipeline, closed_audit_id, closed_actor, closed_reason, reconcile_seconds";
+    opened_by, closed_at, closed_at_us, closed_pipeline, closed_audit_id, closed_actor, closed_reason,
+    reconcile_seconds";
 
-pub fn drifts(conn: &Connection, f: &DriftFilter) -> Result<Page<DriftItem>, QueryError> {
+pub fn drifts(conn: &Connection, f: &Filter) -> Result<Page<DriftItem>, QueryError> {
+    f.refuse(
+        "/api/v1/drifts",
+        &[
+            ("verdict", f.verdict.is_some()),
+            ("type", f.finding_type.is_some()),
+            ("drift", f.drift.is_some()),
+            ("field", f.field.is_some()),
+        ],
+    )?;
     let limit = limit(f.limit)?;
     if let Some(state) = &f.state
-        && crate::correlate::DriftState::parse(state).is_none()
+        && DriftState::parse(state).is_none()
     {
         return Err(QueryError::BadParam {
             name: "state",
@@ -397,13 +406,13 @@ pub fn drifts(conn: &Connection, f: &DriftFilter) -> Result<Page<DriftItem>, Que
     if let Some(since) = &f.since {
         w.raw(
             "opened_at_us >= ?",
-            vec![SqlValue::Integer(parse_time("since", since)?)],
+            vec![SqlValue::Integer(bound("since", since)?)],
         );
     }
     if let Some(until) = &f.until {
         w.raw(
             "opened_at_us < ?",
-            vec![SqlValue::Integer(parse_time("until", until)?)],
+            vec![SqlValue::Integer(bound("until", until)?)],
         );
     }
     if let Some(cursor) = &f.cursor {
@@ -437,9 +446,7 @@ pub fn drifts(conn: &Connection, f: &DriftFilter) -> Result<Page<DriftItem>, Que
             items.push(drift_row(row)?);
         }
     }
-    for item in &mut items {
-        fill_drift_changes(conn, item)?;
-    }
+    fill_drift_changes(conn, &mut items)?;
     Ok(Page { items, next })
 }
 
@@ -450,8 +457,10 @@ pub fn drift(conn: &Connection, id: &str) -> Result<Option<DriftItem>, QueryErro
         .query_row([id], drift_row)
         .optional()?;
     match item {
-        Some(mut item) => {
-            fill_drift_changes(conn, &mut item)?;
+        Some(item) => {
+            let mut items = [item];
+            fill_drift_changes(conn, &mut items)?;
+            let [item] = items;
             Ok(Some(item))
         }
         None => Ok(None),
@@ -461,48 +470,81 @@ pub fn drift(conn: &Connection, id: &str) -> Result<Option<DriftItem>, QueryErro
 fn drift_row(r: &Row<'_>) -> rusqlite::Result<DriftItem> {
     let namespace: String = r.get(5)?;
     let state: String = r.get(1)?;
-    let closed = state != "open";
+    let parsed = DriftState::parse(&state);
+    if parsed.is_none() {
+        events::StoreRowCorrupt {
+            table: "drifts",
+            problem: &format!("unknown state {state:?}"),
+        }
+        .emit();
+    }
+    let state = parsed.unwrap_or(DriftState::Open);
+    let closed_text: Option<String> = r.get(10)?;
+    let closed_us: Option<i64> = r.get(11)?;
     Ok(DriftItem {
         id: r.get(0)?,
         cluster: r.get(2)?,
-        resource: DriftResource {
+        resource: ObjectRef {
             group: r.get(3)?,
             resource: r.get(4)?,
             namespace: (!namespace.is_empty()).then_some(namespace),
-            name: r.get(6)?,
+            name: Some(r.get(6)?),
+            ..ObjectRef::default()
         },
-        opened_at: r.get(7)?,
+        opened_at: Time::stored(r.get(8)?, r.get(7)?),
         opened_by: r.get(9)?,
-        closed_at: r.get(10)?,
-        closed_by: closed
+        closed_at: closed_text.map(|t| Time::stored(closed_us.unwrap_or(0), t)),
+        closed_by: (state != DriftState::Open)
             .then(|| -> rusqlite::Result<ClosedBy> {
                 Ok(ClosedBy {
-                    pipeline: r.get(11)?,
-                    audit_id: r.get(12)?,
-                    actor: r.get(13)?,
-                    reason: r.get(14)?,
+                    pipeline: r.get(12)?,
+                    audit_id: r.get(13)?,
+                    actor: r.get(14)?,
+                    reason: r.get(15)?,
                 })
             })
             .transpose()?,
-        reconcile_seconds: r.get(15)?,
+        reconcile_seconds: r.get(16)?,
         state,
         changes: Vec::new(),
         audit_ids: Vec::new(),
     })
 }
 
-/// A drift's changes and audit ids, oldest first, from the changes that
-/// joined it.
-fn fill_drift_changes(conn: &Connection, item: &mut DriftItem) -> Result<(), QueryError> {
+/// The drifts' changes and audit ids, oldest first, from the changes that
+/// joined them: one query for the whole page.
+fn fill_drift_changes(conn: &Connection, items: &mut [DriftItem]) -> Result<(), QueryError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let ids = serde_json::to_string(&items.iter().map(|d| d.id.as_str()).collect::<Vec<_>>())
+        .unwrap_or_else(|_| "[]".to_owned());
     let mut stmt = conn.prepare_cached(
-        "SELECT audit_id, detail FROM changes WHERE drift_id = ?1 AND verdict = 'drift' ORDER BY time_us, seq",
+        "SELECT drift_id, audit_id, detail FROM changes
+         WHERE drift_id IS NOT NULL AND drift_id IN (SELECT value FROM json_each(?1))
+           AND verdict = 'drift'
+         ORDER BY time_us, seq",
     )?;
-    let mut rows = stmt.query([&item.id])?;
+    let index: foldhash::HashMap<String, usize> = items
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.id.clone(), i))
+        .collect();
+    let mut rows = stmt.query([ids])?;
     while let Some(row) = rows.next()? {
-        item.audit_ids.push(row.get(0)?);
-        let detail: ChangeDetail =
-            serde_json::from_str(&row.get::<_, String>(1)?).unwrap_or_default();
-        item.changes.extend(detail.changes);
+        let drift_id: String = row.get(0)?;
+        let Some(&i) = index.get(&drift_id) else {
+            continue;
+        };
+        items[i].audit_ids.push(row.get(1)?);
+        match serde_json::from_str::<Detail>(&row.get::<_, String>(2)?) {
+            Ok(detail) => items[i].changes.extend(detail.changes),
+            Err(e) => events::StoreRowCorrupt {
+                table: "changes",
+                problem: &format!("its detail is not readable ({e})"),
+            }
+            .emit(),
+        }
     }
     Ok(())
 }
@@ -529,18 +571,5 @@ mod tests {
             "WHERE c.cluster = ?1 AND (c.time_us < ?2 OR (c.time_us = ?3 AND c.seq < ?4)) AND c.time_us >= ?5"
         );
         assert_eq!(w.params.len(), 5);
-    }
-
-    #[test]
-    fn huge_durations_are_rejected_not_overflowed() {
-        for v in ["1000000000d", "99999999999999w", "9223372036854775807s"] {
-            assert!(
-                matches!(parse_time("since", v), Err(QueryError::BadParam { .. })),
-                "{v}"
-            );
-        }
-        let week = parse_time("since", "7d").unwrap();
-        let now = jiff::Timestamp::now().as_microsecond();
-        assert!((now - week - 7 * 86_400_000_000).abs() < 60_000_000);
     }
 }

@@ -1,56 +1,18 @@
-//! What the pipeline hands the store: typed rows, no SQL.
+//! How a [`ChangeRecord`] is laid out in a row: the filtered-on fields as
+//! columns, the rest as one JSON document (`detail`). Empty and absent
+//! fields are left out of it: a million rows is a lot of `null`s.
 
 use serde::{Deserialize, Serialize};
 
-use crate::correlate::{Change, ManagedBy, Owner, tracker::OpenDrift};
-use crate::sinks::{Impersonator, ResourceRef};
+use crate::model::{Change, ChangeRecord, Impersonator, ManagedBy, Owner};
 
-/// The store's idempotency key: the request's receive time (big-endian, so
-/// that keys arrive almost in order and the unique index grows at its right
-/// edge instead of rewriting random pages) followed by the 16-byte finding key.
-pub type StoreKey = [u8; 24];
-
-/// Builds a [`StoreKey`]; `received_us` is 0 when the event's time is unknown,
-/// which keeps the key deterministic for redeliveries.
-pub fn store_key(received_us: i64, finding_key: [u8; 16]) -> StoreKey {
-    let mut key = [0u8; 24];
-    // Flip the sign bit so that negative times sort before positive ones.
-    key[..8].copy_from_slice(&((received_us as u64) ^ (1 << 63)).to_be_bytes());
-    key[8..].copy_from_slice(&finding_key);
-    key
-}
-
-/// The finding id inside a [`StoreKey`].
-pub fn finding_id(key: &StoreKey) -> String {
-    key[8..].iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// One stored change (a sanctioned or drift mutation, or an interactive session).
-#[derive(Debug, Clone)]
-pub struct ChangeRecord {
-    pub dedupe_key: StoreKey,
-    pub time: String,
-    pub time_us: i64,
-    pub cluster: String,
-    pub resource: ResourceRef,
-    pub verb: String,
-    pub actor: String,
-    pub audit_id: String,
-    pub verdict: &'static str,
-    pub pipeline: Option<String>,
-    pub finding_type: Option<&'static str>,
-    pub severity: Option<&'static str>,
-    pub drift_id: Option<String>,
-    pub detail: ChangeDetail,
-}
-
-/// The columns nobody filters on, kept as one JSON document per row.
-/// Empty and absent fields are left out: a million rows is a lot of `null`s.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
-pub struct ChangeDetail {
+pub(super) struct Detail {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub impersonated_by: Option<Impersonator>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,24 +34,79 @@ pub struct ChangeDetail {
     pub reasons: Vec<String>,
 }
 
-/// A drift row change, written in the same transaction as its change.
-#[derive(Debug, Clone)]
-pub enum DriftWrite {
-    Open(OpenDrift),
-    Reconciled {
-        id: String,
-        at: String,
-        at_us: i64,
-        pipeline: String,
-        audit_id: String,
-        actor: String,
-        seconds: f64,
-    },
-    Accepted {
-        id: String,
-        at: String,
-        at_us: i64,
-        by: String,
-        reason: String,
-    },
+/// The same fields, borrowed from a record for writing.
+#[derive(Serialize)]
+pub(super) struct DetailRef<'a> {
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    groups: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    uid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    impersonated_by: Option<&'a Impersonator>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_agent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    source_ips: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field_manager: Option<&'a str>,
+    request_uri: &'a str,
+    #[serde(skip_serializing_if = "<[Change]>::is_empty")]
+    changes: &'a [Change],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    managed_by: Option<&'a ManagedBy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    owner: Option<&'a Owner>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    reasons: &'a [String],
+}
+
+impl<'a> DetailRef<'a> {
+    pub(super) fn of(c: &'a ChangeRecord) -> DetailRef<'a> {
+        DetailRef {
+            groups: &c.actor.groups,
+            uid: c.actor.uid.as_deref(),
+            impersonated_by: c.actor.impersonated_by.as_ref(),
+            user_agent: c.actor.user_agent.as_deref(),
+            client: c.actor.client.as_deref(),
+            source_ips: &c.actor.source_ips,
+            field_manager: c.actor.field_manager.as_deref(),
+            request_uri: &c.request_uri,
+            changes: &c.changes,
+            managed_by: c.managed_by.as_ref(),
+            owner: c.owner.as_ref(),
+            reasons: &c.reasons,
+        }
+    }
+}
+
+impl Detail {
+    /// Moves the detail's fields into a record read from the columns.
+    pub(super) fn fill(self, c: &mut ChangeRecord) {
+        c.actor.groups = self.groups;
+        c.actor.uid = self.uid;
+        c.actor.impersonated_by = self.impersonated_by;
+        c.actor.user_agent = self.user_agent;
+        c.actor.client = self.client;
+        c.actor.source_ips = self.source_ips;
+        c.actor.field_manager = self.field_manager;
+        c.request_uri = self.request_uri;
+        c.changes = self.changes;
+        c.managed_by = self.managed_by;
+        c.owner = self.owner;
+        c.reasons = self.reasons;
+    }
+}
+
+/// The changed paths, newline-separated: what `field=` filters match.
+pub(super) fn changed_paths(c: &ChangeRecord) -> String {
+    let mut paths = String::new();
+    for (i, ch) in c.changes.iter().enumerate() {
+        if i > 0 {
+            paths.push('\n');
+        }
+        paths.push_str(&ch.path);
+    }
+    paths
 }

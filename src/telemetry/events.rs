@@ -1,12 +1,21 @@
-//! Internal events: each noteworthy thing is one function that emits both its
-//! log line and its metric, so the two never drift apart.
+//! Internal events (Vector's instrumentation shape): each noteworthy thing
+//! that happens is one struct whose [`Emit::emit`] writes its log line and
+//! its metric together, so the two never drift apart. Counters are updated
+//! once per batch where a batch has many events; log lines that a client or
+//! a failing dependency can repeat are rate limited.
 
 use metrics::{counter, gauge, histogram};
-use tracing::{debug, warn};
+use tracing::{debug, error, info, warn};
 
 use super::metrics as m;
-use crate::classify::{FindingType, IgnoreReason, Severity, Verdict};
+use super::rate_limit::RateLimit;
+use crate::classify::IgnoreReason;
 use crate::decode::Rejection;
+use crate::model::{FindingType, Severity, VerdictKind};
+
+pub trait Emit {
+    fn emit(self);
+}
 
 /// Where events came from; the `source` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,120 +35,567 @@ impl Source {
     }
 }
 
-pub fn events_received(source: Source, count: usize) {
-    counter!(m::EVENTS_RECEIVED, "source" => source.as_str()).increment(count as u64);
+/// What one body (a webhook batch, a Kafka message, a chunk of a file) held.
+pub struct BodyDecoded<'a> {
+    pub source: Source,
+    /// The file or peer, for the log line only (never a label).
+    pub origin: &'a str,
+    pub events: usize,
+    pub rejections: &'a [Rejection],
 }
 
-/// `origin` names the file or peer in the log line (never in labels).
-pub fn document_rejected(source: Source, origin: &str, rejection: &Rejection) {
-    counter!(m::EVENTS_REJECTED, "source" => source.as_str(), "reason" => rejection.reason.as_str())
-        .increment(1);
-    warn!(
-        source = source.as_str(),
-        origin,
-        line = rejection.line,
-        reason = rejection.reason.as_str(),
-        message = %rejection.message,
-        "Rejected a document that is not an audit event."
-    );
-}
+/// Rejected documents logged per body; the rest are summed up in one line.
+pub const MAX_REJECTIONS_LOGGED: usize = 3;
 
-pub fn event_deduplicated(source: Source, same_request: bool) {
-    let reason = if same_request {
-        "same_request"
-    } else {
-        "redelivery"
-    };
-    counter!(m::EVENTS_DEDUPLICATED, "source" => source.as_str(), "reason" => reason).increment(1);
-}
+static REJECTIONS: RateLimit = RateLimit::new();
 
-pub fn event_classified(verdict: &Verdict) {
-    counter!(m::EVENTS_CLASSIFIED, "verdict" => verdict.label()).increment(1);
-    if let Verdict::Ignored(reason) = verdict {
-        ignored(*reason);
+impl Emit for BodyDecoded<'_> {
+    fn emit(self) {
+        let source = self.source.as_str();
+        counter!(m::EVENTS_RECEIVED, "source" => source).increment(self.events as u64);
+        if self.rejections.is_empty() {
+            return;
+        }
+        let mut by_reason = [0u64; crate::decode::RejectReason::ALL.len()];
+        for r in self.rejections {
+            by_reason[r.reason.index()] += 1;
+        }
+        for (reason, n) in crate::decode::RejectReason::ALL.iter().zip(by_reason) {
+            if n > 0 {
+                counter!(m::EVENTS_REJECTED, "source" => source, "reason" => reason.as_str())
+                    .increment(n);
+            }
+        }
+        let Some(suppressed) = REJECTIONS.allow() else {
+            return;
+        };
+        for r in self.rejections.iter().take(MAX_REJECTIONS_LOGGED) {
+            warn!(
+                source,
+                origin = self.origin,
+                line = r.line,
+                reason = r.reason.as_str(),
+                message = %r.message,
+                suppressed,
+                "Rejected a document that is not an audit event."
+            );
+        }
+        if self.rejections.len() > MAX_REJECTIONS_LOGGED {
+            warn!(
+                source,
+                origin = self.origin,
+                rejected = self.rejections.len(),
+                logged = MAX_REJECTIONS_LOGGED,
+                "Rejected more documents in the same body; only the first are logged."
+            );
+        }
     }
 }
 
-fn ignored(reason: IgnoreReason) {
-    counter!(m::EVENTS_IGNORED, "reason" => reason.as_str()).increment(1);
+/// The judgement of one batch, counted once per batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Judged {
+    pub verdicts: [u64; VerdictKind::ALL.len()],
+    pub ignored: [u64; IgnoreReason::ALL.len()],
+    pub redeliveries: u64,
+    pub same_request: u64,
+    pub findings: [[u64; Severity::ALL.len()]; FindingType::ALL.len()],
 }
 
-pub fn finding_emitted(finding_type: FindingType, severity: Severity) {
-    counter!(m::FINDINGS, "type" => finding_type.as_str(), "severity" => severity.as_str())
-        .increment(1);
-}
+impl Judged {
+    pub fn add(&mut self, o: &Judged) {
+        fn sum<const N: usize>(a: &mut [u64; N], b: &[u64; N]) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        }
+        sum(&mut self.verdicts, &o.verdicts);
+        sum(&mut self.ignored, &o.ignored);
+        self.redeliveries += o.redeliveries;
+        self.same_request += o.same_request;
+        for (a, b) in self.findings.iter_mut().zip(&o.findings) {
+            sum(a, b);
+        }
+    }
 
-pub fn webhook_answered(code: u16) {
-    counter!(m::WEBHOOK_REQUESTS, "code" => code.to_string()).increment(1);
-}
+    pub fn verdict(&self, kind: VerdictKind) -> u64 {
+        self.verdicts[kind as usize]
+    }
 
-pub fn batch_processed(events: usize, seconds: f64) {
-    histogram!(m::BATCH_EVENTS).record(events as f64);
-    histogram!(m::BATCH_PROCESSING_SECONDS).record(seconds);
-    debug!(events, seconds, "Processed a batch.");
-}
+    pub fn findings_of(&self, t: FindingType) -> u64 {
+        self.findings[t.index()].iter().sum()
+    }
 
-pub fn sink_failed(sink: &'static str, error: &dyn std::error::Error) {
-    counter!(m::SINK_ERRORS, "sink" => sink).increment(1);
-    warn!(sink, %error, "Failed to write findings.");
-}
-
-pub fn queue_depth(depth: usize) {
-    gauge!(m::QUEUE_DEPTH).set(depth as f64);
-}
-
-pub fn changes_stored(count: usize) {
-    if count > 0 {
-        counter!(m::CHANGES_STORED).increment(count as u64);
+    pub fn findings_total(&self) -> u64 {
+        self.findings.iter().flatten().sum()
     }
 }
 
-pub fn store_failed(error: &dyn std::error::Error) {
-    counter!(m::STORE_ERRORS).increment(1);
-    warn!(%error, "Failed to write history.");
+/// Counted once the batch is accepted: a refused batch comes back and would
+/// be counted twice.
+pub struct BatchJudged<'a> {
+    pub source: Source,
+    pub judged: &'a Judged,
 }
 
-pub fn open_drifts(count: usize) {
-    gauge!(m::DRIFTS_OPEN).set(count as f64);
-}
-
-pub fn drift_reconciled(seconds: f64) {
-    histogram!(m::DRIFT_RECONCILE_SECONDS).record(seconds);
-}
-
-pub fn retention_ran(deleted: usize) {
-    counter!(m::RETENTION_DELETED).increment(deleted as u64);
-    if deleted > 0 {
-        tracing::info!(deleted, "Deleted history past retention.");
+impl Emit for BatchJudged<'_> {
+    fn emit(self) {
+        let source = self.source.as_str();
+        let j = self.judged;
+        for (kind, n) in VerdictKind::ALL.iter().zip(j.verdicts) {
+            if n > 0 {
+                counter!(m::EVENTS_CLASSIFIED, "verdict" => kind.as_str()).increment(n);
+            }
+        }
+        for (reason, n) in IgnoreReason::ALL.iter().zip(j.ignored) {
+            if n > 0 {
+                counter!(m::EVENTS_IGNORED, "reason" => reason.as_str()).increment(n);
+            }
+        }
+        for (reason, n) in [
+            ("redelivery", j.redeliveries),
+            ("same_request", j.same_request),
+        ] {
+            if n > 0 {
+                counter!(m::EVENTS_DEDUPLICATED, "source" => source, "reason" => reason)
+                    .increment(n);
+            }
+        }
+        for (t, row) in FindingType::ALL.iter().zip(&j.findings) {
+            for (s, n) in Severity::ALL.iter().zip(row) {
+                if *n > 0 {
+                    counter!(m::FINDINGS, "type" => t.as_str(), "severity" => s.as_str())
+                        .increment(*n);
+                }
+            }
+        }
     }
 }
 
-pub fn kafka_delivery_failed(count: usize) {
-    counter!(m::KAFKA_DELIVERY_ERRORS).increment(count as u64);
-    warn!(
-        count,
-        "Kafka did not acknowledge findings; the batch will be retried."
-    );
+pub struct WebhookAnswered {
+    pub code: u16,
 }
 
-pub fn kafka_message(result: &'static str) {
-    counter!(m::KAFKA_MESSAGES, "result" => result).increment(1);
+impl Emit for WebhookAnswered {
+    fn emit(self) {
+        counter!(m::WEBHOOK_REQUESTS, "code" => code_label(self.code)).increment(1);
+    }
 }
 
-pub fn kafka_lag(messages: i64) {
-    gauge!(m::KAFKA_CONSUMER_LAG).set(messages as f64);
+/// Status codes as labels without an allocation per request.
+fn code_label(code: u16) -> &'static str {
+    match code {
+        200 => "200",
+        400 => "400",
+        401 => "401",
+        403 => "403",
+        404 => "404",
+        408 => "408",
+        413 => "413",
+        415 => "415",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        _ => "other",
+    }
 }
 
-pub fn kafka_error(operation: &'static str, error: &dyn std::error::Error) {
-    counter!(m::KAFKA_ERRORS, "operation" => operation).increment(1);
-    warn!(operation, %error, "Kafka operation failed; retrying.");
+/// A batch durably accepted: the latency histogram counts only these.
+pub struct BatchAccepted {
+    pub events: usize,
+    pub seconds: f64,
 }
 
-pub fn auth_refused(reason: &'static str) {
-    counter!(m::AUTH_REFUSED, "reason" => reason).increment(1);
-    debug!(reason, "Refused an unauthenticated caller.");
+impl Emit for BatchAccepted {
+    fn emit(self) {
+        histogram!(m::BATCH_EVENTS).record(self.events as f64);
+        histogram!(m::BATCH_PROCESSING_SECONDS).record(self.seconds);
+        debug!(
+            events = self.events,
+            seconds = self.seconds,
+            "Accepted a batch."
+        );
+    }
 }
 
-pub fn tls_reloaded(ok: bool) {
-    counter!(m::TLS_RELOADS, "result" => if ok { "ok" } else { "error" }).increment(1);
+/// Why a batch was not accepted; the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusedBecause {
+    Sink,
+    Store,
+    TooManyEvents,
+    QueueFull,
+    Stopped,
+}
+
+impl RefusedBecause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusedBecause::Sink => "sink",
+            RefusedBecause::Store => "store",
+            RefusedBecause::TooManyEvents => "too_many_events",
+            RefusedBecause::QueueFull => "queue_full",
+            RefusedBecause::Stopped => "stopped",
+        }
+    }
+}
+
+static REFUSALS: RateLimit = RateLimit::new();
+
+pub struct BatchRefused<'a> {
+    pub source: Source,
+    pub because: RefusedBecause,
+    pub message: &'a str,
+}
+
+impl Emit for BatchRefused<'_> {
+    fn emit(self) {
+        counter!(m::BATCHES_REFUSED, "source" => self.source.as_str(), "reason" => self.because.as_str())
+            .increment(1);
+        if let Some(suppressed) = REFUSALS.allow() {
+            warn!(
+                source = self.source.as_str(),
+                reason = self.because.as_str(),
+                message = self.message,
+                suppressed,
+                "Refused a batch; nothing of it was acknowledged."
+            );
+        }
+    }
+}
+
+static SINK_ERRORS: RateLimit = RateLimit::new();
+
+pub struct SinkFailed<'a> {
+    pub sink: &'static str,
+    /// `retriable` or `final`.
+    pub kind: &'static str,
+    pub error: &'a dyn std::error::Error,
+}
+
+impl Emit for SinkFailed<'_> {
+    fn emit(self) {
+        counter!(m::SINK_ERRORS, "sink" => self.sink, "kind" => self.kind).increment(1);
+        if let Some(suppressed) = SINK_ERRORS.allow() {
+            error!(sink = self.sink, kind = self.kind, error = %self.error, suppressed, "Failed to write findings.");
+        }
+    }
+}
+
+pub struct QueueDepth {
+    pub batches: usize,
+}
+
+impl Emit for QueueDepth {
+    fn emit(self) {
+        gauge!(m::QUEUE_DEPTH).set(self.batches as f64);
+    }
+}
+
+pub struct ChangesStored {
+    pub count: usize,
+}
+
+impl Emit for ChangesStored {
+    fn emit(self) {
+        if self.count > 0 {
+            counter!(m::CHANGES_STORED).increment(self.count as u64);
+        }
+    }
+}
+
+static STORE_ERRORS: RateLimit = RateLimit::new();
+
+pub struct StoreFailed<'a> {
+    pub error: &'a dyn std::error::Error,
+}
+
+impl Emit for StoreFailed<'_> {
+    fn emit(self) {
+        counter!(m::STORE_ERRORS).increment(1);
+        if let Some(suppressed) = STORE_ERRORS.allow() {
+            error!(error = %self.error, suppressed, "Failed to write history.");
+        }
+    }
+}
+
+static CORRUPT_ROWS: RateLimit = RateLimit::new();
+
+/// A stored row that cannot be read whole; the query shows what it can.
+pub struct StoreRowCorrupt<'a> {
+    /// `changes` or `drifts`.
+    pub table: &'static str,
+    pub problem: &'a str,
+}
+
+impl Emit for StoreRowCorrupt<'_> {
+    fn emit(self) {
+        counter!(m::STORE_CORRUPT_ROWS, "table" => self.table).increment(1);
+        if let Some(suppressed) = CORRUPT_ROWS.allow() {
+            warn!(
+                table = self.table,
+                problem = self.problem,
+                suppressed,
+                "Read a history row that is corrupt; showing what its columns hold."
+            );
+        }
+    }
+}
+
+pub struct StoreOpened<'a> {
+    pub path: &'a std::path::Path,
+}
+
+impl Emit for StoreOpened<'_> {
+    fn emit(self) {
+        info!(path = %self.path.display(), "History store open.");
+    }
+}
+
+pub struct DriftsOpen {
+    pub count: usize,
+}
+
+impl Emit for DriftsOpen {
+    fn emit(self) {
+        gauge!(m::DRIFTS_OPEN).set(self.count as f64);
+    }
+}
+
+pub struct DriftReconciled {
+    pub seconds: f64,
+}
+
+impl Emit for DriftReconciled {
+    fn emit(self) {
+        histogram!(m::DRIFT_RECONCILE_SECONDS).record(self.seconds);
+    }
+}
+
+pub struct RetentionRan {
+    pub deleted: usize,
+}
+
+impl Emit for RetentionRan {
+    fn emit(self) {
+        counter!(m::RETENTION_DELETED).increment(self.deleted as u64);
+        if self.deleted > 0 {
+            info!(deleted = self.deleted, "Deleted history past retention.");
+        }
+    }
+}
+
+pub struct KafkaDeliveryFailed {
+    pub count: usize,
+}
+
+impl Emit for KafkaDeliveryFailed {
+    fn emit(self) {
+        counter!(m::KAFKA_DELIVERY_ERRORS).increment(self.count as u64);
+    }
+}
+
+/// What happened to one consumed message; the `result` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaResult {
+    Processed,
+    DeadLettered,
+    /// Undecodable, and no dead-letter topic to put it in.
+    Skipped,
+}
+
+static SKIPPED: RateLimit = RateLimit::new();
+
+pub struct KafkaMessage<'a> {
+    pub result: KafkaResult,
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    /// Why it was dead-lettered or skipped.
+    pub reason: Option<&'a str>,
+}
+
+impl Emit for KafkaMessage<'_> {
+    fn emit(self) {
+        let result = match self.result {
+            KafkaResult::Processed => "processed",
+            KafkaResult::DeadLettered => "dead_lettered",
+            KafkaResult::Skipped => "skipped",
+        };
+        counter!(m::KAFKA_MESSAGES, "result" => result).increment(1);
+        if self.result == KafkaResult::Skipped
+            && let Some(suppressed) = SKIPPED.allow()
+        {
+            warn!(
+                topic = self.topic,
+                partition = self.partition,
+                offset = self.offset,
+                reason = self.reason.unwrap_or(""),
+                suppressed,
+                "Undecodable Kafka message and no dead_letter_topic configured; skipping it."
+            );
+        }
+    }
+}
+
+pub struct KafkaLag {
+    pub messages: i64,
+}
+
+impl Emit for KafkaLag {
+    fn emit(self) {
+        gauge!(m::KAFKA_CONSUMER_LAG).set(self.messages as f64);
+    }
+}
+
+static KAFKA_ERRORS: RateLimit = RateLimit::new();
+
+pub struct KafkaError<'a> {
+    /// `consume`, `store_offset`, `dead_letter`, `commit`.
+    pub operation: &'static str,
+    pub error: &'a dyn std::error::Error,
+}
+
+impl Emit for KafkaError<'_> {
+    fn emit(self) {
+        counter!(m::KAFKA_ERRORS, "operation" => self.operation).increment(1);
+        if let Some(suppressed) = KAFKA_ERRORS.allow() {
+            warn!(operation = self.operation, error = %self.error, suppressed, "Kafka operation failed; retrying.");
+        }
+    }
+}
+
+pub struct KafkaConsuming<'a> {
+    pub brokers: &'a str,
+    pub topics: &'a [String],
+    pub group: &'a str,
+}
+
+impl Emit for KafkaConsuming<'_> {
+    fn emit(self) {
+        info!(brokers = self.brokers, topics = ?self.topics, group = self.group, "Consuming audit events from Kafka.");
+    }
+}
+
+pub struct KafkaOffsetsCommitted<'a> {
+    pub error: Option<&'a dyn std::error::Error>,
+}
+
+impl Emit for KafkaOffsetsCommitted<'_> {
+    fn emit(self) {
+        match self.error {
+            None => info!("Committed Kafka offsets."),
+            // Nothing consumed yet is not a failure.
+            Some(error) => warn!(%error, "Final Kafka offset commit did not complete."),
+        }
+    }
+}
+
+pub struct AuthRefused {
+    pub reason: &'static str,
+}
+
+impl Emit for AuthRefused {
+    fn emit(self) {
+        counter!(m::AUTH_REFUSED, "reason" => self.reason).increment(1);
+        debug!(reason = self.reason, "Refused an unauthenticated caller.");
+    }
+}
+
+/// A watched file (certificate, key, CA, tokens) changed.
+pub struct FileReloaded<'a> {
+    /// `tls` or `tokens`: the metric only exists for TLS.
+    pub what: &'static str,
+    pub path: &'a std::path::Path,
+    pub error: Option<&'a dyn std::error::Error>,
+}
+
+impl Emit for FileReloaded<'_> {
+    fn emit(self) {
+        if self.what == "tls" {
+            let result = if self.error.is_none() { "ok" } else { "error" };
+            counter!(m::TLS_RELOADS, "result" => result).increment(1);
+        }
+        match self.error {
+            None => info!(what = self.what, path = %self.path.display(), "Reloaded."),
+            Some(error) => warn!(
+                what = self.what,
+                path = %self.path.display(),
+                %error,
+                "File changed but cannot be loaded; keeping the previous version."
+            ),
+        }
+    }
+}
+
+static ACCEPT_ERRORS: RateLimit = RateLimit::new();
+
+pub struct AcceptFailed<'a> {
+    pub error: &'a std::io::Error,
+}
+
+impl Emit for AcceptFailed<'_> {
+    fn emit(self) {
+        if let Some(suppressed) = ACCEPT_ERRORS.allow() {
+            warn!(error = %self.error, suppressed, "Accept failed.");
+        }
+    }
+}
+
+/// A connection that ended with an error, or a TLS handshake refused.
+pub struct ConnectionFailed<'a> {
+    pub peer: std::net::SocketAddr,
+    pub during: &'static str,
+    pub error: &'a dyn std::fmt::Display,
+}
+
+impl Emit for ConnectionFailed<'_> {
+    fn emit(self) {
+        debug!(peer = %self.peer, during = self.during, error = %self.error, "Connection ended with an error.");
+    }
+}
+
+pub struct Listening<'a> {
+    pub url: &'a str,
+    pub pipelines: usize,
+}
+
+impl Emit for Listening<'_> {
+    fn emit(self) {
+        info!(
+            url = self.url,
+            pipelines = self.pipelines,
+            "Listening: POST audit batches to {}/audit/webhook",
+            self.url
+        );
+    }
+}
+
+/// Shutdown began, connections outlived the grace period, or it finished.
+pub struct Shutdown {
+    pub stage: ShutdownStage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownStage {
+    Signalled,
+    GraceExceeded(std::time::Duration),
+    EngineDidNotStop,
+    Stopped,
+}
+
+impl Emit for Shutdown {
+    fn emit(self) {
+        match self.stage {
+            ShutdownStage::Signalled => info!("Shutting down: finishing in-flight batches."),
+            ShutdownStage::GraceExceeded(grace) => {
+                warn!(
+                    ?grace,
+                    "Connections still open after the grace period; closing them."
+                )
+            }
+            ShutdownStage::EngineDidNotStop => error!("The engine thread did not stop cleanly."),
+            ShutdownStage::Stopped => info!("Stopped."),
+        }
+    }
 }

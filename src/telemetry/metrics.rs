@@ -14,6 +14,8 @@ pub const SINK_ERRORS: &str = "driftwatch_sink_errors_total";
 pub const QUEUE_DEPTH: &str = "driftwatch_queue_batches";
 pub const CHANGES_STORED: &str = "driftwatch_changes_stored_total";
 pub const STORE_ERRORS: &str = "driftwatch_store_errors_total";
+pub const STORE_CORRUPT_ROWS: &str = "driftwatch_store_corrupt_rows_total";
+pub const BATCHES_REFUSED: &str = "driftwatch_batches_refused_total";
 pub const DRIFTS_OPEN: &str = "driftwatch_drifts_open";
 pub const DRIFT_RECONCILE_SECONDS: &str = "driftwatch_drift_reconcile_seconds";
 pub const RETENTION_DELETED: &str = "driftwatch_retention_deleted_rows_total";
@@ -62,13 +64,27 @@ pub fn describe() {
         Unit::Count,
         "Webhook requests answered, by status code."
     );
-    describe_histogram!(BATCH_EVENTS, Unit::Count, "Events per webhook batch.");
+    describe_histogram!(BATCH_EVENTS, Unit::Count, "Events per accepted batch.");
     describe_histogram!(
         BATCH_PROCESSING_SECONDS,
         Unit::Seconds,
-        "Time from a batch's arrival to its durable acceptance."
+        "Time from a batch's arrival to its durable acceptance (accepted batches only)."
     );
-    describe_counter!(SINK_ERRORS, Unit::Count, "Failed finding writes, by sink.");
+    describe_counter!(
+        BATCHES_REFUSED,
+        Unit::Count,
+        "Batches not accepted, by source and reason (sink, store, too_many_events, queue_full, stopped)."
+    );
+    describe_counter!(
+        STORE_CORRUPT_ROWS,
+        Unit::Count,
+        "History rows read back that could not be read whole, by table."
+    );
+    describe_counter!(
+        SINK_ERRORS,
+        Unit::Count,
+        "Failed finding writes, by sink and kind (retriable, final)."
+    );
     describe_gauge!(
         QUEUE_DEPTH,
         Unit::Count,
@@ -98,7 +114,7 @@ pub fn describe() {
     describe_counter!(
         KAFKA_MESSAGES,
         Unit::Count,
-        "Kafka messages consumed, by result (processed, dead_lettered)."
+        "Kafka messages consumed, by result (processed, dead_lettered, skipped)."
     );
     describe_gauge!(
         KAFKA_CONSUMER_LAG,

@@ -2,6 +2,7 @@
 
 pub mod events;
 pub mod metrics;
+mod rate_limit;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;

@@ -273,7 +273,7 @@ impl Poster {
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?,
-            client: reqwest::Client::builder()
+            client: driftwatch::http::client_builder()
                 .no_proxy()
                 .timeout(Duration::from_secs(30))
                 .build()?,

@@ -130,7 +130,7 @@ fn subscription(message_type: &str, messages: &[&str]) -> Value {
 }
 
 fn client() -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+    Ok(driftwatch::http::client_builder()
         .no_proxy()
         .timeout(Duration::from_secs(60))
         .build()?)

@@ -449,7 +449,7 @@ fn kubectl_exec(ns: &str, pod: &str, time: Timestamp) -> Ev {
 // Talking to the service.
 
 fn client() -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+    Ok(driftwatch::http::client_builder()
         .no_proxy()
         .timeout(Duration::from_secs(60))
         .build()?)

@@ -4,8 +4,8 @@
 //!
 //! The property tests feed three kinds of input through
 //! `decode::decode_bytes` (and `decode_bytes_in`, with an arena for cloud
-//! envelopes, as the webhook decodes) then `Pipeline::process` and
-//! `Pipeline::deliver`: arbitrary bytes, arbitrary JSON, and near-valid audit
+//! envelopes, as the webhook decodes) then `Engine::ingest` (judge and
+//! deliver): arbitrary bytes, arbitrary JSON, and near-valid audit
 //! events (random field types, missing fields, stages, verbs, subresources,
 //! status codes, impersonation, huge and escaped strings, JSON patches and
 //! strategic-merge directives, Secrets, duplicate keys, damaged bodies, AKS,
@@ -19,8 +19,9 @@ use std::sync::{Arc, Mutex};
 
 use driftwatch::config::Config;
 use driftwatch::decode::{self, Decoded};
-use driftwatch::pipeline::{Batch, Pipeline};
-use driftwatch::sinks::{Finding, Sink, Sinks};
+use driftwatch::engine::{Engine, IngestError, Input, Stats};
+use driftwatch::model::{FindingType, VerdictKind};
+use driftwatch::sinks::{Finding, Sink, SinkError, Sinks};
 use driftwatch::store::Store;
 use driftwatch::telemetry::events::Source;
 use proptest::prelude::*;
@@ -104,13 +105,21 @@ fn proptest_config(cases: u32, seed: u64) -> ProptestConfig {
 /// What decompression and base64 may produce per body in these tests.
 const ARENA_LIMIT: usize = 4 << 20;
 
-/// Captures what the sinks would write: the bytes of the finding lines.
+/// Captures what the engine asks the sinks to write, as finding lines; when
+/// `down`, it refuses after capturing (what a retry must write again).
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
+struct Capture {
+    lines: Arc<Mutex<Vec<u8>>>,
+    down: Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl Capture {
     fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.0.lock().unwrap())
+        std::mem::take(&mut *self.lines.lock().unwrap())
+    }
+
+    fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -118,22 +127,38 @@ impl Sink for Capture {
     fn name(&self) -> &'static str {
         "capture"
     }
-    fn write_lines(&mut self, lines: &[u8], _: &[Finding]) -> std::io::Result<()> {
-        self.0.lock().unwrap().extend_from_slice(lines);
+    fn write(&mut self, findings: &[Finding<'_>]) -> Result<(), SinkError> {
+        let mut lines = self.lines.lock().unwrap();
+        driftwatch::sinks::finding::json_lines(findings, &mut lines);
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(SinkError::retriable(
+                "capture",
+                std::io::Error::other("sink is down"),
+            ));
+        }
         Ok(())
     }
 }
 
-/// A sink that is down: the batch must not be acknowledged, and its staged
-/// state must be undone.
-struct Down;
+/// An engine whose only sink is a [`Capture`].
+struct Harness {
+    engine: Engine,
+    capture: Capture,
+}
 
-impl Sink for Down {
-    fn name(&self) -> &'static str {
-        "down"
+impl Harness {
+    fn new(store: Option<Store>) -> Harness {
+        let capture = Capture::default();
+        let sinks = Sinks::new(vec![Box::new(capture.clone())]);
+        Harness {
+            engine: Engine::new(config(), store, sinks).unwrap(),
+            capture,
+        }
     }
-    fn write_lines(&mut self, _: &[u8], _: &[Finding]) -> std::io::Result<()> {
-        Err(std::io::Error::other("sink is down"))
+
+    fn ingest(&mut self, body: &[u8]) -> Result<driftwatch::engine::Accepted, IngestError> {
+        let input = Input::whole(bytes::Bytes::copy_from_slice(body), None, Source::Replay);
+        self.engine.ingest(vec![input]).pop().unwrap()
     }
 }
 
@@ -219,27 +244,31 @@ fn check_decoded(body: &[u8], decoded: &Decoded<'_>) -> Result<(), TestCaseError
 
 /// Invariants of one processed batch and of the finding lines its delivery
 /// wrote.
-fn check_batch(decoded: &Decoded<'_>, batch: &Batch, lines: &[u8]) -> Result<(), TestCaseError> {
-    let s = &batch.stats;
+fn check_batch(
+    decoded: &Decoded<'_>,
+    s: &Stats,
+    findings: usize,
+    lines: &[u8],
+) -> Result<(), TestCaseError> {
     prop_assert_eq!(s.documents, decoded.documents as u64);
     prop_assert_eq!(s.events, decoded.events.len() as u64);
     prop_assert_eq!(s.rejected, decoded.rejections.len() as u64);
     // Every decoded event gets exactly one verdict, or is a duplicate.
+    let drift = s.verdict(VerdictKind::Drift);
     prop_assert_eq!(
-        s.ignored + s.system + s.sanctioned + s.drift + s.deduplicated,
+        s.verdict(VerdictKind::Ignored) + s.mutations() + s.deduplicated(),
         s.events,
         "stats do not account for every event: {:?}",
         s
     );
-    prop_assert_eq!(s.mutations, s.system + s.sanctioned + s.drift);
-    prop_assert_eq!(batch.findings.len() as u64, s.drift);
-    prop_assert_eq!(s.findings_total(), s.drift);
+    prop_assert_eq!(findings as u64, drift);
+    prop_assert_eq!(s.findings_total(), drift);
 
     let written: Vec<&[u8]> = lines
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
         .collect();
-    prop_assert_eq!(written.len(), batch.findings.len());
+    prop_assert_eq!(written.len(), findings);
     let mut ids = BTreeSet::new();
     for line in written {
         prop_assert!(
@@ -274,54 +303,50 @@ fn check_batch(decoded: &Decoded<'_>, batch: &Batch, lines: &[u8]) -> Result<(),
     Ok(())
 }
 
-/// Decodes, processes and delivers one body; returns the finding lines.
-/// With `fail_first`, delivery first fails (sink down) and the batch is
-/// processed again, as after a retry: it must give the same findings.
-fn run_body(
-    pipeline: &mut Pipeline,
-    body: &[u8],
-    fail_first: bool,
-) -> Result<Vec<u8>, TestCaseError> {
+/// Decodes, judges and delivers one body; returns the finding lines.
+/// With `fail_first`, delivery first fails (sink down) and the body is
+/// ingested again, as after a retry: it must give the same findings.
+fn run_body(h: &mut Harness, body: &[u8], fail_first: bool) -> Result<Vec<u8>, TestCaseError> {
     // Without an arena, and with one as the webhook decodes: cloud
     // envelopes, gzip and base64 unpack into the arena.
     check_decoded(body, &decode::decode_bytes(body))?;
     let arena = decode::Arena::with_limit(ARENA_LIMIT);
     let decoded = decode::decode_bytes_in(body, &arena);
     check_decoded(body, &decoded)?;
-    let capture = Capture::default();
-    let mut sinks = Sinks::new(vec![Box::new(capture.clone())]);
-    let mut batch = pipeline.process(&decoded, None, Source::Replay, "proptest");
     if fail_first {
-        let first: Vec<String> = batch
-            .findings
-            .iter()
-            .map(|f| serde_json::to_string(f).unwrap())
-            .collect();
-        let mut down = Sinks::new(vec![Box::new(Down)]);
-        let failed = pipeline.deliver(&batch, &mut down);
-        prop_assert_eq!(
-            failed.is_err(),
-            !batch.findings.is_empty(),
-            "a batch with findings is refused while its sink is down"
-        );
-        if failed.is_err() {
-            batch = pipeline.process(&decoded, None, Source::Replay, "proptest");
-            let again: Vec<String> = batch
-                .findings
-                .iter()
-                .map(|f| serde_json::to_string(f).unwrap())
-                .collect();
-            prop_assert_eq!(first, again, "a retried batch yields other findings");
-        } else {
-            // Nothing to write: the batch was accepted as it is.
-            check_batch(&decoded, &batch, &[])?;
-            return Ok(Vec::new());
+        h.capture.set_down(true);
+        let failed = h.ingest(body);
+        h.capture.set_down(false);
+        let first = h.capture.take();
+        match failed {
+            Ok(a) => {
+                // Nothing to write: the batch was accepted as it is.
+                prop_assert_eq!(a.findings, 0, "a sink that is down accepted findings");
+                check_batch(&decoded, &a.stats, a.findings, &[])?;
+                return Ok(Vec::new());
+            }
+            Err(e) => {
+                prop_assert!(matches!(e, IngestError::Sink(_)), "{e}");
+                prop_assert!(!first.is_empty(), "refused without findings to write");
+                let again = h.ingest(body);
+                prop_assert!(again.is_ok(), "retry failed: {:?}", again.err());
+                let lines = h.capture.take();
+                prop_assert_eq!(
+                    String::from_utf8_lossy(&first),
+                    String::from_utf8_lossy(&lines),
+                    "a retried batch yields other findings"
+                );
+                let a = again.unwrap();
+                check_batch(&decoded, &a.stats, a.findings, &lines)?;
+                return Ok(lines);
+            }
         }
     }
-    let delivered = pipeline.deliver(&batch, &mut sinks);
-    prop_assert!(delivered.is_ok(), "deliver failed: {:?}", delivered.err());
-    let lines = capture.take();
-    check_batch(&decoded, &batch, &lines)?;
+    let delivered = h.ingest(body);
+    prop_assert!(delivered.is_ok(), "ingest failed: {:?}", delivered.err());
+    let a = delivered.unwrap();
+    let lines = h.capture.take();
+    check_batch(&decoded, &a.stats, a.findings, &lines)?;
     Ok(lines)
 }
 
@@ -1353,16 +1378,13 @@ fn batches() -> BoxedStrategy<Vec<(Body, bool)>> {
 
 /// Processes `bodies` in order, then redelivers all of them: a redelivered
 /// batch must yield no finding.
-fn run_batches(
-    pipeline: &mut Pipeline,
-    bodies: &[(Body, bool)],
-) -> Result<Vec<Vec<u8>>, TestCaseError> {
+fn run_batches(h: &mut Harness, bodies: &[(Body, bool)]) -> Result<Vec<Vec<u8>>, TestCaseError> {
     let mut out = Vec::new();
     for (body, fail_first) in bodies {
-        out.push(run_body(pipeline, &body.0, *fail_first)?);
+        out.push(run_body(h, &body.0, *fail_first)?);
     }
     for (body, _) in bodies {
-        let again = run_body(pipeline, &body.0, false)?;
+        let again = run_body(h, &body.0, false)?;
         prop_assert!(
             again.is_empty(),
             "a redelivered batch yielded findings: {}",
@@ -1380,8 +1402,7 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_never_panic(body in prop::collection::vec(any::<u8>(), 0..2048)) {
-        let mut pipeline = Pipeline::new(config());
-        run_body(&mut pipeline, &body, false)?;
+        run_body(&mut Harness::new(None), &body, false)?;
     }
 
     #[test]
@@ -1390,8 +1411,7 @@ proptest! {
         shape in shape(),
         damage in damage(),
     ) {
-        let mut pipeline = Pipeline::new(config());
-        run_body(&mut pipeline, &render(&docs, shape, &damage), false)?;
+        run_body(&mut Harness::new(None), &render(&docs, shape, &damage), false)?;
     }
 }
 
@@ -1401,8 +1421,7 @@ proptest! {
     /// Near-valid events through the whole pipeline without history.
     #[test]
     fn near_valid_events_keep_the_invariants(bodies in batches()) {
-        let mut pipeline = Pipeline::new(config());
-        run_batches(&mut pipeline, &bodies)?;
+        run_batches(&mut Harness::new(None), &bodies)?;
     }
 }
 
@@ -1416,14 +1435,14 @@ proptest! {
     fn near_valid_events_with_history_and_restart(bodies in batches()) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let mut pipeline = Pipeline::with_store(config(), store).unwrap();
-        let first = run_batches(&mut pipeline, &bodies)?;
-        drop(pipeline);
+        let mut harness = Harness::new(Some(store));
+        let first = run_batches(&mut harness, &bodies)?;
+        drop(harness);
 
         // The same process as before, run without failures, gives the same
         // findings: a failed delivery left no trace.
         let dir2 = tempfile::tempdir().unwrap();
-        let mut clean = Pipeline::with_store(config(), Store::open(dir2.path()).unwrap()).unwrap();
+        let mut clean = Harness::new(Some(Store::open(dir2.path()).unwrap()));
         let clean_bodies: Vec<(Body, bool)> =
             bodies.iter().map(|(b, _)| (b.clone(), false)).collect();
         let reference = run_batches(&mut clean, &clean_bodies)?;
@@ -1435,16 +1454,16 @@ proptest! {
         drop(clean);
 
         let restarted = Store::open(dir.path()).unwrap();
-        let mut pipeline = Pipeline::with_store(config(), restarted).unwrap();
+        let mut harness = Harness::new(Some(restarted));
         for (body, _) in &bodies {
-            let again = run_body(&mut pipeline, &body.0, false)?;
+            let again = run_body(&mut harness, &body.0, false)?;
             prop_assert!(
                 again.is_empty(),
                 "redelivery after a restart yielded findings: {}",
                 String::from_utf8_lossy(&again)
             );
         }
-        drop(pipeline);
+        drop(harness);
         for entry in std::fs::read_dir(dir.path()).unwrap() {
             let path = entry.unwrap().path();
             let bytes = std::fs::read(&path).unwrap();
@@ -1538,36 +1557,40 @@ fn empty_containers_are_documents_without_events() {
 fn generators_reach_the_interesting_paths() {
     use proptest::strategy::ValueTree;
     let mut runner = proptest::test_runner::TestRunner::new(proptest_config(200, 0x5eed_0004));
-    let mut stats = driftwatch::pipeline::Stats::default();
+    let mut stats = Stats::default();
     let (mut changes, mut secret_changes) = (0, 0);
     for _ in 0..200 {
         let bodies = batches().new_tree(&mut runner).unwrap().current();
-        let mut pipeline = Pipeline::new(config());
+        let mut h = Harness::new(None);
         for (body, _) in &bodies {
-            let arena = decode::Arena::with_limit(ARENA_LIMIT);
-            let decoded = decode::decode_bytes_in(&body.0, &arena);
-            let batch = pipeline.process(&decoded, None, Source::Replay, "coverage");
-            for f in &batch.findings {
-                changes += f.changes.len();
-                if f.resource.resource == "secrets" {
-                    secret_changes += f.changes.len();
+            let accepted = h.ingest(&body.0).unwrap();
+            for line in h
+                .capture
+                .take()
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+            {
+                let f: Value = serde_json::from_slice(line).unwrap();
+                let n = f["changes"].as_array().map_or(0, Vec::len);
+                changes += n;
+                if f["resource"]["resource"] == "secrets" {
+                    secret_changes += n;
                 }
             }
-            stats.add(&batch.stats);
-            pipeline
-                .deliver(&batch, &mut Sinks::new(Vec::new()))
-                .unwrap();
+            stats.add(&accepted.stats);
         }
     }
     eprintln!("generated: {stats:?}; {changes} changes, {secret_changes} to Secrets");
     assert!(stats.events > 500 && stats.rejected > 100, "{stats:?}");
     assert!(
-        stats.system > 20 && stats.sanctioned > 20 && stats.drift > 100,
+        stats.verdict(VerdictKind::System) > 20
+            && stats.verdict(VerdictKind::Sanctioned) > 20
+            && stats.verdict(VerdictKind::Drift) > 100,
         "{stats:?}"
     );
-    assert!(stats.deduplicated > 20, "{stats:?}");
+    assert!(stats.deduplicated() > 20, "{stats:?}");
     assert!(
-        stats.findings.iter().all(|n| *n > 0),
+        FindingType::ALL.iter().all(|t| stats.findings_of(*t) > 0),
         "every finding type: {stats:?}"
     );
     assert!(
@@ -1607,7 +1630,7 @@ const DEFAULT_LIMIT: usize = 16 * MIB;
 const RSS_BOUND_KIB: u64 = 2 * 1024 * 1024;
 
 fn client() -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+    Ok(driftwatch::http::client_builder()
         .no_proxy()
         .timeout(Duration::from_secs(300))
         .build()?)

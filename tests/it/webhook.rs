@@ -419,7 +419,7 @@ fn realistic_batch(tag: &str) -> Batch {
 // Talking to the service.
 
 fn client() -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+    Ok(driftwatch::http::client_builder()
         .no_proxy()
         .timeout(Duration::from_secs(60))
         .build()?)

@@ -1,0 +1,50 @@
+//! The only builder of an attributed change. A finding is a view of the
+//! record built here (see [`crate::sinks::Finding`]); the history stores it
+//! as it is; the query API reads it back.
+
+use crate::classify::Verdict;
+use crate::correlate::Correlation;
+use crate::decode::Event;
+use crate::model::{Actor, ChangeRecord, RequestId, Time};
+
+/// What is known of one event once it is judged and correlated.
+pub(super) struct Judged<'a> {
+    pub cluster: &'a str,
+    pub event: &'a Event<'a>,
+    pub verdict: &'a Verdict,
+    /// The sanctioned pipeline that wrote, or whose identity or user agent
+    /// a pipeline-related finding involves.
+    pub pipeline: Option<&'a str>,
+    pub request: RequestId,
+    pub id: String,
+    pub time: Time,
+}
+
+pub(super) fn assemble(j: Judged<'_>, corr: Correlation) -> ChangeRecord {
+    let ev = j.event;
+    let (finding_type, severity, reasons) = match j.verdict {
+        Verdict::Drift(d) => (Some(d.finding_type), Some(d.severity), d.reasons.clone()),
+        _ => (None, None, Vec::new()),
+    };
+    ChangeRecord {
+        id: j.id,
+        time: j.time,
+        cluster: j.cluster.to_owned(),
+        resource: corr.object,
+        verb: ev.verb().to_owned(),
+        actor: Actor::of(ev),
+        audit_id: ev.audit_id().to_owned(),
+        request_uri: ev.request_uri().to_owned(),
+        verdict: j.verdict.kind(),
+        pipeline: j.pipeline.map(str::to_owned),
+        finding_type,
+        severity,
+        reasons,
+        changes: corr.changes,
+        drift: corr.transition.as_ref().map(|t| t.drift_ref()),
+        managed_by: corr.managed_by,
+        owner: corr.owner,
+        request: j.request,
+        corrupt: None,
+    }
+}

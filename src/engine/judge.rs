@@ -1,0 +1,200 @@
+//! Judging one body: every event gets its verdict; each real change is
+//! deduplicated, correlated with its object and assembled into a record.
+
+use crate::classify::{self, Access, IgnoreReason, Verdict};
+use crate::correlate::{Observation, redact};
+use crate::decode::{Decoded, DecodedEvent};
+use crate::dedupe::Seen;
+use crate::model::{RequestId, Time, VerdictKind, effective_username};
+use crate::store::{StoreError, StoreKey};
+use crate::telemetry::events::Judged;
+
+use super::Engine;
+use super::assemble::{self, assemble};
+use super::delivery::Delivery;
+use super::stats::Stats;
+
+/// A real change that passed the redelivery filter.
+struct Candidate {
+    index: usize,
+    verdict: Verdict,
+    request: RequestId,
+    /// Recorded in the history (drift and sanctioned changes; system ones
+    /// with `history.store_system`).
+    recorded: bool,
+}
+
+impl Engine {
+    pub(super) fn judge(
+        &mut self,
+        decoded: &Decoded<'_>,
+        cluster: &str,
+        delivery: &mut Delivery,
+    ) -> Result<Stats, StoreError> {
+        let mut stats = Stats {
+            documents: decoded.documents as u64,
+            events: decoded.events.len() as u64,
+            rejected: decoded.rejections.len() as u64,
+            ..Stats::default()
+        };
+        let candidates = self.screen(decoded, cluster, &mut stats.judged);
+        let stored = self.stored_keys(&candidates)?;
+        for c in candidates {
+            if c.recorded && stored.contains(&c.request.store_key()) {
+                // After a restart the in-memory filter is empty: the store
+                // remembers what was already accepted.
+                stats.judged.redeliveries += 1;
+                continue;
+            }
+            stats.judged.verdicts[c.verdict.kind() as usize] += 1;
+            self.correlate(
+                &decoded.events[c.index],
+                cluster,
+                c,
+                &mut stats.judged,
+                delivery,
+            );
+        }
+        Ok(stats)
+    }
+
+    /// Verdicts for every event, and the real changes not seen before.
+    fn screen(
+        &mut self,
+        decoded: &Decoded<'_>,
+        cluster: &str,
+        judged: &mut Judged,
+    ) -> Vec<Candidate> {
+        let policy = &self.config.policy;
+        let store_system = self.config.history.store_system;
+        let mut candidates = Vec::new();
+        for (index, d) in decoded.events.iter().enumerate() {
+            let ev = &d.event;
+            // Reads are most of the stream: judge them before hashing anything.
+            let verdict = if classify::access_kind(ev) == Access::Read {
+                Verdict::Ignored(IgnoreReason::Read)
+            } else {
+                classify::classify(policy, ev, d.stage)
+            };
+            if let Verdict::Ignored(reason) = verdict {
+                judged.verdicts[VerdictKind::Ignored as usize] += 1;
+                judged.ignored[reason.index()] += 1;
+                continue;
+            }
+            let request = RequestId::of(cluster, ev);
+            match self.dedupe.check(request.dedupe_key(), d.stage) {
+                Seen::New => {}
+                Seen::Redelivery => {
+                    judged.redeliveries += 1;
+                    continue;
+                }
+                Seen::SameRequest => {
+                    judged.same_request += 1;
+                    continue;
+                }
+            }
+            let recorded = match verdict {
+                Verdict::Drift(_) | Verdict::Sanctioned { .. } => true,
+                Verdict::System => store_system,
+                Verdict::Ignored(_) => false,
+            };
+            candidates.push(Candidate {
+                index,
+                verdict,
+                request,
+                recorded,
+            });
+        }
+        candidates
+    }
+
+    /// The keys of `candidates` the store already holds: one question per body.
+    fn stored_keys(
+        &self,
+        candidates: &[Candidate],
+    ) -> Result<foldhash::HashSet<StoreKey>, StoreError> {
+        let Some(store) = &self.store else {
+            return Ok(foldhash::HashSet::default());
+        };
+        let keys: Vec<StoreKey> = candidates
+            .iter()
+            .filter(|c| c.recorded)
+            .map(|c| c.request.store_key())
+            .collect();
+        store.known_keys(&keys)
+    }
+
+    /// Correlates a change with its object and, where someone will read it,
+    /// assembles its record.
+    fn correlate(
+        &mut self,
+        d: &DecodedEvent<'_>,
+        cluster: &str,
+        c: Candidate,
+        judged: &mut Judged,
+        delivery: &mut Delivery,
+    ) {
+        let Candidate {
+            mut verdict,
+            request,
+            recorded,
+            ..
+        } = c;
+        let ev = &d.event;
+        let policy = &self.config.policy;
+        let time = Time::of_event(ev.stage_at());
+        let id = request.finding_id();
+        let pipeline = match &verdict {
+            Verdict::Sanctioned { pipeline } => policy.pipeline_name(*pipeline),
+            Verdict::Drift(d) if d.finding_type.involves_pipeline() => {
+                d.pipeline.and_then(|i| policy.pipeline_name(i))
+            }
+            _ => None,
+        };
+        let is_drift = matches!(verdict, Verdict::Drift(_));
+        let mut corr = self.tracker.observe(
+            ev,
+            &Observation {
+                cluster,
+                verdict: &verdict,
+                pipeline,
+                actor: effective_username(ev),
+                time: &time,
+                finding_id: &id,
+                want_changes: recorded || is_drift,
+            },
+        );
+        // Configured paths are withheld before anything leaves: findings,
+        // the store, logs.
+        redact::apply(&self.config.redaction, &mut corr.changes);
+        if let Verdict::Drift(drift) = &mut verdict
+            && let Some(managed) = &corr.managed_by
+        {
+            classify::raise_for_managed(drift, managed);
+        }
+        if let Some(t) = &corr.transition {
+            delivery.transitions.push(t.clone());
+        }
+        let keep = is_drift || (recorded && self.store.is_some());
+        if !keep {
+            return;
+        }
+        let record = assemble(
+            assemble::Judged {
+                cluster,
+                event: ev,
+                verdict: &verdict,
+                pipeline,
+                request,
+                id,
+                time,
+            },
+            corr,
+        );
+        if let Verdict::Drift(drift) = &verdict {
+            judged.findings[drift.finding_type.index()][drift.severity as usize] += 1;
+            delivery.findings.push((delivery.records.len(), d.stage));
+        }
+        delivery.records.push(record);
+    }
+}

@@ -1,0 +1,273 @@
+//! The engine: one path from bytes to durable findings and history for
+//! every source (webhook, Kafka, replay).
+//!
+//! decode -> dedupe -> classify -> correlate -> assemble -> sinks -> store
+//!
+//! It runs on one thread per process (see [`writer`]), which keeps the
+//! dedupe filter and per-object state free of locks and of races between
+//! batches. Effects on that state are staged per group of inputs and
+//! committed only once the group's findings are flushed and its history
+//! committed; on any failure they are undone, so that a retried input is
+//! processed as new.
+
+mod assemble;
+mod delivery;
+mod input;
+mod judge;
+mod stats;
+pub mod writer;
+
+use std::sync::Arc;
+
+pub use input::{AcceptOutcome, Accepted, Framing, IngestError, Input, Outcome};
+pub use stats::Stats;
+pub use writer::{Busy, Handle};
+
+use crate::config::Config;
+use crate::correlate::Tracker;
+use crate::decode::{self, Arena, Decoded};
+use crate::dedupe::Dedupe;
+use crate::model::{DriftTransition, Time};
+use crate::sinks::Sinks;
+use crate::store::{Store, StoreError};
+use crate::telemetry::events::{
+    BatchAccepted, BatchJudged, BatchRefused, BodyDecoded, DriftsOpen, Emit, RetentionRan,
+    StoreFailed,
+};
+use delivery::Delivery;
+
+pub struct Engine {
+    config: Arc<Config>,
+    dedupe: Dedupe,
+    tracker: Tracker,
+    store: Option<Store>,
+    sinks: Sinks,
+}
+
+impl Engine {
+    /// An engine writing findings to `sinks` and, with a store, history;
+    /// open drifts are restored from the store.
+    pub fn new(
+        config: Arc<Config>,
+        store: Option<Store>,
+        sinks: Sinks,
+    ) -> Result<Engine, StoreError> {
+        let mut tracker = Tracker::new(
+            config.history.max_tracked_objects,
+            config.history.max_tracked_bytes,
+        );
+        if let Some(store) = &store {
+            tracker.restore(store.open_drifts()?);
+        }
+        DriftsOpen {
+            count: tracker.open_drifts(),
+        }
+        .emit();
+        Ok(Engine {
+            dedupe: Dedupe::new(config.dedupe_capacity),
+            config,
+            tracker,
+            store,
+            sinks,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Judges a group of inputs and delivers them together: one write to
+    /// the sinks and one store transaction. Outcomes are in input order.
+    pub fn ingest(&mut self, inputs: Vec<Input>) -> Vec<Outcome> {
+        let mut delivery = Delivery::default();
+        let mut judged: Vec<Result<Accepted, IngestError>> = Vec::with_capacity(inputs.len());
+        for input in &inputs {
+            match self.judge_input(input, &mut delivery) {
+                Ok(accepted) => judged.push(Ok(accepted)),
+                Err(IngestError::Store(e)) => {
+                    // The store cannot say what it holds: nothing is judged.
+                    self.rollback();
+                    return self.refuse_all(&inputs, &IngestError::Store(e));
+                }
+                Err(e) => judged.push(Err(e)),
+            }
+        }
+        if let Err(e) = self.deliver(&delivery) {
+            return self.refuse_all(&inputs, &e);
+        }
+        inputs
+            .iter()
+            .zip(judged)
+            .map(|(input, outcome)| report(input, outcome))
+            .collect()
+    }
+
+    fn judge_input(
+        &mut self,
+        input: &Input,
+        delivery: &mut Delivery,
+    ) -> Result<Accepted, IngestError> {
+        // What cloud envelopes unpack; dropped with `decoded`.
+        let arena = Arena::new();
+        let (decoded, consumed) = decode_input(input, &arena);
+        let max = self.config.max_events_per_batch;
+        if decoded.events.len() > max {
+            // Refused whole, before any state changes: the sender must split it.
+            return Err(IngestError::TooManyEvents {
+                events: decoded.events.len(),
+                max,
+            });
+        }
+        let cluster = input
+            .cluster
+            .as_deref()
+            .unwrap_or(&self.config.cluster)
+            .to_owned();
+        let findings_before = delivery.findings.len();
+        let stats = self
+            .judge(&decoded, &cluster, delivery)
+            .map_err(|e| IngestError::Store(Arc::new(e)))?;
+        Ok(Accepted {
+            stats,
+            findings: delivery.findings.len() - findings_before,
+            rejections: decoded.rejections,
+            consumed,
+        })
+    }
+
+    /// Findings to the sinks, then history to the store, then the staged
+    /// state committed; on failure the staged state is undone. Findings
+    /// already written may then be written again, with the same ids.
+    fn deliver(&mut self, d: &Delivery) -> Result<(), IngestError> {
+        if let Err(e) = self.sinks.emit(&d.findings()) {
+            self.rollback();
+            return Err(IngestError::Sink(Arc::new(e)));
+        }
+        if let Some(store) = &mut self.store
+            && !(d.records.is_empty() && d.transitions.is_empty())
+            && let Err(e) = store.write(&d.records, &d.transitions)
+        {
+            StoreFailed { error: &e }.emit();
+            self.rollback();
+            return Err(IngestError::Store(Arc::new(e)));
+        }
+        d.emit_stored(self.store.is_some());
+        self.commit();
+        Ok(())
+    }
+
+    fn refuse_all(&self, inputs: &[Input], e: &IngestError) -> Vec<Outcome> {
+        inputs.iter().map(|i| report(i, Err(e.clone()))).collect()
+    }
+
+    /// Closes an open drift as accepted by `by`.
+    pub fn accept_drift(
+        &mut self,
+        id: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<AcceptOutcome, IngestError> {
+        let Some(store) = &mut self.store else {
+            return Ok(AcceptOutcome::NoStore);
+        };
+        let Some(open) = self.tracker.accept(id) else {
+            return Ok(AcceptOutcome::NotOpen);
+        };
+        let accepted = DriftTransition::Accepted {
+            id: open.id,
+            at: Time::now(),
+            by: by.to_owned(),
+            reason: reason.to_owned(),
+        };
+        match store.write(&[], &[accepted]) {
+            Ok(_) => {
+                self.commit();
+                Ok(AcceptOutcome::Accepted)
+            }
+            Err(e) => {
+                StoreFailed { error: &e }.emit();
+                self.tracker.rollback();
+                Err(IngestError::Store(Arc::new(e)))
+            }
+        }
+    }
+
+    /// Deletes history past `history.retention`; open drifts stay.
+    pub fn retention(&mut self) {
+        let retention = self.config.history.retention;
+        let Some(store) = &mut self.store else {
+            return;
+        };
+        let cutoff = jiff::Timestamp::now().as_microsecond()
+            - i64::try_from(retention.as_micros()).unwrap_or(i64::MAX / 2);
+        match store.purge_before(cutoff) {
+            Ok(deleted) => RetentionRan { deleted }.emit(),
+            Err(e) => StoreFailed { error: &e }.emit(),
+        }
+    }
+
+    fn commit(&mut self) {
+        self.dedupe.commit();
+        self.tracker.commit();
+        DriftsOpen {
+            count: self.tracker.open_drifts(),
+        }
+        .emit();
+    }
+
+    fn rollback(&mut self) {
+        self.dedupe.rollback();
+        self.tracker.rollback();
+    }
+}
+
+/// Decodes an input as its framing says; returns the bytes consumed.
+fn decode_input<'a>(input: &'a Input, arena: &'a Arena) -> (Decoded<'a>, usize) {
+    let body = &input.body[..];
+    match input.framing {
+        Framing::Whole => (decode::decode_bytes_in(body, arena), body.len()),
+        Framing::Part { first_line, last } => {
+            let mut decoded = Decoded::default();
+            let consumed = match std::str::from_utf8(body) {
+                Ok(text) => decode::decode_str(text, first_line, last, arena, &mut decoded),
+                Err(_) => {
+                    decode::decode_bytes_into(body, first_line, arena, &mut decoded);
+                    body.len()
+                }
+            };
+            (decoded, consumed)
+        }
+    }
+}
+
+/// Emits what an outcome means for its input's metrics and logs.
+fn report(input: &Input, outcome: Outcome) -> Outcome {
+    match &outcome {
+        Ok(a) => {
+            BodyDecoded {
+                source: input.source,
+                origin: &input.origin,
+                events: a.stats.events as usize,
+                rejections: &a.rejections,
+            }
+            .emit();
+            BatchJudged {
+                source: input.source,
+                judged: &a.stats.judged,
+            }
+            .emit();
+            BatchAccepted {
+                events: a.stats.events as usize,
+                seconds: input.received.elapsed().as_secs_f64(),
+            }
+            .emit();
+        }
+        Err(e) => BatchRefused {
+            source: input.source,
+            because: e.because(),
+            message: &e.to_string(),
+        }
+        .emit(),
+    }
+    outcome
+}

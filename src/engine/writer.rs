@@ -1,0 +1,169 @@
+//! The engine's thread: the only writer of the dedupe filter, per-object
+//! state and the history store. Work arrives on one bounded queue, so
+//! batches, drift accepts and retention never race each other, and inputs
+//! waiting together are delivered in one store transaction (group commit)
+//! while each is still acknowledged only after the write.
+
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{AcceptOutcome, Engine, IngestError, Input, Outcome};
+use crate::telemetry::events::{Emit, QueueDepth};
+
+enum Work {
+    Ingest(Input, oneshot::Sender<Outcome>),
+    Accept {
+        id: String,
+        by: String,
+        reason: String,
+        reply: oneshot::Sender<Result<AcceptOutcome, IngestError>>,
+    },
+    Retention,
+}
+
+/// Most inputs delivered in one group.
+const MAX_GROUP: usize = 16;
+
+/// Why an input was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// The queue is full: try again shortly.
+    Full,
+    /// The engine has stopped.
+    Stopped,
+}
+
+/// How sources and the API reach the engine's thread.
+#[derive(Clone)]
+pub struct Handle {
+    queue: mpsc::Sender<Work>,
+}
+
+/// Starts the engine's thread with a queue of `capacity` inputs. The
+/// thread ends once every handle is dropped and the queue is drained.
+pub fn spawn(engine: Engine, capacity: usize) -> std::io::Result<(Handle, JoinHandle<()>)> {
+    let (queue, work) = mpsc::channel(capacity.max(1));
+    let thread = std::thread::Builder::new()
+        .name("engine".to_owned())
+        .spawn(move || run(engine, work))?;
+    Ok((Handle { queue }, thread))
+}
+
+impl Handle {
+    /// Queues an input without waiting; a full queue is refused at once.
+    pub fn try_ingest(&self, input: Input) -> Result<oneshot::Receiver<Outcome>, Busy> {
+        let (reply, answer) = oneshot::channel();
+        match self.queue.try_send(Work::Ingest(input, reply)) {
+            Ok(()) => {
+                QueueDepth {
+                    batches: self.depth(),
+                }
+                .emit();
+                Ok(answer)
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => Err(Busy::Full),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Busy::Stopped),
+        }
+    }
+
+    /// Queues an input, waiting for room.
+    pub async fn ingest(&self, input: Input) -> Result<oneshot::Receiver<Outcome>, Busy> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Work::Ingest(input, reply))
+            .await
+            .map_err(|_| Busy::Stopped)?;
+        Ok(answer)
+    }
+
+    pub async fn accept_drift(
+        &self,
+        id: String,
+        by: String,
+        reason: String,
+    ) -> Result<AcceptOutcome, IngestError> {
+        let (reply, answer) = oneshot::channel();
+        let work = Work::Accept {
+            id,
+            by,
+            reason,
+            reply,
+        };
+        self.queue
+            .send(work)
+            .await
+            .map_err(|_| IngestError::Stopped)?;
+        answer.await.map_err(|_| IngestError::Stopped)?
+    }
+
+    /// Asks for a retention pass, unless the queue is full: batches come first.
+    pub fn request_retention(&self) {
+        let _ = self.queue.try_send(Work::Retention);
+    }
+
+    /// Inputs waiting.
+    pub fn depth(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.queue.capacity() == 0
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.queue.is_closed()
+    }
+}
+
+fn run(mut engine: Engine, mut work: mpsc::Receiver<Work>) {
+    let mut later = Vec::new();
+    while let Some(item) = work.blocking_recv() {
+        match item {
+            Work::Ingest(input, reply) => {
+                let mut group = vec![(input, reply)];
+                while group.len() < MAX_GROUP {
+                    match work.try_recv() {
+                        Ok(Work::Ingest(input, reply)) => group.push((input, reply)),
+                        Ok(other) => {
+                            later.push(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                ingest(&mut engine, group);
+            }
+            other => later.push(other),
+        }
+        for item in later.drain(..) {
+            match item {
+                Work::Ingest(input, reply) => ingest(&mut engine, vec![(input, reply)]),
+                Work::Accept {
+                    id,
+                    by,
+                    reason,
+                    reply,
+                } => {
+                    let _ = reply.send(engine.accept_drift(&id, &by, &reason));
+                }
+                Work::Retention => engine.retention(),
+            }
+        }
+    }
+}
+
+fn ingest(engine: &mut Engine, group: Vec<(Input, oneshot::Sender<Outcome>)>) {
+    let (inputs, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+    for (outcome, reply) in engine.ingest(inputs).into_iter().zip(replies) {
+        // The client may have gone away; its input was processed all the same.
+        let _ = reply.send(outcome);
+    }
+}
+
+/// How often retention runs: often enough that the store never holds much
+/// more than the retention period, rarely enough to cost nothing.
+pub fn retention_interval(retention: Duration) -> Duration {
+    (retention / 100).clamp(Duration::from_secs(1), Duration::from_secs(600))
+}

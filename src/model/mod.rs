@@ -1,0 +1,27 @@
+//! The words every stage shares, with no I/O: the object a request touched
+//! ([`ObjectRef`]), who made it ([`Actor`]), the request's identity
+//! ([`RequestId`]), times, field changes, a drift's transitions, and the
+//! attributed change ([`ChangeRecord`]) that the history stores and every
+//! finding is a view of.
+//!
+//! Stages import from here; nothing here imports a stage but the borrowed
+//! audit event it reads ([`crate::decode::Event`]).
+
+mod actor;
+mod change;
+mod drift;
+mod object;
+mod record;
+mod request;
+pub mod time;
+mod verdict;
+
+pub(crate) use actor::effective_username;
+pub use actor::{Actor, Impersonator, client_of};
+pub use change::Change;
+pub use drift::{DriftRef, DriftState, DriftTransition, OpenDrift};
+pub use object::{ManagedBy, ObjectRef, Owner};
+pub use record::ChangeRecord;
+pub use request::{RequestId, STORE_KEY_LEN};
+pub use time::Time;
+pub use verdict::{FindingType, Severity, VerdictKind};

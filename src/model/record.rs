@@ -1,0 +1,43 @@
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Actor, Change, DriftRef, FindingType, ManagedBy, ObjectRef, Owner, RequestId, Severity, Time,
+    VerdictKind,
+};
+
+/// One attributed change: who changed which object, when, which fields, and
+/// how it was judged. The engine builds it once per recorded event; the
+/// history stores it, the query API returns it, and a drift's finding is
+/// its view in the `driftwatch.finding/v1` schema.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ChangeRecord {
+    /// The finding id: stable per request.
+    pub id: String,
+    /// The stage time of the event.
+    pub time: Time,
+    pub cluster: String,
+    pub resource: ObjectRef,
+    pub verb: String,
+    pub actor: Actor,
+    pub audit_id: String,
+    pub request_uri: String,
+    pub verdict: VerdictKind,
+    /// The sanctioned pipeline that made it, or whose identity or user agent
+    /// a pipeline-related finding involves.
+    pub pipeline: Option<String>,
+    #[serde(rename = "type")]
+    pub finding_type: Option<FindingType>,
+    pub severity: Option<Severity>,
+    pub reasons: Vec<String>,
+    pub changes: Vec<Change>,
+    pub drift: Option<DriftRef>,
+    pub managed_by: Option<ManagedBy>,
+    pub owner: Option<Owner>,
+    /// The request's identity; in memory only (the store keeps its key).
+    #[serde(skip)]
+    pub request: RequestId,
+    /// Set when a stored row could not be read whole: what is wrong with it.
+    /// The fields its columns hold are still filled in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrupt: Option<String>,
+}
