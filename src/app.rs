@@ -99,55 +99,28 @@ impl Server {
     pub async fn bind(config: Config, shutdown: CancellationToken) -> Result<Server, AppError> {
         // First: the store and retention record metrics as soon as they open.
         let metrics = telemetry::init_metrics();
-        std::fs::create_dir_all(&config.data_dir).map_err(|source| AppError::DataDir {
-            path: config.data_dir.display().to_string(),
+        std::fs::create_dir_all(&config.history.data_dir).map_err(|source| AppError::DataDir {
+            path: config.history.data_dir.display().to_string(),
             source,
         })?;
-        let listener = TcpListener::bind(config.listen)
+        let listener = TcpListener::bind(config.server.listen)
             .await
             .map_err(|source| AppError::Bind {
-                addr: config.listen,
+                addr: config.server.listen,
                 source,
             })?;
         // Certificates and tokens first: a broken file must stop the start,
         // not surface on the first request.
-        let tls = match &config.tls {
-            Some(t) => {
-                let reloading = tls::Reloading::new(t.clone())?;
-                reloading.spawn_watch(t.reload_interval, shutdown.clone());
-                Some(reloading)
-            }
-            None => None,
-        };
-        let reload_every = config
-            .tls
-            .as_ref()
-            .map_or(std::time::Duration::from_secs(10), |t| t.reload_interval);
-        let open_tokens =
-            |path: &Option<std::path::PathBuf>| -> Result<Option<Arc<auth::TokenFile>>, AppError> {
-                match path {
-                    Some(p) => {
-                        let file = auth::TokenFile::open(p)?;
-                        file.spawn_watch(reload_every, shutdown.clone());
-                        Ok(Some(file))
-                    }
-                    None => Ok(None),
-                }
-            };
-        let webhook_auth = auth::WebhookAuth {
-            tokens: open_tokens(&config.auth.bearer_tokens_file)?,
-            cn_clusters: Arc::new(config.auth.client_clusters.iter().cloned().collect()),
-        };
-        let query_tokens = open_tokens(&config.auth.query_tokens_file)?;
+        let (tls, webhook_auth, query_tokens) = security(&config, &shutdown)?;
         let limits = Limits {
-            header_read_timeout: config.header_read_timeout,
-            max_header_bytes: config.max_header_bytes,
-            shutdown_grace: config.shutdown_grace,
+            header_read_timeout: config.server.header_read_timeout,
+            max_header_bytes: config.server.max_header_bytes,
+            shutdown_grace: config.server.shutdown_grace,
         };
         let sinks = Sinks::from_config(&config.sinks)?;
         let config = Arc::new(config);
         let store = if config.history.enabled {
-            let store = Store::open(&config.data_dir)?;
+            let store = Store::open(&config.history.data_dir)?;
             store.set_durability(config.history.durability)?;
             StoreOpened { path: store.path() }.emit();
             Some(store)
@@ -156,7 +129,7 @@ impl Server {
         };
         let engine = Engine::new(Arc::clone(&config), store, sinks)?;
         let (handle, engine_thread) =
-            engine::writer::spawn(engine, config.queue_batches).map_err(AppError::Thread)?;
+            engine::writer::spawn(engine, config.server.queue_batches).map_err(AppError::Thread)?;
         if config.history.enabled {
             spawn_retention(handle.clone(), config.history.retention, shutdown.clone());
         }
@@ -248,6 +221,49 @@ async fn explain_unsupported_encoding(
         .into_response()
 }
 
+type Security = (
+    Option<Arc<tls::Reloading>>,
+    auth::WebhookAuth,
+    Option<Arc<auth::TokenFile>>,
+);
+
+/// TLS, the webhook's tokens and certificate bindings, and the query API's
+/// tokens, each watched for changes.
+fn security(config: &Config, shutdown: &CancellationToken) -> Result<Security, AppError> {
+    let server = &config.server;
+    let tls = match &server.tls {
+        Some(t) => {
+            let reloading = tls::Reloading::new(t.clone())?;
+            reloading.spawn_watch(t.reload_interval, shutdown.clone());
+            Some(reloading)
+        }
+        None => None,
+    };
+    let reload_every = server
+        .tls
+        .as_ref()
+        .map_or(std::time::Duration::from_secs(10), |t| t.reload_interval);
+    let open_tokens = |path: &Option<std::path::PathBuf>| -> Result<_, AppError> {
+        match path {
+            Some(p) => {
+                let file = auth::TokenFile::open(p)?;
+                file.spawn_watch(reload_every, shutdown.clone());
+                Ok(Some(file))
+            }
+            None => Ok(None),
+        }
+    };
+    let webhook_auth = auth::WebhookAuth {
+        tokens: open_tokens(&server.auth.bearer_tokens_file)?,
+        cn_clusters: Arc::new(server.auth.client_clusters.iter().cloned().collect()),
+    };
+    Ok((
+        tls,
+        webhook_auth,
+        open_tokens(&server.auth.query_tokens_file)?,
+    ))
+}
+
 /// Asks the engine to apply retention now and then, until shutdown.
 fn spawn_retention(
     engine: engine::Handle,
@@ -276,14 +292,14 @@ fn router(
 ) -> Router {
     let webhook_state = WebhookState {
         engine: engine.clone(),
-        max_body_bytes: config.max_body_bytes,
+        max_body_bytes: config.server.max_body_bytes,
         shutdown: shutdown.clone(),
     };
     let query_state = QueryState {
         pool: config
             .history
             .enabled
-            .then(|| ReadPool::new(&config.data_dir)),
+            .then(|| ReadPool::new(&config.history.data_dir)),
         engine: engine.clone(),
     };
     let ops_state = OpsState {
@@ -298,7 +314,9 @@ fn router(
         .layer(DefaultBodyLimit::disable())
         .layer(RequestDecompressionLayer::new())
         // A client that stalls mid-body must not hold a slot forever.
-        .layer(RequestBodyTimeoutLayer::new(config.body_read_timeout))
+        .layer(RequestBodyTimeoutLayer::new(
+            config.server.body_read_timeout,
+        ))
         // Nobody reaches the engine without passing authentication.
         .layer(axum::middleware::from_fn_with_state(
             webhook_auth,
@@ -348,5 +366,36 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::routes;
+
+    /// The OpenAPI document describes exactly the routes the router is built
+    /// from; the integration suite checks that each is really served.
+    #[test]
+    fn openapi_documents_every_route_and_no_other() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("api/openapi.json")).unwrap();
+        let mut documented: Vec<(String, String)> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .flat_map(|(path, ops)| {
+                ops.as_object()
+                    .unwrap()
+                    .keys()
+                    .map(move |method| (method.clone(), path.clone()))
+            })
+            .collect();
+        let mut served: Vec<(String, String)> = routes::ALL
+            .iter()
+            .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+            .collect();
+        documented.sort();
+        served.sort();
+        assert_eq!(documented, served);
     }
 }

@@ -59,10 +59,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         Err(code) => return code,
     };
     if let Some(listen) = args.listen {
-        config.listen = listen;
+        config.server.listen = listen;
     }
     if let Some(dir) = args.data_dir {
-        config.data_dir = dir;
+        config.history.data_dir = dir;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

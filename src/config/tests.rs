@@ -4,7 +4,7 @@ use super::*;
 fn empty_config_is_the_embedded_defaults() {
     let c = Config::from_yaml("", "x.yaml").unwrap();
     assert_eq!(c.cluster, DEFAULT_CLUSTER);
-    assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+    assert_eq!(c.server.listen.to_string(), DEFAULT_LISTEN);
     assert!(c.policy.pipelines.is_empty());
     assert!(
         c.policy
@@ -83,4 +83,33 @@ fn baseline_opt_out_and_extras() {
     let c = Config::from_yaml("system_identities:\n  baseline: false\n", "c.yaml").unwrap();
     assert!(c.policy.system.users.is_empty());
     assert!(!c.policy.system.nodes);
+}
+
+#[test]
+fn every_limit_and_duration_is_checked_with_its_key() {
+    let yaml = "\
+server:
+  queue_batches: 0
+  max_header_bytes: 10
+  body_read_timeout: 0s
+  shutdown_grace: soon
+history:
+  retention: 5y
+  max_tracked_objects: 0
+sinks:
+  kafka: {brokers: \"\", topic: t, delivery_timeout_ms: 5}
+";
+    let text = Config::from_yaml(yaml, "c.yaml").unwrap_err().to_string();
+    for expected in [
+        "c.yaml:2: server.queue_batches: must be at least 1",
+        "c.yaml:3: server.max_header_bytes: must be at least 1024",
+        "c.yaml:4: server.body_read_timeout: invalid duration \"0s\": must not be zero",
+        "c.yaml:5: server.shutdown_grace: invalid duration \"soon\": expected a number and a unit",
+        "c.yaml:7: history.retention: invalid duration \"5y\": unit must be s, m, h, d or w",
+        "c.yaml:8: history.max_tracked_objects: must be at least 1",
+        "sinks.kafka.brokers: must not be empty",
+        "sinks.kafka.delivery_timeout_ms: must be at least 100",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
 }

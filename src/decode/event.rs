@@ -397,53 +397,13 @@ pub(crate) fn derived_audit_id(doc: &[u8]) -> String {
     id
 }
 
-/// Looks up `key` in the query string of a request URI.
+/// Looks up `key` in the query string of a request URI, decoded as a form
+/// (`+` is a space, `%XX` a byte; undecodable bytes are shown, not dropped).
 pub fn query_param<'u>(uri: &'u str, key: &str) -> Option<Cow<'u, str>> {
     let (_, query) = uri.split_once('?')?;
-    for pair in query.split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k == key {
-            return Some(percent_decode(v));
-        }
-    }
-    None
-}
-
-fn percent_decode(s: &str) -> Cow<'_, str> {
-    if !s.contains(['%', '+']) {
-        return Cow::Borrowed(s);
-    }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => match (
-                bytes.get(i + 1).and_then(|b| hex_val(*b)),
-                bytes.get(i + 2).and_then(|b| hex_val(*b)),
-            ) {
-                (Some(hi), Some(lo)) => {
-                    out.push(hi << 4 | lo);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    // Undecodable bytes in a query value are shown, not dropped.
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
-
-fn hex_val(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
 }
 
 #[cfg(test)]

@@ -110,7 +110,7 @@ impl Engine {
         // What cloud envelopes unpack; dropped with `decoded`.
         let arena = Arena::new();
         let (decoded, consumed) = decode_input(input, &arena);
-        let max = self.config.max_events_per_batch;
+        let max = self.config.server.max_events_per_batch;
         if decoded.events.len() > max {
             // Refused whole, before any state changes: the sender must split it.
             return Err(IngestError::TooManyEvents {

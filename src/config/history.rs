@@ -1,0 +1,82 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::check::Problems;
+use super::raw::RawHistory;
+
+/// How much a `200` promises about the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Committed to the WAL: survives a crash of driftwatch, not of the machine.
+    Normal,
+    /// fsync on every commit: survives power loss.
+    Full,
+}
+
+#[derive(Debug, Clone)]
+pub struct HistoryConfig {
+    /// Record history in `data_dir` (serve: yes; replay: with --data-dir).
+    pub enabled: bool,
+    /// Where driftwatch keeps its state (the SQLite store).
+    pub data_dir: PathBuf,
+    /// Changes older than this are deleted; open drifts are kept.
+    pub retention: Duration,
+    /// Also store changes by system identities (off: they are most of the volume).
+    pub store_system: bool,
+    /// Objects remembered for field diffs, least recently changed evicted.
+    pub max_tracked_objects: usize,
+    /// Bytes of remembered objects; least recently changed evicted first.
+    pub max_tracked_bytes: usize,
+    pub durability: Durability,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            enabled: true,
+            data_dir: PathBuf::from(super::DEFAULT_DATA_DIR),
+            retention: Duration::from_secs(30 * 86_400),
+            store_system: false,
+            max_tracked_objects: 50_000,
+            max_tracked_bytes: 256 * 1024 * 1024,
+            durability: Durability::Normal,
+        }
+    }
+}
+
+pub(super) fn compile(raw: &RawHistory, p: &mut Problems) -> HistoryConfig {
+    let mut h = HistoryConfig::default();
+    if let Some(dir) = &raw.data_dir {
+        h.data_dir = PathBuf::from(dir);
+    }
+    h.enabled = raw.enabled.unwrap_or(h.enabled);
+    h.store_system = raw.store_system.unwrap_or(h.store_system);
+    if let Some(d) = p.duration(&raw.retention, "history.retention") {
+        h.retention = d;
+    }
+    if let Some(n) = p.at_least(&raw.max_tracked_objects, 1, "history.max_tracked_objects") {
+        h.max_tracked_objects = n;
+    }
+    if let Some(n) = p.at_least(
+        &raw.max_tracked_bytes,
+        1024 * 1024,
+        "history.max_tracked_bytes",
+    ) {
+        h.max_tracked_bytes = n;
+    }
+    if let Some(d) = &raw.durability {
+        h.durability = match d.value.as_str() {
+            "normal" => Durability::Normal,
+            "full" => Durability::Full,
+            other => {
+                p.at(
+                    d,
+                    "history.durability",
+                    format!("{other:?}: expected normal or full"),
+                );
+                Durability::Normal
+            }
+        };
+    }
+    h
+}

@@ -1,0 +1,134 @@
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::check::Problems;
+use super::raw::RawServer;
+
+/// The listener: address, limits, TLS and who may call.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub queue_batches: usize,
+    pub max_events_per_batch: usize,
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub tls: Option<TlsConfig>,
+    pub auth: AuthConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: super::DEFAULT_MAX_BODY_BYTES,
+            queue_batches: super::DEFAULT_QUEUE_BATCHES,
+            max_events_per_batch: 50_000,
+            max_header_bytes: 16 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+            tls: None,
+            auth: AuthConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Require client certificates signed by this CA.
+    pub client_ca_file: Option<PathBuf>,
+    pub reload_interval: Duration,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthConfig {
+    pub bearer_tokens_file: Option<PathBuf>,
+    pub query_tokens_file: Option<PathBuf>,
+    pub client_clusters: Vec<(String, String)>,
+}
+
+pub(super) fn compile(raw: &RawServer, p: &mut Problems) -> ServerConfig {
+    let mut s = ServerConfig::default();
+    if let Some(listen) = &raw.listen {
+        match listen.value.parse() {
+            Ok(addr) => s.listen = addr,
+            Err(e) => p.at(
+                listen,
+                "server.listen",
+                format!(
+                    "invalid address {:?}: {e} (expected HOST:PORT such as {})",
+                    listen.value,
+                    super::DEFAULT_LISTEN
+                ),
+            ),
+        }
+    }
+    if let Some(n) = p.at_least(&raw.max_body_bytes, 1024, "server.max_body_bytes") {
+        s.max_body_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    if let Some(n) = p.at_least(&raw.queue_batches, 1, "server.queue_batches") {
+        s.queue_batches = n;
+    }
+    if let Some(n) = p.at_least(&raw.max_events_per_batch, 1, "server.max_events_per_batch") {
+        s.max_events_per_batch = n;
+    }
+    if let Some(n) = p.at_least(&raw.max_header_bytes, 1024, "server.max_header_bytes") {
+        s.max_header_bytes = n;
+    }
+    for (value, key, slot) in [
+        (
+            &raw.header_read_timeout,
+            "server.header_read_timeout",
+            &mut s.header_read_timeout,
+        ),
+        (
+            &raw.body_read_timeout,
+            "server.body_read_timeout",
+            &mut s.body_read_timeout,
+        ),
+        (
+            &raw.shutdown_grace,
+            "server.shutdown_grace",
+            &mut s.shutdown_grace,
+        ),
+    ] {
+        if let Some(d) = p.duration(value, key) {
+            *slot = d;
+        }
+    }
+    s.tls = raw.tls.as_ref().map(|tls| {
+        p.non_empty(&tls.cert_file, "server.tls.cert_file");
+        p.non_empty(&tls.key_file, "server.tls.key_file");
+        TlsConfig {
+            cert_file: PathBuf::from(&tls.cert_file.value),
+            key_file: PathBuf::from(&tls.key_file.value),
+            client_ca_file: tls.client_ca_file.as_ref().map(|c| PathBuf::from(&c.value)),
+            reload_interval: p
+                .duration(&tls.reload_interval, "server.tls.reload_interval")
+                .unwrap_or(Duration::from_secs(10)),
+        }
+    });
+    let path =
+        |f: &Option<serde_saphyr::Spanned<String>>| f.as_ref().map(|f| PathBuf::from(&f.value));
+    s.auth = AuthConfig {
+        bearer_tokens_file: path(&raw.auth.bearer_tokens_file),
+        query_tokens_file: path(&raw.auth.query_tokens_file),
+        client_clusters: raw.auth.client_clusters.clone().into_iter().collect(),
+    };
+    if !s.auth.client_clusters.is_empty()
+        && s.tls.as_ref().is_none_or(|t| t.client_ca_file.is_none())
+    {
+        p.add(
+            None,
+            "server.auth.client_clusters",
+            "binds client certificates to clusters, but server.tls.client_ca_file is not set, so no client certificate is verified",
+        );
+    }
+    s
+}
