@@ -235,7 +235,12 @@ pub fn post(url: &str, body: Vec<u8>) -> Result<(u16, String)> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let r = driftwatch::http::client_builder().build()?.post(url).body(body).send().await?;
+        let r = driftwatch::http::client_builder()
+            .build()?
+            .post(url)
+            .body(body)
+            .send()
+            .await?;
         let code = r.status().as_u16();
         Ok((code, r.text().await?))
     })
