@@ -6,10 +6,30 @@ use ipnet::IpNet;
 use regex::Regex;
 
 use super::check::Problems;
-use super::raw::RawConfig;
+use super::raw::{RawConfig, RawSystem};
 use crate::classify::{Pipeline, Policy, SeverityOverride, SystemIdentities, system_baseline};
 
 pub(super) fn compile(raw: &RawConfig, problems: &mut Problems) -> Policy {
+    Policy {
+        pipelines: pipelines(raw, problems),
+        system: system(&raw.system_identities, problems),
+        ignore_resources: raw.ignore.resources.clone(),
+        ignore_namespaces: raw.ignore.namespaces.iter().cloned().collect(),
+        severity_overrides: raw
+            .severity
+            .overrides
+            .iter()
+            .map(|o| SeverityOverride {
+                resources: o.resources.clone(),
+                namespaces: o.namespaces.clone(),
+                types: o.types.clone(),
+                severity: o.severity,
+            })
+            .collect(),
+    }
+}
+
+fn pipelines(raw: &RawConfig, problems: &mut Problems) -> Vec<Pipeline> {
     let mut seen_names = HashSet::default();
     let mut pipelines = Vec::new();
     for (i, p) in raw.pipelines.iter().enumerate() {
@@ -63,8 +83,10 @@ pub(super) fn compile(raw: &RawConfig, problems: &mut Problems) -> Policy {
             source_cidrs,
         });
     }
+    pipelines
+}
 
-    let sys = &raw.system_identities;
+fn system(sys: &RawSystem, problems: &mut Problems) -> SystemIdentities {
     let mut system = SystemIdentities::default();
     if sys.baseline {
         system.users = system_baseline::usernames().collect();
@@ -101,24 +123,7 @@ pub(super) fn compile(raw: &RawConfig, problems: &mut Problems) -> Policy {
         }
         system.groups.insert(group.value.clone());
     }
-
-    Policy {
-        pipelines,
-        system,
-        ignore_resources: raw.ignore.resources.clone(),
-        ignore_namespaces: raw.ignore.namespaces.iter().cloned().collect(),
-        severity_overrides: raw
-            .severity
-            .overrides
-            .iter()
-            .map(|o| SeverityOverride {
-                resources: o.resources.clone(),
-                namespaces: o.namespaces.clone(),
-                types: o.types.clone(),
-                severity: o.severity,
-            })
-            .collect(),
-    }
+    system
 }
 
 /// A CIDR, or a bare address meaning a single host.

@@ -35,6 +35,8 @@ pub struct Limits {
     pub shutdown_grace: Duration,
 }
 
+type ConnBuilder = Builder<TokioExecutor>;
+
 /// Serves `router` on `listener` until `shutdown`, then waits (up to the
 /// grace period) for the connections' in-flight requests.
 pub async fn serve(
@@ -44,17 +46,7 @@ pub async fn serve(
     limits: Limits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    let builder = Arc::new(builder);
+    let builder = Arc::new(conn_builder(&limits));
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -70,80 +62,25 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let watcher = graceful.watcher();
-        let builder = Arc::clone(&builder);
-        let router = router.clone();
+        let conn = Connection {
+            peer,
+            builder: Arc::clone(&builder),
+            router: router.clone(),
+            watcher: graceful.watcher(),
+        };
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => {
-                    let service =
-                        TowerToHyperService::new(router.layer(Extension(auth::Peer::default())));
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    if let Err(e) = watcher.watch(conn).await {
-                        ConnectionFailed {
-                            peer,
-                            during: "http",
-                            error: &e,
-                        }
-                        .emit();
-                    }
-                }
+                None => conn.serve(TokioIo::new(stream), None).await,
                 Some(tls) => {
-                    let acceptor = TlsAcceptor::from(tls.current());
-                    let stream = match tokio::time::timeout(
-                        limits.header_read_timeout,
-                        acceptor.accept(stream),
-                    )
-                    .await
-                    {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            AuthRefused {
-                                reason: "tls_handshake",
-                            }
-                            .emit();
-                            ConnectionFailed {
-                                peer,
-                                during: "tls_handshake",
-                                error: &e,
-                            }
-                            .emit();
-                            return;
-                        }
-                        Err(_) => {
-                            AuthRefused {
-                                reason: "tls_handshake",
-                            }
-                            .emit();
-                            ConnectionFailed {
-                                peer,
-                                during: "tls_handshake",
-                                error: &"timed out",
-                            }
-                            .emit();
-                            return;
-                        }
-                    };
-                    let common_name = stream
-                        .get_ref()
-                        .1
-                        .peer_certificates()
-                        .and_then(|chain| chain.first())
-                        .and_then(|cert| tls::common_name(cert));
-                    let service = TowerToHyperService::new(
-                        router.layer(Extension(auth::Peer { common_name })),
-                    );
-                    let conn =
-                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                    if let Err(e) = watcher.watch(conn).await {
-                        ConnectionFailed {
-                            peer,
-                            during: "http",
-                            error: &e,
-                        }
-                        .emit();
+                    if let Some(stream) = handshake(&tls, stream, peer, &limits).await {
+                        let common_name = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|chain| chain.first())
+                            .and_then(|cert| tls::common_name(cert));
+                        conn.serve(TokioIo::new(stream), common_name).await;
                     }
                 }
             }
@@ -160,6 +97,75 @@ pub async fn serve(
         .emit();
     }
     Ok(())
+}
+
+fn conn_builder(limits: &Limits) -> ConnBuilder {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+/// One accepted connection, before or after its TLS handshake.
+struct Connection {
+    peer: SocketAddr,
+    builder: Arc<ConnBuilder>,
+    router: Router,
+    watcher: hyper_util::server::graceful::Watcher,
+}
+
+impl Connection {
+    /// Serves HTTP on `io`; every request carries the certificate's name.
+    async fn serve<I>(self, io: TokioIo<I>, common_name: Option<String>)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let service =
+            TowerToHyperService::new(self.router.layer(Extension(auth::Peer { common_name })));
+        let conn = self.builder.serve_connection_with_upgrades(io, service);
+        if let Err(e) = self.watcher.watch(conn).await {
+            ConnectionFailed {
+                peer: self.peer,
+                during: "http",
+                error: &e,
+            }
+            .emit();
+        }
+    }
+}
+
+/// The TLS handshake within the header timeout; `None` when refused.
+async fn handshake(
+    tls: &tls::Reloading,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    limits: &Limits,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let acceptor = TlsAcceptor::from(tls.current());
+    let failed: Box<dyn std::fmt::Display> =
+        match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
+            Ok(Ok(s)) => return Some(s),
+            Ok(Err(e)) => Box::new(e),
+            Err(_) => Box::new("timed out"),
+        };
+    AuthRefused {
+        reason: "tls_handshake",
+    }
+    .emit();
+    ConnectionFailed {
+        peer,
+        during: "tls_handshake",
+        error: &failed,
+    }
+    .emit();
+    None
 }
 
 /// For logs: where the service listens and how.
