@@ -1,0 +1,18 @@
+//! What driftwatch's integration tests, benches and examples share.
+//!
+//! - [`synth`]: a synthetic, deterministic audit stream shaped like a real
+//!   cluster's, for the pipeline bench, the load generator and the Kafka
+//!   throughput run.
+//! - [`gojson`]: JSON written the way Go's `encoding/json` writes it, as the
+//!   API server's audit backends do.
+//! - [`time`]: audit timestamps (RFC 3339 in UTC with microseconds).
+//!
+//! It generates bytes and drives the `driftwatch` binary over HTTP; it does
+//! not link the driftwatch library.
+
+// Test code may panic on what it controls.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod gojson;
+pub mod synth;
+pub mod time;
