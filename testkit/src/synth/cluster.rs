@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use super::request::{Identity, UserInfo};
-use super::rng::Rng;
+use crate::rng::Rng;
 
 pub const K8S_VERSION: &str = "v1.31.2";
 pub const K8S_COMMIT: &str = "5864a46";

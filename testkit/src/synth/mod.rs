@@ -22,7 +22,6 @@ mod bodies;
 mod cluster;
 mod kinds;
 mod request;
-mod rng;
 #[cfg(test)]
 mod tests;
 
@@ -32,7 +31,7 @@ use std::rc::Rc;
 use jiff::{SignedDuration, Timestamp};
 
 pub use self::request::{Identity, StageKind};
-pub use self::rng::Rng;
+pub use crate::rng::Rng;
 pub use crate::time::{rfc3339_micros, rfc3339_secs};
 
 use self::cluster::Cluster;

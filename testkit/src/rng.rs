@@ -1,5 +1,6 @@
-//! The stream's randomness: ChaCha8 (portable, so a seed gives the same
-//! stream on every machine), with the few draws the generator needs.
+//! Seeded randomness for the synthetic stream and the crash harness:
+//! ChaCha8 (portable, so a seed gives the same draws on every machine),
+//! with the few draws they need.
 
 use rand::seq::IndexedRandom;
 use rand::{Rng as _, SeedableRng};
@@ -62,4 +63,14 @@ impl Rng {
             .map(|_| char::from(*self.pick(b"0123456789abcdef")))
             .collect()
     }
+}
+
+/// A seed for a run that was not given one: the clock and the process id.
+/// Print it, so that the run can be replayed.
+pub fn clock_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    nanos ^ u64::from(std::process::id()).rotate_left(32)
 }
