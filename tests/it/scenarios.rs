@@ -326,6 +326,7 @@ fn each_verdict_is_counted_once_and_only_drift_emits_a_finding() -> Result<()> {
     assert_eq!(r.summary.mutations, 3, "{}", r.summary.line);
     assert_eq!(r.summary.documents, 4, "{}", r.summary.line);
     let f = r.only()?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["audit_id"], drift.id());
     assert_eq!(f["type"], "out_of_band_change");
     Ok(())
@@ -394,6 +395,7 @@ fn flux_declared_by_group_sanctions_its_controllers_and_still_checks_user_agents
     let r = replay(FLUX_BY_GROUP, &[kustomize, notification])?;
     assert_eq!(r.summary.verdicts(), (0, 0, 1, 1), "{}", r.summary.line);
     let f = r.only()?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["type"], "pipeline_credential_misuse");
     assert_eq!(f["pipeline"], "flux");
     assert_eq!(
@@ -436,6 +438,7 @@ fn human_impersonating_argocd_controller_is_pipeline_impersonation() -> Result<(
         .by(ADMIN, ADMIN_GROUPS)
         .impersonating(ARGOCD_SA, &sa_groups("argocd"));
     let f = single_finding(&config(""), e, "pipeline_impersonation", "critical")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["pipeline"], "argocd");
     assert_eq!(f["actor"]["username"], ARGOCD_SA);
     assert_eq!(f["actor"]["impersonated_by"]["username"], ADMIN);
@@ -451,6 +454,7 @@ fn impersonation_wins_over_spoofing_when_the_user_agent_is_forged_too() -> Resul
         .impersonating(ARGOCD_SA, &sa_groups("argocd"))
         .ua(ARGOCD_UA);
     let f = single_finding(&config(""), e, "pipeline_impersonation", "critical")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["pipeline"], "argocd");
     Ok(())
 }
@@ -466,6 +470,7 @@ fn argocd_token_used_from_kubectl_is_pipeline_credential_misuse() -> Result<()> 
         )
         .source_ips(&["192.168.10.24"]);
     let f = single_finding(&config(""), e, "pipeline_credential_misuse", "critical")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["pipeline"], "argocd");
     assert_eq!(f["actor"]["username"], ARGOCD_SA);
     assert_eq!(f["actor"]["client"], "kubectl");
@@ -483,6 +488,7 @@ fn helm_ci_user_from_outside_its_cidr_is_pipeline_credential_misuse() -> Result<
     .ua(HELM_UA)
     .source_ips(&[OUTSIDE_IP]);
     let f = single_finding(&config(""), e, "pipeline_credential_misuse", "critical")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["pipeline"], "helm-ci");
     assert_eq!(f["actor"]["source_ips"], json!([OUTSIDE_IP]));
     assert!(reasons(&f).contains(OUTSIDE_IP), "{f}");
@@ -502,6 +508,7 @@ fn helm_ci_forwarded_address_inside_but_real_hop_outside_is_pipeline_credential_
     .ua(HELM_UA)
     .source_ips(&[CI_RUNNER_IP, OUTSIDE_IP]);
     let f = single_finding(&config(""), e, "pipeline_credential_misuse", "critical")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["pipeline"], "helm-ci");
     assert!(reasons(&f).contains(OUTSIDE_IP), "{f}");
     Ok(())
@@ -512,6 +519,7 @@ fn human_with_argocd_user_agent_is_user_agent_spoofing() -> Result<()> {
     // kubectl --user-agent 'argocd-application-controller/v2.13.1 (linux/amd64)'
     let e = kubectl_edit_replicas().ua(ARGOCD_UA);
     let f = single_finding(&config(""), e, "user_agent_spoofing", "critical")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["pipeline"], "argocd");
     assert_eq!(f["actor"]["username"], ALICE);
     assert_eq!(f["actor"]["client"], "argocd");
@@ -535,6 +543,7 @@ fn exec_over_spdy_is_interactive_access() -> Result<()> {
         "interactive_access",
         "high",
     )?;
+    insta::assert_json_snapshot!(f);
     assert_interactive(&f, "exec");
     assert_eq!(f["verb"], "create");
     Ok(())
@@ -549,6 +558,7 @@ fn exec_over_websocket_get_is_interactive_access() -> Result<()> {
         "interactive_access",
         "high",
     )?;
+    insta::assert_json_snapshot!(f);
     assert_interactive(&f, "exec");
     assert_eq!(f["verb"], "get");
     Ok(())
@@ -561,6 +571,7 @@ fn attach_is_interactive_access() -> Result<()> {
         "/api/v1/namespaces/shop/pods/api-7d9c5b8f4-x2k8q/attach?container=app&stdin=true&stdout=true&tty=true",
     );
     let f = single_finding(&config(""), e, "interactive_access", "high")?;
+    insta::assert_json_snapshot!(f);
     assert_interactive(&f, "attach");
     Ok(())
 }
@@ -572,6 +583,7 @@ fn portforward_is_interactive_access() -> Result<()> {
         "/api/v1/namespaces/shop/pods/api-7d9c5b8f4-x2k8q/portforward",
     );
     let f = single_finding(&config(""), e, "interactive_access", "high")?;
+    insta::assert_json_snapshot!(f);
     assert_interactive(&f, "portforward");
     Ok(())
 }
@@ -588,6 +600,7 @@ fn kubectl_debug_ephemeral_container_is_interactive_access() -> Result<()> {
         "targetContainerName": "app", "terminationMessagePolicy": "File"
     }]}}));
     let f = single_finding(&config(""), e, "interactive_access", "high")?;
+    insta::assert_json_snapshot!(f);
     assert_interactive(&f, "ephemeralcontainers");
     Ok(())
 }
@@ -600,6 +613,7 @@ fn service_proxy_is_interactive_access() -> Result<()> {
         "/api/v1/namespaces/shop/services/http:api:80/proxy/admin/debug",
     );
     let f = single_finding(&config(""), e, "interactive_access", "high")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["resource"]["resource"], "services");
     assert_eq!(f["resource"]["subresource"], "proxy");
     assert_eq!(f["resource"]["name"], "http:api:80");
@@ -619,6 +633,7 @@ fn kubectl_edit_is_out_of_band_change() -> Result<()> {
         .received_at("2026-11-20T09:41:07.402117Z")
         .stage_at("2026-11-20T09:41:07.415893Z");
     let f = single_finding(&config(""), e.clone(), "out_of_band_change", "medium")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["cluster"], "prod-eu-1");
     assert_eq!(f["time"], "2026-11-20T09:41:07.415893Z");
     assert_eq!(f["audit_id"], e.id());
@@ -647,6 +662,7 @@ fn kubectl_edit_is_out_of_band_change() -> Result<()> {
 fn kubectl_delete_is_out_of_band_change() -> Result<()> {
     let e = Ev::new("delete", "/api/v1/namespaces/shop/configmaps/api-config");
     let f = single_finding(&config(""), e, "out_of_band_change", "high")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["verb"], "delete");
     assert_eq!(f["resource"]["name"], "api-config");
     Ok(())
@@ -663,6 +679,7 @@ fn kubectl_create_is_out_of_band_change() -> Result<()> {
                  "metadata": {"name": "feature-flags", "namespace": "shop"},
                  "data": {"checkout_v2": "true"}}));
     let f = single_finding(&config(""), e, "out_of_band_change", "medium")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["verb"], "create");
     assert_eq!(f["actor"]["field_manager"], "kubectl-create");
     Ok(())
@@ -935,6 +952,7 @@ fn node_name_without_nodes_group_is_drift() -> Result<()> {
     // (or an OIDC user who picked that name) is not a kubelet.
     let e = kubelet_patches_pod_status("system:node:worker-1", &["system:authenticated"]);
     let f = single_finding(&config(""), e, "out_of_band_change", "medium")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["actor"]["username"], "system:node:worker-1");
     Ok(())
 }
@@ -946,6 +964,7 @@ fn system_masters_member_is_drift() -> Result<()> {
         &["system:masters", "system:authenticated"],
     );
     let f = single_finding(&config(""), e, "out_of_band_change", "medium")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["actor"]["username"], "kubernetes-admin");
     Ok(())
 }
@@ -957,6 +976,7 @@ fn anonymous_is_drift() -> Result<()> {
         .ua("curl/8.5.0")
         .source_ips(&["198.51.100.23"]);
     let f = single_finding(&config(""), e, "out_of_band_change", "medium")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["actor"]["username"], "system:anonymous");
     assert_eq!(f["actor"]["client"], "curl");
     Ok(())
@@ -970,6 +990,7 @@ fn kube_system_default_service_account_is_drift() -> Result<()> {
         .ua("Go-http-client/2.0")
         .source_ips(&["10.244.1.9"]);
     let f = single_finding(&config(""), e, "out_of_band_change", "medium")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(
         f["actor"]["username"],
         "system:serviceaccount:kube-system:default"
@@ -989,6 +1010,7 @@ fn argocd_server_ui_edit_is_drift() -> Result<()> {
     .source_ips(&["10.244.3.22"])
     .body(json!({"spec": {"replicas": 0}}));
     let f = single_finding(&config(""), e, "out_of_band_change", "medium")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(
         f["actor"]["username"],
         "system:serviceaccount:argocd:argocd-server"
@@ -1090,6 +1112,7 @@ fn server_side_apply_creating_with_patch_201_is_a_mutation() -> Result<()> {
     assert_eq!(r.summary.mutations, 1, "{}", r.summary.line);
     assert_eq!(r.summary.verdicts(), (0, 0, 0, 1), "{}", r.summary.line);
     let f = r.only()?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["type"], "out_of_band_change");
     assert_eq!(f["actor"]["field_manager"], "kubectl");
     // The apply document's identity fields are not changes; its data is.
@@ -1126,6 +1149,7 @@ fn exec_response_started_and_response_complete_give_one_finding() -> Result<()> 
     assert_eq!(r.summary.verdicts(), (1, 0, 0, 1), "{}", r.summary.line);
     assert_eq!(r.summary.deduplicated, 1, "{}", r.summary.line);
     let f = r.only()?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["type"], "interactive_access");
     // ResponseStarted is the early signal of a long-running connect.
     assert_eq!(f["stage"], "ResponseStarted");
@@ -1176,7 +1200,15 @@ fn forged_audit_id_from_another_user_gives_two_findings() -> Result<()> {
     assert_eq!(r.summary.drift, 2, "{}", r.summary.line);
     assert_eq!(r.summary.deduplicated, 0, "{}", r.summary.line);
     let a = r.by_actor(ALICE)?;
+    insta::assert_json_snapshot!(
+        "forged_audit_id_from_another_user_gives_two_findings-alice",
+        a
+    );
     let m = r.by_actor(MALLORY)?;
+    insta::assert_json_snapshot!(
+        "forged_audit_id_from_another_user_gives_two_findings-mallory",
+        m
+    );
     assert_eq!(a["audit_id"], m["audit_id"]);
     assert_ne!(a["id"], m["id"]);
     Ok(())
@@ -1194,6 +1226,7 @@ fn rbac_change_is_critical() -> Result<()> {
         "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings?fieldManager=kubectl-create&fieldValidation=Strict",
     );
     let f = single_finding(&config(""), e, "out_of_band_change", "critical")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["resource"]["group"], "rbac.authorization.k8s.io");
     assert_eq!(f["resource"]["namespace"], Value::Null);
     Ok(())
@@ -1212,6 +1245,7 @@ fn admission_webhook_configuration_change_is_critical() -> Result<()> {
     .body(json!({"webhooks": [{"name": "namespace.sidecar-injector.istio.io", "failurePolicy": "Ignore"}]}));
     let r = replay(&config(""), &[delete, edit])?;
     assert_eq!(r.summary.drift, 2, "{}", r.summary.line);
+    insta::assert_json_snapshot!(r.findings);
     for f in &r.findings {
         assert_eq!(f["severity"], "critical", "{f}");
     }
@@ -1379,6 +1413,7 @@ fn impersonated_identity_is_the_actor_and_the_real_user_is_impersonated_by() -> 
         .by(ADMIN, ADMIN_GROUPS)
         .impersonating("system:serviceaccount:shop:deployer", &sa_groups("shop"));
     let f = single_finding(&config(""), e, "out_of_band_change", "medium")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(
         f["actor"]["username"],
         "system:serviceaccount:shop:deployer"
@@ -1458,9 +1493,11 @@ fn kubectl_client_and_field_manager_are_reported() -> Result<()> {
     }}}}}));
     let r = replay(&config(""), &[edit, rollout])?;
     let a = r.by_actor(ALICE)?;
+    insta::assert_json_snapshot!("kubectl_client_and_field_manager_are_reported-alice", a);
     assert_eq!(a["actor"]["client"], "kubectl");
     assert_eq!(a["actor"]["field_manager"], "kubectl-edit");
     let m = r.by_actor(MALLORY)?;
+    insta::assert_json_snapshot!("kubectl_client_and_field_manager_are_reported-mallory", m);
     assert_eq!(m["actor"]["client"], "kubectl");
     assert_eq!(m["actor"]["user_agent"], KUBECTL_WINDOWS);
     assert_eq!(m["actor"]["field_manager"], "kubectl-rollout");
@@ -1479,6 +1516,7 @@ fn merge_patch_changes_are_reported() -> Result<()> {
         {"image": "registry.example.com/shop/worker:2.0.1-hotfix", "name": "worker"}
     ]}}}}));
     let r = replay(&config(""), &[kubectl_edit_replicas(), set_image])?;
+    insta::assert_json_snapshot!(r.findings);
     assert_eq!(
         r.by_actor(ALICE)?["changes"],
         json!([{"path": "spec.replicas", "old": null, "new": 5}])
@@ -1504,6 +1542,7 @@ fn json_patch_changes_are_reported() -> Result<()> {
         {"op": "remove", "path": "/metadata/labels/app.kubernetes.io~1managed-by"}
     ]));
     let f = single_finding(&config(""), e, "out_of_band_change", "medium")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["actor"]["field_manager"], "kubectl-patch");
     assert_eq!(
         f["changes"],
@@ -1629,6 +1668,7 @@ fn secret_values_never_appear_in_findings() -> Result<()> {
             r.run.stdout
         );
     }
+    insta::assert_json_snapshot!(r.findings);
     for f in &r.findings {
         assert_eq!(f["severity"], "high", "{f}");
         for change in f["changes"].as_array().into_iter().flatten() {
