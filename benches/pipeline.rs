@@ -1,5 +1,5 @@
 //! Throughput of one webhook batch (a 400-event `EventList` of the synthetic
-//! stream in `examples/synth`), against the floor set by serde_json itself:
+//! stream of `driftwatch_testkit::synth`), against the floor set by serde_json itself:
 //!
 //! - `a_serde_ignored_any`: parse the bytes into `IgnoredAny` (validate, build nothing)
 //! - `b_serde_value`: parse the bytes into `serde_json::Value` (a DOM)
@@ -17,9 +17,6 @@
 //! Throughput is in events, so criterion reports events/s. Run with
 //! `cargo bench --bench pipeline -- --warm-up-time 1 --measurement-time 5`.
 
-#[path = "../examples/synth/mod.rs"]
-mod synth;
-
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -31,6 +28,7 @@ use driftwatch::engine::{Engine, Input, Stats};
 use driftwatch::model::VerdictKind;
 use driftwatch::sinks::Sinks;
 use driftwatch::telemetry::events::Source;
+use driftwatch_testkit::synth;
 
 const BATCH: usize = 400;
 

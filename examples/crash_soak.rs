@@ -18,20 +18,24 @@
 //! every event ever sent exactly once. Exit status 0 when nothing was lost
 //! or doubled, 1 otherwise, 2 on a usage or setup error. The service listens
 //! on 127.0.0.1 only; nothing leaves the machine.
+//!
+//! The harness (client threads, batches, kill cycles, the checks) is
+//! `driftwatch_testkit::crash`, shared with `tests/it/crash.rs`; this file
+//! is the CLI, the service it runs, and the report.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Parser;
-use jiff::{SignedDuration, Timestamp};
-use serde_json::{Value, json};
+use driftwatch_testkit::crash::{CONFIG, Ledger, Settings, Soak, Target};
+use driftwatch_testkit::rng::clock_seed;
+use serde_json::Value;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -68,14 +72,6 @@ struct Args {
 /// The findings of every run of the service, appended.
 const FINDINGS: &str = "findings.jsonl";
 
-const CONFIG: &str = r#"
-cluster: prod-eu-1
-pipelines:
-  - name: argocd
-    users: ["system:serviceaccount:argocd:argocd-application-controller"]
-    user_agents: ["^argocd-application-controller/"]
-"#;
-
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.kills == 0
@@ -92,7 +88,7 @@ fn main() -> ExitCode {
     match soak(&args) {
         Ok(report) => {
             report.print();
-            if report.lost == 0 && report.doubled == 0 {
+            if report.lost == 0 && report.doubled == 0 && report.unknown == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
@@ -193,271 +189,42 @@ impl Service {
     }
 }
 
+/// The service, killed and started again on its directory.
+struct Restartable {
+    bin: PathBuf,
+    dir: PathBuf,
+    svc: Option<Service>,
+}
+
+impl Target for Restartable {
+    fn url(&self, path: &str) -> String {
+        self.svc.as_ref().map(|s| s.url(path)).unwrap_or_default()
+    }
+
+    fn kill(&mut self) -> Result<()> {
+        self.svc
+            .take()
+            .context("the service is not running")?
+            .kill()
+    }
+
+    fn restart(&mut self) -> Result<()> {
+        self.svc = Some(Service::start(&self.bin, &self.dir)?);
+        Ok(())
+    }
+
+    fn logs(&self) -> String {
+        let Some(svc) = &self.svc else {
+            return String::new();
+        };
+        format!("{:?}", svc.logs.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Audit events: out-of-band changes by people with kubectl, as EventList
-// items (no kind/apiVersion), so that every event is stored.
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
-
-fn rfc3339(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
-}
-
-fn drift_event(audit_id: &str, n: usize, at: Timestamp) -> Value {
-    let ns = ["shop", "payments", "search"][n % 3];
-    let app = format!("api-{}", n % 17);
-    let (user, groups, ua, ip) = if n.is_multiple_of(2) {
-        (
-            "alice@example.com",
-            json!(["oidc:shop-devs", "system:authenticated"]),
-            "kubectl/v1.31.2 (linux/amd64) kubernetes/5864a46",
-            "192.168.10.24",
-        )
-    } else {
-        (
-            "bob@example.com",
-            json!(["oidc:sre", "system:authenticated"]),
-            "kubectl.exe/v1.30.4 (windows/amd64) kubernetes/a51b3b7",
-            "10.20.0.7",
-        )
-    };
-    let received = at - SignedDuration::from_micros(6_250);
-    let mut ev = json!({
-        "level": "Metadata",
-        "auditID": audit_id,
-        "stage": "ResponseComplete",
-        "user": {"username": user, "groups": groups},
-        "sourceIPs": [ip],
-        "userAgent": ua,
-        "requestReceivedTimestamp": rfc3339(received),
-        "stageTimestamp": rfc3339(at),
-        "annotations": {
-            "authorization.k8s.io/decision": "allow",
-            "authorization.k8s.io/reason": "RBAC: allowed by ClusterRoleBinding \"cluster-admins\""
-        }
-    });
-    let (verb, uri, object_ref, code) = match n % 6 {
-        0 => {
-            ev["level"] = json!("Request");
-            ev["requestObject"] = json!({"spec": {"replicas": 2 + n % 7}});
-            (
-                "patch",
-                format!(
-                    "/apis/apps/v1/namespaces/{ns}/deployments/{app}?fieldManager=kubectl-edit&fieldValidation=Strict"
-                ),
-                json!({"resource": "deployments", "namespace": ns, "name": app,
-                       "apiGroup": "apps", "apiVersion": "v1"}),
-                200,
-            )
-        }
-        1 => {
-            ev["level"] = json!("Request");
-            ev["requestObject"] = json!({
-                "kind": "ConfigMap", "apiVersion": "v1",
-                "metadata": {"name": format!("{app}-config"), "namespace": ns},
-                "data": {"LOG_LEVEL": if n % 4 == 1 { "debug" } else { "info" }}
-            });
-            (
-                "update",
-                format!(
-                    "/api/v1/namespaces/{ns}/configmaps/{app}-config?fieldManager=kubectl-client-side-apply"
-                ),
-                json!({"resource": "configmaps", "namespace": ns,
-                       "name": format!("{app}-config"), "apiVersion": "v1"}),
-                200,
-            )
-        }
-        2 => {
-            let pod = format!("{app}-7d9f8c6b5-{:05x}", n % 0xfffff);
-            (
-                "delete",
-                format!("/api/v1/namespaces/{ns}/pods/{pod}"),
-                json!({"resource": "pods", "namespace": ns, "name": pod, "apiVersion": "v1"}),
-                200,
-            )
-        }
-        3 => (
-            "create",
-            format!(
-                "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings?fieldManager=kubectl-create"
-            ),
-            json!({"resource": "rolebindings", "namespace": ns, "name": format!("debug-{app}"),
-                   "apiGroup": "rbac.authorization.k8s.io", "apiVersion": "v1"}),
-            201,
-        ),
-        4 => (
-            "patch",
-            format!("/api/v1/namespaces/{ns}/secrets/{app}-tls?fieldManager=kubectl-patch"),
-            json!({"resource": "secrets", "namespace": ns, "name": format!("{app}-tls"),
-                   "apiVersion": "v1"}),
-            200,
-        ),
-        _ => {
-            let pod = format!("{app}-7d9f8c6b5-x2k4q");
-            (
-                "get",
-                format!(
-                    "/api/v1/namespaces/{ns}/pods/{pod}/exec?command=sh&container=app&stdin=true&stdout=true&tty=true"
-                ),
-                json!({"resource": "pods", "namespace": ns, "name": pod,
-                       "subresource": "exec", "apiVersion": "v1"}),
-                101,
-            )
-        }
-    };
-    ev["verb"] = json!(verb);
-    ev["requestURI"] = json!(uri);
-    ev["objectRef"] = object_ref;
-    ev["responseStatus"] = json!({"metadata": {}, "code": code});
-    ev
-}
-
-struct Batch {
-    body: Vec<u8>,
-    ids: Vec<String>,
-}
-
-fn batch(run: u64, cycle: usize, thread: usize, b: usize, size: usize) -> Result<Batch> {
-    let now = Timestamp::now();
-    let ids: Vec<String> = (0..size)
-        .map(|i| {
-            format!(
-                "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
-                run as u32,
-                cycle,
-                thread,
-                b % 0x1000,
-                (b as u64) << 20 | i as u64
-            )
-        })
-        .collect();
-    let items: Vec<Value> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            let at = now + SignedDuration::from_micros(i as i64 * 37);
-            drift_event(id, thread * 7919 + b * size + i, at)
-        })
-        .collect();
-    let body = serde_json::to_vec(&json!({
-        "kind": "EventList",
-        "apiVersion": "audit.k8s.io/v1",
-        "metadata": {},
-        "items": items
-    }))?;
-    Ok(Batch { body, ids })
-}
-
-// ---------------------------------------------------------------------------
-// The client.
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Acked,
-    /// Answered, but not `200` (`429`/`503`): not accepted.
-    Refused(u16),
-    /// Sent, no answer: the kill cut it off. Maybe stored.
-    Unanswered,
-    /// No connection: the service was already gone.
-    NoConnection,
-}
-
-struct Poster {
-    rt: tokio::runtime::Runtime,
-    client: reqwest::Client,
-}
-
-impl Poster {
-    fn new() -> Result<Poster> {
-        Ok(Poster {
-            rt: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?,
-            client: driftwatch::http::client_builder()
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(60))
-                .build()?,
-        })
-    }
-
-    fn post(&self, url: &str, body: &[u8]) -> Outcome {
-        let req = self
-            .client
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body.to_vec());
-        self.rt.block_on(async {
-            match req.send().await {
-                Ok(r) => {
-                    let code = r.status().as_u16();
-                    match r.bytes().await {
-                        Ok(_) if code == 200 => Outcome::Acked,
-                        Ok(_) => Outcome::Refused(code),
-                        Err(_) => Outcome::Unanswered,
-                    }
-                }
-                Err(e) if e.is_connect() => Outcome::NoConnection,
-                Err(_) => Outcome::Unanswered,
-            }
-        })
-    }
-
-    fn get_json(&self, url: &str) -> Result<Value> {
-        self.rt.block_on(async {
-            let r = self.client.get(url).send().await?;
-            let status = r.status().as_u16();
-            let text = r.text().await?;
-            ensure!(status == 200, "GET {url}: {status} {text}");
-            serde_json::from_str(&text).with_context(|| format!("GET {url}: not JSON"))
-        })
-    }
-
-    /// Audit ID -> times stored, over every page of `/api/v1/changes`.
-    fn stored(&self, svc: &Service) -> Result<HashMap<String, usize>> {
-        let mut counts = HashMap::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut url = svc.url("/api/v1/changes?limit=1000");
-            if let Some(c) = &cursor {
-                url.push_str("&cursor=");
-                url.push_str(c);
-            }
-            let page = self.get_json(&url)?;
-            let items = page["items"].as_array().context("a page without items")?;
-            for item in items {
-                let id = item["audit_id"]
-                    .as_str()
-                    .context("a change without audit_id")?;
-                *counts.entry(id.to_owned()).or_insert(0) += 1;
-            }
-            match &page["next"] {
-                Value::String(next) if !items.is_empty() => cursor = Some(next.clone()),
-                Value::Null => return Ok(counts),
-                other => bail!("unexpected next cursor {other} after {} items", items.len()),
-            }
-        }
     }
 }
 
@@ -476,6 +243,8 @@ struct Report {
     lost: usize,
     /// Events stored more than once (same checks).
     doubled: usize,
+    /// Stored audit IDs that were never sent (same checks).
+    unknown: usize,
     /// Sent, cut off by the kill, never answered.
     unanswered: usize,
     /// ... of which the store held the events after the restart.
@@ -527,6 +296,7 @@ impl Report {
         );
         println!("  events acknowledged and lost      {:>9}", self.lost);
         println!("  events stored twice (doubled)     {:>9}", self.doubled);
+        println!("  stored but never sent             {:>9}", self.unknown);
         println!(
             "  batches cut off by a kill         {:>9}   ({} already stored at restart, {} partially)",
             self.unanswered, self.unanswered_stored, self.unanswered_partial
@@ -575,16 +345,8 @@ impl Report {
 
 fn soak(args: &Args) -> Result<Report> {
     let started = Instant::now();
-    let seed = args.seed.unwrap_or_else(|| {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        nanos ^ u64::from(std::process::id()).rotate_left(32)
-    });
+    let seed = args.seed.unwrap_or_else(clock_seed);
     eprintln!("crash_soak: seed {seed}");
-    let mut rng = Rng(seed);
-    let run = rng.next();
     ensure!(
         args.bin.is_file(),
         "{} not found: run `cargo build --release` or pass --bin",
@@ -601,185 +363,83 @@ fn soak(args: &Args) -> Result<Report> {
             temp.path().to_path_buf()
         }
     };
-    let poster = Poster::new()?;
+    let mut soak = Soak::new(
+        seed,
+        Settings {
+            threads: args.threads,
+            batch_size: args.batch_size,
+            batches_per_thread: args.max_acks + 8,
+            acks_before_kill: (args.min_acks, args.max_acks),
+            max_kill_delay_us: 2_000,
+            ack_timeout: Duration::from_secs(120),
+            retry_attempts: 100,
+            redeliveries: 2,
+        },
+    )?;
     let mut report = Report::default();
-    // Every batch sent, with whether it is acknowledged now.
-    let mut ledger: Vec<(Batch, Outcome)> = Vec::new();
-    let (mut lost, mut doubled) = (HashSet::new(), HashSet::new());
-    let mut svc = Service::start(&args.bin, &dir)?;
+    let (mut lost, mut doubled, mut unknown) = (HashSet::new(), HashSet::new(), HashSet::new());
+    let mut target = Restartable {
+        bin: args.bin.clone(),
+        dir: dir.clone(),
+        svc: Some(Service::start(&args.bin, &dir)?),
+    };
 
     for cycle in 0..args.kills {
-        let kill_after = rng.range(args.min_acks as u64, args.max_acks as u64) as usize;
-        let delay_us = rng.range(0, 2_000);
-        let url = svc.url("/audit/webhook");
-        let per_thread = args.max_acks + 8;
-
-        let acked = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let ready = Arc::new(Barrier::new(args.threads + 1));
-        let results = Arc::new(Mutex::new(Vec::<(Batch, Outcome)>::new()));
-        let mut threads = Vec::new();
-        for t in 0..args.threads {
-            let (url, acked, stop, ready, results) = (
-                url.clone(),
-                Arc::clone(&acked),
-                Arc::clone(&stop),
-                Arc::clone(&ready),
-                Arc::clone(&results),
-            );
-            let size = args.batch_size;
-            threads.push(std::thread::spawn(move || -> Result<()> {
-                // Built before the clock starts: the threads only post.
-                let built: Result<Vec<Batch>> = (0..per_thread)
-                    .map(|b| batch(run, cycle, t, b, size))
-                    .collect();
-                let poster = Poster::new();
-                ready.wait();
-                let (built, poster) = (built?, poster?);
-                for b in built {
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let outcome = poster.post(&url, &b.body);
-                    if outcome == Outcome::Acked {
-                        acked.fetch_add(1, Ordering::SeqCst);
-                    }
-                    let dead = matches!(outcome, Outcome::Unanswered | Outcome::NoConnection);
-                    results
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .push((b, outcome));
-                    if dead {
-                        break;
-                    }
-                }
-                Ok(())
-            }));
-        }
-        ready.wait();
-        let streaming = Instant::now();
-        let deadline = streaming + Duration::from_secs(120);
-        while acked.load(Ordering::SeqCst) < kill_after {
-            if Instant::now() > deadline || threads.iter().all(|t| t.is_finished()) {
-                bail!(
-                    "kill {}: only {} of {kill_after} batches acknowledged; service logs: {:?}",
-                    cycle + 1,
-                    acked.load(Ordering::SeqCst),
-                    svc.logs.lock().unwrap_or_else(|e| e.into_inner())
-                );
-            }
-            std::thread::sleep(Duration::from_micros(500));
-        }
-        std::thread::sleep(Duration::from_micros(delay_us));
-        svc.kill()?;
-        let restarting = Instant::now();
-        report.stream_seconds += streaming.elapsed().as_secs_f64();
+        let r = soak.cycle(cycle, &mut target)?;
         report.kills += 1;
-        stop.store(true, Ordering::SeqCst);
-        for t in threads {
-            t.join()
-                .map_err(|_| anyhow::anyhow!("a client thread panicked"))??;
-        }
-        let results = std::mem::take(&mut *results.lock().unwrap_or_else(|e| e.into_inner()));
-        let first = ledger.len();
-        for (b, o) in &results {
-            report.batches_sent += 1;
-            report.events_sent += b.ids.len();
-            match o {
-                Outcome::Acked => {
-                    report.batches_acked += 1;
-                    report.events_acked += b.ids.len();
-                }
-                Outcome::Refused(_) => report.refused += 1,
-                Outcome::Unanswered => report.unanswered += 1,
-                Outcome::NoConnection => report.not_connected += 1,
-            }
-        }
-        ledger.extend(results);
-
-        svc = Service::start(&args.bin, &dir)?;
-        report
-            .restart_seconds
-            .push(restarting.elapsed().as_secs_f64());
-        let scanning = Instant::now();
-        let counts = poster.stored(&svc)?;
-        report.scan_seconds += scanning.elapsed().as_secs_f64();
-        let (l, d) = check(&ledger, &counts, &mut lost, &mut doubled);
-        if l + d > 0 {
-            eprintln!(
-                "kill {}: after the restart, {l} acknowledged events missing, {d} stored twice",
-                cycle + 1
-            );
-        }
-        for (b, o) in &ledger[first..] {
-            if *o == Outcome::Unanswered {
-                let n = b.ids.iter().filter(|id| counts.contains_key(*id)).count();
-                if n == b.ids.len() {
-                    report.unanswered_stored += 1;
-                } else if n > 0 {
-                    report.unanswered_partial += 1;
-                }
-            }
-        }
-
-        // Retry what was not acknowledged, then redeliver two acknowledged
-        // batches (an answer lost after the commit).
-        let retry_url = svc.url("/audit/webhook");
-        for (b, outcome) in ledger.iter_mut() {
-            if *outcome == Outcome::Acked {
-                continue;
-            }
-            report.retried += 1;
-            for attempt in 0.. {
-                report.retry_attempts += 1;
-                *outcome = poster.post(&retry_url, &b.body);
-                if *outcome == Outcome::Acked {
-                    break;
-                }
-                ensure!(
-                    attempt < 100,
-                    "a retried batch was not acknowledged in 100 attempts: {outcome:?}"
+        report.batches_sent += r.batches_sent;
+        report.batches_acked += r.batches_acked;
+        report.events_sent += r.events_sent;
+        report.events_acked += r.events_acked;
+        report.refused += r.refused;
+        report.unanswered += r.unanswered;
+        report.unanswered_stored += r.unanswered_stored;
+        report.unanswered_partial += r.unanswered_partial;
+        report.not_connected += r.not_connected;
+        report.retried += r.retried;
+        report.retry_attempts += r.retry_attempts;
+        report.redelivered_acked += r.redelivered;
+        report.stream_seconds += r.stream_seconds;
+        report.restart_seconds.push(r.restart_seconds);
+        report.scan_seconds += r.scan_seconds;
+        for (when, check) in [
+            ("after the restart", &r.after_restart),
+            ("after the retries", &r.after_retries),
+        ] {
+            if !check.is_clean() {
+                eprintln!(
+                    "kill {}: {when}, {} acknowledged events missing, {} stored twice, {} never sent",
+                    cycle + 1,
+                    check.lost.len(),
+                    check.doubled.len(),
+                    check.unknown.len()
                 );
-                std::thread::sleep(Duration::from_millis(100));
             }
+            lost.extend(check.lost.iter().cloned());
+            doubled.extend(check.doubled.iter().cloned());
+            unknown.extend(check.unknown.iter().cloned());
         }
-        let acked_here: Vec<usize> = (first..ledger.len()).collect();
-        for _ in 0..2 {
-            let i = acked_here[rng.range(0, acked_here.len() as u64 - 1) as usize];
-            let outcome = poster.post(&retry_url, &ledger[i].0.body);
-            ensure!(
-                outcome == Outcome::Acked,
-                "a redelivered batch was answered {outcome:?}"
-            );
-            report.redelivered_acked += 1;
-        }
-        let counts = poster.stored(&svc)?;
-        // Every batch is acknowledged now: every event must be there, once.
-        let (l, d) = check(&ledger, &counts, &mut lost, &mut doubled);
-        if l + d > 0 {
-            eprintln!(
-                "kill {}: after the retries, {l} events missing, {d} stored twice",
-                cycle + 1
-            );
-        }
-        report.events_stored_final = counts.values().sum();
+        report.events_stored_final = r.after_retries.stored;
         eprintln!(
-            "kill {:>2}/{}: after {kill_after:>3} acks (+{delay_us:>4} µs); {} events stored",
+            "kill {:>2}/{}: after {:>3} acks (+{:>4} µs); {} events stored",
             cycle + 1,
             args.kills,
+            r.kill_after,
+            r.delay_us,
             report.events_stored_final
         );
     }
-    drop(svc);
-    count_findings(&dir.join(FINDINGS), &ledger, &mut report)?;
+    drop(target);
+    count_findings(&dir.join(FINDINGS), &soak.ledger, &mut report)?;
     report.lost = lost.len();
     report.doubled = doubled.len();
+    report.unknown = unknown.len();
     report.total_seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
 
 /// Counts the findings the service wrote on stdout over all its runs.
-fn count_findings(path: &Path, ledger: &[(Batch, Outcome)], report: &mut Report) -> Result<()> {
+fn count_findings(path: &Path, ledger: &Ledger, report: &mut Report) -> Result<()> {
     let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     // Audit ID -> (findings, their distinct ids).
     let mut per_event: HashMap<String, (usize, HashSet<String>)> = HashMap::new();
@@ -795,7 +455,7 @@ fn count_findings(path: &Path, ledger: &[(Batch, Outcome)], report: &mut Report)
             Err(_) => report.findings_torn += 1,
         }
     }
-    for id in ledger.iter().flat_map(|(b, _)| &b.ids) {
+    for id in ledger.batches.iter().flat_map(|(b, _)| &b.ids) {
         match per_event.get(id) {
             None => report.findings_missing += 1,
             Some((1, _)) => {}
@@ -808,31 +468,4 @@ fn count_findings(path: &Path, ledger: &[(Batch, Outcome)], report: &mut Report)
         }
     }
     Ok(())
-}
-
-/// Adds the acknowledged events that are not stored to `lost`, and those
-/// stored more than once to `doubled`; returns how many of each now.
-fn check(
-    ledger: &[(Batch, Outcome)],
-    counts: &HashMap<String, usize>,
-    lost: &mut HashSet<String>,
-    doubled: &mut HashSet<String>,
-) -> (usize, usize) {
-    let (mut l, mut d) = (0, 0);
-    for (b, outcome) in ledger {
-        for id in &b.ids {
-            match counts.get(id).copied().unwrap_or(0) {
-                0 if *outcome == Outcome::Acked => {
-                    l += 1;
-                    lost.insert(id.clone());
-                }
-                n if n > 1 => {
-                    d += 1;
-                    doubled.insert(id.clone());
-                }
-                _ => {}
-            }
-        }
-    }
-    (l, d)
 }

@@ -13,13 +13,12 @@
 //! `/metrics`); then times `driftwatch replay --data-dir` over the same
 //! bodies. Both run the same policy and write history.
 
-mod synth;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use driftwatch_testkit::synth;
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 

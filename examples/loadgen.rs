@@ -15,8 +15,6 @@
 //! accepted, proxies are ignored and redirects are not followed: this tool is
 //! for load-testing your own instance, not anyone else's.
 
-mod synth;
-
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -26,6 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use driftwatch_testkit::synth;
 
 #[derive(Debug, Parser)]
 #[command(

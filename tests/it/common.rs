@@ -1,15 +1,23 @@
-//! Helpers shared by the integration tests: the corpus, the binary, a running
-//! service.
+//! Helpers shared by the integration tests, and only here: the corpus, the
+//! binary, a running service, HTTP to it, bounded waits, and audit events
+//! written the way the API server writes them, with real user agents,
+//! field managers and groups.
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::cell::Cell;
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write as _};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
+use driftwatch_testkit::gojson;
+use driftwatch_testkit::time::{rfc3339_micros, utc};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Value, json};
 
 /// `../shared/corpus`: real audit events written by others.
 pub fn corpus_dir() -> PathBuf {
@@ -177,6 +185,27 @@ impl Service {
             .collect()
     }
 
+    /// Waits (10 s at most) until at least `n` findings are out, and returns
+    /// them all. The service writes findings before it answers `200`; the
+    /// test reads its stdout on another thread, which may lag a little.
+    pub fn wait_for_findings(&self, n: usize) -> Result<Vec<Value>> {
+        let what = || format!("{n} finding(s) on stdout, found {:#?}", self.findings());
+        wait_until(Duration::from_secs(10), what, || {
+            let found = self.findings();
+            (found.len() >= n).then_some(found)
+        })
+    }
+
+    /// Waits (10 s at most) for the finding of `audit_id`.
+    pub fn wait_for_finding(&self, audit_id: &str) -> Result<Value> {
+        let what = || format!("a finding for {audit_id} on stdout");
+        wait_until(Duration::from_secs(10), what, || {
+            self.findings()
+                .into_iter()
+                .find(|f| f["audit_id"] == audit_id)
+        })
+    }
+
     /// The `--data-dir` the service runs with.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
@@ -229,19 +258,440 @@ impl Drop for Service {
     }
 }
 
-/// POSTs `body` and returns the status code and the response body.
-pub fn post(url: &str, body: Vec<u8>) -> Result<(u16, String)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+// ---------------------------------------------------------------------------
+// Waiting, bounded.
+
+/// Polls `ready` every 10 ms until it gives a value, for `timeout` at most;
+/// then fails with `what` (called once, at the end). It blocks the calling
+/// thread: in an async test that is the test's own runtime, which runs
+/// nothing the wait depends on (the service is another process, and its
+/// output is read on threads of its own).
+pub fn wait_until<T>(
+    timeout: Duration,
+    what: impl FnOnce() -> String,
+    mut ready: impl FnMut() -> Option<T>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = ready() {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("waited {timeout:?} for {}", what());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// HTTP to the service.
+
+/// No proxy, and a timeout long enough for the biggest bodies the tests send.
+pub fn client() -> Result<reqwest::Client> {
+    Ok(driftwatch::http::client_builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(300))
+        .build()?)
+}
+
+/// The status of an answer and its body, which the service always writes as
+/// JSON.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub json: Value,
+}
+
+/// Sends `req`; the answer's body must be JSON. `what` names the request in
+/// errors (`POST /audit/webhook`).
+pub async fn send(req: reqwest::RequestBuilder, what: &str) -> Result<Answer> {
+    let resp = req.send().await.with_context(|| what.to_owned())?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await?;
+    let json = serde_json::from_str(&text).with_context(|| {
+        format!("{what} answered {status} with a body that is not JSON: {text:.500}")
+    })?;
+    Ok(Answer { status, json })
+}
+
+/// `Content-Encoding: gzip`, for [`post_bytes`].
+pub const GZIP: &[(&str, &str)] = &[("Content-Encoding", "gzip")];
+
+/// POSTs `body` as JSON to `path`, with extra `headers`.
+pub async fn post_bytes(
+    svc: &Service,
+    path: &str,
+    body: Vec<u8>,
+    headers: &[(&str, &str)],
+) -> Result<Answer> {
+    let mut req = client()?
+        .post(svc.url(path))
+        .header("Content-Type", "application/json")
+        .body(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(req, &format!("POST {path}")).await
+}
+
+pub async fn post_json(svc: &Service, path: &str, body: &Value) -> Result<Answer> {
+    post_bytes(svc, path, serde_json::to_vec(body)?, &[]).await
+}
+
+/// Posts `events` as one webhook batch; returns the answer once it is
+/// `200` (the batch is durably accepted).
+pub async fn post_events(svc: &Service, events: &[&Ev]) -> Result<Value> {
+    let list = event_list(events.iter().map(|e| e.item()));
+    let answer = post_json(svc, "/audit/webhook", &list).await?;
+    ensure!(
+        answer.status == 200,
+        "webhook answered {}: {}",
+        answer.status,
+        answer.json
+    );
+    Ok(answer.json)
+}
+
+pub async fn get_json(svc: &Service, path: &str) -> Result<Answer> {
+    send(client()?.get(svc.url(path)), &format!("GET {path}")).await
+}
+
+/// The body of a `GET` that must answer `200`.
+pub async fn get_ok(svc: &Service, path: &str) -> Result<Value> {
+    let a = get_json(svc, path).await?;
+    ensure!(a.status == 200, "GET {path}: {} {}", a.status, a.json);
+    Ok(a.json)
+}
+
+/// Status and text of a `GET` (`/metrics`, `/healthz`).
+pub async fn get_text(svc: &Service, path: &str) -> Result<(u16, String)> {
+    let resp = client()?.get(svc.url(path)).send().await?;
+    Ok((resp.status().as_u16(), resp.text().await?))
+}
+
+/// A throwaway runtime, for tests that are not async.
+fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
-    rt.block_on(async {
-        let r = driftwatch::http::client_builder()
-            .build()?
-            .post(url)
-            .body(body)
-            .send()
-            .await?;
+        .build()?
+        .block_on(f)
+}
+
+/// POSTs `body`, blocking; returns the status code and the response body.
+pub fn post(url: &str, body: Vec<u8>) -> Result<(u16, String)> {
+    block_on(async {
+        let r = client()?.post(url).body(body).send().await?;
         let code = r.status().as_u16();
         Ok((code, r.text().await?))
+    })
+}
+
+/// GETs `url`, blocking; returns the body.
+pub fn blocking_get(url: &str) -> Result<String> {
+    block_on(async { Ok(client()?.get(url).send().await?.text().await?) })
+}
+
+// ---------------------------------------------------------------------------
+// Bodies.
+
+pub fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(bytes)?;
+    Ok(enc.finish()?)
+}
+
+/// The `audit_id`s of findings.
+pub fn audit_ids(findings: &[Value]) -> BTreeSet<String> {
+    findings
+        .iter()
+        .filter_map(|f| f["audit_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Audit events as the API server writes them.
+
+// Clients and identities as real clusters show them.
+pub const KUBECTL: &str = "kubectl/v1.31.2 (linux/amd64) kubernetes/5864a46";
+pub const ARGOCD_SA: &str = "system:serviceaccount:argocd:argocd-application-controller";
+pub const ARGOCD_UA: &str = "argocd-application-controller/v2.13.1 (linux/amd64)";
+pub const ALICE: &str = "alice@example.com";
+pub const ALICE_GROUPS: &[&str] = &["oidc:shop-devs", "system:authenticated"];
+
+/// The sanctioned pipeline most tests run with: Argo CD's application
+/// controller, in cluster `prod-eu-1`.
+pub const ARGOCD_CONFIG: &str = driftwatch_testkit::crash::CONFIG;
+
+thread_local! {
+    /// Numbers the events a test builds. Per thread, and libtest runs each
+    /// test on a thread of its own: a test builds the same events on every
+    /// run, so its findings (ids, times) are the same too.
+    static SEQ: Cell<u32> = const { Cell::new(1) };
+}
+
+/// One audit event, `audit.k8s.io/v1`, as the log backend writes it.
+#[derive(Clone, Debug)]
+pub struct Ev(pub Value);
+
+impl Ev {
+    /// A completed request by alice with kubectl, from her laptop. The n-th
+    /// event a test builds was received at 2026-11-20T10:00:00Z plus n
+    /// seconds (and a fraction), so no two share a request key. `objectRef`
+    /// is derived from the URI the way the API server fills it in, and the
+    /// response code is what it answers for the verb (101 for connect
+    /// upgrades).
+    pub fn new(verb: &str, uri: &str) -> Ev {
+        let n = SEQ.with(|s| s.replace(s.get() + 1));
+        let at = utc(2026, 11, 20, 10) + SignedDuration::from_secs(i64::from(n));
+        let object_ref = object_ref(uri);
+        let code = match (verb, object_ref["subresource"].as_str()) {
+            (_, Some("exec" | "attach" | "portforward")) => 101,
+            ("create", _) => 201,
+            _ => 200,
+        };
+        Ev(json!({
+            "kind": "Event",
+            "apiVersion": "audit.k8s.io/v1",
+            "level": "Metadata",
+            "auditID": format!("4f6c1d2e-8a3b-4c5d-9e7f-{n:012x}"),
+            "stage": "ResponseComplete",
+            "requestURI": uri,
+            "verb": verb,
+            "user": {"username": ALICE, "groups": ALICE_GROUPS},
+            "sourceIPs": ["192.168.10.24"],
+            "userAgent": KUBECTL,
+            "objectRef": object_ref,
+            "responseStatus": {"metadata": {}, "code": code},
+            "requestReceivedTimestamp": rfc3339_micros(at + SignedDuration::from_micros(123_456)),
+            "stageTimestamp": rfc3339_micros(at + SignedDuration::from_micros(131_072)),
+            "annotations": {
+                "authorization.k8s.io/decision": "allow",
+                "authorization.k8s.io/reason": "RBAC: allowed by ClusterRoleBinding \"shop-devs\""
+            }
+        }))
+    }
+
+    /// [`Ev::new`], its response written at `time` (its `stageTimestamp`).
+    pub fn at(verb: &str, uri: &str, time: Timestamp) -> Ev {
+        let received = time - SignedDuration::from_micros(8_431);
+        Ev::new(verb, uri)
+            .received_at(&rfc3339_micros(received))
+            .stage_at(&rfc3339_micros(time))
+    }
+
+    /// The authenticated (real) user.
+    pub fn by(mut self, username: &str, groups: &[&str]) -> Ev {
+        self.0["user"] = json!({"username": username, "groups": groups});
+        self
+    }
+
+    /// A service account token, as a projected token in a pod presents it.
+    pub fn by_sa(mut self, namespace: &str, name: &str, pod: &str) -> Ev {
+        self.0["user"] = json!({
+            "username": format!("system:serviceaccount:{namespace}:{name}"),
+            "uid": "9d4f3c2a-61b7-4e0f-8a5d-2c7e1b9f0a34",
+            "groups": sa_groups(namespace),
+            "extra": {
+                "authentication.kubernetes.io/node-name": ["worker-2"],
+                "authentication.kubernetes.io/pod-name": [pod],
+                "authentication.kubernetes.io/pod-uid": ["0b7c9e1d-3f2a-4c6b-8e5d-7a1f9c3b2e60"]
+            }
+        });
+        self
+    }
+
+    /// The Argo CD application controller, with its projected token, its
+    /// user agent and its pod's address.
+    pub fn by_argocd(self) -> Ev {
+        let mut e = self
+            .by_sa(
+                "argocd",
+                "argocd-application-controller",
+                "argocd-application-controller-0",
+            )
+            .ua(ARGOCD_UA)
+            .source_ips(&["10.244.3.17"]);
+        e.0["annotations"]["authorization.k8s.io/reason"] =
+            json!("RBAC: allowed by ClusterRoleBinding \"argocd-application-controller\"");
+        e
+    }
+
+    /// `Impersonate-User` (and the groups the API server resolved for it).
+    pub fn impersonating(mut self, username: &str, groups: &[String]) -> Ev {
+        self.0["impersonatedUser"] = json!({"username": username, "groups": groups});
+        self
+    }
+
+    pub fn ua(mut self, user_agent: &str) -> Ev {
+        self.0["userAgent"] = json!(user_agent);
+        self
+    }
+
+    pub fn source_ips(mut self, ips: &[&str]) -> Ev {
+        self.0["sourceIPs"] = json!(ips);
+        self
+    }
+
+    pub fn stage(mut self, stage: &str) -> Ev {
+        self.0["stage"] = json!(stage);
+        if stage == "RequestReceived" {
+            // Nothing is answered yet: no status, and the stage time is the
+            // receive time.
+            if let Some(o) = self.0.as_object_mut() {
+                o.remove("responseStatus");
+            }
+            self.0["stageTimestamp"] = self.0["requestReceivedTimestamp"].clone();
+        }
+        self
+    }
+
+    pub fn stage_at(mut self, ts: &str) -> Ev {
+        self.0["stageTimestamp"] = json!(ts);
+        self
+    }
+
+    pub fn received_at(mut self, ts: &str) -> Ev {
+        self.0["requestReceivedTimestamp"] = json!(ts);
+        self
+    }
+
+    pub fn audit_id(mut self, id: &str) -> Ev {
+        self.0["auditID"] = json!(id);
+        self
+    }
+
+    /// `objectRef.name` of a create, which the API server fills in from
+    /// the object in the body.
+    pub fn named(mut self, name: &str) -> Ev {
+        self.0["objectRef"]["name"] = json!(name);
+        self
+    }
+
+    /// The response code; a failure comes with the Status the API server
+    /// answers.
+    pub fn code(mut self, code: u16) -> Ev {
+        if code < 400 {
+            self.0["responseStatus"] = json!({"metadata": {}, "code": code});
+            return self;
+        }
+        let reason = match code {
+            403 => "Forbidden",
+            404 => "NotFound",
+            409 => "AlreadyExists",
+            422 => "Invalid",
+            _ => "InternalError",
+        };
+        self.0["responseStatus"] = json!({
+            "metadata": {},
+            "status": "Failure",
+            "message": format!("request failed: {reason}"),
+            "reason": reason,
+            "code": code
+        });
+        if code == 403 {
+            self.0["annotations"]["authorization.k8s.io/decision"] = json!("forbid");
+        }
+        self
+    }
+
+    /// The request body; the event is then logged at `RequestResponse`.
+    pub fn body(mut self, body: Value) -> Ev {
+        self.0["level"] = json!("RequestResponse");
+        self.0["requestObject"] = body;
+        self
+    }
+
+    /// The object after the change (`RequestResponse` level).
+    pub fn response(mut self, object: Value) -> Ev {
+        self.0["level"] = json!("RequestResponse");
+        self.0["responseObject"] = object;
+        self
+    }
+
+    /// The request body (the patch, or the whole object) and the object
+    /// after the change.
+    pub fn bodies(self, request: Value, response: Value) -> Ev {
+        self.body(request).response(response)
+    }
+
+    pub fn id(&self) -> String {
+        self.0["auditID"].as_str().unwrap_or("").to_owned()
+    }
+
+    pub fn time(&self) -> Timestamp {
+        self.0["stageTimestamp"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .expect("events carry a stage time")
+    }
+
+    /// One JSON line as the log backend writes it: Go's encoder escapes
+    /// `&` (in query strings), `<` and `>`.
+    pub fn line(&self) -> String {
+        gojson::to_string(&self.0)
+    }
+
+    /// An `EventList` item: the webhook backend leaves out kind/apiVersion.
+    pub fn item(&self) -> Value {
+        let mut v = self.0.clone();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("kind");
+            o.remove("apiVersion");
+        }
+        v
+    }
+}
+
+/// `objectRef` for a request URI, as the API server's request info parses
+/// it: `/api/v1` is the core group, `/apis/GROUP/VERSION` any other; after
+/// `namespaces/NS` comes `RESOURCE[/NAME[/SUBRESOURCE]]`, except that for
+/// `/api/v1/namespaces/NS` itself the resource is `namespaces`, the name NS
+/// and the namespace NS too (as real audit logs show).
+pub fn object_ref(uri: &str) -> Value {
+    let path = uri.split('?').next().unwrap_or(uri);
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let (group, version, mut rest): (&str, &str, &[&str]) = match segs.as_slice() {
+        ["api", version, rest @ ..] => ("", version, rest),
+        ["apis", group, version, rest @ ..] => (group, version, rest),
+        _ => ("", "", &[]),
+    };
+    let mut r = json!({"apiVersion": version});
+    if let ["namespaces", ns, tail @ ..] = rest {
+        r["namespace"] = json!(ns);
+        if !tail.is_empty() && !matches!(tail[0], "status" | "finalize") {
+            rest = tail;
+        }
+    }
+    if let Some(resource) = rest.first() {
+        r["resource"] = json!(resource);
+    }
+    if let Some(name) = rest.get(1) {
+        r["name"] = json!(name);
+    }
+    if let Some(sub) = rest.get(2) {
+        r["subresource"] = json!(sub);
+    }
+    if !group.is_empty() {
+        r["apiGroup"] = json!(group);
+    }
+    r
+}
+
+/// The groups of a service account of `namespace`.
+pub fn sa_groups(namespace: &str) -> Vec<String> {
+    vec![
+        "system:serviceaccounts".to_owned(),
+        format!("system:serviceaccounts:{namespace}"),
+        "system:authenticated".to_owned(),
+    ]
+}
+
+/// A webhook batch of `items` (see [`Ev::item`]).
+pub fn event_list(items: impl IntoIterator<Item = Value>) -> Value {
+    json!({
+        "kind": "EventList",
+        "apiVersion": "audit.k8s.io/v1",
+        "metadata": {},
+        "items": items.into_iter().collect::<Vec<_>>()
     })
 }

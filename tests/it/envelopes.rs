@@ -6,15 +6,13 @@
 //! from the files, independently of driftwatch.
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::common::{Run, Service, corpus, run};
+use crate::common::{Answer, Run, Service, audit_ids, corpus, gzip, post_bytes, run};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -56,13 +54,6 @@ fn findings(out: &Run) -> Vec<Value> {
     out.findings()
 }
 
-fn audit_ids(findings: &[Value]) -> BTreeSet<String> {
-    findings
-        .iter()
-        .filter_map(|f| f["audit_id"].as_str().map(str::to_owned))
-        .collect()
-}
-
 /// Stderr lines of rejections in `file`, as (line, message).
 fn rejections(stderr: &str, file: &str) -> Vec<(usize, String)> {
     let prefix = format!("{file}:");
@@ -74,12 +65,6 @@ fn rejections(stderr: &str, file: &str) -> Vec<(usize, String)> {
             Some((line.parse().ok()?, message.to_owned()))
         })
         .collect()
-}
-
-fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(bytes)?;
-    Ok(enc.finish()?)
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -127,41 +112,6 @@ fn subscription(message_type: &str, messages: &[&str]) -> Value {
             "message": m,
         })).collect::<Vec<_>>(),
     })
-}
-
-fn client() -> Result<reqwest::Client> {
-    Ok(driftwatch::http::client_builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(60))
-        .build()?)
-}
-
-async fn post(svc: &Service, body: Vec<u8>) -> Result<(u16, Value)> {
-    let resp = client()?
-        .post(svc.url("/audit/webhook"))
-        .header("Content-Type", "application/json")
-        .body(body)
-        .send()
-        .await?;
-    let status = resp.status().as_u16();
-    let text = resp.text().await?;
-    let json = serde_json::from_str(&text)
-        .with_context(|| format!("answer {status} is not JSON: {text:?}"))?;
-    Ok((status, json))
-}
-
-async fn wait_for_findings(svc: &Service, n: usize) -> Result<Vec<Value>> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let found = svc.findings();
-        if found.len() >= n {
-            return Ok(found);
-        }
-        if Instant::now() > deadline {
-            bail!("expected {n} findings, found {}: {found:#?}", found.len());
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -389,16 +339,22 @@ async fn cloudwatch_subscription_payloads_through_webhook_and_replay() -> Result
     assert_eq!(audit_ids(&findings(&out)), expected);
 
     let svc = Service::start(None)?;
-    let (status, answer) = post(&svc, variants[0].1.clone()).await?;
+    let Answer {
+        status,
+        json: answer,
+    } = post_bytes(&svc, "/audit/webhook", variants[0].1.clone(), &[]).await?;
     ensure!(status == 200, "plain: {answer}");
     assert_eq!(answer["events"], json!(100), "{answer}");
     assert_eq!(answer["documents"], json!(1), "{answer}");
     assert_eq!(answer["findings"], json!(expected.len()), "{answer}");
-    let found = wait_for_findings(&svc, expected.len()).await?;
+    let found = svc.wait_for_findings(expected.len())?;
     assert_eq!(audit_ids(&found), expected);
     // The same events again in another envelope: a redelivery, absorbed.
     for (what, body) in &variants[1..] {
-        let (status, answer) = post(&svc, body.clone()).await?;
+        let Answer {
+            status,
+            json: answer,
+        } = post_bytes(&svc, "/audit/webhook", body.clone(), &[]).await?;
         ensure!(status == 200, "{what}: {answer}");
         assert_eq!(answer["events"], json!(100), "{what}: {answer}");
         assert_eq!(answer["findings"], json!(0), "{what}: {answer}");
@@ -412,14 +368,20 @@ async fn cloudwatch_subscription_payloads_through_webhook_and_replay() -> Result
         serde_json::to_vec(&control)?,
         gzip(&serde_json::to_vec(&control)?)?,
     ] {
-        let (status, answer) = post(&svc, body).await?;
+        let Answer {
+            status,
+            json: answer,
+        } = post_bytes(&svc, "/audit/webhook", body, &[]).await?;
         ensure!(status == 200, "control message: {answer}");
         assert_eq!(answer["events"], json!(0), "{answer}");
         assert_eq!(answer["rejected"], json!([]), "{answer}");
     }
     // An AKS batch through the webhook too.
     let aks = std::fs::read(corpus("sysdig-aks-audit-log/event.json"))?;
-    let (status, answer) = post(&svc, aks).await?;
+    let Answer {
+        status,
+        json: answer,
+    } = post_bytes(&svc, "/audit/webhook", aks, &[]).await?;
     ensure!(status == 200, "AKS batch: {answer}");
     assert_eq!(answer["events"], json!(22), "{answer}");
     assert_eq!(svc.findings().len(), expected.len());
@@ -433,7 +395,10 @@ async fn a_zip_bomb_is_rejected_cleanly() -> Result<()> {
     ensure!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
 
     let svc = Service::start(None)?;
-    let (status, answer) = post(&svc, bomb.clone()).await?;
+    let Answer {
+        status,
+        json: answer,
+    } = post_bytes(&svc, "/audit/webhook", bomb.clone(), &[]).await?;
     assert_eq!(status, 400, "{answer}");
     assert_eq!(answer["rejected"][0]["reason"], "too_large", "{answer}");
     let error = answer["error"].as_str().unwrap_or("");
@@ -441,7 +406,10 @@ async fn a_zip_bomb_is_rejected_cleanly() -> Result<()> {
     // The service is unharmed and takes the next batch.
     let exec = std::fs::read_to_string(corpus("falco-trace-files/exec_pod.json"))?;
     let payload = serde_json::to_vec(&subscription("DATA_MESSAGE", &[exec.trim()]))?;
-    let (status, answer) = post(&svc, gzip(&payload)?).await?;
+    let Answer {
+        status,
+        json: answer,
+    } = post_bytes(&svc, "/audit/webhook", gzip(&payload)?, &[]).await?;
     ensure!(status == 200, "{answer}");
     assert_eq!(answer["findings"], json!(1), "{answer}");
 

@@ -9,46 +9,23 @@
 //! runs when `serve` starts, never deletes what a test just wrote.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use driftwatch_testkit::time::rfc3339_micros as rfc3339;
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
-use crate::common::{Run, Service, run};
+use crate::common::{
+    ALICE, ARGOCD_CONFIG as CONFIG, ARGOCD_SA, Answer, Ev, Run, Service, client, get_json, get_ok,
+    post_events, post_json, run, send,
+};
 
-/// The sanctioned pipeline: Argo CD's application controller.
-const CONFIG: &str = r#"
-cluster: prod-eu-1
-pipelines:
-  - name: argocd
-    users: ["system:serviceaccount:argocd:argocd-application-controller"]
-    user_agents: ["^argocd-application-controller/"]
-"#;
-
-const ARGOCD_SA: &str = "system:serviceaccount:argocd:argocd-application-controller";
-const ARGOCD_GROUPS: &[&str] = &[
-    "system:serviceaccounts",
-    "system:serviceaccounts:argocd",
-    "system:authenticated",
-];
-const ARGOCD_UA: &str = "argocd-application-controller/v2.13.1 (linux/amd64)";
-const ALICE: &str = "alice@example.com";
-const ALICE_GROUPS: &[&str] = &["oidc:shop-devs", "system:authenticated"];
 const BOB: &str = "bob@example.com";
 const BOB_GROUPS: &[&str] = &["oidc:sre", "system:authenticated"];
-const KUBECTL: &str = "kubectl/v1.31.2 (linux/amd64) kubernetes/5864a46";
 
 // ---------------------------------------------------------------------------
-// Audit events as the API server writes them.
-
-static SEQ: AtomicU32 = AtomicU32::new(1);
-
-/// RFC 3339 in UTC with microseconds, as the API server writes audit times.
-fn rfc3339(t: Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
-}
+// Times of events.
 
 /// A start time for a test's events: a few hours ago, on a whole second
 /// plus a quarter, so that offsets give readable times.
@@ -60,166 +37,6 @@ fn recent_base() -> Timestamp {
 
 fn secs(s: f64) -> SignedDuration {
     SignedDuration::from_micros((s * 1e6).round() as i64)
-}
-
-/// One audit event (`audit.k8s.io/v1`, stage `ResponseComplete`).
-#[derive(Clone, Debug)]
-struct Ev(Value);
-
-impl Ev {
-    /// A completed request whose response was written at `time` (its
-    /// `stageTimestamp`), by alice with kubectl from her laptop. The
-    /// response code is the one the API server answers for the verb.
-    fn new(verb: &str, uri: &str, time: Timestamp) -> Ev {
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let object_ref = object_ref(uri);
-        let code = match (verb, object_ref["subresource"].as_str()) {
-            (_, Some("exec" | "attach" | "portforward")) => 101,
-            ("create", _) => 201,
-            _ => 200,
-        };
-        let received = time - SignedDuration::from_micros(8_431);
-        Ev(json!({
-            "kind": "Event",
-            "apiVersion": "audit.k8s.io/v1",
-            "level": "Metadata",
-            "auditID": format!("c0a5e7d2-6b1f-4a9e-8d3c-{n:012x}"),
-            "stage": "ResponseComplete",
-            "requestURI": uri,
-            "verb": verb,
-            "user": {"username": ALICE, "groups": ALICE_GROUPS},
-            "sourceIPs": ["192.168.10.24"],
-            "userAgent": KUBECTL,
-            "objectRef": object_ref,
-            "responseStatus": {"metadata": {}, "code": code},
-            "requestReceivedTimestamp": rfc3339(received),
-            "stageTimestamp": rfc3339(time),
-            "annotations": {
-                "authorization.k8s.io/decision": "allow",
-                "authorization.k8s.io/reason": "RBAC: allowed by ClusterRoleBinding \"shop-devs\""
-            }
-        }))
-    }
-
-    /// The Argo CD application controller, with its projected token.
-    fn by_argocd(mut self) -> Ev {
-        self.0["user"] = json!({
-            "username": ARGOCD_SA,
-            "uid": "5b0f2c8e-93d4-4f6a-b1e7-2a9c4d6e8f10",
-            "groups": ARGOCD_GROUPS,
-            "extra": {
-                "authentication.kubernetes.io/node-name": ["worker-2"],
-                "authentication.kubernetes.io/pod-name": ["argocd-application-controller-0"],
-                "authentication.kubernetes.io/pod-uid": ["0b7c9e1d-3f2a-4c6b-8e5d-7a1f9c3b2e60"]
-            }
-        });
-        self.0["userAgent"] = json!(ARGOCD_UA);
-        self.0["sourceIPs"] = json!(["10.244.3.17"]);
-        self.0["annotations"]["authorization.k8s.io/reason"] =
-            json!("RBAC: allowed by ClusterRoleBinding \"argocd-application-controller\"");
-        self
-    }
-
-    fn by(mut self, username: &str, groups: &[&str]) -> Ev {
-        self.0["user"] = json!({"username": username, "groups": groups});
-        self
-    }
-
-    /// `objectRef.name` of a create, which the API server fills in from
-    /// the object in the body.
-    fn named(mut self, name: &str) -> Ev {
-        self.0["objectRef"]["name"] = json!(name);
-        self
-    }
-
-    fn code(mut self, code: u16) -> Ev {
-        self.0["responseStatus"] = json!({"metadata": {}, "code": code});
-        self
-    }
-
-    /// The request body (the patch, or the whole object) and the object
-    /// after the change: level `RequestResponse`.
-    fn bodies(mut self, request: Value, response: Value) -> Ev {
-        self.0["level"] = json!("RequestResponse");
-        self.0["requestObject"] = request;
-        self.0["responseObject"] = response;
-        self
-    }
-
-    fn id(&self) -> String {
-        self.0["auditID"].as_str().unwrap_or("").to_owned()
-    }
-
-    fn time(&self) -> Timestamp {
-        self.0["stageTimestamp"]
-            .as_str()
-            .and_then(|t| t.parse().ok())
-            .expect("events carry a stage time")
-    }
-
-    /// One JSON line as the log backend writes it: Go's encoder escapes
-    /// `&`, `<` and `>`.
-    fn line(&self) -> String {
-        self.0
-            .to_string()
-            .replace('&', "\\u0026")
-            .replace('<', "\\u003c")
-            .replace('>', "\\u003e")
-    }
-
-    /// An `EventList` item: the webhook backend leaves out kind/apiVersion.
-    fn item(&self) -> Value {
-        let mut v = self.0.clone();
-        if let Some(o) = v.as_object_mut() {
-            o.remove("kind");
-            o.remove("apiVersion");
-        }
-        v
-    }
-}
-
-/// `objectRef` for a request URI, as the API server's request info parses
-/// it: `/api/v1` is the core group, `/apis/GROUP/VERSION` any other; after
-/// `namespaces/NS` comes `RESOURCE[/NAME[/SUBRESOURCE]]`, except that for
-/// `/api/v1/namespaces/NS` itself the resource is `namespaces`, the name NS
-/// and the namespace NS too (as real audit logs show).
-fn object_ref(uri: &str) -> Value {
-    let path = uri.split('?').next().unwrap_or(uri);
-    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let (group, version, mut rest): (&str, &str, &[&str]) = match segs.as_slice() {
-        ["api", version, rest @ ..] => ("", version, rest),
-        ["apis", group, version, rest @ ..] => (group, version, rest),
-        _ => ("", "", &[]),
-    };
-    let mut r = json!({"apiVersion": version});
-    if let ["namespaces", ns, tail @ ..] = rest {
-        r["namespace"] = json!(ns);
-        if !tail.is_empty() && !matches!(tail[0], "status" | "finalize") {
-            rest = tail;
-        }
-    }
-    if let Some(resource) = rest.first() {
-        r["resource"] = json!(resource);
-    }
-    if let Some(name) = rest.get(1) {
-        r["name"] = json!(name);
-    }
-    if let Some(sub) = rest.get(2) {
-        r["subresource"] = json!(sub);
-    }
-    if !group.is_empty() {
-        r["apiGroup"] = json!(group);
-    }
-    r
-}
-
-fn event_list<'a>(events: impl IntoIterator<Item = &'a Ev>) -> Value {
-    json!({
-        "kind": "EventList",
-        "apiVersion": "audit.k8s.io/v1",
-        "metadata": {},
-        "items": events.into_iter().map(Ev::item).collect::<Vec<_>>()
-    })
 }
 
 fn tracking_id(kind: &str, group: &str, ns: &str, name: &str) -> String {
@@ -374,7 +191,7 @@ const RECONCILE_SECONDS: f64 = 187.25;
 
 fn story(ns: &'static str, name: &'static str, base: Timestamp) -> Story {
     let created = Deploy::new(ns, name);
-    let create = Ev::new(
+    let create = Ev::at(
         "create",
         &format!("/apis/apps/v1/namespaces/{ns}/deployments?fieldManager=argocd-controller"),
         base,
@@ -387,7 +204,7 @@ fn story(ns: &'static str, name: &'static str, base: Timestamp) -> Story {
     scaled.replicas = 5;
     scaled.managers.push("kubectl-edit");
     let edit_at = base + secs(12.0 * 60.0 + 31.25);
-    let edit = Ev::new(
+    let edit = Ev::at(
         "patch",
         &deploy_uri(ns, name, "fieldManager=kubectl-edit&fieldValidation=Strict"),
         edit_at,
@@ -396,7 +213,7 @@ fn story(ns: &'static str, name: &'static str, base: Timestamp) -> Story {
 
     let mut restored = scaled.next(48_412);
     restored.replicas = 3;
-    let sync = Ev::new(
+    let sync = Ev::at(
         "patch",
         &deploy_uri(ns, name, "fieldManager=argocd-controller"),
         edit_at + secs(RECONCILE_SECONDS),
@@ -436,7 +253,7 @@ fn configmap(ns: &str, name: &str, data: Value, resource_version: u64) -> Value 
 /// `kubectl exec -it POD -- sh` over WebSocket-less SPDY: verb `create`,
 /// answered `101 Switching Protocols`.
 fn kubectl_exec(ns: &str, pod: &str, time: Timestamp) -> Ev {
-    Ev::new(
+    Ev::at(
         "create",
         &format!(
             "/api/v1/namespaces/{ns}/pods/{pod}/exec?command=sh&container=app&stdin=true&stdout=true&tty=true"
@@ -447,50 +264,6 @@ fn kubectl_exec(ns: &str, pod: &str, time: Timestamp) -> Ev {
 
 // ---------------------------------------------------------------------------
 // Talking to the service.
-
-fn client() -> Result<reqwest::Client> {
-    Ok(driftwatch::http::client_builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(60))
-        .build()?)
-}
-
-/// Status and JSON body of a request.
-async fn send(req: reqwest::RequestBuilder, what: &str) -> Result<(u16, Value)> {
-    let resp = req.send().await.with_context(|| what.to_owned())?;
-    let status = resp.status().as_u16();
-    let text = resp.text().await?;
-    let json = serde_json::from_str(&text).with_context(|| {
-        format!("{what} answered {status} with a body that is not JSON: {text:?}")
-    })?;
-    Ok((status, json))
-}
-
-async fn get(svc: &Service, path: &str) -> Result<(u16, Value)> {
-    send(client()?.get(svc.url(path)), &format!("GET {path}")).await
-}
-
-async fn get_ok(svc: &Service, path: &str) -> Result<Value> {
-    let (status, body) = get(svc, path).await?;
-    ensure!(status == 200, "GET {path}: {status} {body}");
-    Ok(body)
-}
-
-async fn post(svc: &Service, path: &str, body: &Value) -> Result<(u16, Value)> {
-    send(
-        client()?.post(svc.url(path)).json(body),
-        &format!("POST {path}"),
-    )
-    .await
-}
-
-/// Posts events as one webhook batch; returns the answer once it is `200`
-/// (the batch is durably accepted).
-async fn post_events(svc: &Service, events: &[&Ev]) -> Result<Value> {
-    let (status, answer) = post(svc, "/audit/webhook", &event_list(events.iter().copied())).await?;
-    ensure!(status == 200, "webhook answered {status}: {answer}");
-    Ok(answer)
-}
 
 /// Every item of a listing, following `next` cursors.
 async fn all_items(svc: &Service, path: &str, limit: usize) -> Result<Vec<Value>> {
@@ -503,7 +276,7 @@ async fn all_items(svc: &Service, path: &str, limit: usize) -> Result<Vec<Value>
         if let Some(c) = &cursor {
             req = req.query(&[("cursor", c)]);
         }
-        let (status, page) = send(req, &format!("GET {path}")).await?;
+        let Answer { status, json: page } = send(req, &format!("GET {path}")).await?;
         ensure!(
             status == 200,
             "GET {path} (cursor {cursor:?}): {status} {page}"
@@ -529,30 +302,11 @@ async fn all_items(svc: &Service, path: &str, limit: usize) -> Result<Vec<Value>
     bail!("GET {path}: cursors never ended")
 }
 
-/// The service writes findings before it answers `200`; the test reads its
-/// stdout on another thread, so give that thread a moment to catch up.
-async fn wait_for_findings(svc: &Service, n: usize) -> Result<Vec<Value>> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = svc.findings();
-        if found.len() >= n {
-            return Ok(found);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "expected {n} finding(s) on stdout, found {}: {found:#?}",
-                found.len()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Proves that nothing else was emitted since `before` findings: stdout is
 /// one ordered stream, so once a fresh marker finding shows up, anything
 /// emitted earlier is visible too.
 async fn assert_only_marker_since(svc: &Service, before: usize) -> Result<()> {
-    let marker = Ev::new(
+    let marker = Ev::at(
         "patch",
         &deploy_uri("shop", "marker", "fieldManager=kubectl-patch"),
         recent_base(),
@@ -562,7 +316,7 @@ async fn assert_only_marker_since(svc: &Service, before: usize) -> Result<()> {
         Deploy::new("shop", "marker").object(),
     );
     post_events(svc, &[&marker]).await?;
-    let found = wait_for_findings(svc, before + 1).await?;
+    let found = svc.wait_for_findings(before + 1)?;
     let new = &found[before..];
     ensure!(
         new.len() == 1 && new[0]["audit_id"] == json!(marker.id()),
@@ -667,7 +421,7 @@ async fn kubectl_edit_of_an_argo_managed_deployment_is_drift_until_the_next_sync
 
     post_events(&svc, &[&s.create]).await?;
     post_events(&svc, &[&s.edit]).await?;
-    let findings = wait_for_findings(&svc, 1).await?;
+    let findings = svc.wait_for_findings(1)?;
     ensure!(
         findings.len() == 1,
         "only alice's edit is drift: {findings:#?}"
@@ -920,7 +674,7 @@ async fn a_sanctioned_change_older_than_the_drift_does_not_close_it() -> Result<
     let s = story("shop", "api", recent_base());
     let mut earlier = Deploy::new("shop", "api").next(48_300);
     earlier.image = "registry.example.com/shop/api:1.8.4".to_owned();
-    let late_sync = Ev::new(
+    let late_sync = Ev::at(
         "patch",
         &deploy_uri("shop", "api", "fieldManager=argocd-controller"),
         s.edit.time() - secs(300.0),
@@ -932,7 +686,7 @@ async fn a_sanctioned_change_older_than_the_drift_does_not_close_it() -> Result<
     );
 
     post_events(&svc, &[&s.create, &s.edit]).await?;
-    let findings = wait_for_findings(&svc, 1).await?;
+    let findings = svc.wait_for_findings(1)?;
     let drift_id = findings[0]["drift"]["id"]
         .as_str()
         .context("drift id")?
@@ -984,7 +738,7 @@ async fn redelivering_the_whole_stream_after_a_restart_adds_nothing() -> Result<
     let base = recent_base();
     let s = story("shop", "api", base);
     let settings = json!({"LOG_LEVEL": "info"});
-    let cm_create = Ev::new(
+    let cm_create = Ev::at(
         "create",
         "/api/v1/namespaces/shop/configmaps?fieldManager=argocd-controller",
         base + secs(1.0),
@@ -995,7 +749,7 @@ async fn redelivering_the_whole_stream_after_a_restart_adds_nothing() -> Result<
         configmap("shop", "settings", settings.clone(), 48_220),
         configmap("shop", "settings", settings, 48_220),
     );
-    let cm_edit = Ev::new(
+    let cm_edit = Ev::at(
         "patch",
         "/api/v1/namespaces/shop/configmaps/settings?fieldManager=kubectl-patch",
         base + secs(1500.0),
@@ -1011,7 +765,7 @@ async fn redelivering_the_whole_stream_after_a_restart_adds_nothing() -> Result<
 
     post_events(&svc, &first).await?;
     post_events(&svc, &second).await?;
-    let findings = wait_for_findings(&svc, 3).await?;
+    let findings = svc.wait_for_findings(3)?;
     assert_eq!(
         findings
             .iter()
@@ -1070,7 +824,7 @@ async fn an_open_drift_survives_a_restart_and_the_next_sync_closes_it() -> Resul
     let base = recent_base();
     let s = story("shop", "api", base);
     post_events(&svc, &[&s.create, &s.edit]).await?;
-    let findings = wait_for_findings(&svc, 1).await?;
+    let findings = svc.wait_for_findings(1)?;
     let drift_id = findings[0]["drift"]["id"]
         .as_str()
         .context("drift id")?
@@ -1088,7 +842,7 @@ async fn an_open_drift_survives_a_restart_and_the_next_sync_closes_it() -> Resul
 
     // Argo CD creating another object leaves the restored drift open.
     let other = Deploy::new("shop", "web");
-    let create_web = Ev::new(
+    let create_web = Ev::at(
         "create",
         "/apis/apps/v1/namespaces/shop/deployments?fieldManager=argocd-controller",
         base + secs(60.0),
@@ -1136,7 +890,7 @@ async fn accepting_a_drift_closes_it_once() -> Result<()> {
     let s = story("shop", "api", base);
     let web = story("shop", "web", base + secs(5.0));
     post_events(&svc, &[&s.create, &s.edit, &web.create, &web.edit]).await?;
-    let findings = wait_for_findings(&svc, 2).await?;
+    let findings = svc.wait_for_findings(2)?;
     let drift_of = |id: &str| -> Result<String> {
         findings
             .iter()
@@ -1150,7 +904,8 @@ async fn accepting_a_drift_closes_it_once() -> Result<()> {
     assert_ne!(api_drift, web_drift, "one drift per resource");
 
     let accept = format!("/api/v1/drifts/{api_drift}/accept");
-    let (status, d) = post(&svc, &accept, &json!({"by": "bob", "reason": "hotfix"})).await?;
+    let Answer { status, json: d } =
+        post_json(&svc, &accept, &json!({"by": "bob", "reason": "hotfix"})).await?;
     assert_eq!(status, 200, "{d}");
     assert_eq!(d["id"], json!(api_drift), "{d}");
     assert_eq!(d["state"], "accepted", "{d}");
@@ -1162,11 +917,12 @@ async fn accepting_a_drift_closes_it_once() -> Result<()> {
         d
     );
 
-    let (status, body) = post(&svc, &accept, &json!({"by": "bob", "reason": "again"})).await?;
+    let Answer { status, json: body } =
+        post_json(&svc, &accept, &json!({"by": "bob", "reason": "again"})).await?;
     assert_eq!(status, 409, "{body}");
     assert!(body["error"].is_string(), "{body}");
 
-    let (status, body) = post(
+    let Answer { status, json: body } = post_json(
         &svc,
         "/api/v1/drifts/00000000000000000000000000000000/accept",
         &json!({"by": "bob", "reason": "hotfix"}),
@@ -1182,11 +938,11 @@ async fn accepting_a_drift_closes_it_once() -> Result<()> {
         json!("hotfix"),
         json!({"by": 7, "reason": "x"}),
     ] {
-        let (status, body) = post(&svc, &web_accept, &bad).await?;
+        let Answer { status, json: body } = post_json(&svc, &web_accept, &bad).await?;
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body["error"].is_string(), "{body}");
     }
-    let (status, body) = send(
+    let Answer { status, json: body } = send(
         client()?
             .post(svc.url(&web_accept))
             .header("Content-Type", "application/json")
@@ -1205,14 +961,14 @@ async fn accepting_a_drift_closes_it_once() -> Result<()> {
     assert_eq!(d["state"], "accepted", "{d}");
     let mut again = Deploy::new("shop", "api").next(48_500);
     again.replicas = 7;
-    let edit_again = Ev::new(
+    let edit_again = Ev::at(
         "patch",
         &deploy_uri("shop", "api", "fieldManager=kubectl-edit"),
         s.sync.time() + secs(30.0),
     )
     .bodies(json!({"spec": {"replicas": 7}}), again.object());
     post_events(&svc, &[&edit_again]).await?;
-    let findings = wait_for_findings(&svc, 3).await?;
+    let findings = svc.wait_for_findings(3)?;
     let f = &findings[2];
     assert_eq!(f["audit_id"], json!(edit_again.id()), "{f}");
     assert_eq!(f["drift"]["state"], "open", "{f}");
@@ -1295,7 +1051,7 @@ async fn each_write_flavour_yields_its_field_paths() -> Result<()> {
 
     // kubectl patch --type=json: ops on JSON pointers (`~1` is `/`, `~0`
     // is `~`); `test` changes nothing.
-    let json_patch = Ev::new(
+    let json_patch = Ev::at(
         "patch",
         &deploy_uri("shop", "web", "fieldManager=kubectl-patch"),
         next(),
@@ -1312,7 +1068,7 @@ async fn each_write_flavour_yields_its_field_paths() -> Result<()> {
     );
 
     // kubectl patch --type=merge.
-    let merge_patch = Ev::new(
+    let merge_patch = Ev::at(
         "patch",
         &deploy_uri("shop", "cart", "fieldManager=kubectl-patch"),
         next(),
@@ -1326,7 +1082,7 @@ async fn each_write_flavour_yields_its_field_paths() -> Result<()> {
     );
 
     // A strategic merge patch as kubectl writes it, with directives.
-    let strategic = Ev::new(
+    let strategic = Ev::at(
         "patch",
         &deploy_uri("shop", "checkout", "fieldManager=kubectl-edit"),
         next(),
@@ -1371,7 +1127,7 @@ async fn each_write_flavour_yields_its_field_paths() -> Result<()> {
     applied["metadata"]["managedFields"] = json!([{"manager": "kubectl", "operation": "Apply",
         "apiVersion": "apps/v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {}}}]);
     applied["status"] = json!({});
-    let apply = Ev::new(
+    let apply = Ev::at(
         "patch",
         &deploy_uri("shop", "worker", "fieldManager=kubectl&force=true"),
         next(),
@@ -1387,7 +1143,7 @@ async fn each_write_flavour_yields_its_field_paths() -> Result<()> {
         json!({"LOG_LEVEL": "info", "FEATURE_X": "off"}),
         50_010,
     );
-    let cm_create = Ev::new(
+    let cm_create = Ev::at(
         "create",
         "/api/v1/namespaces/shop/configmaps?fieldManager=argocd-controller",
         next(),
@@ -1398,7 +1154,7 @@ async fn each_write_flavour_yields_its_field_paths() -> Result<()> {
     let mut cm_request = cm_before.clone();
     cm_request["data"] = json!({"LOG_LEVEL": "debug", "FEATURE_X": "off", "FEATURE_Y": "on"});
     let cm_after = configmap("shop", "settings", cm_request["data"].clone(), 50_011);
-    let cm_update = Ev::new(
+    let cm_update = Ev::at(
         "update",
         "/api/v1/namespaces/shop/configmaps/settings?fieldManager=kubectl-replace",
         next(),
@@ -1420,7 +1176,7 @@ async fn each_write_flavour_yields_its_field_paths() -> Result<()> {
         last_applied.clone(),
         50_020,
     );
-    let secret_create = Ev::new(
+    let secret_create = Ev::at(
         "create",
         "/api/v1/namespaces/shop/secrets?fieldManager=argocd-controller",
         next(),
@@ -1428,7 +1184,7 @@ async fn each_write_flavour_yields_its_field_paths() -> Result<()> {
     .by_argocd()
     .named("db-credentials")
     .bodies(secret_v1.clone(), secret_v1);
-    let secret_patch = Ev::new(
+    let secret_patch = Ev::at(
         "patch",
         "/api/v1/namespaces/shop/secrets/db-credentials?fieldManager=kubectl-patch",
         next(),
@@ -1442,7 +1198,7 @@ async fn each_write_flavour_yields_its_field_paths() -> Result<()> {
             50_021,
         ),
     );
-    let secret_string_data = Ev::new(
+    let secret_string_data = Ev::at(
         "patch",
         "/api/v1/namespaces/shop/secrets/db-credentials?fieldManager=kubectl-patch",
         next(),
@@ -1456,7 +1212,7 @@ async fn each_write_flavour_yields_its_field_paths() -> Result<()> {
             50_022,
         ),
     );
-    let secret_json_patch = Ev::new(
+    let secret_json_patch = Ev::at(
         "patch",
         "/api/v1/namespaces/shop/secrets/api-token?fieldManager=kubectl-patch",
         next(),
@@ -1723,7 +1479,7 @@ fn planned(base: Timestamp) -> Vec<Planned> {
                 json!({"metadata": {"annotations": {"shop.example.com/change": i.to_string()}}});
             let (ev, actor, verdict, finding_type) = match i % 3 {
                 0 => (
-                    Ev::new(
+                    Ev::at(
                         "patch",
                         &format!("{uri}?fieldManager=argocd-controller"),
                         time,
@@ -1734,7 +1490,7 @@ fn planned(base: Timestamp) -> Vec<Planned> {
                     None,
                 ),
                 1 => (
-                    Ev::new(
+                    Ev::at(
                         "patch",
                         &format!("{uri}?fieldManager=kubectl-annotate"),
                         time,
@@ -1744,7 +1500,7 @@ fn planned(base: Timestamp) -> Vec<Planned> {
                     Some("out_of_band_change"),
                 ),
                 _ => (
-                    Ev::new(
+                    Ev::at(
                         "patch",
                         &format!("{uri}?fieldManager=kubectl-annotate"),
                         time,
@@ -1816,7 +1572,7 @@ async fn changes_paginate_and_filter() -> Result<()> {
         if let Some(c) = &cursor {
             req = req.query(&[("cursor", c)]);
         }
-        let (status, page) = send(req, "GET /api/v1/changes").await?;
+        let Answer { status, json: page } = send(req, "GET /api/v1/changes").await?;
         ensure!(status == 200, "{status} {page}");
         let items = page["items"].as_array().context("items")?;
         sizes.push(items.len());
@@ -1949,7 +1705,8 @@ async fn changes_paginate_and_filter() -> Result<()> {
         "since=99999999999999w",
         "colour=blue",
     ] {
-        let (status, body) = get(&svc, &format!("/api/v1/changes?{bad}")).await?;
+        let Answer { status, json: body } =
+            get_json(&svc, &format!("/api/v1/changes?{bad}")).await?;
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(
             body["error"].as_str().is_some_and(|e| !e.is_empty()),
@@ -1963,7 +1720,8 @@ async fn changes_paginate_and_filter() -> Result<()> {
         "since=soon",
         "verdict=drift",
     ] {
-        let (status, body) = get(&svc, &format!("/api/v1/drifts?{bad}")).await?;
+        let Answer { status, json: body } =
+            get_json(&svc, &format!("/api/v1/drifts?{bad}")).await?;
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body["error"].is_string(), "{bad}: {body}");
     }
@@ -2099,7 +1857,7 @@ async fn openapi_document_and_history_of_core_and_cluster_scoped_objects() -> Re
         "kubernetes.io/metadata.name": "shop-staging",
         "pod-security.kubernetes.io/enforce": "privileged"
     });
-    let ns_create = Ev::new(
+    let ns_create = Ev::at(
         "create",
         "/api/v1/namespaces?fieldManager=argocd-controller",
         base,
@@ -2110,7 +1868,7 @@ async fn openapi_document_and_history_of_core_and_cluster_scoped_objects() -> Re
         ns_object(labels.clone(), 700),
         ns_object(labels.clone(), 700),
     );
-    let ns_label = Ev::new(
+    let ns_label = Ev::at(
         "patch",
         "/api/v1/namespaces/shop-staging?fieldManager=kubectl-label",
         base + secs(60.0),
@@ -2119,7 +1877,7 @@ async fn openapi_document_and_history_of_core_and_cluster_scoped_objects() -> Re
         json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "privileged"}}}),
         ns_object(relaxed, 712),
     );
-    let ns_sync = Ev::new(
+    let ns_sync = Ev::at(
         "patch",
         "/api/v1/namespaces/shop-staging?fieldManager=argocd-controller",
         base + secs(120.0),
@@ -2130,7 +1888,7 @@ async fn openapi_document_and_history_of_core_and_cluster_scoped_objects() -> Re
         ns_object(labels, 730),
     );
     // alice edits a ConfigMap (core group, namespaced).
-    let cm_edit = Ev::new(
+    let cm_edit = Ev::at(
         "patch",
         "/api/v1/namespaces/shop/configmaps/settings?fieldManager=kubectl-edit",
         base + secs(90.0),

@@ -16,7 +16,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value, json};
 
-use crate::common::{self, Service};
+use crate::common::{self, Ev, Service};
 
 fn script() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka-dev-broker")
@@ -148,21 +148,15 @@ fn read_all(topic: &str, partitions: i32, want: usize, timeout: Duration) -> Res
     Ok(out)
 }
 
+/// `kubectl edit` of deployment `name` by `user`: one finding.
 fn event(audit_id: &str, user: &str, name: &str, replicas: u64) -> Value {
-    json!({
-        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Request",
-        "auditID": audit_id, "stage": "ResponseComplete",
-        "requestURI": format!("/apis/apps/v1/namespaces/shop/deployments/{name}?fieldManager=kubectl-edit"),
-        "verb": "patch",
-        "user": {"username": user, "groups": ["devs", "system:authenticated"]},
-        "sourceIPs": ["10.0.0.7"],
-        "userAgent": "kubectl/v1.31.2 (linux/amd64) kubernetes/5864a46",
-        "objectRef": {"resource": "deployments", "namespace": "shop", "name": name, "apiGroup": "apps", "apiVersion": "v1"},
-        "responseStatus": {"metadata": {}, "code": 200},
-        "requestObject": {"spec": {"replicas": replicas}},
-        "requestReceivedTimestamp": "2026-11-20T10:00:00.000001Z",
-        "stageTimestamp": "2026-11-20T10:00:00.000901Z"
-    })
+    let uri = format!("/apis/apps/v1/namespaces/shop/deployments/{name}?fieldManager=kubectl-edit");
+    Ev::new("patch", &uri)
+        .audit_id(audit_id)
+        .by(user, &["devs", "system:authenticated"])
+        .source_ips(&["10.0.0.7"])
+        .body(json!({"spec": {"replicas": replicas}}))
+        .0
 }
 
 fn read_event(audit_id: &str) -> Value {
@@ -200,6 +194,7 @@ fn kafka_source_to_kafka_findings_with_dead_letters() -> Result<()> {
     let p = producer()?;
 
     // One event per message, with the cluster header.
+    let mut singles = Vec::new();
     for i in 0..10 {
         let e = event(
             &format!("single-{i}"),
@@ -207,6 +202,7 @@ fn kafka_source_to_kafka_findings_with_dead_letters() -> Result<()> {
             &format!("api-{i}"),
             5,
         );
+        singles.push(e.clone());
         produce(
             &p,
             &source,
@@ -228,7 +224,7 @@ fn kafka_source_to_kafka_findings_with_dead_letters() -> Result<()> {
     );
     produce(&p, &source, "lines", lines.as_bytes(), Some("prod-b"))?;
     // Exact duplicates of a message already sent.
-    let dup = event("single-3", "alice@example.com", "api-3", 5).to_string();
+    let dup = singles[3].to_string();
     produce(&p, &source, "k3", dup.as_bytes(), Some("prod-a"))?;
     produce(&p, &source, "k3", dup.as_bytes(), Some("prod-a"))?;
     // A poison message.
@@ -279,7 +275,7 @@ fn kafka_source_to_kafka_findings_with_dead_letters() -> Result<()> {
     );
 
     // The same findings went to stdout too, and the metrics count the poison.
-    let metrics = reqwest::blocking_get(&svc.url("/metrics"))?;
+    let metrics = common::blocking_get(&svc.url("/metrics"))?;
     assert!(
         metrics.contains("driftwatch_kafka_messages_total{result=\"dead_lettered\"} 1"),
         "{metrics}"
@@ -327,13 +323,11 @@ fn sigkill_mid_stream_loses_nothing_and_stores_nothing_twice() -> Result<()> {
             Ok(())
         })
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while svc.findings().len() < 60 {
-        if Instant::now() > deadline {
-            bail!("no progress before the kill");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    common::wait_until(
+        Duration::from_secs(60),
+        || "60 findings before the kill".to_owned(),
+        || (svc.findings().len() >= 60).then_some(()),
+    )?;
     let dir = svc.kill_keeping_dir()?;
     writer
         .join()
@@ -345,17 +339,19 @@ fn sigkill_mid_stream_loses_nothing_and_stores_nothing_twice() -> Result<()> {
     );
 
     let svc = Service::start_in(dir, Some(&yaml))?;
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let stored = loop {
-        let page: Value = serde_json::from_str(&reqwest::blocking_get(
-            &svc.url("/api/v1/changes?limit=1000"),
-        )?)?;
-        let items = page["items"].as_array().cloned().unwrap_or_default();
-        if items.len() >= total || Instant::now() > deadline {
-            break items;
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    let changes = || -> Result<Vec<Value>> {
+        let page = common::blocking_get(&svc.url("/api/v1/changes?limit=1000"))?;
+        let page: Value = serde_json::from_str(&page)?;
+        Ok(page["items"].as_array().cloned().unwrap_or_default())
     };
+    let stored = common::wait_until(
+        Duration::from_secs(90),
+        || format!("{total} changes stored after the restart"),
+        || match changes() {
+            Ok(items) if items.len() < total => None,
+            done => Some(done),
+        },
+    )??;
     let ids: Vec<String> = stored
         .iter()
         .map(|c| c["audit_id"].as_str().unwrap_or_default().to_owned())
@@ -396,11 +392,7 @@ fn webhook_keeps_working_while_kafka_is_down() -> Result<()> {
     let body = event("webhook-while-down", "alice@example.com", "api", 4).to_string();
     let (code, _) = common::post(&svc.url("/audit/webhook"), body.into_bytes())?;
     assert_eq!(code, 200);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while svc.findings().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let f = svc.findings();
+    let f = svc.wait_for_findings(1)?;
     assert_eq!(f.len(), 1);
     assert_eq!(f[0]["audit_id"], "webhook-while-down");
     Ok(())
@@ -411,14 +403,4 @@ fn stored_changes(data_dir: &std::path::Path) -> Result<usize> {
     let conn = rusqlite::Connection::open(data_dir.join("driftwatch.db"))?;
     let n: i64 = conn.query_row("SELECT count(*) FROM changes", [], |r| r.get(0))?;
     Ok(usize::try_from(n)?)
-}
-
-mod reqwest {
-    /// A blocking GET through a throwaway runtime, returning the body.
-    pub fn blocking_get(url: &str) -> anyhow::Result<String> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(async { Ok(::reqwest::get(url).await?.text().await?) })
-    }
 }

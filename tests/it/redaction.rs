@@ -3,7 +3,7 @@
 use anyhow::Result;
 use serde_json::json;
 
-use crate::common::run;
+use crate::common::{Ev, run};
 
 #[test]
 fn configured_paths_are_withheld_from_findings_and_history() -> Result<()> {
@@ -17,23 +17,26 @@ fn configured_paths_are_withheld_from_findings_and_history() -> Result<()> {
         {"name": "api", "image": "ghcr.io/example/api:2", "env": [{"name": "API_TOKEN", "value": "tok-SECRET-123"}]}
     ]}}}});
     let cm = json!({"data": {"db-password": "hunter2-SECRET", "mode": "debug"}});
-    let ev = |id: &str, resource: &str, name: &str, body: &serde_json::Value| {
-        json!({
-            "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Request", "auditID": id,
-            "stage": "ResponseComplete", "verb": "patch",
-            "requestURI": format!("/apis/apps/v1/namespaces/shop/{resource}/{name}?fieldManager=kubectl-edit"),
-            "user": {"username": "alice@example.com", "groups": ["system:authenticated"]},
-            "userAgent": "kubectl/v1.31.2 (linux/amd64) kubernetes/5864a46", "sourceIPs": ["10.0.0.7"],
-            "objectRef": {"resource": resource, "namespace": "shop", "name": name, "apiGroup": if resource == "deployments" { "apps" } else { "" }, "apiVersion": "v1"},
-            "responseStatus": {"code": 200}, "requestObject": body,
-            "requestReceivedTimestamp": "2026-11-20T10:00:00.000001Z", "stageTimestamp": "2026-11-20T10:00:00.000901Z"
-        })
-        .to_string()
+    let ev = |id: &str, uri: &str, body: &serde_json::Value| {
+        Ev::new("patch", uri)
+            .audit_id(id)
+            .by("alice@example.com", &["system:authenticated"])
+            .source_ips(&["10.0.0.7"])
+            .body(body.clone())
+            .line()
     };
     let input = format!(
         "{}\n{}\n",
-        ev("r-1", "deployments", "api", &patch),
-        ev("r-2", "configmaps", "settings", &cm)
+        ev(
+            "r-1",
+            "/apis/apps/v1/namespaces/shop/deployments/api?fieldManager=kubectl-edit",
+            &patch
+        ),
+        ev(
+            "r-2",
+            "/api/v1/namespaces/shop/configmaps/settings?fieldManager=kubectl-edit",
+            &cm
+        )
     );
     let data = dir.path().join("data");
     let out = run(

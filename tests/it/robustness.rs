@@ -1611,7 +1611,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::common::Service;
+use crate::common::{Answer, Ev, Service, client, gzip, post_bytes};
 
 /// Findings need a pipeline to be out of band from.
 const SERVICE_CONFIG: &str = r#"
@@ -1622,55 +1622,29 @@ pipelines:
     user_agents: ["^argocd-application-controller/"]
 "#;
 
-const KUBECTL: &str = "kubectl/v1.31.2 (linux/amd64) kubernetes/abc1234";
 const MIB: usize = 1024 * 1024;
 /// The default `server.max_body_bytes`.
 const DEFAULT_LIMIT: usize = 16 * MIB;
 /// A generous bound on the service's peak resident memory.
 const RSS_BOUND_KIB: u64 = 2 * 1024 * 1024;
 
-fn client() -> Result<reqwest::Client> {
-    Ok(driftwatch::http::client_builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(300))
-        .build()?)
-}
-
-struct Answer {
-    status: u16,
-    json: Value,
-}
-
+/// POSTs a webhook body, with `Content-Encoding: ENCODING` if given.
 async fn post(svc: &Service, body: Vec<u8>, encoding: Option<&str>) -> Result<Answer> {
-    let mut req = client()?
-        .post(svc.url("/audit/webhook"))
-        .header("Content-Type", "application/json")
-        .body(body);
-    if let Some(encoding) = encoding {
-        req = req.header("Content-Encoding", encoding);
-    }
-    let resp = req.send().await.context("POST /audit/webhook")?;
-    let status = resp.status().as_u16();
-    let text = resp.text().await?;
-    let json = serde_json::from_str(&text)
-        .with_context(|| format!("answered {status} with a body that is not JSON: {text:.200}"))?;
-    Ok(Answer { status, json })
+    let header = encoding.map(|e| ("Content-Encoding", e));
+    post_bytes(svc, "/audit/webhook", body, header.as_slice()).await
 }
 
 /// A human's out-of-band patch: one finding.
 fn drift_event(audit_id: &str) -> Value {
-    json!({
-        "auditID": audit_id, "stage": "ResponseComplete", "verb": "patch", "level": "Request",
-        "requestURI": "/apis/apps/v1/namespaces/shop/deployments/api?fieldManager=kubectl-patch",
-        "user": {"username": "alice@example.com", "groups": ["devs", "system:authenticated"]},
-        "sourceIPs": ["10.0.0.7"], "userAgent": KUBECTL,
-        "objectRef": {"resource": "deployments", "namespace": "shop", "name": "api",
-                      "apiGroup": "apps", "apiVersion": "v1"},
-        "responseStatus": {"code": 200},
-        "requestObject": {"spec": {"replicas": 5}},
-        "requestReceivedTimestamp": "2026-11-20T10:00:00.000001Z",
-        "stageTimestamp": "2026-11-20T10:00:00.000900Z",
-    })
+    Ev::new(
+        "patch",
+        "/apis/apps/v1/namespaces/shop/deployments/api?fieldManager=kubectl-patch",
+    )
+    .audit_id(audit_id)
+    .by("alice@example.com", &["devs", "system:authenticated"])
+    .source_ips(&["10.0.0.7"])
+    .body(json!({"spec": {"replicas": 5}}))
+    .item()
 }
 
 /// The event with `"@PLACEHOLDER@"` (the whole JSON string) replaced by raw
@@ -1681,28 +1655,6 @@ fn splice(event: &Value, raw: &[u8]) -> Vec<u8> {
         .split_once("\"@PLACEHOLDER@\"")
         .expect("the event has a placeholder");
     [a.as_bytes(), raw, b.as_bytes()].concat()
-}
-
-/// A line the service wrote to stdout that mentions `audit_id`.
-async fn wait_for_finding(svc: &Service, audit_id: &str) -> Result<Value> {
-    let needle = format!("\"audit_id\":\"{audit_id}\"");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let line = svc
-            .findings
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|l| l.contains(&needle))
-            .cloned();
-        if let Some(line) = line {
-            return Ok(serde_json::from_str(&line)?);
-        }
-        if Instant::now() > deadline {
-            bail!("no finding for {audit_id} on stdout");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// `/healthz` answers and a normal batch still yields its finding.
@@ -1722,7 +1674,7 @@ async fn assert_alive(svc: &Service, after: &str) -> Result<()> {
         answer.status,
         answer.json
     );
-    wait_for_finding(svc, &id).await?;
+    svc.wait_for_finding(&id)?;
     Ok(())
 }
 
@@ -1774,13 +1726,6 @@ fn proc_status_kib(svc: &Service, field: &str) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
-    use std::io::Write;
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    enc.write_all(bytes)?;
-    Ok(enc.finish()?)
 }
 
 /// A Firehose HTTP endpoint request whose one record is a gzipped CloudWatch
@@ -1902,7 +1847,7 @@ async fn service_survives_the_adversarial_corpus() -> Result<()> {
         &[200],
     )
     .await?;
-    let f = wait_for_finding(&svc, "huge-user-agent").await?;
+    let f = svc.wait_for_finding("huge-user-agent")?;
     ensure!(f["actor"]["user_agent"].as_str().map(str::len) == Some(ten_mb + 8));
     let mut e = drift_event("huge-escaped-value");
     // 15 bytes once escaped: `a\n` `é` `\"` `\\` `\u0001`.

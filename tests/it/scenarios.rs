@@ -5,17 +5,14 @@
 //! recorded run of the program.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
-use crate::common::{Run, run};
+use crate::common::{ALICE, ALICE_GROUPS, ARGOCD_SA, ARGOCD_UA, Ev, KUBECTL, Run, run, sa_groups};
 
 // Client fingerprints as real clients send them.
-const KUBECTL: &str = "kubectl/v1.31.2 (linux/amd64) kubernetes/5864a46";
 const KUBECTL_WINDOWS: &str = "kubectl.exe/v1.31.2 (windows/amd64) kubernetes/5864a46";
-const ARGOCD_UA: &str = "argocd-application-controller/v2.13.1 (linux/amd64)";
 const ARGOCD_SERVER_UA: &str = "argocd-server/v2.13.1 (linux/amd64)";
 const KUSTOMIZE_UA: &str = "kustomize-controller/v1.4.0";
 const HELM_CONTROLLER_UA: &str = "helm-controller/v1.1.0";
@@ -27,12 +24,9 @@ const CERT_MANAGER_UA: &str =
     "cert-manager-certificates-issuing/v1.16.1 (linux/amd64) cert-manager/4ba1f5e";
 
 // Identities.
-const ALICE: &str = "alice@example.com";
-const ALICE_GROUPS: &[&str] = &["oidc:shop-devs", "system:authenticated"];
 const MALLORY: &str = "mallory@example.com";
 const ADMIN: &str = "platform-admin@example.com";
 const ADMIN_GROUPS: &[&str] = &["oidc:platform-admins", "system:authenticated"];
-const ARGOCD_SA: &str = "system:serviceaccount:argocd:argocd-application-controller";
 const CI_USER: &str = "ci-deployer@example.com";
 const CI_GROUPS: &[&str] = &["oidc:ci", "system:authenticated"];
 const CI_RUNNER_IP: &str = "10.20.5.17";
@@ -71,228 +65,11 @@ fn config(extra: &str) -> String {
 }
 
 // ---------------------------------------------------------------------------
-// Event builder
-// ---------------------------------------------------------------------------
-
-static SEQ: AtomicU32 = AtomicU32::new(1);
-
-/// One audit event, `audit.k8s.io/v1`, as the log backend writes it.
-#[derive(Clone)]
-struct Ev(Value);
-
-/// A completed request by alice with kubectl, from her laptop. `objectRef`
-/// is derived from the URI the way the API server fills it in, and the
-/// response code is what the API server answers for the verb (101 for
-/// connect upgrades).
-fn ev(verb: &str, uri: &str) -> Ev {
-    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    let object_ref = object_ref(uri);
-    let code = match (verb, object_ref["subresource"].as_str()) {
-        (_, Some("exec" | "attach" | "portforward")) => 101,
-        ("create", _) => 201,
-        _ => 200,
-    };
-    Ev(json!({
-        "kind": "Event",
-        "apiVersion": "audit.k8s.io/v1",
-        "level": "Metadata",
-        "auditID": format!("4f6c1d2e-8a3b-4c5d-9e7f-{n:012x}"),
-        "stage": "ResponseComplete",
-        "requestURI": uri,
-        "verb": verb,
-        "user": {"username": ALICE, "groups": ALICE_GROUPS},
-        "sourceIPs": ["192.168.10.24"],
-        "userAgent": KUBECTL,
-        "objectRef": object_ref,
-        "responseStatus": {"metadata": {}, "code": code},
-        "requestReceivedTimestamp": timestamp(n, 123_456),
-        "stageTimestamp": timestamp(n, 131_072),
-        "annotations": {
-            "authorization.k8s.io/decision": "allow",
-            "authorization.k8s.io/reason": ""
-        }
-    }))
-}
-
-/// A distinct second per event, so no two built events share a request key.
-fn timestamp(n: u32, micros: u32) -> String {
-    format!(
-        "2026-11-20T{:02}:{:02}:{:02}.{micros:06}Z",
-        10 + n / 3600,
-        (n / 60) % 60,
-        n % 60
-    )
-}
-
-/// `objectRef` for a request URI: `/api/v1/...` is the core group,
-/// `/apis/GROUP/VERSION/...`, then optionally `namespaces/NS/`, then
-/// `RESOURCE[/NAME[/SUBRESOURCE]]`.
-fn object_ref(uri: &str) -> Value {
-    let path = uri.split('?').next().unwrap_or(uri);
-    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
-        ["api", version, rest @ ..] => ("", version, rest),
-        ["apis", group, version, rest @ ..] => (group, version, rest),
-        _ => ("", "", &[]),
-    };
-    let (namespace, rest) = match rest {
-        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(*ns), rest),
-        _ => (None, rest),
-    };
-    let mut r = json!({});
-    if let Some(resource) = rest.first() {
-        r["resource"] = json!(resource);
-    }
-    if let Some(ns) = namespace {
-        r["namespace"] = json!(ns);
-    }
-    if let Some(name) = rest.get(1) {
-        r["name"] = json!(name);
-    }
-    if !group.is_empty() {
-        r["apiGroup"] = json!(group);
-    }
-    r["apiVersion"] = json!(version);
-    if let Some(sub) = rest.get(2) {
-        r["subresource"] = json!(sub);
-    }
-    r
-}
-
-fn sa_groups(namespace: &str) -> Vec<String> {
-    vec![
-        "system:serviceaccounts".to_owned(),
-        format!("system:serviceaccounts:{namespace}"),
-        "system:authenticated".to_owned(),
-    ]
-}
-
-impl Ev {
-    /// The authenticated (real) user.
-    fn by(mut self, username: &str, groups: &[&str]) -> Self {
-        self.0["user"] = json!({"username": username, "groups": groups});
-        self
-    }
-
-    /// A service account token, as a projected token in a pod presents it.
-    fn by_sa(mut self, namespace: &str, name: &str, pod: &str) -> Self {
-        self.0["user"] = json!({
-            "username": format!("system:serviceaccount:{namespace}:{name}"),
-            "uid": "9d4f3c2a-61b7-4e0f-8a5d-2c7e1b9f0a34",
-            "groups": sa_groups(namespace),
-            "extra": {
-                "authentication.kubernetes.io/node-name": ["worker-2"],
-                "authentication.kubernetes.io/pod-name": [pod],
-                "authentication.kubernetes.io/pod-uid": ["0b7c9e1d-3f2a-4c6b-8e5d-7a1f9c3b2e60"]
-            }
-        });
-        self
-    }
-
-    /// `Impersonate-User` (and the groups the API server resolved for it).
-    fn impersonating(mut self, username: &str, groups: &[String]) -> Self {
-        self.0["impersonatedUser"] = json!({"username": username, "groups": groups});
-        self
-    }
-
-    fn ua(mut self, user_agent: &str) -> Self {
-        self.0["userAgent"] = json!(user_agent);
-        self
-    }
-
-    fn source_ips(mut self, ips: &[&str]) -> Self {
-        self.0["sourceIPs"] = json!(ips);
-        self
-    }
-
-    fn stage(mut self, stage: &str) -> Self {
-        self.0["stage"] = json!(stage);
-        if stage == "RequestReceived" {
-            // Nothing is answered yet: no status, and the stage time is the
-            // receive time.
-            if let Some(o) = self.0.as_object_mut() {
-                o.remove("responseStatus");
-            }
-            self.0["stageTimestamp"] = self.0["requestReceivedTimestamp"].clone();
-        }
-        self
-    }
-
-    fn stage_at(mut self, ts: &str) -> Self {
-        self.0["stageTimestamp"] = json!(ts);
-        self
-    }
-
-    fn received_at(mut self, ts: &str) -> Self {
-        self.0["requestReceivedTimestamp"] = json!(ts);
-        self
-    }
-
-    fn audit_id(mut self, id: &str) -> Self {
-        self.0["auditID"] = json!(id);
-        self
-    }
-
-    /// A failed request, with the Status the API server answers.
-    fn code(mut self, code: u16) -> Self {
-        if code < 400 {
-            self.0["responseStatus"] = json!({"metadata": {}, "code": code});
-            return self;
-        }
-        let reason = match code {
-            403 => "Forbidden",
-            404 => "NotFound",
-            409 => "AlreadyExists",
-            422 => "Invalid",
-            _ => "InternalError",
-        };
-        self.0["responseStatus"] = json!({
-            "metadata": {},
-            "status": "Failure",
-            "message": format!("request failed: {reason}"),
-            "reason": reason,
-            "code": code
-        });
-        if code == 403 {
-            self.0["annotations"]["authorization.k8s.io/decision"] = json!("forbid");
-        }
-        self
-    }
-
-    /// The request body; the event is then logged at `RequestResponse`.
-    fn body(mut self, body: Value) -> Self {
-        self.0["level"] = json!("RequestResponse");
-        self.0["requestObject"] = body;
-        self
-    }
-
-    /// The object after the change (`RequestResponse` level).
-    fn response(mut self, object: Value) -> Self {
-        self.0["level"] = json!("RequestResponse");
-        self.0["responseObject"] = object;
-        self
-    }
-
-    fn id(&self) -> &str {
-        self.0["auditID"].as_str().unwrap_or("")
-    }
-
-    /// One JSON line, escaped the way Go's encoder escapes HTML characters
-    /// (`&` in query strings becomes `\u0026`).
-    fn line(&self) -> String {
-        self.0
-            .to_string()
-            .replace('&', "\\u0026")
-            .replace('<', "\\u003c")
-            .replace('>', "\\u003e")
-    }
-}
-
 // Realistic requests.
 
 /// `kubectl edit deployment api` changing the replica count.
 fn kubectl_edit_replicas() -> Ev {
-    ev(
+    Ev::new(
         "patch",
         "/apis/apps/v1/namespaces/shop/deployments/api?fieldManager=kubectl-edit&fieldValidation=Strict",
     )
@@ -301,17 +78,11 @@ fn kubectl_edit_replicas() -> Ev {
 
 /// Argo CD syncing the same deployment (client-side apply, its field manager).
 fn argocd_sync() -> Ev {
-    ev(
+    Ev::new(
         "patch",
         "/apis/apps/v1/namespaces/shop/deployments/api?fieldManager=argocd-controller",
     )
-    .by_sa(
-        "argocd",
-        "argocd-application-controller",
-        "argocd-application-controller-0",
-    )
-    .ua(ARGOCD_UA)
-    .source_ips(&["10.244.3.17"])
+    .by_argocd()
     .body(json!({"spec": {"template": {"spec": {"containers": [
         {"name": "app", "image": "registry.example.com/shop/api:1.8.3"}
     ]}}}}))
@@ -320,7 +91,7 @@ fn argocd_sync() -> Ev {
 /// `kubectl exec -it api-7d9c5b8f4-x2k8q -- sh`; `verb` is `create` over
 /// SPDY and `get` over WebSocket.
 fn kubectl_exec(verb: &str) -> Ev {
-    ev(
+    Ev::new(
         verb,
         "/api/v1/namespaces/shop/pods/api-7d9c5b8f4-x2k8q/exec?command=sh&container=app&stdin=true&stdout=true&tty=true",
     )
@@ -328,7 +99,7 @@ fn kubectl_exec(verb: &str) -> Ev {
 
 /// The deployment controller creating a ReplicaSet for a rollout.
 fn controller_creates_replicaset(controller_sa: &str) -> Ev {
-    ev("create", "/apis/apps/v1/namespaces/shop/replicasets")
+    Ev::new("create", "/apis/apps/v1/namespaces/shop/replicasets")
         .by_sa("kube-system", controller_sa, "kube-controller-manager-cp-1")
         .ua(&format!(
             "{KCM_UA}/system:serviceaccount:kube-system:{controller_sa}"
@@ -545,7 +316,7 @@ fn reasons(f: &Value) -> String {
 
 #[test]
 fn each_verdict_is_counted_once_and_only_drift_emits_a_finding() -> Result<()> {
-    let read = ev("get", "/apis/apps/v1/namespaces/shop/deployments/api");
+    let read = Ev::new("get", "/apis/apps/v1/namespaces/shop/deployments/api");
     let system = controller_creates_replicaset("deployment-controller");
     let sanctioned = argocd_sync();
     let drift = kubectl_edit_replicas();
@@ -555,6 +326,7 @@ fn each_verdict_is_counted_once_and_only_drift_emits_a_finding() -> Result<()> {
     assert_eq!(r.summary.mutations, 3, "{}", r.summary.line);
     assert_eq!(r.summary.documents, 4, "{}", r.summary.line);
     let f = r.only()?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["audit_id"], drift.id());
     assert_eq!(f["type"], "out_of_band_change");
     Ok(())
@@ -572,7 +344,7 @@ fn argocd_sync_is_sanctioned() -> Result<()> {
 fn flux_controllers_applying_are_sanctioned() -> Result<()> {
     // kustomize-controller applies server-side; helm-controller installs a
     // release (creates its objects).
-    let kustomize = ev(
+    let kustomize = Ev::new(
         "patch",
         "/apis/apps/v1/namespaces/shop/deployments/api?fieldManager=kustomize-controller&force=true",
     )
@@ -584,7 +356,7 @@ fn flux_controllers_applying_are_sanctioned() -> Result<()> {
                      "labels": {"kustomize.toolkit.fluxcd.io/name": "shop"}},
         "spec": {"replicas": 3}
     }));
-    let helm = ev(
+    let helm = Ev::new(
         "create",
         "/api/v1/namespaces/monitoring/configmaps?fieldManager=helm-controller",
     )
@@ -602,7 +374,7 @@ fn flux_controllers_applying_are_sanctioned() -> Result<()> {
 
 #[test]
 fn flux_declared_by_group_sanctions_its_controllers_and_still_checks_user_agents() -> Result<()> {
-    let kustomize = ev(
+    let kustomize = Ev::new(
         "patch",
         "/apis/apps/v1/namespaces/shop/deployments/api?fieldManager=kustomize-controller&force=true",
     )
@@ -610,7 +382,7 @@ fn flux_declared_by_group_sanctions_its_controllers_and_still_checks_user_agents
     .ua(KUSTOMIZE_UA);
     // Another service account of flux-system is in the group, but its user
     // agent is none of the pipeline's: credential misuse.
-    let notification = ev(
+    let notification = Ev::new(
         "patch",
         "/apis/apps/v1/namespaces/shop/deployments/api?fieldManager=notification-controller",
     )
@@ -623,6 +395,7 @@ fn flux_declared_by_group_sanctions_its_controllers_and_still_checks_user_agents
     let r = replay(FLUX_BY_GROUP, &[kustomize, notification])?;
     assert_eq!(r.summary.verdicts(), (0, 0, 1, 1), "{}", r.summary.line);
     let f = r.only()?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["type"], "pipeline_credential_misuse");
     assert_eq!(f["pipeline"], "flux");
     assert_eq!(
@@ -634,14 +407,14 @@ fn flux_declared_by_group_sanctions_its_controllers_and_still_checks_user_agents
 
 #[test]
 fn helm_from_ci_inside_its_cidr_is_sanctioned() -> Result<()> {
-    let upgrade = ev(
+    let upgrade = Ev::new(
         "patch",
         "/apis/apps/v1/namespaces/shop/deployments/api?fieldManager=helm",
     )
     .by(CI_USER, CI_GROUPS)
     .ua(HELM_UA)
     .source_ips(&[CI_RUNNER_IP]);
-    let install = ev(
+    let install = Ev::new(
         "create",
         "/api/v1/namespaces/shop/services?fieldManager=helm",
     )
@@ -665,6 +438,7 @@ fn human_impersonating_argocd_controller_is_pipeline_impersonation() -> Result<(
         .by(ADMIN, ADMIN_GROUPS)
         .impersonating(ARGOCD_SA, &sa_groups("argocd"));
     let f = single_finding(&config(""), e, "pipeline_impersonation", "critical")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["pipeline"], "argocd");
     assert_eq!(f["actor"]["username"], ARGOCD_SA);
     assert_eq!(f["actor"]["impersonated_by"]["username"], ADMIN);
@@ -680,6 +454,7 @@ fn impersonation_wins_over_spoofing_when_the_user_agent_is_forged_too() -> Resul
         .impersonating(ARGOCD_SA, &sa_groups("argocd"))
         .ua(ARGOCD_UA);
     let f = single_finding(&config(""), e, "pipeline_impersonation", "critical")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["pipeline"], "argocd");
     Ok(())
 }
@@ -695,6 +470,7 @@ fn argocd_token_used_from_kubectl_is_pipeline_credential_misuse() -> Result<()> 
         )
         .source_ips(&["192.168.10.24"]);
     let f = single_finding(&config(""), e, "pipeline_credential_misuse", "critical")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["pipeline"], "argocd");
     assert_eq!(f["actor"]["username"], ARGOCD_SA);
     assert_eq!(f["actor"]["client"], "kubectl");
@@ -704,7 +480,7 @@ fn argocd_token_used_from_kubectl_is_pipeline_credential_misuse() -> Result<()> 
 
 #[test]
 fn helm_ci_user_from_outside_its_cidr_is_pipeline_credential_misuse() -> Result<()> {
-    let e = ev(
+    let e = Ev::new(
         "patch",
         "/apis/apps/v1/namespaces/shop/deployments/api?fieldManager=helm",
     )
@@ -712,6 +488,7 @@ fn helm_ci_user_from_outside_its_cidr_is_pipeline_credential_misuse() -> Result<
     .ua(HELM_UA)
     .source_ips(&[OUTSIDE_IP]);
     let f = single_finding(&config(""), e, "pipeline_credential_misuse", "critical")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["pipeline"], "helm-ci");
     assert_eq!(f["actor"]["source_ips"], json!([OUTSIDE_IP]));
     assert!(reasons(&f).contains(OUTSIDE_IP), "{f}");
@@ -723,7 +500,7 @@ fn helm_ci_forwarded_address_inside_but_real_hop_outside_is_pipeline_credential_
 -> Result<()> {
     // sourceIPs[0] is the client's X-Forwarded-For claim; the last entry is
     // the hop the API server saw. A stolen token can forge only the first.
-    let e = ev(
+    let e = Ev::new(
         "patch",
         "/apis/apps/v1/namespaces/shop/deployments/api?fieldManager=helm",
     )
@@ -731,6 +508,7 @@ fn helm_ci_forwarded_address_inside_but_real_hop_outside_is_pipeline_credential_
     .ua(HELM_UA)
     .source_ips(&[CI_RUNNER_IP, OUTSIDE_IP]);
     let f = single_finding(&config(""), e, "pipeline_credential_misuse", "critical")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["pipeline"], "helm-ci");
     assert!(reasons(&f).contains(OUTSIDE_IP), "{f}");
     Ok(())
@@ -741,6 +519,7 @@ fn human_with_argocd_user_agent_is_user_agent_spoofing() -> Result<()> {
     // kubectl --user-agent 'argocd-application-controller/v2.13.1 (linux/amd64)'
     let e = kubectl_edit_replicas().ua(ARGOCD_UA);
     let f = single_finding(&config(""), e, "user_agent_spoofing", "critical")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["pipeline"], "argocd");
     assert_eq!(f["actor"]["username"], ALICE);
     assert_eq!(f["actor"]["client"], "argocd");
@@ -764,6 +543,7 @@ fn exec_over_spdy_is_interactive_access() -> Result<()> {
         "interactive_access",
         "high",
     )?;
+    insta::assert_json_snapshot!(f);
     assert_interactive(&f, "exec");
     assert_eq!(f["verb"], "create");
     Ok(())
@@ -778,6 +558,7 @@ fn exec_over_websocket_get_is_interactive_access() -> Result<()> {
         "interactive_access",
         "high",
     )?;
+    insta::assert_json_snapshot!(f);
     assert_interactive(&f, "exec");
     assert_eq!(f["verb"], "get");
     Ok(())
@@ -785,22 +566,24 @@ fn exec_over_websocket_get_is_interactive_access() -> Result<()> {
 
 #[test]
 fn attach_is_interactive_access() -> Result<()> {
-    let e = ev(
+    let e = Ev::new(
         "create",
         "/api/v1/namespaces/shop/pods/api-7d9c5b8f4-x2k8q/attach?container=app&stdin=true&stdout=true&tty=true",
     );
     let f = single_finding(&config(""), e, "interactive_access", "high")?;
+    insta::assert_json_snapshot!(f);
     assert_interactive(&f, "attach");
     Ok(())
 }
 
 #[test]
 fn portforward_is_interactive_access() -> Result<()> {
-    let e = ev(
+    let e = Ev::new(
         "get",
         "/api/v1/namespaces/shop/pods/api-7d9c5b8f4-x2k8q/portforward",
     );
     let f = single_finding(&config(""), e, "interactive_access", "high")?;
+    insta::assert_json_snapshot!(f);
     assert_interactive(&f, "portforward");
     Ok(())
 }
@@ -808,7 +591,7 @@ fn portforward_is_interactive_access() -> Result<()> {
 #[test]
 fn kubectl_debug_ephemeral_container_is_interactive_access() -> Result<()> {
     // kubectl debug -it api-7d9c5b8f4-x2k8q --image=busybox:1.36 --target=app
-    let e = ev(
+    let e = Ev::new(
         "patch",
         "/api/v1/namespaces/shop/pods/api-7d9c5b8f4-x2k8q/ephemeralcontainers",
     )
@@ -817,6 +600,7 @@ fn kubectl_debug_ephemeral_container_is_interactive_access() -> Result<()> {
         "targetContainerName": "app", "terminationMessagePolicy": "File"
     }]}}));
     let f = single_finding(&config(""), e, "interactive_access", "high")?;
+    insta::assert_json_snapshot!(f);
     assert_interactive(&f, "ephemeralcontainers");
     Ok(())
 }
@@ -824,11 +608,12 @@ fn kubectl_debug_ephemeral_container_is_interactive_access() -> Result<()> {
 #[test]
 fn service_proxy_is_interactive_access() -> Result<()> {
     // kubectl proxy, then a browser on .../services/http:api:80/proxy/
-    let e = ev(
+    let e = Ev::new(
         "get",
         "/api/v1/namespaces/shop/services/http:api:80/proxy/admin/debug",
     );
     let f = single_finding(&config(""), e, "interactive_access", "high")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["resource"]["resource"], "services");
     assert_eq!(f["resource"]["subresource"], "proxy");
     assert_eq!(f["resource"]["name"], "http:api:80");
@@ -848,6 +633,7 @@ fn kubectl_edit_is_out_of_band_change() -> Result<()> {
         .received_at("2026-11-20T09:41:07.402117Z")
         .stage_at("2026-11-20T09:41:07.415893Z");
     let f = single_finding(&config(""), e.clone(), "out_of_band_change", "medium")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["cluster"], "prod-eu-1");
     assert_eq!(f["time"], "2026-11-20T09:41:07.415893Z");
     assert_eq!(f["audit_id"], e.id());
@@ -874,8 +660,9 @@ fn kubectl_edit_is_out_of_band_change() -> Result<()> {
 
 #[test]
 fn kubectl_delete_is_out_of_band_change() -> Result<()> {
-    let e = ev("delete", "/api/v1/namespaces/shop/configmaps/api-config");
+    let e = Ev::new("delete", "/api/v1/namespaces/shop/configmaps/api-config");
     let f = single_finding(&config(""), e, "out_of_band_change", "high")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["verb"], "delete");
     assert_eq!(f["resource"]["name"], "api-config");
     Ok(())
@@ -884,7 +671,7 @@ fn kubectl_delete_is_out_of_band_change() -> Result<()> {
 #[test]
 fn kubectl_create_is_out_of_band_change() -> Result<()> {
     // kubectl create configmap feature-flags --from-literal=checkout_v2=true
-    let e = ev(
+    let e = Ev::new(
         "create",
         "/api/v1/namespaces/shop/configmaps?fieldManager=kubectl-create&fieldValidation=Strict",
     )
@@ -892,6 +679,7 @@ fn kubectl_create_is_out_of_band_change() -> Result<()> {
                  "metadata": {"name": "feature-flags", "namespace": "shop"},
                  "data": {"checkout_v2": "true"}}));
     let f = single_finding(&config(""), e, "out_of_band_change", "medium")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["verb"], "create");
     assert_eq!(f["actor"]["field_manager"], "kubectl-create");
     Ok(())
@@ -905,7 +693,7 @@ fn argocd_sync_impersonating_tenant_service_account_stays_sanctioned() -> Result
         "system:serviceaccount:shop:argocd-shop-deployer",
         &sa_groups("shop"),
     );
-    let flux = ev(
+    let flux = Ev::new(
         "patch",
         "/apis/apps/v1/namespaces/shop/deployments/worker?fieldManager=kustomize-controller&force=true",
     )
@@ -934,12 +722,13 @@ fn request_received_stage_is_ignored() -> Result<()> {
 
 #[test]
 fn response_started_of_a_non_connect_request_is_ignored() -> Result<()> {
-    let create = ev(
+    let create = Ev::new(
         "create",
         "/apis/apps/v1/namespaces/shop/deployments?fieldManager=kubectl-create",
     )
     .stage("ResponseStarted");
-    let watch = ev("watch", "/api/v1/namespaces/shop/pods?watch=true").stage("ResponseStarted");
+    let watch =
+        Ev::new("watch", "/api/v1/namespaces/shop/pods?watch=true").stage("ResponseStarted");
     all_ignored(&config(""), &[create, watch])?;
     Ok(())
 }
@@ -949,13 +738,13 @@ fn reads_are_ignored() -> Result<()> {
     all_ignored(
         &config(""),
         &[
-            ev("get", "/apis/apps/v1/namespaces/shop/deployments/api"),
-            ev("list", "/api/v1/namespaces/shop/secrets?limit=500"),
-            ev(
+            Ev::new("get", "/apis/apps/v1/namespaces/shop/deployments/api"),
+            Ev::new("list", "/api/v1/namespaces/shop/secrets?limit=500"),
+            Ev::new(
                 "watch",
                 "/api/v1/namespaces/shop/pods?allowWatchBookmarks=true&resourceVersion=48213&watch=true",
             ),
-            ev(
+            Ev::new(
                 "get",
                 "/api/v1/namespaces/shop/pods/api-7d9c5b8f4-x2k8q/log?container=app&follow=true",
             ),
@@ -970,17 +759,17 @@ fn failed_requests_are_ignored() -> Result<()> {
         &config(""),
         &[
             kubectl_edit_replicas().code(403),
-            ev(
+            Ev::new(
                 "create",
                 "/api/v1/namespaces/shop/configmaps?fieldManager=kubectl-create",
             )
             .code(409),
-            ev(
+            Ev::new(
                 "update",
                 "/apis/apps/v1/namespaces/shop/deployments/api?fieldManager=kubectl-replace",
             )
             .code(422),
-            ev("delete", "/api/v1/namespaces/shop/secrets/old-token").code(404),
+            Ev::new("delete", "/api/v1/namespaces/shop/secrets/old-token").code(404),
         ],
     )?;
     Ok(())
@@ -989,28 +778,28 @@ fn failed_requests_are_ignored() -> Result<()> {
 #[test]
 fn dry_run_all_is_ignored_wherever_it_sits_in_the_query() -> Result<()> {
     let dry = [
-        ev(
+        Ev::new(
             "patch",
             "/apis/apps/v1/namespaces/shop/deployments/api?dryRun=All",
         ),
         // kubectl diff
-        ev(
+        Ev::new(
             "patch",
             "/apis/apps/v1/namespaces/shop/deployments/api?dryRun=All&fieldManager=kubectl-client-side-apply&fieldValidation=Strict",
         ),
         // kubectl apply --dry-run=server
-        ev(
+        Ev::new(
             "create",
             "/api/v1/namespaces/shop/configmaps?fieldManager=kubectl-client-side-apply&dryRun=All&fieldValidation=Strict",
         ),
-        ev(
+        Ev::new(
             "delete",
             "/api/v1/namespaces/shop/configmaps/api-config?gracePeriodSeconds=0&dryRun=All",
         ),
     ];
     all_ignored(&config(""), &dry)?;
     // The same request without the dry run is a change.
-    let real = ev(
+    let real = Ev::new(
         "patch",
         "/apis/apps/v1/namespaces/shop/deployments/api?fieldManager=kubectl-client-side-apply&fieldValidation=Strict",
     );
@@ -1024,24 +813,24 @@ fn virtual_resources_are_ignored() -> Result<()> {
     all_ignored(
         &config(""),
         &[
-            ev("create", "/apis/authentication.k8s.io/v1/tokenreviews"),
-            ev(
+            Ev::new("create", "/apis/authentication.k8s.io/v1/tokenreviews"),
+            Ev::new(
                 "create",
                 "/apis/authorization.k8s.io/v1/subjectaccessreviews",
             ),
-            ev(
+            Ev::new(
                 "create",
                 "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
             ),
-            ev(
+            Ev::new(
                 "create",
                 "/apis/authorization.k8s.io/v1/namespaces/shop/localsubjectaccessreviews",
             ),
-            ev(
+            Ev::new(
                 "create",
                 "/apis/authentication.k8s.io/v1/selfsubjectreviews",
             ),
-            ev(
+            Ev::new(
                 "create",
                 "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
             ),
@@ -1056,17 +845,17 @@ fn noise_kinds_are_ignored() -> Result<()> {
     all_ignored(
         &config(""),
         &[
-            ev("create", "/api/v1/namespaces/shop/events"),
-            ev(
+            Ev::new("create", "/api/v1/namespaces/shop/events"),
+            Ev::new(
                 "patch",
                 "/apis/events.k8s.io/v1/namespaces/shop/events/api.17f3c2a1b4d5e6f7",
             ),
-            ev(
+            Ev::new(
                 "update",
                 "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-scheduler",
             ),
-            ev("update", "/api/v1/namespaces/shop/endpoints/api"),
-            ev(
+            Ev::new("update", "/api/v1/namespaces/shop/endpoints/api"),
+            Ev::new(
                 "create",
                 "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices",
             ),
@@ -1084,15 +873,15 @@ ignore:
   namespaces: ["sandbox"]
 "#,
     );
-    let configmap = ev(
+    let configmap = Ev::new(
         "patch",
         "/api/v1/namespaces/shop/configmaps/api-config?fieldManager=kubectl-edit",
     );
-    let certificate = ev(
+    let certificate = Ev::new(
         "patch",
         "/apis/cert-manager.io/v1/namespaces/shop/certificates/api-tls?fieldManager=kubectl-edit",
     );
-    let sandbox = ev(
+    let sandbox = Ev::new(
         "patch",
         "/apis/apps/v1/namespaces/sandbox/deployments/api?fieldManager=kubectl-edit",
     );
@@ -1100,7 +889,7 @@ ignore:
 
     // Not covered: another namespace, and a same-named resource of another group.
     let shop = kubectl_edit_replicas();
-    let other_group = ev(
+    let other_group = Ev::new(
         "patch",
         "/apis/networking.example.io/v1/namespaces/shop/certificates/api-tls",
     );
@@ -1115,7 +904,7 @@ ignore:
 
 #[test]
 fn kube_controller_manager_is_system() -> Result<()> {
-    let e = ev("create", "/apis/apps/v1/namespaces/shop/replicasets")
+    let e = Ev::new("create", "/apis/apps/v1/namespaces/shop/replicasets")
         .by("system:kube-controller-manager", &["system:authenticated"])
         .ua(KCM_UA)
         .source_ips(&["10.0.0.11"]);
@@ -1137,7 +926,7 @@ fn kube_system_deployment_controller_is_system() -> Result<()> {
 }
 
 fn kubelet_patches_pod_status(username: &str, groups: &[&str]) -> Ev {
-    ev(
+    Ev::new(
         "patch",
         "/api/v1/namespaces/shop/pods/api-7d9c5b8f4-x2k8q/status",
     )
@@ -1163,6 +952,7 @@ fn node_name_without_nodes_group_is_drift() -> Result<()> {
     // (or an OIDC user who picked that name) is not a kubelet.
     let e = kubelet_patches_pod_status("system:node:worker-1", &["system:authenticated"]);
     let f = single_finding(&config(""), e, "out_of_band_change", "medium")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["actor"]["username"], "system:node:worker-1");
     Ok(())
 }
@@ -1174,17 +964,19 @@ fn system_masters_member_is_drift() -> Result<()> {
         &["system:masters", "system:authenticated"],
     );
     let f = single_finding(&config(""), e, "out_of_band_change", "medium")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["actor"]["username"], "kubernetes-admin");
     Ok(())
 }
 
 #[test]
 fn anonymous_is_drift() -> Result<()> {
-    let e = ev("create", "/api/v1/namespaces/shop/configmaps")
+    let e = Ev::new("create", "/api/v1/namespaces/shop/configmaps")
         .by("system:anonymous", &["system:unauthenticated"])
         .ua("curl/8.5.0")
         .source_ips(&["198.51.100.23"]);
     let f = single_finding(&config(""), e, "out_of_band_change", "medium")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["actor"]["username"], "system:anonymous");
     assert_eq!(f["actor"]["client"], "curl");
     Ok(())
@@ -1198,6 +990,7 @@ fn kube_system_default_service_account_is_drift() -> Result<()> {
         .ua("Go-http-client/2.0")
         .source_ips(&["10.244.1.9"]);
     let f = single_finding(&config(""), e, "out_of_band_change", "medium")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(
         f["actor"]["username"],
         "system:serviceaccount:kube-system:default"
@@ -1208,7 +1001,7 @@ fn kube_system_default_service_account_is_drift() -> Result<()> {
 #[test]
 fn argocd_server_ui_edit_is_drift() -> Result<()> {
     // Editing a live manifest in the Argo CD UI: not the pipeline.
-    let e = ev(
+    let e = Ev::new(
         "patch",
         "/apis/apps/v1/namespaces/shop/deployments/api?fieldManager=argocd-server",
     )
@@ -1217,6 +1010,7 @@ fn argocd_server_ui_edit_is_drift() -> Result<()> {
     .source_ips(&["10.244.3.22"])
     .body(json!({"spec": {"replicas": 0}}));
     let f = single_finding(&config(""), e, "out_of_band_change", "medium")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(
         f["actor"]["username"],
         "system:serviceaccount:argocd:argocd-server"
@@ -1257,7 +1051,7 @@ system_identities:
   baseline: false
 "#,
     );
-    let kcm = ev("create", "/apis/apps/v1/namespaces/shop/replicasets")
+    let kcm = Ev::new("create", "/apis/apps/v1/namespaces/shop/replicasets")
         .by("system:kube-controller-manager", &["system:authenticated"])
         .ua(KCM_UA);
     let node = kubelet_patches_pod_status(
@@ -1273,7 +1067,7 @@ system_identities:
 #[test]
 fn extra_users_makes_an_operator_system() -> Result<()> {
     let issue = || {
-        ev(
+        Ev::new(
             "create",
             "/api/v1/namespaces/shop/secrets?fieldManager=cert-manager-certificates-issuing",
         )
@@ -1306,7 +1100,7 @@ system_identities:
 #[test]
 fn server_side_apply_creating_with_patch_201_is_a_mutation() -> Result<()> {
     // kubectl apply --server-side of a new ConfigMap: verb patch, code 201.
-    let apply = ev(
+    let apply = Ev::new(
         "patch",
         "/api/v1/namespaces/shop/configmaps/api-config?fieldManager=kubectl&fieldValidation=Strict&force=false",
     )
@@ -1318,6 +1112,7 @@ fn server_side_apply_creating_with_patch_201_is_a_mutation() -> Result<()> {
     assert_eq!(r.summary.mutations, 1, "{}", r.summary.line);
     assert_eq!(r.summary.verdicts(), (0, 0, 0, 1), "{}", r.summary.line);
     let f = r.only()?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["type"], "out_of_band_change");
     assert_eq!(f["actor"]["field_manager"], "kubectl");
     // The apply document's identity fields are not changes; its data is.
@@ -1354,6 +1149,7 @@ fn exec_response_started_and_response_complete_give_one_finding() -> Result<()> 
     assert_eq!(r.summary.verdicts(), (1, 0, 0, 1), "{}", r.summary.line);
     assert_eq!(r.summary.deduplicated, 1, "{}", r.summary.line);
     let f = r.only()?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["type"], "interactive_access");
     // ResponseStarted is the early signal of a long-running connect.
     assert_eq!(f["stage"], "ResponseStarted");
@@ -1404,7 +1200,15 @@ fn forged_audit_id_from_another_user_gives_two_findings() -> Result<()> {
     assert_eq!(r.summary.drift, 2, "{}", r.summary.line);
     assert_eq!(r.summary.deduplicated, 0, "{}", r.summary.line);
     let a = r.by_actor(ALICE)?;
+    insta::assert_json_snapshot!(
+        "forged_audit_id_from_another_user_gives_two_findings-alice",
+        a
+    );
     let m = r.by_actor(MALLORY)?;
+    insta::assert_json_snapshot!(
+        "forged_audit_id_from_another_user_gives_two_findings-mallory",
+        m
+    );
     assert_eq!(a["audit_id"], m["audit_id"]);
     assert_ne!(a["id"], m["id"]);
     Ok(())
@@ -1417,11 +1221,12 @@ fn forged_audit_id_from_another_user_gives_two_findings() -> Result<()> {
 #[test]
 fn rbac_change_is_critical() -> Result<()> {
     // kubectl create clusterrolebinding backdoor --clusterrole=cluster-admin --user=mallory@example.com
-    let e = ev(
+    let e = Ev::new(
         "create",
         "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings?fieldManager=kubectl-create&fieldValidation=Strict",
     );
     let f = single_finding(&config(""), e, "out_of_band_change", "critical")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["resource"]["group"], "rbac.authorization.k8s.io");
     assert_eq!(f["resource"]["namespace"], Value::Null);
     Ok(())
@@ -1429,17 +1234,18 @@ fn rbac_change_is_critical() -> Result<()> {
 
 #[test]
 fn admission_webhook_configuration_change_is_critical() -> Result<()> {
-    let delete = ev(
+    let delete = Ev::new(
         "delete",
         "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/gatekeeper-validating-webhook-configuration",
     );
-    let edit = ev(
+    let edit = Ev::new(
         "patch",
         "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/istio-sidecar-injector?fieldManager=kubectl-edit",
     )
     .body(json!({"webhooks": [{"name": "namespace.sidecar-injector.istio.io", "failurePolicy": "Ignore"}]}));
     let r = replay(&config(""), &[delete, edit])?;
     assert_eq!(r.summary.drift, 2, "{}", r.summary.line);
+    insta::assert_json_snapshot!(r.findings);
     for f in &r.findings {
         assert_eq!(f["severity"], "critical", "{f}");
     }
@@ -1451,16 +1257,16 @@ fn pipeline_findings_are_critical_even_on_low_severity_objects() -> Result<()> {
     // A custom resource is low on its own; the pipeline types lift it.
     let cr =
         "/apis/cert-manager.io/v1/namespaces/shop/certificates/api-tls?fieldManager=kubectl-edit";
-    let impersonation = ev("patch", cr)
+    let impersonation = Ev::new("patch", cr)
         .by(ADMIN, ADMIN_GROUPS)
         .impersonating(ARGOCD_SA, &sa_groups("argocd"));
-    let misuse = ev("patch", cr).by_sa(
+    let misuse = Ev::new("patch", cr).by_sa(
         "argocd",
         "argocd-application-controller",
         "argocd-application-controller-0",
     );
-    let spoofing = ev("patch", cr).ua(KUSTOMIZE_UA);
-    let plain = ev("patch", cr).by(MALLORY, &["system:authenticated"]);
+    let spoofing = Ev::new("patch", cr).ua(KUSTOMIZE_UA);
+    let plain = Ev::new("patch", cr).by(MALLORY, &["system:authenticated"]);
     let r = replay(&config(""), &[impersonation, misuse, spoofing, plain])?;
     assert_eq!(
         r.types(),
@@ -1478,7 +1284,7 @@ fn pipeline_findings_are_critical_even_on_low_severity_objects() -> Result<()> {
 
 #[test]
 fn secret_change_is_high() -> Result<()> {
-    let e = ev(
+    let e = Ev::new(
         "patch",
         "/api/v1/namespaces/shop/secrets/db-credentials?fieldManager=kubectl-edit",
     );
@@ -1488,7 +1294,7 @@ fn secret_change_is_high() -> Result<()> {
 
 #[test]
 fn delete_is_high_even_for_a_low_resource() -> Result<()> {
-    let e = ev(
+    let e = Ev::new(
         "delete",
         "/apis/cert-manager.io/v1/namespaces/shop/certificates/api-tls",
     );
@@ -1498,7 +1304,7 @@ fn delete_is_high_even_for_a_low_resource() -> Result<()> {
 
 #[test]
 fn deployments_and_configmaps_are_medium() -> Result<()> {
-    let configmap = ev(
+    let configmap = Ev::new(
         "patch",
         "/api/v1/namespaces/shop/configmaps/api-config?fieldManager=kubectl-edit",
     );
@@ -1514,7 +1320,7 @@ fn deployments_and_configmaps_are_medium() -> Result<()> {
 fn change_to_a_pipeline_managed_object_is_high() -> Result<()> {
     // Argo CD created the ConfigMap with its tracking annotation; a
     // ConfigMap is medium on its own, but this one is the pipeline's.
-    let created = ev(
+    let created = Ev::new(
         "create",
         "/api/v1/namespaces/shop/configmaps?fieldManager=argocd-controller",
     )
@@ -1526,12 +1332,12 @@ fn change_to_a_pipeline_managed_object_is_high() -> Result<()> {
                      "annotations": {"argocd.argoproj.io/tracking-id": "shop:/ConfigMap:shop/api-config"}},
         "data": {"LOG_LEVEL": "info"}
     }));
-    let edit = ev(
+    let edit = Ev::new(
         "patch",
         "/api/v1/namespaces/shop/configmaps/api-config?fieldManager=kubectl-edit",
     )
     .body(json!({"data": {"LOG_LEVEL": "debug"}}));
-    let unmanaged = ev(
+    let unmanaged = Ev::new(
         "patch",
         "/api/v1/namespaces/shop/configmaps/scratch?fieldManager=kubectl-edit",
     )
@@ -1545,7 +1351,7 @@ fn change_to_a_pipeline_managed_object_is_high() -> Result<()> {
 
 #[test]
 fn custom_resource_change_is_low() -> Result<()> {
-    let e = ev(
+    let e = Ev::new(
         "patch",
         "/apis/monitoring.coreos.com/v1/namespaces/shop/servicemonitors/api?fieldManager=kubectl-edit",
     )
@@ -1570,19 +1376,19 @@ severity:
       severity: low
 "#,
     );
-    let kube_system_cm = ev(
+    let kube_system_cm = Ev::new(
         "patch",
         "/api/v1/namespaces/kube-system/configmaps/coredns?fieldManager=kubectl-edit",
     );
-    let shop_cm = ev(
+    let shop_cm = Ev::new(
         "patch",
         "/api/v1/namespaces/shop/configmaps/api-config?fieldManager=kubectl-edit",
     );
-    let monitor = ev(
+    let monitor = Ev::new(
         "patch",
         "/apis/monitoring.coreos.com/v1/namespaces/shop/servicemonitors/api?fieldManager=kubectl-edit",
     );
-    let sandbox_exec = ev(
+    let sandbox_exec = Ev::new(
         "get",
         "/api/v1/namespaces/sandbox/pods/scratch-0/exec?command=bash&stdin=true&stdout=true&tty=true",
     );
@@ -1607,6 +1413,7 @@ fn impersonated_identity_is_the_actor_and_the_real_user_is_impersonated_by() -> 
         .by(ADMIN, ADMIN_GROUPS)
         .impersonating("system:serviceaccount:shop:deployer", &sa_groups("shop"));
     let f = single_finding(&config(""), e, "out_of_band_change", "medium")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(
         f["actor"]["username"],
         "system:serviceaccount:shop:deployer"
@@ -1641,7 +1448,7 @@ fn pipeline_is_named_only_for_pipeline_finding_types() -> Result<()> {
             "argocd-application-controller-0",
         )
         .ua(ARGOCD_UA);
-    let out_of_band = ev("delete", "/api/v1/namespaces/shop/configmaps/api-config");
+    let out_of_band = Ev::new("delete", "/api/v1/namespaces/shop/configmaps/api-config");
     let r = replay(
         &config(""),
         &[
@@ -1675,7 +1482,7 @@ fn pipeline_is_named_only_for_pipeline_finding_types() -> Result<()> {
 #[test]
 fn kubectl_client_and_field_manager_are_reported() -> Result<()> {
     let edit = kubectl_edit_replicas();
-    let rollout = ev(
+    let rollout = Ev::new(
         "patch",
         "/apis/apps/v1/namespaces/shop/deployments/api?fieldManager=kubectl-rollout",
     )
@@ -1686,9 +1493,11 @@ fn kubectl_client_and_field_manager_are_reported() -> Result<()> {
     }}}}}));
     let r = replay(&config(""), &[edit, rollout])?;
     let a = r.by_actor(ALICE)?;
+    insta::assert_json_snapshot!("kubectl_client_and_field_manager_are_reported-alice", a);
     assert_eq!(a["actor"]["client"], "kubectl");
     assert_eq!(a["actor"]["field_manager"], "kubectl-edit");
     let m = r.by_actor(MALLORY)?;
+    insta::assert_json_snapshot!("kubectl_client_and_field_manager_are_reported-mallory", m);
     assert_eq!(m["actor"]["client"], "kubectl");
     assert_eq!(m["actor"]["user_agent"], KUBECTL_WINDOWS);
     assert_eq!(m["actor"]["field_manager"], "kubectl-rollout");
@@ -1698,7 +1507,7 @@ fn kubectl_client_and_field_manager_are_reported() -> Result<()> {
 #[test]
 fn merge_patch_changes_are_reported() -> Result<()> {
     // kubectl edit (strategic merge) and kubectl set image (keyed list item).
-    let set_image = ev(
+    let set_image = Ev::new(
         "patch",
         "/apis/apps/v1/namespaces/shop/deployments/worker?fieldManager=kubectl-set",
     )
@@ -1707,6 +1516,7 @@ fn merge_patch_changes_are_reported() -> Result<()> {
         {"image": "registry.example.com/shop/worker:2.0.1-hotfix", "name": "worker"}
     ]}}}}));
     let r = replay(&config(""), &[kubectl_edit_replicas(), set_image])?;
+    insta::assert_json_snapshot!(r.findings);
     assert_eq!(
         r.by_actor(ALICE)?["changes"],
         json!([{"path": "spec.replicas", "old": null, "new": 5}])
@@ -1722,7 +1532,7 @@ fn merge_patch_changes_are_reported() -> Result<()> {
 #[test]
 fn json_patch_changes_are_reported() -> Result<()> {
     // kubectl patch deployment api --type=json -p '[...]'
-    let e = ev(
+    let e = Ev::new(
         "patch",
         "/apis/apps/v1/namespaces/shop/deployments/api?fieldManager=kubectl-patch",
     )
@@ -1732,6 +1542,7 @@ fn json_patch_changes_are_reported() -> Result<()> {
         {"op": "remove", "path": "/metadata/labels/app.kubernetes.io~1managed-by"}
     ]));
     let f = single_finding(&config(""), e, "out_of_band_change", "medium")?;
+    insta::assert_json_snapshot!(f);
     assert_eq!(f["actor"]["field_manager"], "kubectl-patch");
     assert_eq!(
         f["changes"],
@@ -1756,13 +1567,13 @@ fn secret_values_never_appear_in_findings() -> Result<()> {
     const FILLED: &str = "Z2hwXzd4S3E5bU4yVnAzUjh0WTVjTDF3";
 
     // kubectl edit secret db-credentials
-    let edit = ev(
+    let edit = Ev::new(
         "patch",
         "/api/v1/namespaces/shop/secrets/db-credentials?fieldManager=kubectl-edit",
     )
     .body(json!({"data": {"password": EDITED}}));
     // kubectl patch secret db-credentials --type=json -p '[{"op":"replace","path":"/data","value":{...}}]'
-    let replace_data = ev(
+    let replace_data = Ev::new(
         "patch",
         "/api/v1/namespaces/shop/secrets/db-credentials?fieldManager=kubectl-patch",
     )
@@ -1777,7 +1588,7 @@ fn secret_values_never_appear_in_findings() -> Result<()> {
     })
     .to_string()
         + "\n";
-    let client_apply = ev(
+    let client_apply = Ev::new(
         "patch",
         "/api/v1/namespaces/shop/secrets/payment-api?fieldManager=kubectl-client-side-apply&fieldValidation=Strict",
     )
@@ -1788,7 +1599,7 @@ fn secret_values_never_appear_in_findings() -> Result<()> {
         }}
     }));
     // kubectl apply --server-side with stringData
-    let server_apply = ev(
+    let server_apply = Ev::new(
         "patch",
         "/api/v1/namespaces/shop/secrets/tls-ca?fieldManager=kubectl&fieldValidation=Strict&force=false",
     )
@@ -1797,7 +1608,7 @@ fn secret_values_never_appear_in_findings() -> Result<()> {
                  "metadata": {"name": "tls-ca", "namespace": "shop"},
                  "stringData": {"ca.key": STRING_DATA}}));
     // kubectl create secret generic
-    let create = ev(
+    let create = Ev::new(
         "create",
         "/api/v1/namespaces/shop/secrets?fieldManager=kubectl-create&fieldValidation=Strict",
     )
@@ -1808,7 +1619,7 @@ fn secret_values_never_appear_in_findings() -> Result<()> {
     // kubectl create secret generic api-token (no data yet), then kubectl
     // edit adding a key, logged with the object after the change: the
     // remembered object and the new one differ by a whole `data` map.
-    let empty = ev(
+    let empty = Ev::new(
         "create",
         "/api/v1/namespaces/shop/secrets?fieldManager=kubectl-create&fieldValidation=Strict",
     )
@@ -1816,7 +1627,7 @@ fn secret_values_never_appear_in_findings() -> Result<()> {
         json!({"kind": "Secret", "apiVersion": "v1", "type": "Opaque",
                  "metadata": {"name": "api-token", "namespace": "shop"}}),
     );
-    let fill = ev(
+    let fill = Ev::new(
         "patch",
         "/api/v1/namespaces/shop/secrets/api-token?fieldManager=kubectl-edit",
     )
@@ -1857,6 +1668,7 @@ fn secret_values_never_appear_in_findings() -> Result<()> {
             r.run.stdout
         );
     }
+    insta::assert_json_snapshot!(r.findings);
     for f in &r.findings {
         assert_eq!(f["severity"], "high", "{f}");
         for change in f["changes"].as_array().into_iter().flatten() {

@@ -1,18 +1,19 @@
 //! TLS and client authentication of the webhook, through curl (a real TLS
 //! client) against the running service, with certificates made here.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::common::Service;
+use crate::common::{Ev, Service, wait_until};
 
 /// A CA, a server certificate for 127.0.0.1, and client certificates.
 struct Pki {
@@ -119,21 +120,17 @@ fn curl(
     Ok((code, body.to_owned()))
 }
 
+/// `kubectl edit` of a ConfigMap: one finding.
 fn event(audit_id: &str) -> String {
-    json!({
-        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Request",
-        "auditID": audit_id, "stage": "ResponseComplete",
-        "requestURI": "/api/v1/namespaces/shop/configmaps/settings?fieldManager=kubectl-edit",
-        "verb": "patch",
-        "user": {"username": "alice@example.com", "groups": ["system:authenticated"]},
-        "sourceIPs": ["10.0.0.7"], "userAgent": "kubectl/v1.31.2 (linux/amd64) kubernetes/5864a46",
-        "objectRef": {"resource": "configmaps", "namespace": "shop", "name": "settings", "apiVersion": "v1"},
-        "responseStatus": {"code": 200},
-        "requestObject": {"data": {"mode": "debug"}},
-        "requestReceivedTimestamp": "2026-11-20T10:00:00.000001Z",
-        "stageTimestamp": "2026-11-20T10:00:00.000901Z"
-    })
-    .to_string()
+    Ev::new(
+        "patch",
+        "/api/v1/namespaces/shop/configmaps/settings?fieldManager=kubectl-edit",
+    )
+    .audit_id(audit_id)
+    .by("alice@example.com", &["system:authenticated"])
+    .source_ips(&["10.0.0.7"])
+    .body(json!({"data": {"mode": "debug"}}))
+    .line()
 }
 
 const TOKEN_EU: &str = "eu-token-0123456789abcdef";
@@ -166,17 +163,6 @@ fn config(pki: &Pki, mtls: bool) -> Result<String> {
         ));
     }
     Ok(yaml)
-}
-
-fn wait_findings(svc: &Service, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let f = svc.findings();
-        if f.len() >= n || Instant::now() > deadline {
-            return f;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -220,7 +206,7 @@ fn bearer_tokens_guard_the_webhook_and_bind_clusters() -> Result<()> {
     )?;
     assert_eq!(code, 200);
 
-    let findings = wait_findings(&svc, 2);
+    let findings = svc.wait_for_findings(2)?;
     let clusters: Vec<(String, String)> = findings
         .iter()
         .map(|f| {
@@ -327,7 +313,7 @@ fn client_certificates_are_required_and_bound_to_clusters() -> Result<()> {
     )?;
     assert_eq!(code, 200);
 
-    let findings = wait_findings(&svc, 2);
+    let findings = svc.wait_for_findings(2)?;
     let got: Vec<(&str, &str)> = findings
         .iter()
         .map(|f| {
@@ -374,20 +360,25 @@ fn certificates_reload_without_a_restart() -> Result<()> {
     std::fs::write(pki.path("tls.key"), key.serialize_pem())?;
     std::fs::write(pki.path("tls.crt"), cert.pem())?;
 
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (code, err) = curl(&svc.url("/healthz"), &new_ca_path, None, None, None)?;
-        if code == 200 {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "the new certificate was not picked up: {err} {:?}",
+    let last_error = RefCell::new(String::new());
+    wait_until(
+        Duration::from_secs(15),
+        || {
+            format!(
+                "the new certificate to be picked up: {} {:?}",
+                last_error.borrow(),
                 svc.logs.lock().unwrap()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+            )
+        },
+        || match curl(&svc.url("/healthz"), &new_ca_path, None, None, None) {
+            Ok((200, _)) => Some(Ok(())),
+            Ok((_, err)) => {
+                *last_error.borrow_mut() = err;
+                None
+            }
+            Err(e) => Some(Err(e)),
+        },
+    )??;
     let (code, _) = curl(&svc.url("/healthz"), &ca, None, None, None)?;
     assert_eq!(code, 0, "the old CA no longer verifies the server");
     Ok(())
@@ -424,7 +415,7 @@ fn http2_over_tls_carries_webhook_batches() -> Result<()> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let f = wait_findings(&svc, 1);
+    let f = svc.wait_for_findings(1)?;
     assert_eq!(f.len(), 1);
     assert_eq!(f[0]["audit_id"], "over-h2");
     Ok(())

@@ -6,238 +6,61 @@ use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
-use crate::common::{Service, corpus};
-
-/// A sanctioned Argo CD pipeline, and a cluster name to find in findings.
-const CONFIG: &str = r#"
-cluster: prod-eu-1
-pipelines:
-  - name: argocd
-    users: ["system:serviceaccount:argocd:argocd-application-controller"]
-    user_agents: ["^argocd-application-controller/"]
-"#;
+use crate::common::{
+    ARGOCD_CONFIG as CONFIG, ARGOCD_SA, ARGOCD_UA, Ev, GZIP, KUBECTL, Service, audit_ids, corpus,
+    event_list, get_text, gzip, post_bytes, post_json, wait_until,
+};
 
 const HUMAN: &str = "alice@example.com";
 const HUMAN_GROUPS: &[&str] = &["devs", "system:authenticated"];
-const KUBECTL: &str = "kubectl/v1.31.2 (linux/amd64) kubernetes/abc1234";
-const ARGOCD_SA: &str = "system:serviceaccount:argocd:argocd-application-controller";
-const ARGOCD_UA: &str = "argocd-application-controller/v2.13.1 (linux/amd64) kubernetes/0e0e0e0";
-const KCM_UA: &str = "kube-controller-manager/v1.31.2 (linux/amd64) kubernetes/abc1234/system:serviceaccount:kube-system:replicaset-controller";
+const KCM_UA: &str = "kube-controller-manager/v1.31.2 (linux/amd64) kubernetes/5864a46/system:serviceaccount:kube-system:replicaset-controller";
+const KUBELET_UA: &str = "kubelet/v1.31.2 (linux/amd64) kubernetes/5864a46";
+const NODE: (&str, &[&str], &str) = (
+    "system:node:worker-1",
+    &["system:nodes", "system:authenticated"],
+    KUBELET_UA,
+);
+const SA_GROUPS: &[&str] = &["system:serviceaccounts", "system:authenticated"];
 
 // ---------------------------------------------------------------------------
-// Building audit events the way the API server writes them.
+// A realistic webhook batch.
 
-/// One API request as an audit event.
-#[derive(Clone)]
-struct Req {
-    audit_id: String,
-    stage: &'static str,
-    verb: &'static str,
-    user: String,
-    groups: Vec<String>,
-    user_agent: String,
-    /// `None` for `RequestReceived`, which has no response yet.
-    code: Option<u16>,
-    group: &'static str,
-    version: &'static str,
-    resource: &'static str,
-    subresource: Option<&'static str>,
-    namespace: Option<String>,
-    name: Option<String>,
-    query: String,
-    /// Seconds after 10:00:00 on the day of the batch; keeps times distinct.
-    at: u32,
-}
-
-impl Req {
-    fn new(audit_id: String, verb: &'static str, user: &str, user_agent: &str) -> Req {
-        Req {
-            audit_id,
-            stage: "ResponseComplete",
-            verb,
-            user: user.to_owned(),
-            groups: vec!["system:authenticated".to_owned()],
-            user_agent: user_agent.to_owned(),
-            code: Some(200),
-            group: "apps",
-            version: "v1",
-            resource: "deployments",
-            subresource: None,
-            namespace: Some("shop".to_owned()),
-            name: None,
-            query: String::new(),
-            at: 0,
-        }
-    }
-
-    fn groups(mut self, groups: &[&str]) -> Req {
-        self.groups = groups.iter().map(|g| (*g).to_owned()).collect();
-        self
-    }
-
-    fn resource(mut self, group: &'static str, version: &'static str, res: &'static str) -> Req {
-        self.group = group;
-        self.version = version;
-        self.resource = res;
-        self
-    }
-
-    fn sub(mut self, sub: &'static str) -> Req {
-        self.subresource = Some(sub);
-        self
-    }
-
-    fn ns(mut self, ns: &str) -> Req {
-        self.namespace = Some(ns.to_owned());
-        self
-    }
-
-    fn name(mut self, name: &str) -> Req {
-        self.name = Some(name.to_owned());
-        self
-    }
-
-    fn query(mut self, q: &str) -> Req {
-        self.query = q.to_owned();
-        self
-    }
-
-    fn code(mut self, code: u16) -> Req {
-        self.code = Some(code);
-        self
-    }
-
-    fn stage(mut self, stage: &'static str) -> Req {
-        self.stage = stage;
-        if stage == "RequestReceived" {
-            self.code = None;
-        }
-        self
-    }
-
-    fn at(mut self, at: u32) -> Req {
-        self.at = at;
-        self
-    }
-
-    fn uri(&self) -> String {
-        let mut uri = if self.group.is_empty() {
-            format!("/api/{}", self.version)
-        } else {
-            format!("/apis/{}/{}", self.group, self.version)
-        };
-        if let Some(ns) = &self.namespace {
-            uri.push_str(&format!("/namespaces/{ns}"));
-        }
-        uri.push('/');
-        uri.push_str(self.resource);
-        if let Some(name) = &self.name {
-            uri.push('/');
-            uri.push_str(name);
-        }
-        if let Some(sub) = self.subresource {
-            uri.push('/');
-            uri.push_str(sub);
-        }
-        if !self.query.is_empty() {
-            uri.push('?');
-            uri.push_str(&self.query);
-        }
-        uri
-    }
-
-    /// The event as an `EventList` item: no `kind`, no `apiVersion`.
-    fn item(&self) -> Value {
-        let received = format!(
-            "2026-11-20T10:{:02}:{:02}.{:06}Z",
-            self.at / 60 % 60,
-            self.at % 60,
-            (u64::from(self.at) * 7919) % 900_000
-        );
-        let stage_ts = format!(
-            "2026-11-20T10:{:02}:{:02}.{:06}Z",
-            self.at / 60 % 60,
-            self.at % 60,
-            (u64::from(self.at) * 7919) % 900_000 + 1500
-        );
-        let mutating = matches!(
-            self.verb,
-            "create" | "update" | "patch" | "delete" | "deletecollection"
-        );
-        let mut object_ref = json!({
-            "resource": self.resource,
-            "apiGroup": self.group,
-            "apiVersion": self.version,
-        });
-        if let Some(ns) = &self.namespace {
-            object_ref["namespace"] = json!(ns);
-        }
-        if let Some(name) = &self.name {
-            object_ref["name"] = json!(name);
-        }
-        if let Some(sub) = self.subresource {
-            object_ref["subresource"] = json!(sub);
-        }
-        let mut ev = json!({
-            "level": if mutating { "Request" } else { "Metadata" },
-            "auditID": self.audit_id,
-            "stage": self.stage,
-            "requestURI": self.uri(),
-            "verb": self.verb,
-            "user": {"username": self.user, "groups": self.groups},
-            "sourceIPs": ["10.0.0.7"],
-            "userAgent": self.user_agent,
-            "objectRef": object_ref,
-            "requestReceivedTimestamp": received,
-            "stageTimestamp": if self.stage == "RequestReceived" { received.clone() } else { stage_ts },
-            "annotations": {
-                "authorization.k8s.io/decision": "allow",
-                "authorization.k8s.io/reason": "RBAC: allowed by ClusterRoleBinding"
-            }
-        });
-        if let Some(code) = self.code {
-            ev["responseStatus"] = if (200..300).contains(&code) {
-                json!({"metadata": {}, "code": code})
-            } else {
-                json!({"metadata": {}, "status": "Failure", "reason": "Forbidden", "code": code})
-            };
-        }
-        if mutating && self.verb == "patch" {
-            ev["requestObject"] = json!({"spec": {"replicas": 5}});
-        }
-        ev
-    }
-}
-
+/// The shape of a real auditID (a UUID), unique per tag and number.
 fn audit_id(tag: &str, n: usize) -> String {
-    // The shape of a real auditID (a UUID), unique per tag and number.
     let t = tag
         .bytes()
         .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
     format!("{t:08x}-{:04x}-4000-8000-{:012x}", n % 0xffff, n)
 }
 
-/// A human's `kubectl patch` of a deployment: a finding every time it succeeds.
-fn human_patch(tag: &str, n: usize) -> Req {
-    Req::new(audit_id(tag, n), "patch", HUMAN, KUBECTL)
-        .groups(HUMAN_GROUPS)
-        .name(&format!("checkout-{n}"))
-        .query("fieldManager=kubectl-patch")
-        .at(n as u32)
+/// `verb` on `uri` by `who` (user, groups, user agent), from the node
+/// network.
+fn req(id: String, verb: &str, who: (&str, &[&str], &str), uri: &str) -> Ev {
+    let (user, groups, ua) = who;
+    Ev::new(verb, uri)
+        .audit_id(&id)
+        .by(user, groups)
+        .ua(ua)
+        .source_ips(&["10.0.0.7"])
 }
 
-fn event_list(items: impl IntoIterator<Item = Value>) -> Value {
-    json!({
-        "kind": "EventList",
-        "apiVersion": "audit.k8s.io/v1",
-        "metadata": {},
-        "items": items.into_iter().collect::<Vec<_>>(),
-    })
+/// A human's `kubectl patch` of a deployment: a finding every time it succeeds.
+fn human_patch(tag: &str, n: usize) -> Ev {
+    let uri = format!(
+        "/apis/apps/v1/namespaces/shop/deployments/checkout-{n}?fieldManager=kubectl-patch"
+    );
+    req(
+        audit_id(tag, n),
+        "patch",
+        (HUMAN, HUMAN_GROUPS, KUBECTL),
+        &uri,
+    )
+    .body(json!({"spec": {"replicas": 5}}))
 }
 
 /// A realistic webhook batch of exactly 400 events, and the auditIDs of the
@@ -248,132 +71,118 @@ struct Batch {
 }
 
 fn realistic_batch(tag: &str) -> Batch {
-    let mut reqs: Vec<Req> = Vec::new();
+    let mut evs: Vec<Ev> = Vec::new();
     let mut n = 0usize;
     let mut next = || {
         n += 1;
-        (audit_id(tag, n), n as u32)
+        n
     };
 
     // 200 reads: more than half of a real stream, humans and controllers alike.
     let readers: [(&str, &[&str], &str); 4] = [
         (HUMAN, HUMAN_GROUPS, KUBECTL),
-        (
-            "system:node:worker-1",
-            &["system:nodes", "system:authenticated"],
-            "kubelet/v1.31.2 (linux/amd64) kubernetes/abc1234",
-        ),
+        NODE,
         (
             "system:serviceaccount:kube-system:replicaset-controller",
-            &["system:serviceaccounts", "system:authenticated"],
+            SA_GROUPS,
             KCM_UA,
         ),
-        (
-            ARGOCD_SA,
-            &["system:serviceaccounts", "system:authenticated"],
-            ARGOCD_UA,
-        ),
+        (ARGOCD_SA, SA_GROUPS, ARGOCD_UA),
     ];
-    let read_resources: [(&str, &str, &str); 4] = [
-        ("", "v1", "pods"),
-        ("apps", "v1", "deployments"),
-        ("", "v1", "configmaps"),
-        ("", "v1", "secrets"),
+    let read_paths = [
+        "/api/v1/namespaces/shop/pods",
+        "/apis/apps/v1/namespaces/shop/deployments",
+        "/api/v1/namespaces/shop/configmaps",
+        "/api/v1/namespaces/shop/secrets",
     ];
     for i in 0..200 {
-        let (id, at) = next();
         let verb = ["get", "list", "watch"][i % 3];
-        let (user, groups, ua) = readers[i % readers.len()];
-        let (g, v, r) = read_resources[i % read_resources.len()];
-        let mut req = Req::new(id, verb, user, ua)
-            .groups(groups)
-            .resource(g, v, r)
-            .at(at);
+        let mut uri = read_paths[i % read_paths.len()].to_owned();
         if verb == "get" {
-            req = req.name(&format!("object-{i}"));
+            uri.push_str(&format!("/object-{i}"));
         }
-        reqs.push(req);
+        evs.push(req(
+            audit_id(tag, next()),
+            verb,
+            readers[i % readers.len()],
+            &uri,
+        ));
     }
 
     // 140 writes by Kubernetes itself: the system baseline and noise kinds.
     for i in 0..140 {
-        let (id, at) = next();
-        let req = match i % 7 {
-            0 => Req::new(
+        let id = audit_id(tag, next());
+        let sa = |name: &str| format!("system:serviceaccount:kube-system:{name}");
+        let ev = match i % 7 {
+            0 => req(
                 id,
                 "update",
-                "system:serviceaccount:kube-system:replicaset-controller",
-                KCM_UA,
-            )
-            .resource("apps", "v1", "replicasets")
-            .name(&format!("checkout-{i}-7d9f8b6c5"))
-            .sub("status"),
-            1 => Req::new(
+                (&sa("replicaset-controller"), SA_GROUPS, KCM_UA),
+                &format!("/apis/apps/v1/namespaces/shop/replicasets/checkout-{i}-7d9f8b6c5/status"),
+            ),
+            1 => req(
                 id,
                 "update",
-                "system:serviceaccount:kube-system:deployment-controller",
-                KCM_UA,
-            )
-            .name(&format!("checkout-{i}"))
-            .sub("status"),
-            2 => Req::new(
+                (&sa("deployment-controller"), SA_GROUPS, KCM_UA),
+                &format!("/apis/apps/v1/namespaces/shop/deployments/checkout-{i}/status"),
+            ),
+            2 => req(
                 id,
                 "create",
-                "system:kube-scheduler",
-                "kube-scheduler/v1.31.2 (linux/amd64) kubernetes/abc1234/scheduler",
-            )
-            .resource("", "v1", "pods")
-            .name(&format!("checkout-{i}-7d9f8b6c5-x2k4q"))
-            .sub("binding")
-            .code(201),
-            3 => Req::new(
+                (
+                    "system:kube-scheduler",
+                    &["system:authenticated"],
+                    "kube-scheduler/v1.31.2 (linux/amd64) kubernetes/5864a46/scheduler",
+                ),
+                &format!("/api/v1/namespaces/shop/pods/checkout-{i}-7d9f8b6c5-x2k4q/binding"),
+            ),
+            3 => req(
                 id,
                 "patch",
-                "system:node:worker-1",
-                "kubelet/v1.31.2 (linux/amd64) kubernetes/abc1234",
-            )
-            .groups(&["system:nodes", "system:authenticated"])
-            .resource("", "v1", "pods")
-            .name(&format!("checkout-{i}-7d9f8b6c5-x2k4q"))
-            .sub("status"),
-            4 => Req::new(
+                NODE,
+                &format!("/api/v1/namespaces/shop/pods/checkout-{i}-7d9f8b6c5-x2k4q/status"),
+            ),
+            4 => req(
                 id,
                 "update",
-                "system:kube-controller-manager",
-                "kube-controller-manager/v1.31.2 (linux/amd64) kubernetes/abc1234/leader-election",
-            )
-            .resource("coordination.k8s.io", "v1", "leases")
-            .ns("kube-system")
-            .name("kube-controller-manager"),
-            5 => Req::new(
+                (
+                    "system:kube-controller-manager",
+                    &["system:authenticated"],
+                    "kube-controller-manager/v1.31.2 (linux/amd64) kubernetes/5864a46/leader-election",
+                ),
+                "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-controller-manager",
+            ),
+            5 => req(
                 id,
                 "delete",
-                "system:serviceaccount:kube-system:generic-garbage-collector",
-                KCM_UA,
-            )
-            .resource("", "v1", "pods")
-            .name(&format!("checkout-{i}-5c6b7d8e9-old")),
-            _ => Req::new(
+                (&sa("generic-garbage-collector"), SA_GROUPS, KCM_UA),
+                &format!("/api/v1/namespaces/shop/pods/checkout-{i}-5c6b7d8e9-old"),
+            ),
+            _ => req(
                 id,
                 "update",
-                "system:serviceaccount:kube-system:endpointslice-controller",
-                KCM_UA,
-            )
-            .resource("discovery.k8s.io", "v1", "endpointslices")
-            .name(&format!("checkout-{i}-abcde")),
+                (&sa("endpointslice-controller"), SA_GROUPS, KCM_UA),
+                &format!(
+                    "/apis/discovery.k8s.io/v1/namespaces/shop/endpointslices/checkout-{i}-abcde"
+                ),
+            ),
         };
-        reqs.push(req.at(at));
+        evs.push(ev);
     }
 
     // 10 Argo CD syncs: the sanctioned pipeline.
     for i in 0..10 {
-        let (id, at) = next();
-        reqs.push(
-            Req::new(id, "patch", ARGOCD_SA, ARGOCD_UA)
-                .groups(&["system:serviceaccounts", "system:authenticated"])
-                .name(&format!("catalog-{i}"))
-                .query("fieldManager=argocd-controller")
-                .at(at),
+        let uri = format!(
+            "/apis/apps/v1/namespaces/shop/deployments/catalog-{i}?fieldManager=argocd-controller"
+        );
+        evs.push(
+            req(
+                audit_id(tag, next()),
+                "patch",
+                (ARGOCD_SA, SA_GROUPS, ARGOCD_UA),
+                &uri,
+            )
+            .body(json!({"spec": {"replicas": 5}})),
         );
     }
 
@@ -381,99 +190,45 @@ fn realistic_batch(tag: &str) -> Batch {
     // RequestReceived (which is never acted on): 20 findings.
     let mut expected = BTreeSet::new();
     for _ in 0..20 {
-        let (_, at) = next();
-        let done = human_patch(tag, 10_000 + at as usize);
-        expected.insert(done.audit_id.clone());
-        reqs.push(done.clone().stage("RequestReceived"));
-        reqs.push(done);
+        let done = human_patch(tag, 10_000 + next());
+        expected.insert(done.id());
+        evs.push(done.clone().stage("RequestReceived"));
+        evs.push(done);
     }
 
     // 5 dry runs (`kubectl diff`) and 5 denied patches by the same human: no change.
     for i in 0..10 {
-        let (id, at) = next();
-        let req = Req::new(id, "patch", HUMAN, KUBECTL)
-            .groups(HUMAN_GROUPS)
-            .name(&format!("checkout-{i}"))
-            .at(at);
-        reqs.push(if i < 5 {
-            req.query("dryRun=All&fieldManager=kubectl-client-side-apply")
+        let query = if i < 5 {
+            "dryRun=All&fieldManager=kubectl-client-side-apply"
         } else {
-            req.query("fieldManager=kubectl-patch").code(403)
-        });
+            "fieldManager=kubectl-patch"
+        };
+        let uri = format!("/apis/apps/v1/namespaces/shop/deployments/checkout-{i}?{query}");
+        let ev = req(
+            audit_id(tag, next()),
+            "patch",
+            (HUMAN, HUMAN_GROUPS, KUBECTL),
+            &uri,
+        )
+        .body(json!({"spec": {"replicas": 5}}));
+        evs.push(if i < 5 { ev } else { ev.code(403) });
     }
 
     assert_eq!(
-        reqs.len(),
+        evs.len(),
         400,
         "the batch is meant to be a full webhook batch"
     );
     // A fixed shuffle: stages of one request need not be adjacent or in order.
-    let len = reqs.len();
+    let len = evs.len();
     let mut order: Vec<usize> = (0..len).collect();
     order.sort_by_key(|i| (i * 7919) % len);
-    let body = event_list(order.iter().map(|&i| reqs[i].item()));
+    let body = event_list(order.iter().map(|&i| evs[i].item()));
     Batch { body, expected }
 }
 
 // ---------------------------------------------------------------------------
 // Talking to the service.
-
-fn client() -> Result<reqwest::Client> {
-    Ok(driftwatch::http::client_builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(60))
-        .build()?)
-}
-
-struct Answer {
-    status: u16,
-    json: Value,
-}
-
-async fn post_bytes(svc: &Service, path: &str, body: Vec<u8>, gzip: bool) -> Result<Answer> {
-    let mut req = client()?
-        .post(svc.url(path))
-        .header("Content-Type", "application/json")
-        .body(body);
-    if gzip {
-        req = req.header("Content-Encoding", "gzip");
-    }
-    let resp = req.send().await.with_context(|| format!("POST {path}"))?;
-    let status = resp.status().as_u16();
-    let text = resp.text().await?;
-    let json = serde_json::from_str(&text).with_context(|| {
-        format!("POST {path} answered {status} with a body that is not JSON: {text:?}")
-    })?;
-    Ok(Answer { status, json })
-}
-
-async fn post_json(svc: &Service, path: &str, body: &Value) -> Result<Answer> {
-    post_bytes(svc, path, serde_json::to_vec(body)?, false).await
-}
-
-async fn get(svc: &Service, path: &str) -> Result<(u16, String)> {
-    let resp = client()?.get(svc.url(path)).send().await?;
-    Ok((resp.status().as_u16(), resp.text().await?))
-}
-
-/// The service writes findings before it answers `200`; the test reads its
-/// stdout on another thread, so give that thread a moment to catch up.
-async fn wait_for_findings(svc: &Service, n: usize) -> Result<Vec<Value>> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let found = svc.findings();
-        if found.len() >= n {
-            return Ok(found);
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "expected {n} finding(s) on stdout, found {}: {found:#?}",
-                found.len()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 /// Proves that nothing was emitted since `before` findings: stdout is one
 /// ordered stream, so once a fresh marker finding shows up, anything emitted
@@ -486,30 +241,17 @@ async fn assert_nothing_new_since(svc: &Service, before: usize, tag: &str) -> Re
         "marker batch refused: {}",
         answer.json
     );
-    let found = wait_for_findings(svc, before + 1).await?;
+    let found = svc.wait_for_findings(before + 1)?;
     let new: Vec<&Value> = found[before..].iter().collect();
     ensure!(
-        new.len() == 1 && new[0]["audit_id"] == json!(marker.audit_id),
+        new.len() == 1 && new[0]["audit_id"] == json!(marker.id()),
         "unexpected findings were emitted: {new:#?}"
     );
     Ok(())
 }
 
-fn audit_ids(findings: &[Value]) -> BTreeSet<String> {
-    findings
-        .iter()
-        .filter_map(|f| f["audit_id"].as_str().map(str::to_owned))
-        .collect()
-}
-
 fn is_error_body(json: &Value) -> bool {
     json["error"].as_str().is_some_and(|e| !e.trim().is_empty())
-}
-
-fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(bytes)?;
-    Ok(enc.finish()?)
 }
 
 // ---------------------------------------------------------------------------
@@ -527,7 +269,7 @@ async fn full_batch_is_answered_after_its_findings_are_out() -> Result<()> {
     assert_eq!(answer.json["findings"], json!(20), "{}", answer.json);
     assert_eq!(answer.json["rejected"], json!([]), "{}", answer.json);
 
-    let findings = wait_for_findings(&svc, batch.expected.len()).await?;
+    let findings = svc.wait_for_findings(batch.expected.len())?;
     assert_eq!(findings.len(), batch.expected.len(), "{findings:#?}");
     assert_eq!(audit_ids(&findings), batch.expected);
     for f in &findings {
@@ -562,7 +304,7 @@ async fn redelivered_batch_yields_no_new_findings() -> Result<()> {
 
     let first = post_json(&svc, "/audit/webhook", &batch.body).await?;
     ensure!(first.status == 200, "first: {}", first.json);
-    let findings = wait_for_findings(&svc, batch.expected.len()).await?;
+    let findings = svc.wait_for_findings(batch.expected.len())?;
     assert_eq!(audit_ids(&findings), batch.expected);
 
     // The API server retries a batch it did not see answered.
@@ -601,7 +343,7 @@ async fn bodies_that_are_not_audit_events_are_refused_with_400() -> Result<()> {
         ("truncated EventList", truncated),
     ];
     for (what, body) in bodies {
-        let answer = post_bytes(&svc, "/audit/webhook", body.into_bytes(), false).await?;
+        let answer = post_bytes(&svc, "/audit/webhook", body.into_bytes(), &[]).await?;
         assert_eq!(answer.status, 400, "{what}: {}", answer.json);
         assert!(
             is_error_body(&answer.json),
@@ -619,14 +361,14 @@ async fn oversized_bodies_are_refused_with_413() -> Result<()> {
     let line = serde_json::to_string(&human_patch("big", 1).item())? + "\n";
     let big: Vec<u8> = line.repeat((20 << 20) / line.len() + 1).into_bytes();
     assert!(big.len() > 20 << 20);
-    let answer = post_bytes(&svc, "/audit/webhook", big.clone(), false).await?;
+    let answer = post_bytes(&svc, "/audit/webhook", big.clone(), &[]).await?;
     assert_eq!(answer.status, 413, "{}", answer.json);
     assert!(is_error_body(&answer.json), "{}", answer.json);
 
     // Small on the wire, past the limit once decompressed.
     let bomb = gzip(&big)?;
     assert!(bomb.len() < 1 << 20, "the gzip body should be small");
-    let answer = post_bytes(&svc, "/audit/webhook", bomb, true).await?;
+    let answer = post_bytes(&svc, "/audit/webhook", bomb, GZIP).await?;
     assert_eq!(answer.status, 413, "{}", answer.json);
     assert!(is_error_body(&answer.json), "{}", answer.json);
 
@@ -639,11 +381,11 @@ async fn gzip_encoded_batch_is_accepted() -> Result<()> {
     let svc = Service::start(Some(CONFIG))?;
     let batch = realistic_batch("gzip");
     let body = gzip(&serde_json::to_vec(&batch.body)?)?;
-    let answer = post_bytes(&svc, "/audit/webhook", body, true).await?;
+    let answer = post_bytes(&svc, "/audit/webhook", body, GZIP).await?;
     ensure!(answer.status == 200, "answer: {}", answer.json);
     assert_eq!(answer.json["events"], json!(400), "{}", answer.json);
     assert_eq!(answer.json["findings"], json!(20), "{}", answer.json);
-    let findings = wait_for_findings(&svc, batch.expected.len()).await?;
+    let findings = svc.wait_for_findings(batch.expected.len())?;
     assert_eq!(findings.len(), batch.expected.len());
     assert_eq!(audit_ids(&findings), batch.expected);
     Ok(())
@@ -654,7 +396,12 @@ async fn one_bad_line_does_not_hide_the_good_ones() -> Result<()> {
     let svc = Service::start(Some(CONFIG))?;
     let a = human_patch("bad-line", 1);
     let b = human_patch("bad-line", 2);
-    let read = Req::new(audit_id("bad-line", 3), "list", HUMAN, KUBECTL).groups(HUMAN_GROUPS);
+    let read = req(
+        audit_id("bad-line", 3),
+        "list",
+        (HUMAN, HUMAN_GROUPS, KUBECTL),
+        "/apis/apps/v1/namespaces/shop/deployments",
+    );
     let lines = [
         serde_json::to_string(&a.item())?,
         serde_json::to_string(&read.item())?,
@@ -663,7 +410,7 @@ async fn one_bad_line_does_not_hide_the_good_ones() -> Result<()> {
         serde_json::to_string(&b.item())?,
     ];
     let body = lines.join("\n") + "\n";
-    let answer = post_bytes(&svc, "/audit/webhook", body.into_bytes(), false).await?;
+    let answer = post_bytes(&svc, "/audit/webhook", body.into_bytes(), &[]).await?;
     ensure!(answer.status == 200, "answer: {}", answer.json);
     assert_eq!(answer.json["events"], json!(3), "{}", answer.json);
     assert_eq!(answer.json["findings"], json!(2), "{}", answer.json);
@@ -675,12 +422,9 @@ async fn one_bad_line_does_not_hide_the_good_ones() -> Result<()> {
         .collect();
     assert_eq!(rejected, vec![3, 4], "{}", answer.json);
 
-    let findings = wait_for_findings(&svc, 2).await?;
+    let findings = svc.wait_for_findings(2)?;
     assert_eq!(findings.len(), 2, "{findings:#?}");
-    assert_eq!(
-        audit_ids(&findings),
-        BTreeSet::from([a.audit_id.clone(), b.audit_id.clone()])
-    );
+    assert_eq!(audit_ids(&findings), BTreeSet::from([a.id(), b.id()]));
     Ok(())
 }
 
@@ -695,16 +439,16 @@ async fn cluster_in_the_path_names_the_cluster() -> Result<()> {
     )
     .await?;
     ensure!(answer.status == 200, "answer: {}", answer.json);
-    let findings = wait_for_findings(&svc, 1).await?;
+    let findings = svc.wait_for_findings(1)?;
     assert_eq!(findings.len(), 1, "{findings:#?}");
     assert_eq!(findings[0]["cluster"], "prod-us-2");
-    assert_eq!(findings[0]["audit_id"], json!(patch.audit_id));
+    assert_eq!(findings[0]["audit_id"], json!(patch.id()));
 
     // Without a cluster in the path, the configured one.
     let other = human_patch("cluster", 2);
     let answer = post_json(&svc, "/audit/webhook", &event_list([other.item()])).await?;
     ensure!(answer.status == 200, "answer: {}", answer.json);
-    let findings = wait_for_findings(&svc, 2).await?;
+    let findings = svc.wait_for_findings(2)?;
     assert_eq!(findings[1]["cluster"], "prod-eu-1");
 
     let long = "a".repeat(254);
@@ -720,16 +464,16 @@ async fn cluster_in_the_path_names_the_cluster() -> Result<()> {
 #[tokio::test]
 async fn health_and_metrics() -> Result<()> {
     let svc = Service::start(Some(CONFIG))?;
-    assert_eq!(get(&svc, "/healthz").await?.0, 200);
-    assert_eq!(get(&svc, "/readyz").await?.0, 200);
+    assert_eq!(get_text(&svc, "/healthz").await?.0, 200);
+    assert_eq!(get_text(&svc, "/readyz").await?.0, 200);
 
     let batch = realistic_batch("metrics");
     let answer = post_json(&svc, "/audit/webhook", &batch.body).await?;
     ensure!(answer.status == 200, "answer: {}", answer.json);
-    let bad = post_bytes(&svc, "/audit/webhook", b"not JSON\n".to_vec(), false).await?;
+    let bad = post_bytes(&svc, "/audit/webhook", b"not JSON\n".to_vec(), &[]).await?;
     assert_eq!(bad.status, 400);
 
-    let (code, text) = get(&svc, "/metrics").await?;
+    let (code, text) = get_text(&svc, "/metrics").await?;
     assert_eq!(code, 200);
     let samples: Vec<&str> = text
         .lines()
@@ -826,14 +570,11 @@ async fn sigterm_finishes_the_batch_in_flight_and_exits_0() -> Result<()> {
         .status()?;
     // The listener closes once the signal is handled; only then send the
     // last byte, so the batch is certainly in flight during shutdown.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(&addr).is_ok() {
-        ensure!(
-            Instant::now() < deadline,
-            "the service still accepts connections 10 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(
+        Duration::from_secs(10),
+        || "the listener to close after SIGTERM".to_owned(),
+        || TcpStream::connect(&addr).is_err().then_some(()),
+    )?;
     stream.write_all(last)?;
 
     let (status, answer) = read_response(&mut stream)?;
@@ -847,19 +588,20 @@ async fn sigterm_finishes_the_batch_in_flight_and_exits_0() -> Result<()> {
     let code = svc.stop()?;
     assert_eq!(code, 0, "exit code after SIGTERM");
     // The process is gone and its stdout is closed: every finding is in.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let found = loop {
-        let found: Vec<Value> = findings_lines
-            .lock()
-            .map_err(|_| anyhow::anyhow!("findings lock poisoned"))?
+    let parsed = || -> Vec<Value> {
+        let lines = findings_lines.lock().unwrap();
+        lines
             .iter()
-            .map(|l| serde_json::from_str(l))
-            .collect::<Result<_, _>>()?;
-        if found.len() >= batch.expected.len() || Instant::now() > deadline {
-            break found;
-        }
-        std::thread::sleep(Duration::from_millis(10));
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     };
+    let found = wait_until(
+        Duration::from_secs(5),
+        || format!("{} findings, found {:?}", batch.expected.len(), parsed()),
+        || Some(parsed()).filter(|f| f.len() >= batch.expected.len()),
+    )?;
+    // Every line on stdout is a whole finding.
+    assert_eq!(found.len(), findings_lines.lock().unwrap().len());
     assert_eq!(audit_ids(&found), batch.expected);
     assert_eq!(found.len(), batch.expected.len());
     Ok(())
@@ -883,7 +625,7 @@ async fn exec_stages_in_two_batches_yield_one_finding() -> Result<()> {
     let first = post_json(&svc, "/audit/webhook", &event_list([started.clone()])).await?;
     ensure!(first.status == 200, "first: {}", first.json);
     assert_eq!(first.json["findings"], json!(1), "{}", first.json);
-    let findings = wait_for_findings(&svc, 1).await?;
+    let findings = svc.wait_for_findings(1)?;
     assert_eq!(findings.len(), 1);
     let f = &findings[0];
     assert_eq!(f["type"], "interactive_access", "{f}");
@@ -910,7 +652,7 @@ async fn exec_stages_in_two_batches_yield_one_finding() -> Result<()> {
     ensure!(fourth.status == 200, "fourth: {}", fourth.json);
     assert_eq!(fourth.json["findings"], json!(0), "{}", fourth.json);
 
-    let findings = wait_for_findings(&svc, 2).await?;
+    let findings = svc.wait_for_findings(2)?;
     assert_eq!(
         findings[1]["audit_id"],
         "5b0c3c1e-2f43-4a7e-9d1c-0c6f5e0b9a11"
