@@ -83,7 +83,7 @@ pub fn classify(policy: &Policy, ev: &Event<'_>, stage: Stage) -> Verdict {
             return Verdict::Ignored(IgnoreReason::Failed);
         }
     }
-    if ev.query_param("dryRun").as_deref() == Some("All") {
+    if ev.query_param("dryRun").as_deref() == Some("All") || dry_run_in_body(ev) {
         return Verdict::Ignored(IgnoreReason::DryRun);
     }
     let resource = ev.resource();
@@ -108,6 +108,33 @@ pub fn classify(policy: &Policy, ev: &Event<'_>, stage: Stage) -> Verdict {
         return Verdict::Ignored(IgnoreReason::ConfiguredNamespace);
     }
     decide(policy, ev, access)
+}
+
+/// The options of a delete travel in its body: `kubectl delete
+/// --dry-run=server` sends `DeleteOptions{dryRun: [All]}`, not a query
+/// parameter; an eviction carries them as `deleteOptions`. Without a request
+/// body (a `Metadata`-level event) a dry-run delete cannot be told apart.
+fn dry_run_in_body(ev: &Event<'_>) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Options<'a> {
+        #[serde(borrow, default, rename = "dryRun")]
+        dry_run: Option<Vec<std::borrow::Cow<'a, str>>>,
+        #[serde(borrow, default, rename = "deleteOptions")]
+        delete_options: Option<Box<Options<'a>>>,
+    }
+    impl Options<'_> {
+        fn all(&self) -> bool {
+            self.dry_run.iter().flatten().any(|d| d == "All")
+                || self.delete_options.as_ref().is_some_and(|o| o.all())
+        }
+    }
+    let deleting = matches!(ev.verb(), "delete" | "deletecollection")
+        || (ev.subresource() == "eviction" && ev.resource() == "pods");
+    deleting
+        && ev
+            .request_object
+            .and_then(|body| serde_json::from_str::<Options<'_>>(body.get()).ok())
+            .is_some_and(|o| o.all())
 }
 
 fn decide(policy: &Policy, ev: &Event<'_>, access: Access) -> Verdict {
@@ -321,4 +348,27 @@ fn is_system(policy: &Policy, user: &UserInfo<'_>) -> bool {
         && groups
             .iter()
             .any(|g| policy.system.groups.contains(g.as_ref()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(json: &str) -> Verdict {
+        let ev: Event<'_> = serde_json::from_str(json).unwrap();
+        classify(&Policy::baseline(), &ev, Stage::ResponseComplete)
+    }
+
+    #[test]
+    fn a_dry_run_delete_is_known_by_its_body() {
+        let dry = r#"{"verb":"delete","requestURI":"/api/v1/namespaces/s/configmaps/c","user":{"username":"alice"},"objectRef":{"resource":"configmaps","namespace":"s","name":"c"},"responseStatus":{"code":200},"requestObject":{"kind":"DeleteOptions","apiVersion":"v1","dryRun":["All"],"propagationPolicy":"Background"}}"#;
+        assert_eq!(verdict(dry), Verdict::Ignored(IgnoreReason::DryRun));
+        let evict = r#"{"verb":"create","requestURI":"/api/v1/namespaces/s/pods/p/eviction","user":{"username":"alice"},"objectRef":{"resource":"pods","subresource":"eviction","namespace":"s","name":"p"},"responseStatus":{"code":201},"requestObject":{"kind":"Eviction","deleteOptions":{"dryRun":["All"]}}}"#;
+        assert_eq!(verdict(evict), Verdict::Ignored(IgnoreReason::DryRun));
+        let real = dry.replace(r#""dryRun":["All"],"#, "");
+        assert!(matches!(verdict(&real), Verdict::Drift(_)));
+        // A create whose object happens to have a dryRun field is no dry run.
+        let create = r#"{"verb":"create","requestURI":"/api/v1/namespaces/s/configmaps","user":{"username":"alice"},"objectRef":{"resource":"configmaps","namespace":"s"},"responseStatus":{"code":201},"requestObject":{"kind":"ConfigMap","dryRun":["All"]}}"#;
+        assert!(matches!(verdict(create), Verdict::Drift(_)));
+    }
 }

@@ -252,14 +252,15 @@ fn diff_into<'v>(
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Rewritten on every `kubectl apply`; its content is the object itself.
+/// Annotations that carry no one's intent: kubectl's copy of the last
+/// applied object, and the revisions controllers stamp on what they own
+/// (written right after each rollout, possibly delivered after the next
+/// person's edit).
 fn noisy(path: &[Seg<'_>]) -> bool {
     matches!(
         path,
-        [
-            Seg::Key("metadata"),
-            Seg::Key("annotations"),
-            Seg::Key(LAST_APPLIED)
-        ]
+        [Seg::Key("metadata"), Seg::Key("annotations"), Seg::Key(k)]
+            if matches!(*k, LAST_APPLIED | "deployment.kubernetes.io/revision" | "deprecated.daemonset.template.generation")
     )
 }
 

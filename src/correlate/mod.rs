@@ -4,6 +4,7 @@
 pub mod changes;
 pub mod ownership;
 pub mod redact;
+mod state;
 pub mod tracker;
 
 pub use changes::Change;

@@ -7,15 +7,13 @@
 //! so a retried batch sees the same state as the first attempt.
 
 use std::num::NonZeroUsize;
-use std::sync::Arc;
 
 use foldhash::HashMap;
 use lru::LruCache;
-use serde_json::Value;
-use serde_json::value::RawValue;
 
 use super::changes::{self, Change};
 use super::ownership::{self, ObjectFacts};
+use super::state;
 use crate::classify::{FindingType, Verdict};
 use crate::decode::Event;
 use crate::model::{DriftTransition, ManagedBy, ObjectRef, OpenDrift, Owner, Time};
@@ -51,12 +49,9 @@ pub struct Correlation {
 
 #[derive(Debug, Clone, Default)]
 struct Known {
-    /// Shared, so that the undo journal's copy costs a reference count.
-    last_object: Option<Arc<RawValue>>,
-    /// The stage time (µs) of the event `last_object` came from. Delivery
-    /// is unordered: an older event delivered late neither diffs against a
-    /// newer object nor replaces it.
-    last_us: i64,
+    /// Recent versions; their objects are shared, so that the undo
+    /// journal's copy costs reference counts.
+    versions: state::Versions,
     managed_by: Option<ManagedBy>,
     owner: Option<Owner>,
 }
@@ -82,7 +77,7 @@ pub struct Tracker {
 const ENTRY_OVERHEAD: usize = 256;
 
 fn size_of(k: &Known) -> usize {
-    ENTRY_OVERHEAD + k.last_object.as_ref().map_or(0, |o| o.get().len())
+    ENTRY_OVERHEAD + k.versions.bytes()
 }
 
 /// Facts about the event being correlated, decided before correlation.
@@ -113,12 +108,7 @@ impl Tracker {
     }
 
     fn put_known(&mut self, key: Key, mut k: Known) {
-        if k.last_object
-            .as_ref()
-            .is_some_and(|o| o.get().len() > self.max_object_bytes)
-        {
-            k.last_object = None;
-        }
+        k.versions.drop_larger_than(self.max_object_bytes);
         self.known_bytes += size_of(&k);
         // `push` hands back the value it replaced, or the entry it evicted.
         if let Some((_, old)) = self.known.push(key, k) {
@@ -191,7 +181,7 @@ impl Tracker {
     }
 
     /// Field changes against the remembered object, and the object to
-    /// remember next.
+    /// remember next. Writes of every verdict move it, system ones included.
     fn remember(
         &mut self,
         ev: &Event<'_>,
@@ -200,51 +190,32 @@ impl Tracker {
         facts: &ObjectFacts,
         out: &mut Correlation,
     ) {
-        let subresource = ev.subresource();
-        let response = ev.response_object.filter(|_| subresource.is_empty());
-        let request = ev.request_object;
         let previous = self.known.get(key).cloned();
         self.journal
             .push(Undo::Known(key.clone(), previous.clone()));
         let previous = previous.unwrap_or_default();
-        let in_order = previous.last_object.is_none() || s.time.us >= previous.last_us;
-        let verb = ev.verb();
         // Field changes are parsed only where they are reported or stored.
         if s.want_changes {
-            out.changes = field_changes(
-                ev,
-                verb,
-                subresource,
-                request,
-                response,
-                previous.last_object.as_deref().filter(|_| in_order),
-            );
+            out.changes = state::field_changes(ev, &previous.versions, s.time.us);
         }
-        out.managed_by = facts.managed_by.clone().or(previous.managed_by.clone());
-        out.owner = facts.owner.clone().or(previous.owner.clone());
-        if matches!(verb, "delete" | "deletecollection") && subresource.is_empty() {
-            self.pop_known(key);
-            return;
+        out.managed_by = facts.managed_by.clone().or(previous.managed_by);
+        out.owner = facts.owner.clone().or(previous.owner);
+        let mut versions = previous.versions;
+        match state::next(ev, &versions, s.time.us) {
+            state::Next::Gone => {
+                self.pop_known(key);
+                return;
+            }
+            state::Next::Version(object) => versions.insert(state::Version::of(object, s.time.us)),
+            state::Next::Unknown => versions.forget_before(s.time.us),
+            state::Next::Unchanged => {}
         }
-        let newer = if in_order {
-            next_object(verb, subresource, request, response)
-        } else {
-            None
+        let known = Known {
+            versions,
+            managed_by: out.managed_by.clone(),
+            owner: out.owner.clone(),
         };
-        let next = match newer {
-            Some(object) => Known {
-                last_object: Some(object),
-                last_us: s.time.us,
-                managed_by: out.managed_by.clone(),
-                owner: out.owner.clone(),
-            },
-            None => Known {
-                managed_by: out.managed_by.clone(),
-                owner: out.owner.clone(),
-                ..previous
-            },
-        };
-        self.put_known(key.clone(), next);
+        self.put_known(key.clone(), known);
     }
 
     /// Opens or joins a drift for an out-of-band change; closes it for the
@@ -339,73 +310,4 @@ fn merge_facts(response: Option<ObjectFacts>, request: Option<ObjectFacts>) -> O
         managed_by: a.managed_by.or(b.managed_by),
         owner: a.owner.or(b.owner),
     }
-}
-
-/// Just enough of a body to tell its shape; everything else is skipped
-/// without building anything.
-#[derive(serde::Deserialize)]
-struct Shape<'a> {
-    #[serde(borrow, default)]
-    kind: Option<std::borrow::Cow<'a, str>>,
-    #[serde(borrow, default)]
-    metadata: Option<&'a RawValue>,
-}
-
-/// Is this body the whole object (not a patch, not a `Status` reply)?
-fn is_whole_object(body: &RawValue) -> bool {
-    serde_json::from_str::<Shape<'_>>(body.get())
-        .is_ok_and(|s| s.metadata.is_some() && s.kind.as_deref() != Some("Status"))
-}
-
-/// The whole object as a tree, for a diff.
-fn whole_object(body: &RawValue) -> Option<Value> {
-    if !is_whole_object(body) {
-        return None;
-    }
-    serde_json::from_str(body.get()).ok()
-}
-
-fn field_changes(
-    ev: &Event<'_>,
-    verb: &str,
-    subresource: &str,
-    request: Option<&RawValue>,
-    response: Option<&RawValue>,
-    last: Option<&RawValue>,
-) -> Vec<Change> {
-    let resource = ev.resource();
-    if subresource.is_empty()
-        && matches!(verb, "update" | "patch")
-        && let Some(last) = last.and_then(whole_object)
-    {
-        // The object after the change: the response, or for `update` the
-        // request, which is the whole object.
-        let after = response.and_then(whole_object).or_else(|| {
-            (verb == "update")
-                .then(|| request.and_then(whole_object))
-                .flatten()
-        });
-        if let Some(after) = after {
-            return changes::diff(resource, &last, &after);
-        }
-    }
-    changes::from_request(verb, resource, request)
-}
-
-/// The version of the object to remember after this event.
-fn next_object(
-    verb: &str,
-    subresource: &str,
-    request: Option<&RawValue>,
-    response: Option<&RawValue>,
-) -> Option<Arc<RawValue>> {
-    if !subresource.is_empty() {
-        return None;
-    }
-    let keep = |b: &RawValue| is_whole_object(b).then(|| Arc::from(b.to_owned()));
-    response.and_then(keep).or_else(|| {
-        matches!(verb, "create" | "update")
-            .then(|| request.and_then(keep))
-            .flatten()
-    })
 }

@@ -102,10 +102,16 @@ impl Service {
     /// a directory handed back by [`Service::stop_keeping_dir`] (a restart
     /// on the same history store) or filled by `replay --data-dir`.
     pub fn start_in(dir: tempfile::TempDir, config: Option<&str>) -> Result<Service> {
+        Service::start_at(dir, config, "127.0.0.1:0")
+    }
+
+    /// [`Service::start_in`] on a given address: a restart that the API
+    /// server's webhook configuration must find again.
+    pub fn start_at(dir: tempfile::TempDir, config: Option<&str>, listen: &str) -> Result<Service> {
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--data-dir")
             .arg(dir.path().join("data"));
         if let Some(yaml) = config {
@@ -370,7 +376,7 @@ pub async fn get_text(svc: &Service, path: &str) -> Result<(u16, String)> {
 }
 
 /// A throwaway runtime, for tests that are not async.
-fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+pub fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
@@ -694,4 +700,203 @@ pub fn event_list(items: impl IntoIterator<Item = Value>) -> Value {
         "metadata": {},
         "items": items.into_iter().collect::<Vec<_>>()
     })
+}
+
+// ---------------------------------------------------------------------------
+// A real control plane: `scripts/kube-dev-cluster` (Kubernetes 1.20.2 built
+// from Debian's sources, started on loopback; `scripts/test` installs it).
+
+/// `scripts/kube-dev-cluster` in this checkout.
+pub fn kube_dev_cluster() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/kube-dev-cluster")
+}
+
+/// `key=value` (or `KEY=value`) lines of the script's `pki` and `env`.
+fn key_values(text: &str) -> std::collections::BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
+        .collect()
+}
+
+fn script(args: &[&str]) -> Result<String> {
+    let out = Command::new(kube_dev_cluster())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .context("running scripts/kube-dev-cluster")?;
+    if !out.status.success() {
+        bail!(
+            "scripts/kube-dev-cluster {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The webhook credentials and the certificates driftwatch serves with.
+pub fn kube_pki(name: &str) -> Result<std::collections::BTreeMap<String, String>> {
+    Ok(key_values(&script(&["pki", "--name", name])?))
+}
+
+/// A running control plane whose audit webhook points at a driftwatch.
+pub struct Cluster {
+    pub name: String,
+    env: std::collections::BTreeMap<String, String>,
+}
+
+impl Cluster {
+    /// Starts instance `name` afresh (empty etcd) with its webhook at
+    /// `webhook_url`; `extra` are more `start` options.
+    pub fn start(
+        name: &str,
+        port_offset: u16,
+        webhook_url: &str,
+        extra: &[&str],
+    ) -> Result<Cluster> {
+        let offset = port_offset.to_string();
+        let mut args = vec![
+            "start",
+            "--fresh",
+            "--name",
+            name,
+            "--port-offset",
+            &offset,
+            "--webhook-url",
+            webhook_url,
+        ];
+        args.extend(extra);
+        script(&args)?;
+        let env = key_values(&script(&["env", "--name", name])?)
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix("KUBE_DEV_CLUSTER_")?.to_owned(), v)))
+            .collect();
+        Ok(Cluster {
+            name: name.to_owned(),
+            env,
+        })
+    }
+
+    pub fn env(&self, key: &str) -> &str {
+        self.env.get(key).map_or("", String::as_str)
+    }
+
+    pub fn audit_log(&self) -> PathBuf {
+        PathBuf::from(self.env("AUDIT_LOG"))
+    }
+
+    /// A token user's bearer token (admin, alice, bob, argocd, flux, ci-deployer).
+    pub fn token(&self, user: &str) -> Result<String> {
+        let path = PathBuf::from(self.env("PKI_DIR")).join(format!("tokens/{user}.token"));
+        Ok(std::fs::read_to_string(&path)
+            .with_context(|| path.display().to_string())?
+            .trim()
+            .to_owned())
+    }
+
+    /// Real kubectl as `user`, with `stdin` and extra environment.
+    pub fn kubectl_with(
+        &self,
+        user: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+        envs: &[(&str, &str)],
+    ) -> Result<Run> {
+        use std::io::Write;
+        let kubeconfig =
+            PathBuf::from(self.env("KUBECONFIG_DIR")).join(format!("{user}.kubeconfig"));
+        let mut child = Command::new(self.env("KUBECTL"))
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .envs(envs.iter().copied())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("spawning kubectl")?;
+        if let Some(input) = stdin {
+            child.stdin.take().context("stdin")?.write_all(input)?;
+        }
+        let out = child.wait_with_output()?;
+        Ok(Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        })
+    }
+
+    /// kubectl as `user`; fails unless it exits 0.
+    pub fn kubectl(&self, user: &str, args: &[&str]) -> Result<String> {
+        let run = self.kubectl_with(user, args, None, &[])?;
+        ensure!(
+            run.code == 0,
+            "kubectl {} as {user}: exit {}: {}",
+            args.join(" "),
+            run.code,
+            run.stderr
+        );
+        Ok(run.stdout)
+    }
+
+    /// A request with a chosen user agent, as an Argo CD or Flux controller
+    /// makes it: `method path` with a JSON `body` and `content_type`.
+    pub fn request(
+        &self,
+        user: &str,
+        user_agent: &str,
+        method: reqwest::Method,
+        path: &str,
+        content_type: &str,
+        body: &Value,
+    ) -> Result<(u16, Value)> {
+        let token = self.token(user)?;
+        let ca = std::fs::read(self.env("CA"))?;
+        let url = format!("{}{path}", self.env("SERVER"));
+        block_on(async move {
+            let client = driftwatch::http::client_builder()
+                .tls_certs_only(reqwest::Certificate::from_pem_bundle(&ca)?)
+                .user_agent(user_agent)
+                .build()?;
+            let r = client
+                .request(method, &url)
+                .bearer_auth(token)
+                .header("Content-Type", content_type)
+                .body(serde_json::to_vec(body)?)
+                .send()
+                .await?;
+            let status = r.status().as_u16();
+            let text = r.text().await?;
+            Ok((
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            ))
+        })
+    }
+
+    /// The API server's own metrics, as admin.
+    pub fn metrics(&self) -> Result<String> {
+        self.kubectl("admin", &["get", "--raw", "/metrics"])
+    }
+
+    /// The sum of a counter's series whose labels contain `labels`.
+    pub fn counter(&self, name: &str, labels: &str) -> Result<f64> {
+        Ok(self
+            .metrics()?
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter(|l| l.contains(labels))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = script(&["stop", "--name", &self.name]);
+    }
 }

@@ -1,12 +1,12 @@
-//! TLS and client authentication of the webhook, through curl (a real TLS
-//! client) against the running service, with certificates made here.
+//! TLS and client authentication of the webhook and the query API, through
+//! reqwest on rustls (the client `who-changed --server` uses) against the
+//! running service, with certificates made here.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
@@ -69,55 +69,64 @@ impl Pki {
     }
 }
 
-/// `curl` result: HTTP code (0 when the connection or handshake failed) and body.
-fn curl(
+/// A client that trusts only `ca`, with an optional client certificate.
+fn client(ca: &Path, identity: Option<(&Path, &Path)>, http1: bool) -> Result<reqwest::Client> {
+    let certs = reqwest::Certificate::from_pem_bundle(&std::fs::read(ca)?)?;
+    let mut b = driftwatch::http::client_builder()
+        .tls_certs_only(certs)
+        .timeout(Duration::from_secs(20));
+    if http1 {
+        b = b.http1_only();
+    }
+    if let Some((cert, key)) = identity {
+        let mut pem = std::fs::read(cert)?;
+        pem.push(b'\n');
+        pem.extend(std::fs::read(key)?);
+        b = b.identity(reqwest::Identity::from_pem(&pem)?);
+    }
+    Ok(b.build()?)
+}
+
+/// HTTP code (0 when the connection or handshake failed, with the error
+/// chain as the body) and body. A POST when `body` is given.
+fn request(
     url: &str,
     ca: &Path,
-    client: Option<(&Path, &Path)>,
+    identity: Option<(&Path, &Path)>,
     token: Option<&str>,
     body: Option<&str>,
 ) -> Result<(u16, String)> {
-    let mut cmd = Command::new("curl");
-    // HTTP/1.1: Debian's curl 7.88 reports a refusal sent before the upload
-    // finished (RST_STREAM NO_ERROR, as HTTP/2 intends) as a framing error.
-    // HTTP/2 itself is checked in its own test.
-    cmd.args([
-        "-sS",
-        "--http1.1",
-        "--max-time",
-        "20",
-        "-o",
-        "-",
-        "-w",
-        "\n%{http_code}",
-        "--cacert",
-    ])
-    .arg(ca);
-    if let Some((cert, key)) = client {
-        cmd.arg("--cert").arg(cert).arg("--key").arg(key);
-    }
-    if let Some(t) = token {
-        cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
-    }
-    if let Some(b) = body {
-        cmd.args([
-            "-X",
-            "POST",
-            "-H",
-            "Content-Type: application/json",
-            "--data-binary",
-            b,
-        ]);
-    }
-    let out = cmd.arg(url).output().context("running curl")?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    let code = code.trim().parse().unwrap_or(0);
-    if code == 0 {
-        // No HTTP answer: say what curl saw.
-        return Ok((0, String::from_utf8_lossy(&out.stderr).into_owned()));
-    }
-    Ok((code, body.to_owned()))
+    let client = client(ca, identity, true)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut req = match body {
+            Some(b) => client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(b.to_owned()),
+            None => client.get(url),
+        };
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        match req.send().await {
+            Ok(r) => {
+                let code = r.status().as_u16();
+                Ok((code, r.text().await?))
+            }
+            Err(e) => {
+                let mut message = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    message.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                Ok((0, message))
+            }
+        }
+    })
 }
 
 /// `kubectl edit` of a ConfigMap: one finding.
@@ -135,6 +144,8 @@ fn event(audit_id: &str) -> String {
 
 const TOKEN_EU: &str = "eu-token-0123456789abcdef";
 const TOKEN_ANY: &str = "any-token-0123456789abcdef";
+/// A query token that names its holder.
+const TOKEN_ONCALL: &str = "oncall-token-0123456789abcdef";
 
 fn config(pki: &Pki, mtls: bool) -> Result<String> {
     let tokens = pki.path("tokens");
@@ -143,7 +154,10 @@ fn config(pki: &Pki, mtls: bool) -> Result<String> {
         format!("# token cluster\n{TOKEN_EU} prod-eu-1\n{TOKEN_ANY}\n"),
     )?;
     let query_tokens = pki.path("query-tokens");
-    std::fs::write(&query_tokens, "query-token-0123456789abcdef\n")?;
+    std::fs::write(
+        &query_tokens,
+        format!("query-token-0123456789abcdef\n{TOKEN_ONCALL} oncall@example.com\n"),
+    )?;
     let mut yaml = format!(
         "server:\n  tls:\n    cert_file: {}\n    key_file: {}\n    reload_interval: 1s\n",
         pki.path("tls.crt").display(),
@@ -173,10 +187,10 @@ fn bearer_tokens_guard_the_webhook_and_bind_clusters() -> Result<()> {
     let ca = pki.path("ca.crt");
     let hook = svc.url("/audit/webhook");
 
-    let (code, body) = curl(&hook, &ca, None, None, Some(&event("no-token")))?;
+    let (code, body) = request(&hook, &ca, None, None, Some(&event("no-token")))?;
     assert_eq!(code, 401, "{body} {:?}", svc.logs.lock().unwrap());
     assert!(body.contains("bearer token is required"), "{body}");
-    let (code, _) = curl(
+    let (code, _) = request(
         &hook,
         &ca,
         None,
@@ -186,9 +200,9 @@ fn bearer_tokens_guard_the_webhook_and_bind_clusters() -> Result<()> {
     assert_eq!(code, 401);
 
     // The EU token writes as prod-eu-1, whatever the path says.
-    let (code, body) = curl(&hook, &ca, None, Some(TOKEN_EU), Some(&event("eu-1")))?;
+    let (code, body) = request(&hook, &ca, None, Some(TOKEN_EU), Some(&event("eu-1")))?;
     assert_eq!(code, 200, "{body}");
-    let (code, body) = curl(
+    let (code, body) = request(
         &svc.url("/audit/webhook/prod-us-2"),
         &ca,
         None,
@@ -197,7 +211,7 @@ fn bearer_tokens_guard_the_webhook_and_bind_clusters() -> Result<()> {
     )?;
     assert_eq!(code, 403, "{body}");
     // An unbound token may name its cluster.
-    let (code, _) = curl(
+    let (code, _) = request(
         &svc.url("/audit/webhook/prod-us-2"),
         &ca,
         None,
@@ -226,11 +240,11 @@ fn bearer_tokens_guard_the_webhook_and_bind_clusters() -> Result<()> {
     );
 
     // The query API wants its own token; health and metrics do not.
-    let (code, _) = curl(&svc.url("/api/v1/changes"), &ca, None, None, None)?;
+    let (code, _) = request(&svc.url("/api/v1/changes"), &ca, None, None, None)?;
     assert_eq!(code, 401);
-    let (code, _) = curl(&svc.url("/api/v1/changes"), &ca, None, Some(TOKEN_EU), None)?;
+    let (code, _) = request(&svc.url("/api/v1/changes"), &ca, None, Some(TOKEN_EU), None)?;
     assert_eq!(code, 401, "webhook tokens do not open the query API");
-    let (code, body) = curl(
+    let (code, body) = request(
         &svc.url("/api/v1/changes"),
         &ca,
         None,
@@ -238,7 +252,7 @@ fn bearer_tokens_guard_the_webhook_and_bind_clusters() -> Result<()> {
         None,
     )?;
     assert_eq!(code, 200, "{body}");
-    let (code, metrics) = curl(&svc.url("/metrics"), &ca, None, None, None)?;
+    let (code, metrics) = request(&svc.url("/metrics"), &ca, None, None, None)?;
     assert_eq!(code, 200);
     assert!(
         metrics.contains("driftwatch_auth_refused_total{reason=\"missing_token\"}"),
@@ -255,7 +269,7 @@ fn bearer_tokens_guard_the_webhook_and_bind_clusters() -> Result<()> {
 
     // Plain HTTP to the TLS port gets no answer.
     let plain = svc.base.replace("https://", "http://");
-    let (code, _) = curl(&format!("{plain}/healthz"), &ca, None, None, None)?;
+    let (code, _) = request(&format!("{plain}/healthz"), &ca, None, None, None)?;
     assert_eq!(code, 0);
     Ok(())
 }
@@ -277,9 +291,9 @@ fn client_certificates_are_required_and_bound_to_clusters() -> Result<()> {
     let rogue = (pki.path("rogue.crt"), pki.path("rogue.key"));
 
     // No certificate, or one from an unknown CA: refused in the handshake.
-    let (code, _) = curl(&hook, &ca, None, None, Some(&event("anonymous")))?;
+    let (code, _) = request(&hook, &ca, None, None, Some(&event("anonymous")))?;
     assert_eq!(code, 0);
-    let (code, _) = curl(
+    let (code, _) = request(
         &hook,
         &ca,
         Some((&rogue.0, &rogue.1)),
@@ -288,7 +302,7 @@ fn client_certificates_are_required_and_bound_to_clusters() -> Result<()> {
     )?;
     assert_eq!(code, 0);
 
-    let (code, body) = curl(
+    let (code, body) = request(
         &hook,
         &ca,
         Some((&eu.0, &eu.1)),
@@ -296,7 +310,7 @@ fn client_certificates_are_required_and_bound_to_clusters() -> Result<()> {
         Some(&event("from-eu")),
     )?;
     assert_eq!(code, 200, "{body}");
-    let (code, _) = curl(
+    let (code, _) = request(
         &svc.url("/audit/webhook/prod-eu-1"),
         &ca,
         Some((&us.0, &us.1)),
@@ -304,7 +318,7 @@ fn client_certificates_are_required_and_bound_to_clusters() -> Result<()> {
         Some(&event("us-as-eu")),
     )?;
     assert_eq!(code, 403, "one API server cannot write as another");
-    let (code, _) = curl(
+    let (code, _) = request(
         &svc.url("/audit/webhook/prod-us-2"),
         &ca,
         Some((&us.0, &us.1)),
@@ -327,7 +341,7 @@ fn client_certificates_are_required_and_bound_to_clusters() -> Result<()> {
         got,
         vec![("from-eu", "prod-eu-1"), ("from-us", "prod-us-2")]
     );
-    let (_, metrics) = curl(&svc.url("/metrics"), &ca, Some((&eu.0, &eu.1)), None, None)?;
+    let (_, metrics) = request(&svc.url("/metrics"), &ca, Some((&eu.0, &eu.1)), None, None)?;
     assert!(
         metrics.contains("driftwatch_auth_refused_total{reason=\"tls_handshake\"}"),
         "{metrics}"
@@ -340,7 +354,7 @@ fn certificates_reload_without_a_restart() -> Result<()> {
     let pki = Pki::new()?;
     let svc = Service::start(Some(&config(&pki, false)?))?;
     let ca = pki.path("ca.crt");
-    let (code, _) = curl(&svc.url("/healthz"), &ca, None, None, None)?;
+    let (code, _) = request(&svc.url("/healthz"), &ca, None, None, None)?;
     assert_eq!(code, 200);
 
     // Replace the server certificate with one from a new CA.
@@ -370,7 +384,7 @@ fn certificates_reload_without_a_restart() -> Result<()> {
                 svc.logs.lock().unwrap()
             )
         },
-        || match curl(&svc.url("/healthz"), &new_ca_path, None, None, None) {
+        || match request(&svc.url("/healthz"), &new_ca_path, None, None, None) {
             Ok((200, _)) => Some(Ok(())),
             Ok((_, err)) => {
                 *last_error.borrow_mut() = err;
@@ -379,7 +393,7 @@ fn certificates_reload_without_a_restart() -> Result<()> {
             Err(e) => Some(Err(e)),
         },
     )??;
-    let (code, _) = curl(&svc.url("/healthz"), &ca, None, None, None)?;
+    let (code, _) = request(&svc.url("/healthz"), &ca, None, None, None)?;
     assert_eq!(code, 0, "the old CA no longer verifies the server");
     Ok(())
 }
@@ -388,35 +402,143 @@ fn certificates_reload_without_a_restart() -> Result<()> {
 fn http2_over_tls_carries_webhook_batches() -> Result<()> {
     let pki = Pki::new()?;
     let svc = Service::start(Some(&config(&pki, false)?))?;
-    let out = Command::new("curl")
-        .args([
-            "-sS",
-            "--http2",
-            "--max-time",
-            "20",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_version} %{http_code}",
-            "--cacert",
-        ])
-        .arg(pki.path("ca.crt"))
-        .args([
-            "-H",
-            &format!("Authorization: Bearer {TOKEN_ANY}"),
-            "--data-binary",
-            &event("over-h2"),
-        ])
-        .arg(svc.url("/audit/webhook"))
-        .output()?;
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "2 200",
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let client = client(&pki.path("ca.crt"), None, false)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (version, code) = rt.block_on(async {
+        let r = client
+            .post(svc.url("/audit/webhook"))
+            .bearer_auth(TOKEN_ANY)
+            .body(event("over-h2"))
+            .send()
+            .await?;
+        anyhow::Ok((r.version(), r.status().as_u16()))
+    })?;
+    assert_eq!((version, code), (reqwest::Version::HTTP_2, 200));
     let f = svc.wait_for_findings(1)?;
     assert_eq!(f.len(), 1);
     assert_eq!(f[0]["audit_id"], "over-h2");
+    Ok(())
+}
+
+/// `who-changed --server` reaches a driftwatch that wants TLS, a query token
+/// and (second server) a client certificate; a drift accepted with a token
+/// that names its holder is attributed to the holder, whatever the body says.
+#[test]
+fn who_changed_and_accepts_go_through_tls_tokens_and_client_certificates() -> Result<()> {
+    let pki = Pki::new()?;
+    let ca = pki.path("ca.crt");
+    let svc = Service::start(Some(&config(&pki, false)?))?;
+    let (code, body) = request(
+        &svc.url("/audit/webhook"),
+        &ca,
+        None,
+        Some(TOKEN_ANY),
+        Some(&event("edit-1")),
+    )?;
+    assert_eq!(code, 200, "{body}");
+    let server = svc.base.clone();
+    let ca_arg = ca.display().to_string();
+    let who = |token: Option<&str>| {
+        let mut args = vec![
+            "who-changed",
+            "cm/settings",
+            "-n",
+            "shop",
+            "-o",
+            "json",
+            "--server",
+            &server,
+            "--ca-cert",
+            &ca_arg,
+        ];
+        if let Some(t) = token {
+            args.extend(["--token", t]);
+        }
+        crate::common::run(&args, None)
+    };
+    let denied = who(None)?;
+    assert_ne!(denied.code, 0);
+    assert!(denied.stderr.contains("401"), "{}", denied.stderr);
+    let found = who(Some("query-token-0123456789abcdef"))?;
+    assert_eq!(found.code, 0, "{}", found.stderr);
+    let items = found.findings();
+    assert_eq!(items.len(), 1, "{}", found.stdout);
+    assert_eq!(items[0]["actor"]["username"], "alice@example.com");
+    let drift = items[0]["drift"]["id"].as_str().unwrap().to_owned();
+
+    // Attribution of an accept: from the named token, not from the body.
+    let accept = svc.url(&format!("/api/v1/drifts/{drift}/accept"));
+    let (code, body) = request(
+        &accept,
+        &ca,
+        None,
+        Some(TOKEN_ONCALL),
+        Some(r#"{"by": "mallory", "reason": "hotfix"}"#),
+    )?;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("oncall@example.com"), "{body}");
+    let (code, body) = request(
+        &accept,
+        &ca,
+        None,
+        Some(TOKEN_ONCALL),
+        Some(r#"{"reason": "hotfix agreed in the incident channel"}"#),
+    )?;
+    assert_eq!(code, 200, "{body}");
+    let drift: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(drift["state"], "accepted");
+    assert_eq!(drift["closed_by"]["actor"], "oncall@example.com");
+    let (code, body) = request(
+        &accept,
+        &ca,
+        None,
+        Some("query-token-0123456789abcdef"),
+        Some(r#"{"reason": "no name"}"#),
+    )?;
+    assert_eq!(code, 400, "a token without a name needs `by`: {body}");
+    drop(svc);
+
+    // Mutual TLS: the listener wants a client certificate for every route.
+    let svc = Service::start(Some(&config(&pki, true)?))?;
+    let (cert, key) = (
+        pki.path("kube-apiserver-prod-eu-1.crt"),
+        pki.path("kube-apiserver-prod-eu-1.key"),
+    );
+    let (code, body) = request(
+        &svc.url("/audit/webhook"),
+        &ca,
+        Some((&cert, &key)),
+        None,
+        Some(&event("edit-2")),
+    )?;
+    assert_eq!(code, 200, "{body}");
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let base = svc.base.clone();
+    let args = [
+        "who-changed",
+        "cm/settings",
+        "-n",
+        "shop",
+        "-o",
+        "json",
+        "--server",
+        &base,
+        "--ca-cert",
+        &ca_arg,
+    ];
+    let refused = crate::common::run(&args, None)?;
+    assert_ne!(
+        refused.code, 0,
+        "no client certificate: refused in the handshake"
+    );
+    let mut with_cert = args.to_vec();
+    with_cert.extend(["--client-cert", &cert, "--client-key", &key]);
+    let found = crate::common::run(&with_cert, None)?;
+    assert_eq!(found.code, 0, "{}", found.stderr);
+    let items = found.findings();
+    assert_eq!(items.len(), 1, "{}", found.stdout);
+    assert_eq!(items[0]["cluster"], "prod-eu-1");
     Ok(())
 }
