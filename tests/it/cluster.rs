@@ -103,9 +103,9 @@ fn stored(svc: &Service, what: &str, path: &str) -> Result<Value> {
     )
 }
 
-/// GET of driftwatch's query API, which wants a client certificate here
-/// like every route of its listener: the API server's webhook one.
-fn api(svc: &Service, name: &str, path: &str) -> Result<Value> {
+/// GET of driftwatch's listener, which wants a client certificate here on
+/// every route: the API server's webhook one.
+fn get(svc: &Service, name: &str, path: &str) -> Result<String> {
     let pki = kube_pki(name)?;
     let ca = std::fs::read(&pki["ca"])?;
     let mut identity = std::fs::read(&pki["webhook_client_cert"])?;
@@ -119,8 +119,13 @@ fn api(svc: &Service, name: &str, path: &str) -> Result<Value> {
             .build()?;
         let r = client.get(&url).send().await?;
         ensure!(r.status().is_success(), "GET {url}: {}", r.status());
-        Ok(r.json().await?)
+        Ok(r.text().await?)
     })
+}
+
+/// The query API's JSON answer.
+fn api(svc: &Service, name: &str, path: &str) -> Result<Value> {
+    Ok(serde_json::from_str(&get(svc, name, path)?)?)
 }
 
 fn on(f: &Value, resource: &str, name: &str) -> bool {
@@ -425,6 +430,12 @@ fn kubectl_changes_are_attributed_end_to_end() -> Result<()> {
         on(f, "secrets", "creds") && f["verb"] == "patch"
     })?;
     assert_eq!(secret["severity"], "high");
+    // Secrets are logged at Metadata (no bodies), but their deletes at
+    // Request: the body is only DeleteOptions, which carries the dry-run.
+    cluster.kubectl(
+        "alice",
+        &["delete", "secret", "creds", "-n", "shop", "--dry-run=server"],
+    )?;
 
     // The pipeline's next sync puts the Git version back: reconciled.
     argocd_apply(&cluster, &git_deployment("nginx:1.25"))?;
@@ -656,4 +667,196 @@ fn the_control_plane_itself_raises_no_finding() -> Result<()> {
         0.0
     );
     Ok(())
+}
+
+/// The audit ids of the successful writes `user` made, from the API
+/// server's own log backend (the same events, written as they happen).
+fn logged_writes(cluster: &Cluster, user: &str) -> Result<std::collections::BTreeSet<String>> {
+    let text = std::fs::read_to_string(cluster.audit_log())?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| {
+            e["user"]["username"] == user
+                && e["stage"] == "ResponseComplete"
+                && matches!(
+                    e["verb"].as_str(),
+                    Some("create" | "patch" | "update" | "delete")
+                )
+                && e["responseStatus"]["code"]
+                    .as_u64()
+                    .is_some_and(|c| (200..300).contains(&c))
+        })
+        .filter_map(|e| e["auditID"].as_str().map(str::to_owned))
+        .collect())
+}
+
+/// The audit ids driftwatch stored for `user`.
+fn stored_ids(svc: &Service, user: &str) -> Result<std::collections::BTreeSet<String>> {
+    let conn = driftwatch::store::open_reader(&svc.data_dir())?;
+    let mut stmt = conn.prepare("SELECT audit_id FROM changes WHERE actor = ?1")?;
+    let rows = stmt.query_map([user], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// alice patches a ConfigMap `n` times.
+fn patches(cluster: &Cluster, from: usize, n: usize) -> Result<()> {
+    for i in from..from + n {
+        let patch = format!(r#"{{"data":{{"n":"{i}"}}}}"#);
+        cluster.kubectl(
+            "alice",
+            &["patch", "configmap", "load", "-n", "shop", "-p", &patch],
+        )?;
+    }
+    Ok(())
+}
+
+/// driftwatch stopped for 30 s while people write: the API server's own
+/// retries (its default backoff, 10 s growing 1.5x, five tries) deliver every
+/// batch once driftwatch is back on the same address, and nothing is missing
+/// from the history.
+#[test]
+fn the_api_servers_retries_deliver_what_an_outage_missed() -> Result<()> {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (svc, cluster) = start("dw-outage", 500, &[])?;
+    cluster.kubectl("ci-deployer", &["create", "namespace", "shop"])?;
+    cluster.kubectl("alice", &["create", "configmap", "load", "-n", "shop"])?;
+    patches(&cluster, 0, 5)?;
+    let listen = svc.base.trim_start_matches("https://").to_owned();
+    let config = config("dw-outage")?;
+    let (code, dir) = svc.stop_keeping_dir()?;
+    assert_eq!(code, 0);
+
+    let down = std::time::Instant::now();
+    patches(&cluster, 5, 20)?;
+    let wait = Duration::from_secs(30).saturating_sub(down.elapsed());
+    std::thread::sleep(wait);
+    let outage = down.elapsed();
+    let svc = Service::start_at(dir, Some(&config), &listen)?;
+
+    let logged = logged_writes(&cluster, "alice")?;
+    assert_eq!(logged.len(), 26, "the create and 25 patches");
+    let missing = wait_until(
+        Duration::from_secs(120),
+        || "every write of alice's in the history".to_owned(),
+        || {
+            let stored = stored_ids(&svc, "alice").ok()?;
+            let missing: Vec<&String> = logged.difference(&stored).collect();
+            missing.is_empty().then_some(missing.len())
+        },
+    )?;
+    assert_eq!(missing, 0);
+    let dropped = cluster.counter("apiserver_audit_error_total", "webhook")?;
+    let retried = cluster.counter("apiserver_audit_event_total", "")?;
+    eprintln!(
+        "outage of {outage:?}: {} writes logged, all stored {:?} after the restart; API server: {dropped} events dropped, {retried} audited",
+        logged.len(),
+        down.elapsed() - outage
+    );
+    assert_eq!(dropped, 0.0, "the API server dropped nothing");
+    Ok(())
+}
+
+/// driftwatch's queue full (its findings sink, a FIFO nobody reads, blocks
+/// the engine; `server.queue_batches: 1`): the webhook answers `429`, the
+/// API server retries (initial backoff 1 s) and, once its buffer (100
+/// events) is full or a batch's tries are spent, drops events and counts
+/// them in `apiserver_audit_error_total`. Whatever it did not count as
+/// dropped is in the history once driftwatch is unblocked: nothing is lost
+/// silently.
+#[test]
+fn a_full_queue_answers_429_and_only_what_the_api_server_counts_is_lost() -> Result<()> {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir()?;
+    let fifo = dir.path().join("findings.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status()?;
+    ensure!(made.success(), "mkfifo failed");
+    // Opened for reading before driftwatch opens it for writing (an open
+    // of a FIFO waits for the other side); read only once released.
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let reader_fifo = fifo.clone();
+    let reader = std::thread::spawn(move || -> Result<usize> {
+        use std::io::Read;
+        let mut f = std::fs::File::open(&reader_fifo)?;
+        let _ = released.recv();
+        let mut sink = Vec::new();
+        Ok(f.read_to_end(&mut sink)?)
+    });
+    let config = format!(
+        "{}sinks:\n  file:\n    path: {}\n",
+        config("dw-429")?.replacen("server:\n", "server:\n  queue_batches: 1\n", 1),
+        fifo.display()
+    );
+    let svc = Service::start_in(dir, Some(&config))?;
+    let url = format!("{}/audit/webhook/dw-429", svc.base);
+    let cluster = Cluster::start(
+        "dw-429",
+        600,
+        &url,
+        &[
+            "--webhook-initial-backoff",
+            "1s",
+            "--apiserver-arg=--audit-webhook-batch-buffer-size=100",
+            "--apiserver-arg=--audit-webhook-batch-max-size=10",
+        ],
+    )?;
+    cluster.kubectl("ci-deployer", &["create", "namespace", "shop"])?;
+    cluster.kubectl("alice", &["create", "configmap", "load", "-n", "shop"])?;
+    // Findings fill the pipe's 64 KiB; then the engine waits, its queue
+    // fills, and every further batch is refused with 429.
+    patches(&cluster, 0, 150)?;
+    let refused = wait_until(
+        Duration::from_secs(60),
+        || "429s".to_owned(),
+        || {
+            let text = get(&svc, "dw-429", "/metrics").ok()?;
+            Some(metric(
+                &text,
+                "driftwatch_webhook_requests_total{code=\"429\"}",
+            ))
+            .filter(|n| *n > 0.0)
+        },
+    )?;
+    std::thread::sleep(Duration::from_secs(15));
+    release.send(()).ok();
+
+    let logged = logged_writes(&cluster, "alice")?;
+    let dropped = wait_until(
+        Duration::from_secs(120),
+        || "the API server's retries settle".to_owned(),
+        || {
+            let stored = stored_ids(&svc, "alice").ok()?;
+            let missing = logged.difference(&stored).count() as f64;
+            let dropped = cluster
+                .counter("apiserver_audit_error_total", "webhook")
+                .ok()?;
+            (missing <= dropped).then_some((missing, dropped))
+        },
+    )?;
+    let text = get(&svc, "dw-429", "/metrics")?;
+    let refused_total = metric(&text, "driftwatch_webhook_requests_total{code=\"429\"}");
+    eprintln!(
+        "429 test: {} writes logged by the API server; {} missing from the history, {} events \
+         the API server counted as dropped; driftwatch answered {refused_total} batches with 429 \
+         (first seen after {refused} refusals)",
+        logged.len(),
+        dropped.0,
+        dropped.1
+    );
+    drop(svc);
+    let read = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("reader panicked"))??;
+    assert!(read > 64 * 1024, "the findings went through the FIFO");
+    assert!(refused_total > 0.0);
+    Ok(())
+}
+
+/// A counter's value from Prometheus text.
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }
