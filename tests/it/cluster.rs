@@ -434,7 +434,14 @@ fn kubectl_changes_are_attributed_end_to_end() -> Result<()> {
     // Request: the body is only DeleteOptions, which carries the dry-run.
     cluster.kubectl(
         "alice",
-        &["delete", "secret", "creds", "-n", "shop", "--dry-run=server"],
+        &[
+            "delete",
+            "secret",
+            "creds",
+            "-n",
+            "shop",
+            "--dry-run=server",
+        ],
     )?;
 
     // The pipeline's next sync puts the Git version back: reconciled.
