@@ -266,7 +266,7 @@ fn print_summary(s: &Stats, inputs: usize, failed_inputs: u64) {
         types.join(" ")
     };
     eprintln!(
-        "replayed {inputs} input(s){}: {} documents, {} events, {} mutations ({} deduplicated); verdicts: ignored={} system={} sanctioned={} drift={}; findings: {} ({types}); rejected: {}",
+        "replayed {inputs} input(s){}: {} documents, {} events, {} mutations ({} deduplicated); verdicts: ignored={} system={} sanctioned={} drift={} allowed={}; findings: {} ({types}); rejected: {}",
         if failed_inputs > 0 {
             format!(" ({failed_inputs} unreadable)")
         } else {
@@ -280,6 +280,7 @@ fn print_summary(s: &Stats, inputs: usize, failed_inputs: u64) {
         s.verdict(VerdictKind::System),
         s.verdict(VerdictKind::Sanctioned),
         s.verdict(VerdictKind::Drift),
+        s.verdict(VerdictKind::Allowed),
         s.findings_total(),
         s.rejected,
     );

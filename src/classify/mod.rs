@@ -1,16 +1,22 @@
 //! The policy: one verdict per event. Pure and synchronous, no I/O, so that it
 //! can be benchmarked and fuzzed alone.
 
+pub mod allow;
 mod baseline;
 mod policy;
+pub mod quiet;
+mod settle;
 mod rules;
 mod severity;
 mod verdict;
 
 pub use policy::{Pipeline, Policy, SeverityOverride, SystemIdentities};
 pub use rules::{Access, access_kind, classify};
+pub use settle::settle;
 pub use severity::raise_for_managed;
-pub use verdict::{Drift, FindingType, IgnoreReason, Severity, Verdict, VerdictKind};
+pub use verdict::{
+    AllowedBy, Drift, FindingType, IgnoreReason, Pending, Severity, Verdict, VerdictKind,
+};
 
 pub mod system_baseline {
     //! The built-in list, for docs and `policy check`.

@@ -46,6 +46,9 @@ pub struct Policy {
     pub ignore_resources: Vec<String>,
     pub ignore_namespaces: HashSet<String>,
     pub severity_overrides: Vec<SeverityOverride>,
+    /// Configured allowances, then those of the enabled packs.
+    pub allowances: Vec<super::allow::Allowance>,
+    pub quiet: super::quiet::QuietRules,
 }
 
 impl Policy {

@@ -19,8 +19,10 @@ const VIRTUAL: &[&str] = &[
     "selfsubjectrulesreviews",
 ];
 
-/// High-volume resources written by controllers all day.
-const NOISE: &[&str] = &["events", "leases", "endpoints", "endpointslices"];
+/// High-volume resources written by controllers all day. Leases are not
+/// here: a change of a lock's holder is a takeover; renewals are quiet
+/// ([`super::quiet`]). Deleting events is not noise either: it hides tracks.
+const NOISE: &[&str] = &["events", "endpoints", "endpointslices"];
 
 /// What a request does to the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +93,10 @@ pub fn classify(policy: &Policy, ev: &Event<'_>, stage: Stage) -> Verdict {
     if VIRTUAL.contains(&resource) {
         return Verdict::Ignored(IgnoreReason::VirtualResource);
     }
-    if NOISE.contains(&resource) && ev.subresource().is_empty() {
+    if NOISE.contains(&resource)
+        && ev.subresource().is_empty()
+        && !matches!(ev.verb(), "delete" | "deletecollection")
+    {
         return Verdict::Ignored(IgnoreReason::NoiseResource);
     }
     // Ignoring a kind ignores its churn, never a shell opened into it.
@@ -203,6 +208,20 @@ fn decide(policy: &Policy, ev: &Event<'_>, access: Access) -> Verdict {
     if is_system(policy, user) {
         return Verdict::System;
     }
+    let mut pending = super::Pending::default();
+    if access == Access::Mutation {
+        if let Some(rule) = policy.quiet.by_identity(ev) {
+            return Verdict::Allowed(super::AllowedBy::Quiet(rule));
+        }
+        match super::allow::coverage(&policy.allowances, ev) {
+            super::allow::Coverage::Whole(i) => {
+                return Verdict::Allowed(super::AllowedBy::Allowance(i));
+            }
+            super::allow::Coverage::IfFields(f) => pending.fields = f,
+            super::allow::Coverage::None => {}
+        }
+        pending.quiet = policy.quiet.may_cover_by_fields(ev);
+    }
 
     if let Some(imp) = impersonated {
         reasons.push(format!(
@@ -239,7 +258,11 @@ fn decide(policy: &Policy, ev: &Event<'_>, access: Access) -> Verdict {
     }
 
     reasons.insert(0, "identity matches no sanctioned pipeline".to_owned());
-    drift(policy, ev, FindingType::OutOfBandChange, None, reasons)
+    let mut verdict = drift(policy, ev, FindingType::OutOfBandChange, None, reasons);
+    if let Verdict::Drift(d) = &mut verdict {
+        d.pending = pending;
+    }
+    verdict
 }
 
 fn drift(
@@ -267,6 +290,7 @@ fn drift(
         severity,
         pipeline,
         reasons,
+        pending: super::Pending::default(),
     })
 }
 

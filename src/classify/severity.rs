@@ -115,6 +115,7 @@ mod tests {
             severity,
             pipeline: None,
             reasons: vec!["identity matches no sanctioned pipeline".to_owned()],
+            pending: Default::default(),
         }
     }
 

@@ -7,6 +7,8 @@ pub use crate::model::{FindingType, Severity, VerdictKind};
 pub enum Verdict {
     Ignored(IgnoreReason),
     System,
+    /// Inside a quiet rule's or an allowance's scope: expected automation.
+    Allowed(AllowedBy),
     /// A declared pipeline, by index into [`super::Policy::pipelines`].
     Sanctioned {
         pipeline: usize,
@@ -19,6 +21,7 @@ impl Verdict {
         match self {
             Verdict::Ignored(_) => VerdictKind::Ignored,
             Verdict::System => VerdictKind::System,
+            Verdict::Allowed(_) => VerdictKind::Allowed,
             Verdict::Sanctioned { .. } => VerdictKind::Sanctioned,
             Verdict::Drift(_) => VerdictKind::Drift,
         }
@@ -39,6 +42,25 @@ pub struct Drift {
     /// The sanctioned pipeline whose identity or user agent was involved.
     pub pipeline: Option<usize>,
     pub reasons: Vec<String>,
+    /// Allowances that cover the write if its field changes fit them,
+    /// decided once the changes are known ([`super::settle`]).
+    pub pending: Pending,
+}
+
+/// What may still allow a drift once its field changes are known.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pending {
+    pub fields: Vec<super::allow::FieldScope>,
+    /// A built-in field rule (leader-lock renewal, caBundle) may apply.
+    pub quiet: bool,
+}
+
+/// Which rule allowed a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllowedBy {
+    Quiet(super::quiet::Quiet),
+    /// By index into [`super::Policy::allowances`].
+    Allowance(usize),
 }
 
 /// Why an event needs no decision. Also the label set of the ignore metric.

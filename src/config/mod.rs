@@ -2,6 +2,7 @@
 //! validated, compiled [`Config`], one module per concern. Every problem is
 //! collected and reported with its key and line, not just the first.
 
+mod allow;
 mod check;
 mod history;
 mod policy;
@@ -13,6 +14,7 @@ mod sources;
 use std::fmt;
 use std::path::Path;
 
+pub use allow::{PACKS, RawPack, pack};
 pub use history::{Durability, HistoryConfig};
 pub use raw::RawConfig;
 pub use server::{AuthConfig, ServerConfig, TlsConfig};
@@ -148,7 +150,11 @@ fn compile(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     for (i, path) in raw.redaction.paths.iter().enumerate() {
         match crate::correlate::redact::Pattern::parse(&path.value) {
             Ok(pattern) => config.redaction.push(pattern),
-            Err(e) => p.at(path, &format!("redaction.paths[{i}]"), e.to_string()),
+            Err(e) => p.at(
+                path,
+                &format!("redaction.paths[{i}]"),
+                format!("invalid redaction pattern {:?}: {}", e.pattern, e.reason),
+            ),
         }
     }
     if let Some(capacity) = p.at_least(&raw.dedupe.capacity, 1, "dedupe.capacity") {

@@ -4,6 +4,7 @@
 use foldhash::HashSet;
 use ipnet::IpNet;
 use regex::Regex;
+use serde_saphyr::Spanned;
 
 use super::check::Problems;
 use super::raw::{RawConfig, RawSystem};
@@ -26,6 +27,8 @@ pub(super) fn compile(raw: &RawConfig, problems: &mut Problems) -> Policy {
                 severity: o.severity,
             })
             .collect(),
+        allowances: super::allow::compile(raw, problems),
+        quiet: super::allow::quiet_rules(&raw.quiet_rules, problems),
     }
 }
 
@@ -50,31 +53,8 @@ fn pipelines(raw: &RawConfig, problems: &mut Problems) -> Vec<Pipeline> {
                 "declares no users and no groups: a pipeline is an identity, and a user agent alone never sanctions",
             );
         }
-        let mut user_agents = Vec::new();
-        for (j, ua) in p.user_agents.iter().enumerate() {
-            match Regex::new(&ua.value) {
-                Ok(re) => user_agents.push(re),
-                Err(e) => problems.at(
-                    ua,
-                    &key(&format!("user_agents[{j}]")),
-                    format!("invalid regex {:?}: {}", ua.value, regex_error(&e)),
-                ),
-            }
-        }
-        let mut source_cidrs = Vec::new();
-        for (j, cidr) in p.source_cidrs.iter().enumerate() {
-            match parse_cidr(&cidr.value) {
-                Some(net) => source_cidrs.push(net),
-                None => problems.at(
-                    cidr,
-                    &key(&format!("source_cidrs[{j}]")),
-                    format!(
-                        "invalid CIDR {:?} (expected e.g. 10.0.0.0/8 or fd00::/8)",
-                        cidr.value
-                    ),
-                ),
-            }
-        }
+        let user_agents = regexes(&p.user_agents, &key("user_agents"), problems);
+        let source_cidrs = cidrs(&p.source_cidrs, &key("source_cidrs"), problems);
         pipelines.push(Pipeline {
             name: p.name.value.clone(),
             users: p.users.iter().cloned().collect(),
@@ -124,6 +104,41 @@ fn system(sys: &RawSystem, problems: &mut Problems) -> SystemIdentities {
         system.groups.insert(group.value.clone());
     }
     system
+}
+
+/// Compiled regexes of a list at `key`; each bad one reported with its line.
+pub(super) fn regexes(list: &[Spanned<String>], key: &str, problems: &mut Problems) -> Vec<Regex> {
+    let mut out = Vec::new();
+    for (j, ua) in list.iter().enumerate() {
+        match Regex::new(&ua.value) {
+            Ok(re) => out.push(re),
+            Err(e) => problems.at(
+                ua,
+                &format!("{key}[{j}]"),
+                format!("invalid regex {:?}: {}", ua.value, regex_error(&e)),
+            ),
+        }
+    }
+    out
+}
+
+/// Parsed CIDRs of a list at `key`.
+pub(super) fn cidrs(list: &[Spanned<String>], key: &str, problems: &mut Problems) -> Vec<IpNet> {
+    let mut out = Vec::new();
+    for (j, cidr) in list.iter().enumerate() {
+        match parse_cidr(&cidr.value) {
+            Some(net) => out.push(net),
+            None => problems.at(
+                cidr,
+                &format!("{key}[{j}]"),
+                format!(
+                    "invalid CIDR {:?} (expected e.g. 10.0.0.0/8 or fd00::/8)",
+                    cidr.value
+                ),
+            ),
+        }
+    }
+    out
 }
 
 /// A CIDR, or a bare address meaning a single host.

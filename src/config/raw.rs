@@ -30,6 +30,12 @@ pub struct RawConfig {
     pub redaction: RawRedaction,
     #[serde(default)]
     pub history: RawHistory,
+    #[serde(default)]
+    pub allow: Vec<super::allow::RawAllowance>,
+    #[serde(default)]
+    pub allow_packs: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub quiet_rules: super::allow::RawQuietRules,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -221,15 +221,22 @@ fn scaled(versions: &Versions, ev: &Event<'_>, us: i64) -> Option<Arc<RawValue>>
 }
 
 /// Field changes of a write: against the newest remembered version older
-/// than its result when there is one, else read from the request.
-pub(super) fn field_changes(ev: &Event<'_>, versions: &Versions, us: i64) -> Vec<Change> {
+/// than its result when there is one, else read from the request. The flag
+/// says whether they are known: a diff, a scale or a patch body shows what
+/// changed; a create, delete, or an update of an object not seen before
+/// does not.
+pub(super) fn field_changes(ev: &Event<'_>, versions: &Versions, us: i64) -> (Vec<Change>, bool) {
     let (verb, resource) = (ev.verb(), ev.resource());
     let request = ev.request_object;
+    let from_request = || {
+        let known = verb == "patch" && request.is_some();
+        (changes::from_request(verb, resource, request), known)
+    };
     let base = versions.base(result_version(ev), us);
     match ev.subresource() {
         "" => {}
-        "scale" => return scale_change(ev, base),
-        _ => return changes::from_request(verb, resource, request),
+        "scale" => return (scale_change(ev, base), true),
+        _ => return from_request(),
     }
     if matches!(verb, "update" | "patch")
         && let Some(base) = base.and_then(whole_object)
@@ -242,10 +249,10 @@ pub(super) fn field_changes(ev: &Event<'_>, versions: &Versions, us: i64) -> Vec
                 .flatten()
         });
         if let Some(after) = after {
-            return changes::diff(resource, &base, &after);
+            return (changes::diff(resource, &base, &after), true);
         }
     }
-    changes::from_request(verb, resource, request)
+    from_request()
 }
 
 fn scale_change(ev: &Event<'_>, base: Option<&RawValue>) -> Vec<Change> {
@@ -299,7 +306,7 @@ mod tests {
             r#"{"verb":"patch","objectRef":{"apiGroup":"apps","resource":"deployments","subresource":"scale","namespace":"shop","name":"api"},"requestObject":{"spec":{"replicas":5}},"responseObject":{"kind":"Scale","apiVersion":"autoscaling/v1","metadata":{"name":"api","resourceVersion":"12"},"spec":{"replicas":5}}}"#,
         );
         let known = versions(&[(deploy(10, 3, "a"), 1)]);
-        let changes = field_changes(&ev, &known, 2);
+        let changes = field_changes(&ev, &known, 2).0;
         assert_eq!(changes.len(), 1);
         assert_eq!(
             (changes[0].path.as_str(), &changes[0].old, &changes[0].new),
@@ -315,7 +322,7 @@ mod tests {
         // Without a remembered version the old value is unknown, and so is
         // the object afterwards.
         let none = Versions::default();
-        assert_eq!(field_changes(&ev, &none, 2)[0].old, Value::Null);
+        assert_eq!(field_changes(&ev, &none, 2).0[0].old, Value::Null);
         assert!(matches!(super::next(&ev, &none, 2), Next::Unknown));
     }
 
@@ -331,7 +338,7 @@ mod tests {
             r#"{{"verb":"patch","objectRef":{{"apiGroup":"apps","resource":"deployments","namespace":"shop","name":"api"}},"responseObject":{}}}"#,
             deploy(12, 2, "nginx:1.26")
         );
-        let changes = field_changes(&event(&edit), &known, 200);
+        let changes = field_changes(&event(&edit), &known, 200).0;
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!(changes[0].old, Value::from("nginx:1.25"));
         assert_eq!(changes[0].new, Value::from("nginx:1.26"));

@@ -42,6 +42,9 @@ pub struct Correlation {
     /// request did not carry them (`generateName`).
     pub object: ObjectRef,
     pub changes: Vec<Change>,
+    /// Whether `changes` is what changed (a diff or a patch body), rather
+    /// than nothing known (a create, or an update of an object not seen).
+    pub changes_known: bool,
     pub transition: Option<DriftTransition>,
     pub managed_by: Option<ManagedBy>,
     pub owner: Option<Owner>,
@@ -83,7 +86,6 @@ fn size_of(k: &Known) -> usize {
 /// Facts about the event being correlated, decided before correlation.
 pub struct Observation<'a> {
     pub cluster: &'a str,
-    pub verdict: &'a Verdict,
     /// The sanctioned pipeline that wrote, for a reconcile.
     pub pipeline: Option<&'a str>,
     pub actor: &'a str,
@@ -176,8 +178,24 @@ impl Tracker {
             object: out.object.parent(),
         };
         self.remember(ev, s, &key, &facts, &mut out);
-        out.transition = self.drift(ev, s, &key);
         out
+    }
+
+    /// What the event's final verdict does to the object's drift; called
+    /// after [`Tracker::observe`], once the changes have been judged.
+    pub fn settle(
+        &mut self,
+        ev: &Event<'_>,
+        s: &Observation<'_>,
+        object: &ObjectRef,
+        verdict: &Verdict,
+    ) -> Option<DriftTransition> {
+        object.name.as_ref()?;
+        let key = Key {
+            cluster: s.cluster.to_owned(),
+            object: object.parent(),
+        };
+        self.drift(ev, s, &key, verdict)
     }
 
     /// Field changes against the remembered object, and the object to
@@ -196,7 +214,8 @@ impl Tracker {
         let previous = previous.unwrap_or_default();
         // Field changes are parsed only where they are reported or stored.
         if s.want_changes {
-            out.changes = state::field_changes(ev, &previous.versions, s.time.us);
+            (out.changes, out.changes_known) =
+                state::field_changes(ev, &previous.versions, s.time.us);
         }
         out.managed_by = facts.managed_by.clone().or(previous.managed_by);
         out.owner = facts.owner.clone().or(previous.owner);
@@ -220,8 +239,14 @@ impl Tracker {
 
     /// Opens or joins a drift for an out-of-band change; closes it for the
     /// pipeline's next write.
-    fn drift(&mut self, ev: &Event<'_>, s: &Observation<'_>, key: &Key) -> Option<DriftTransition> {
-        match s.verdict {
+    fn drift(
+        &mut self,
+        ev: &Event<'_>,
+        s: &Observation<'_>,
+        key: &Key,
+        verdict: &Verdict,
+    ) -> Option<DriftTransition> {
+        match verdict {
             Verdict::Drift(d) if d.finding_type != FindingType::InteractiveAccess => {
                 self.journal
                     .push(Undo::Open(key.clone(), self.open.get(key).cloned()));

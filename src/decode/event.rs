@@ -148,6 +148,25 @@ pub struct UserInfo<'a> {
     pub uid: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "opt_strs")]
     pub groups: Option<Vec<Cow<'a, str>>>,
+    /// Authenticator-specific attributes (`arn`, `sessionName` on EKS),
+    /// read only where a rule asks.
+    #[serde(borrow, default)]
+    pub extra: Option<&'a RawValue>,
+}
+
+impl UserInfo<'_> {
+    /// The values of one `extra` key; none when absent or malformed.
+    pub fn extra_values(&self, key: &str) -> impl Iterator<Item = String> + use<> {
+        let values = self
+            .extra
+            .and_then(|raw| {
+                serde_json::from_str::<std::collections::BTreeMap<String, Vec<String>>>(raw.get())
+                    .ok()
+            })
+            .and_then(|mut map| map.remove(key))
+            .unwrap_or_default();
+        values.into_iter()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -345,6 +364,13 @@ impl<'a> Event<'a> {
         self.object_ref
             .as_ref()
             .and_then(|o| o.api_group.as_deref())
+            .unwrap_or("")
+    }
+
+    pub fn name(&self) -> &str {
+        self.object_ref
+            .as_ref()
+            .and_then(|o| o.name.as_deref())
             .unwrap_or("")
     }
 

@@ -1,6 +1,7 @@
 //! Judging one body: every event gets its verdict; each real change is
 //! deduplicated, correlated with its object and assembled into a record.
 
+use crate::classify::quiet::Quiet;
 use crate::classify::{self, Access, IgnoreReason, Verdict};
 use crate::correlate::{Observation, redact};
 use crate::decode::{Decoded, DecodedEvent};
@@ -46,7 +47,6 @@ impl Engine {
                 stats.judged.redeliveries += 1;
                 continue;
             }
-            stats.judged.verdicts[c.verdict.kind() as usize] += 1;
             self.correlate(
                 &decoded.events[c.index],
                 cluster,
@@ -95,7 +95,7 @@ impl Engine {
             }
             let recorded = match verdict {
                 Verdict::Drift(_) | Verdict::Sanctioned { .. } => true,
-                Verdict::System => store_system,
+                Verdict::System | Verdict::Allowed(_) => store_system,
                 Verdict::Ignored(_) => false,
             };
             candidates.push(Candidate {
@@ -151,19 +151,22 @@ impl Engine {
             }
             _ => None,
         };
+        let observation = Observation {
+            cluster,
+            pipeline,
+            actor: effective_username(ev),
+            time: &time,
+            finding_id: &id,
+            want_changes: recorded || matches!(verdict, Verdict::Drift(_)),
+        };
+        let mut corr = self.tracker.observe(ev, &observation);
+        verdict = classify::settle(policy, verdict, ev, &corr.changes, corr.changes_known);
+        corr.transition = self.tracker.settle(ev, &observation, &corr.object, &verdict);
+        count(judged, &verdict);
         let is_drift = matches!(verdict, Verdict::Drift(_));
-        let mut corr = self.tracker.observe(
-            ev,
-            &Observation {
-                cluster,
-                verdict: &verdict,
-                pipeline,
-                actor: effective_username(ev),
-                time: &time,
-                finding_id: &id,
-                want_changes: recorded || is_drift,
-            },
-        );
+        // Allowed once its changes were known: stored like a system change.
+        let recorded = recorded
+            && (!matches!(verdict, Verdict::Allowed(_)) || self.config.history.store_system);
         // Configured paths are withheld before anything leaves: findings,
         // the store, logs.
         redact::apply(&self.config.redaction, &mut corr.changes);
@@ -196,5 +199,16 @@ impl Engine {
             delivery.findings.push((delivery.records.len(), d.stage));
         }
         delivery.records.push(record);
+    }
+}
+
+fn count(judged: &mut Judged, verdict: &Verdict) {
+    judged.verdicts[verdict.kind() as usize] += 1;
+    if let Verdict::Allowed(by) = verdict {
+        let slot = match by {
+            classify::AllowedBy::Quiet(q) => q.index(),
+            classify::AllowedBy::Allowance(_) => Quiet::ALL.len(),
+        };
+        judged.allowed[slot] += 1;
     }
 }

@@ -28,6 +28,7 @@ impl Stats {
             VerdictKind::System,
             VerdictKind::Sanctioned,
             VerdictKind::Drift,
+            VerdictKind::Allowed,
         ]
         .into_iter()
         .map(|k| self.judged.verdict(k))

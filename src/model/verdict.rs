@@ -93,14 +93,17 @@ pub enum VerdictKind {
     System,
     Sanctioned,
     Drift,
+    /// Expected automation inside a quiet rule or a scoped allowance.
+    Allowed,
 }
 
 impl VerdictKind {
-    pub const ALL: [VerdictKind; 4] = [
+    pub const ALL: [VerdictKind; 5] = [
         VerdictKind::Ignored,
         VerdictKind::System,
         VerdictKind::Sanctioned,
         VerdictKind::Drift,
+        VerdictKind::Allowed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -109,6 +112,7 @@ impl VerdictKind {
             VerdictKind::System => "system",
             VerdictKind::Sanctioned => "sanctioned",
             VerdictKind::Drift => "drift",
+            VerdictKind::Allowed => "allowed",
         }
     }
 

@@ -100,7 +100,20 @@ pub struct Judged {
     pub redeliveries: u64,
     pub same_request: u64,
     pub findings: [[u64; Severity::ALL.len()]; FindingType::ALL.len()],
+    /// Allowed writes by quiet rule, then one slot for every allowance.
+    pub allowed: [u64; ALLOWED_RULES.len()],
 }
+
+/// The `rule` label of allowed events: the quiet rules, then `allowance`
+/// for configured and pack allowances (their names are not labels).
+pub const ALLOWED_RULES: [&str; 6] = [
+    "status_by_service_accounts",
+    "node_self",
+    "leader_lock_renewals",
+    "kubelet_scrapes",
+    "ca_bundle_injectors",
+    "allowance",
+];
 
 impl Judged {
     pub fn add(&mut self, o: &Judged) {
@@ -111,6 +124,7 @@ impl Judged {
         }
         sum(&mut self.verdicts, &o.verdicts);
         sum(&mut self.ignored, &o.ignored);
+        sum(&mut self.allowed, &o.allowed);
         self.redeliveries += o.redeliveries;
         self.same_request += o.same_request;
         for (a, b) in self.findings.iter_mut().zip(&o.findings) {
@@ -150,6 +164,11 @@ impl Emit for BatchJudged<'_> {
         for (reason, n) in IgnoreReason::ALL.iter().zip(j.ignored) {
             if n > 0 {
                 counter!(m::EVENTS_IGNORED, "reason" => reason.as_str()).increment(n);
+            }
+        }
+        for (rule, n) in ALLOWED_RULES.iter().zip(j.allowed) {
+            if n > 0 {
+                counter!(m::EVENTS_ALLOWED, "rule" => *rule).increment(n);
             }
         }
         for (reason, n) in [

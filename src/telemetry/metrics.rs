@@ -6,6 +6,7 @@ pub const EVENTS_REJECTED: &str = "driftwatch_events_rejected_total";
 pub const EVENTS_DEDUPLICATED: &str = "driftwatch_events_deduplicated_total";
 pub const EVENTS_CLASSIFIED: &str = "driftwatch_events_classified_total";
 pub const EVENTS_IGNORED: &str = "driftwatch_events_ignored_total";
+pub const EVENTS_ALLOWED: &str = "driftwatch_events_allowed_total";
 pub const FINDINGS: &str = "driftwatch_findings_total";
 pub const WEBHOOK_REQUESTS: &str = "driftwatch_webhook_requests_total";
 pub const BATCH_EVENTS: &str = "driftwatch_batch_events";
@@ -48,6 +49,11 @@ pub fn describe() {
         EVENTS_CLASSIFIED,
         Unit::Count,
         "Events classified, by verdict."
+    );
+    describe_counter!(
+        EVENTS_ALLOWED,
+        Unit::Count,
+        "Events with verdict allowed, by quiet rule (or `allowance`)."
     );
     describe_counter!(
         EVENTS_IGNORED,

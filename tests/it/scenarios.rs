@@ -841,7 +841,8 @@ fn virtual_resources_are_ignored() -> Result<()> {
 
 #[test]
 fn noise_kinds_are_ignored() -> Result<()> {
-    // Written by anyone, even a human, these are not tracked.
+    // Written by anyone, even a human, these are not tracked. Leases are:
+    // a change of holder is a takeover (see the precision tests).
     all_ignored(
         &config(""),
         &[
@@ -849,10 +850,6 @@ fn noise_kinds_are_ignored() -> Result<()> {
             Ev::new(
                 "patch",
                 "/apis/events.k8s.io/v1/namespaces/shop/events/api.17f3c2a1b4d5e6f7",
-            ),
-            Ev::new(
-                "update",
-                "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-scheduler",
             ),
             Ev::new("update", "/api/v1/namespaces/shop/endpoints/api"),
             Ev::new(

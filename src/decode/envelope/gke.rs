@@ -185,6 +185,7 @@ fn to_event<'a>(entry: Entry<'a>, doc: &str) -> Result<Event<'a>, String> {
                 username: Some(name),
                 uid: None,
                 groups: None,
+                extra: None,
             })
     });
     let (caller_ip, user_agent) = match p.request_metadata {
