@@ -104,7 +104,10 @@ pub fn coverage(allowances: &[Allowance], ev: &Event<'_>) -> Coverage {
 
 /// Whether changes at `paths` fit the field scope (and there are some).
 pub fn fits(allowances: &[Allowance], f: FieldScope, paths: &[&str]) -> bool {
-    let Some(scope) = allowances.get(f.allowance).and_then(|a| a.what.get(f.scope)) else {
+    let Some(scope) = allowances
+        .get(f.allowance)
+        .and_then(|a| a.what.get(f.scope))
+    else {
         return false;
     };
     !paths.is_empty()
@@ -149,7 +152,8 @@ impl Who {
 fn aws_managed_role(user: &UserInfo<'_>) -> bool {
     user.extra_values("arn").any(|arn| {
         arn.starts_with("arn:aws:iam::") && arn.contains(":role/aws-service-role/eks")
-            || arn.starts_with("arn:aws:sts::") && arn.contains(":assumed-role/AWSServiceRoleForAmazonEKS")
+            || arn.starts_with("arn:aws:sts::")
+                && arn.contains(":assumed-role/AWSServiceRoleForAmazonEKS")
     })
 }
 

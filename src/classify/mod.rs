@@ -5,8 +5,8 @@ pub mod allow;
 mod baseline;
 mod policy;
 pub mod quiet;
-mod settle;
 mod rules;
+mod settle;
 mod severity;
 mod verdict;
 

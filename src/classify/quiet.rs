@@ -85,7 +85,10 @@ impl Default for QuietRules {
     fn default() -> Self {
         QuietRules {
             on: Quiet::ALL.into_iter().collect(),
-            ca_bundle_injectors: DEFAULT_CA_INJECTORS.iter().map(|s| (*s).to_owned()).collect(),
+            ca_bundle_injectors: DEFAULT_CA_INJECTORS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
         }
     }
 }
@@ -158,9 +161,7 @@ fn node_self(ev: &Event<'_>, node: &str) -> bool {
         ("coordination.k8s.io", "leases") => {
             ev.namespace() == "kube-node-lease" && ev.name() == node
         }
-        ("", "pods") => {
-            matches!(ev.subresource(), "" | "status") && bound_to(ev, node)
-        }
+        ("", "pods") => matches!(ev.subresource(), "" | "status") && bound_to(ev, node),
         _ => false,
     }
 }

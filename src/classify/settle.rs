@@ -9,7 +9,13 @@ use crate::model::Change;
 
 /// The final verdict. `known` says whether `changes` is what the write
 /// changed; unknown changes never fit a field scope.
-pub fn settle(policy: &Policy, verdict: Verdict, ev: &Event<'_>, changes: &[Change], known: bool) -> Verdict {
+pub fn settle(
+    policy: &Policy,
+    verdict: Verdict,
+    ev: &Event<'_>,
+    changes: &[Change],
+    known: bool,
+) -> Verdict {
     let Verdict::Drift(drift) = &verdict else {
         return verdict;
     };

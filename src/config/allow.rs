@@ -104,7 +104,14 @@ fn yes() -> bool {
 /// The packs driftwatch ships, by name.
 pub const PACKS: &[(&str, &str)] = &[];
 
-const VERBS: &[&str] = &["create", "update", "patch", "delete", "deletecollection", "*"];
+const VERBS: &[&str] = &[
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "deletecollection",
+    "*",
+];
 /// Too broad to be trusted with anything.
 const BROAD_GROUPS: &[&str] = &[
     "system:authenticated",
@@ -130,7 +137,11 @@ pub(super) fn compile(raw: &RawConfig, problems: &mut Problems) -> Vec<Allowance
         match pack(&name.value) {
             Ok(pack) => {
                 for (j, a) in pack.allow.iter().enumerate() {
-                    out.push(allowance(a, &format!("{key} ({}) allow[{j}]", name.value), problems));
+                    out.push(allowance(
+                        a,
+                        &format!("{key} ({}) allow[{j}]", name.value),
+                        problems,
+                    ));
                 }
             }
             Err(message) => problems.at(name, &key, message),
@@ -139,7 +150,11 @@ pub(super) fn compile(raw: &RawConfig, problems: &mut Problems) -> Vec<Allowance
     let mut seen = HashSet::default();
     for a in &out {
         if !seen.insert(a.name.clone()) {
-            problems.add(None, "allow", format!("duplicate allowance name {:?}", a.name));
+            problems.add(
+                None,
+                "allow",
+                format!("duplicate allowance name {:?}", a.name),
+            );
         }
     }
     out
@@ -149,18 +164,30 @@ pub(super) fn compile(raw: &RawConfig, problems: &mut Problems) -> Vec<Allowance
 pub fn pack(name: &str) -> Result<RawPack, String> {
     let Some((_, text)) = PACKS.iter().find(|(n, _)| *n == name) else {
         let known: Vec<&str> = PACKS.iter().map(|(n, _)| *n).collect();
-        return Err(format!("unknown pack {name:?}; the packs are: {}", known.join(", ")));
+        return Err(format!(
+            "unknown pack {name:?}; the packs are: {}",
+            known.join(", ")
+        ));
     };
-    serde_saphyr::from_str::<RawPack>(text).map_err(|e| format!("pack {name:?} does not parse: {e}"))
+    serde_saphyr::from_str::<RawPack>(text)
+        .map_err(|e| format!("pack {name:?} does not parse: {e}"))
 }
 
 fn allowance(a: &RawAllowance, key: &str, problems: &mut Problems) -> Allowance {
     problems.non_empty(&a.name, &format!("{key}.name"));
     if a.risk.as_deref().is_none_or(|r| r.trim().is_empty()) {
-        problems.at(&a.name, &format!("{key}.risk"), "say what a holder of this identity can still do silently because of it");
+        problems.at(
+            &a.name,
+            &format!("{key}.risk"),
+            "say what a holder of this identity can still do silently because of it",
+        );
     }
     if a.what.is_empty() {
-        problems.at(&a.name, &format!("{key}.what"), "names no writes: an allowance is a scope, never trust for everything");
+        problems.at(
+            &a.name,
+            &format!("{key}.what"),
+            "names no writes: an allowance is a scope, never trust for everything",
+        );
     }
     Allowance {
         name: a.name.value.clone(),
@@ -179,41 +206,74 @@ fn who(w: &RawWho, at: &Spanned<String>, key: &str, problems: &mut Problems) -> 
     let mut users: HashSet<String> = w.users.iter().cloned().collect();
     for (i, sa) in w.service_accounts.iter().enumerate() {
         match sa.value.split_once(':') {
-            Some((ns, name)) if !ns.is_empty() && !name.is_empty() && !sa.value.contains('*') && !name.contains(':') => {
+            Some((ns, name))
+                if !ns.is_empty()
+                    && !name.is_empty()
+                    && !sa.value.contains('*')
+                    && !name.contains(':') =>
+            {
                 users.insert(format!("system:serviceaccount:{ns}:{name}"));
             }
-            _ => problems.at(sa, &format!("{key}.who.service_accounts[{i}]"), format!("{:?} is not NAMESPACE:NAME (exact, no wildcards)", sa.value)),
+            _ => problems.at(
+                sa,
+                &format!("{key}.who.service_accounts[{i}]"),
+                format!("{:?} is not NAMESPACE:NAME (exact, no wildcards)", sa.value),
+            ),
         }
     }
     let mut groups = HashSet::default();
     for (i, g) in w.groups.iter().enumerate() {
         if BROAD_GROUPS.contains(&g.value.as_str()) {
-            problems.at(g, &format!("{key}.who.groups[{i}]"), format!("{:?} is far too broad for an allowance", g.value));
+            problems.at(
+                g,
+                &format!("{key}.who.groups[{i}]"),
+                format!("{:?} is far too broad for an allowance", g.value),
+            );
         }
         groups.insert(g.value.clone());
     }
     if users.is_empty() && groups.is_empty() {
-        problems.at(at, &format!("{key}.who"), "names no users, service accounts or groups");
+        problems.at(
+            at,
+            &format!("{key}.who"),
+            "names no users, service accounts or groups",
+        );
     }
     Who {
         users,
         groups,
-        user_agents: super::policy::regexes(&w.user_agents, &format!("{key}.who.user_agents"), problems),
-        source_cidrs: super::policy::cidrs(&w.source_cidrs, &format!("{key}.who.source_cidrs"), problems),
+        user_agents: super::policy::regexes(
+            &w.user_agents,
+            &format!("{key}.who.user_agents"),
+            problems,
+        ),
+        source_cidrs: super::policy::cidrs(
+            &w.source_cidrs,
+            &format!("{key}.who.source_cidrs"),
+            problems,
+        ),
         verify_aws_arn: w.verify_aws_arn,
     }
 }
 
 fn scope(s: &RawScope, at: &Spanned<String>, key: &str, problems: &mut Problems) -> Scope {
     if s.resources.is_empty() {
-        problems.at(at, &format!("{key}.resources"), "must name at least one resource");
+        problems.at(
+            at,
+            &format!("{key}.resources"),
+            "must name at least one resource",
+        );
     }
     if s.verbs.is_empty() {
         problems.at(at, &format!("{key}.verbs"), "must name at least one verb");
     }
     for (i, v) in s.verbs.iter().enumerate() {
         if !VERBS.contains(&v.value.as_str()) {
-            problems.at(v, &format!("{key}.verbs[{i}]"), format!("{:?} is not a write verb ({})", v.value, VERBS.join(", ")));
+            problems.at(
+                v,
+                &format!("{key}.verbs[{i}]"),
+                format!("{:?} is not a write verb ({})", v.value, VERBS.join(", ")),
+            );
         }
     }
     let mut fields = Vec::new();
@@ -223,7 +283,10 @@ fn scope(s: &RawScope, at: &Spanned<String>, key: &str, problems: &mut Problems)
             Err(e) => problems.at(f, &format!("{key}.fields[{i}]"), e.to_string()),
         }
     }
-    let shared = s.resources.iter().any(|r| r == "*" || FIELDS_REQUIRED.contains(&r.as_str()));
+    let shared = s
+        .resources
+        .iter()
+        .any(|r| r == "*" || FIELDS_REQUIRED.contains(&r.as_str()));
     if shared && fields.is_empty() {
         problems.at(at, &format!("{key}.fields"), "webhook configurations, APIServices and CRDs are shared: say which fields this identity may touch");
     }
@@ -240,7 +303,10 @@ fn scope(s: &RawScope, at: &Spanned<String>, key: &str, problems: &mut Problems)
 pub(super) fn quiet_rules(raw: &RawQuietRules, _problems: &mut Problems) -> QuietRules {
     let mut rules = QuietRules::default();
     let flags = [
-        (Quiet::StatusByServiceAccount, raw.status_by_service_accounts),
+        (
+            Quiet::StatusByServiceAccount,
+            raw.status_by_service_accounts,
+        ),
         (Quiet::NodeSelf, raw.node_self),
         (Quiet::LeaderLockRenewal, raw.leader_lock_renewals),
         (Quiet::KubeletScrape, raw.kubelet_scrapes),

@@ -161,7 +161,9 @@ impl Engine {
         };
         let mut corr = self.tracker.observe(ev, &observation);
         verdict = classify::settle(policy, verdict, ev, &corr.changes, corr.changes_known);
-        corr.transition = self.tracker.settle(ev, &observation, &corr.object, &verdict);
+        corr.transition = self
+            .tracker
+            .settle(ev, &observation, &corr.object, &verdict);
         count(judged, &verdict);
         let is_drift = matches!(verdict, Verdict::Drift(_));
         // Allowed once its changes were known: stored like a system change.

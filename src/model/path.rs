@@ -93,4 +93,3 @@ fn matches_from(pattern: &[String], path: &[String]) -> bool {
 fn segment_matches(pattern: &str, seg: &str) -> bool {
     pattern == "*" || pattern == "[*]" && seg.starts_with('[') || pattern == seg
 }
-

@@ -900,3 +900,208 @@ impl Drop for Cluster {
         let _ = script(&["stop", "--name", &self.name]);
     }
 }
+
+// ---------------------------------------------------------------------------
+// `driftwatch replay` of built events, with its summary line.
+
+/// The stderr summary line of `replay` (see `print_summary` in main.rs).
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub line: String,
+    pub documents: u64,
+    pub events: u64,
+    pub mutations: u64,
+    pub deduplicated: u64,
+    pub ignored: u64,
+    pub system: u64,
+    pub sanctioned: u64,
+    pub drift: u64,
+    pub allowed: u64,
+    pub findings: u64,
+    pub rejected: u64,
+}
+
+impl Summary {
+    pub fn parse(stderr: &str) -> Result<Summary> {
+        let line = stderr
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("replayed "))
+            .with_context(|| format!("no summary line on stderr: {stderr}"))?;
+        let digits = |s: &str| -> Result<u64> {
+            let d: String = s.chars().take_while(char::is_ascii_digit).collect();
+            d.parse()
+                .with_context(|| format!("no number at {s:?} in {line:?}"))
+        };
+        let after = |key: &str| -> Result<u64> {
+            let at = line
+                .find(key)
+                .with_context(|| format!("{key:?} missing in {line:?}"))?;
+            digits(&line[at + key.len()..])
+        };
+        let before = |word: &str| -> Result<u64> {
+            let at = line
+                .find(word)
+                .with_context(|| format!("{word:?} missing in {line:?}"))?;
+            let head = line[..at].trim_end();
+            digits(head.rsplit([' ', '(']).next().unwrap_or(""))
+        };
+        Ok(Summary {
+            line: line.to_owned(),
+            documents: before(" documents")?,
+            events: before(" events")?,
+            mutations: before(" mutations")?,
+            deduplicated: before(" deduplicated")?,
+            ignored: after("ignored=")?,
+            system: after("system=")?,
+            sanctioned: after("sanctioned=")?,
+            drift: after("drift=")?,
+            allowed: after("allowed=").unwrap_or(0),
+            findings: after("findings: ")?,
+            rejected: after("rejected: ")?,
+        })
+    }
+
+    /// The per-type count; types with no finding are not listed.
+    pub fn of_type(&self, finding_type: &str) -> u64 {
+        let key = format!("{finding_type}=");
+        self.line.find(&key).map_or(0, |at| {
+            self.line[at + key.len()..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .unwrap_or(0)
+        })
+    }
+
+    /// (ignored, system, sanctioned, drift)
+    pub fn verdicts(&self) -> (u64, u64, u64, u64) {
+        (self.ignored, self.system, self.sanctioned, self.drift)
+    }
+}
+
+pub struct Replay {
+    pub run: Run,
+    pub findings: Vec<Value>,
+    pub summary: Summary,
+}
+
+impl Replay {
+    /// The one finding of the run.
+    pub fn only(&self) -> Result<&Value> {
+        match self.findings.as_slice() {
+            [f] => Ok(f),
+            other => bail!(
+                "expected exactly one finding, got {}: {}\n{}",
+                other.len(),
+                self.run.stdout,
+                self.summary.line
+            ),
+        }
+    }
+
+    /// The finding whose actor (effective user) is `username`.
+    pub fn by_actor(&self, username: &str) -> Result<&Value> {
+        self.findings
+            .iter()
+            .find(|f| f["actor"]["username"] == username)
+            .with_context(|| format!("no finding for {username}: {}", self.run.stdout))
+    }
+
+    pub fn types(&self) -> Vec<&str> {
+        self.findings
+            .iter()
+            .map(|f| f["type"].as_str().unwrap_or(""))
+            .collect()
+    }
+}
+
+/// `driftwatch replay --config CONFIG ARGS...` with `stdin`; checks the run
+/// was clean (exit 0, nothing rejected, one finding line per drift).
+pub fn replay_args(config: &str, args: &[&str], stdin: &str) -> Result<Replay> {
+    let mut file = tempfile::Builder::new()
+        .prefix("driftwatch-")
+        .suffix(".yaml")
+        .tempfile()?;
+    file.write_all(config.as_bytes())?;
+    file.flush()?;
+    let path = file.path().to_str().context("temp path is not UTF-8")?;
+    let mut argv = vec!["replay", "--config", path];
+    argv.extend_from_slice(args);
+    let run = run(&argv, Some(stdin.as_bytes()))?;
+    ensure!(
+        run.code == 0,
+        "replay exited {}: {}\n{}",
+        run.code,
+        run.stderr,
+        run.stdout
+    );
+    let summary = Summary::parse(&run.stderr)?;
+    ensure!(summary.rejected == 0, "rejections: {}", run.stderr);
+    let findings = run.findings();
+    ensure!(
+        findings.len() as u64 == summary.findings && summary.findings == summary.drift,
+        "stdout has {} findings, summary says {}",
+        findings.len(),
+        summary.line
+    );
+    for f in &findings {
+        ensure!(f["schema"] == "driftwatch.finding/v1", "schema: {f}");
+    }
+    Ok(Replay {
+        run,
+        findings,
+        summary,
+    })
+}
+
+/// Replays `events` as JSON lines on stdin.
+pub fn replay(config: &str, events: &[Ev]) -> Result<Replay> {
+    let input: String = events.iter().map(|e| e.line() + "\n").collect();
+    let r = replay_args(config, &["-"], &input)?;
+    ensure!(
+        r.summary.events == events.len() as u64,
+        "events: {}",
+        r.summary.line
+    );
+    Ok(r)
+}
+
+/// Replays one event that must be drift with one finding of `finding_type`
+/// and `severity`; returns that finding.
+pub fn single_finding(
+    config: &str,
+    event: Ev,
+    finding_type: &str,
+    severity: &str,
+) -> Result<Value> {
+    let r = replay(config, &[event])?;
+    ensure!(
+        r.summary.verdicts() == (0, 0, 0, 1),
+        "expected drift: {}",
+        r.summary.line
+    );
+    ensure!(
+        r.summary.of_type(finding_type) == 1,
+        "summary: {}",
+        r.summary.line
+    );
+    let f = r.only()?.clone();
+    ensure!(f["type"] == finding_type, "type: {f}");
+    ensure!(f["severity"] == severity, "severity: {f}");
+    Ok(f)
+}
+
+/// Replays events that must all be ignored: no findings, no mutations.
+pub fn all_ignored(config: &str, events: &[Ev]) -> Result<Replay> {
+    let r = replay(config, events)?;
+    let n = events.len() as u64;
+    ensure!(
+        r.summary.verdicts() == (n, 0, 0, 0) && r.summary.mutations == 0,
+        "expected all {n} ignored: {}",
+        r.summary.line
+    );
+    ensure!(r.findings.is_empty(), "findings: {}", r.run.stdout);
+    Ok(r)
+}

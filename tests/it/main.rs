@@ -11,6 +11,7 @@ mod crash;
 mod envelopes;
 mod history;
 mod kafka;
+mod precision;
 mod recorded;
 mod redaction;
 mod robustness;

@@ -1,0 +1,306 @@
+//! Precision: the built-in quiet rules and scoped allowances silence the
+//! automation they name, and each still reports the attack its stated risk
+//! leaves open beside it.
+
+use anyhow::{Result, ensure};
+use serde_json::{Value, json};
+
+use crate::common::{Ev, all_ignored, replay, run};
+
+const NO_PIPELINES: &str = "cluster: prod\n";
+
+/// Replays `events`; the verdict counts (drift, allowed) and the findings.
+fn judged(config: &str, events: &[Ev]) -> Result<(u64, u64, Vec<Value>)> {
+    let r = replay(config, events)?;
+    Ok((r.summary.drift, r.summary.allowed, r.findings))
+}
+
+fn lease(holder: &str, renew: &str, transitions: u64) -> Value {
+    json!({"kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
+        "metadata": {"name": "istio-leader", "namespace": "istio-system", "resourceVersion": renew},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 30,
+            "renewTime": format!("2026-11-20T10:00:{renew}.000000Z"), "leaseTransitions": transitions}})
+}
+
+fn lease_update(holder: &str, renew: &str, transitions: u64) -> Ev {
+    let body = lease(holder, renew, transitions);
+    Ev::new(
+        "update",
+        "/apis/coordination.k8s.io/v1/namespaces/istio-system/leases/istio-leader",
+    )
+    .by_sa("istio-system", "istiod", "istiod-7f9c-abcde")
+    .bodies(body.clone(), body)
+}
+
+#[test]
+fn a_leader_lock_renewal_is_quiet_and_a_change_of_holder_is_reported() -> Result<()> {
+    let (drift, allowed, findings) = judged(
+        NO_PIPELINES,
+        &[
+            lease_update("istiod-7f9c-abcde", "01", 3),
+            lease_update("istiod-7f9c-abcde", "03", 3),
+            lease_update("istiod-7f9c-abcde", "05", 3),
+            // Someone else takes the lock: a takeover, not a renewal.
+            lease_update("attacker-pod", "07", 4),
+        ],
+    )?;
+    // The first write of a lock is not compared (nothing is remembered yet):
+    // reported, as the stated risk of the rule says only later ones are quiet.
+    ensure!(allowed == 2, "renewals allowed: {allowed}");
+    ensure!(drift == 2, "first sighting and the takeover: {findings:#?}");
+    let takeover = findings.last().cloned().unwrap_or_default();
+    let paths: Vec<&str> = takeover["changes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["path"].as_str())
+        .collect();
+    ensure!(paths.contains(&"spec.holderIdentity"), "{takeover:#}");
+    Ok(())
+}
+
+fn configmap_lock(record: &str) -> Value {
+    json!({"kind": "ConfigMap", "apiVersion": "v1",
+        "metadata": {"name": "ingress-controller-leader", "namespace": "ingress-nginx",
+            "annotations": {"control-plane.alpha.kubernetes.io/leader": record}}})
+}
+
+#[test]
+fn a_configmap_lock_renewal_is_quiet_but_not_its_other_fields() -> Result<()> {
+    let record = |holder: &str, t: &str| {
+        format!(
+            r#"{{"holderIdentity":"{holder}","leaseDurationSeconds":30,"acquireTime":"2026-11-20T09:00:00Z","renewTime":"2026-11-20T10:00:{t}Z","leaderTransitions":1}}"#
+        )
+    };
+    let write = |body: Value| {
+        Ev::new(
+            "update",
+            "/api/v1/namespaces/ingress-nginx/configmaps/ingress-controller-leader",
+        )
+        .by_sa(
+            "ingress-nginx",
+            "ingress-nginx",
+            "ingress-nginx-controller-1",
+        )
+        .bodies(body.clone(), body)
+    };
+    let mut extra = configmap_lock(&record("ctrl-1", "04"));
+    extra["data"] = json!({"backdoor": "yes"});
+    let (drift, allowed, _) = judged(
+        NO_PIPELINES,
+        &[
+            write(configmap_lock(&record("ctrl-1", "00"))),
+            write(configmap_lock(&record("ctrl-1", "02"))),
+            write(extra),
+        ],
+    )?;
+    ensure!(
+        (drift, allowed) == (2, 1),
+        "drift {drift}, allowed {allowed}"
+    );
+    Ok(())
+}
+
+#[test]
+fn status_writes_by_service_accounts_are_quiet_but_not_csr_status_or_people() -> Result<()> {
+    let sa_status = Ev::new(
+        "patch",
+        "/apis/networking.k8s.io/v1/namespaces/shop/ingresses/web/status",
+    )
+    .by_sa(
+        "ingress-nginx",
+        "ingress-nginx",
+        "ingress-nginx-controller-1",
+    );
+    let (drift, allowed, _) = judged(NO_PIPELINES, &[sa_status])?;
+    ensure!((drift, allowed) == (0, 1));
+    // Signing a certificate is a status write too, and issues credentials.
+    let csr_status = Ev::new(
+        "update",
+        "/apis/certificates.k8s.io/v1/certificatesigningrequests/node-csr-x/status",
+    )
+    .by_sa("kube-system", "rogue-signer", "rogue-1");
+    // A person writing status fakes what controllers report.
+    let person = Ev::new(
+        "patch",
+        "/apis/apps/v1/namespaces/shop/deployments/api/status",
+    );
+    let (drift, allowed, _) = judged(NO_PIPELINES, &[csr_status, person])?;
+    ensure!((drift, allowed) == (2, 0));
+    Ok(())
+}
+
+fn pod_status_by(node: &str, bound_to: &str, groups: &[&str]) -> Ev {
+    let pod = json!({"kind": "Pod", "apiVersion": "v1",
+        "metadata": {"name": "web-1", "namespace": "shop"},
+        "spec": {"nodeName": bound_to, "containers": [{"name": "web", "image": "nginx"}]},
+        "status": {"phase": "Running"}});
+    Ev::new("patch", "/api/v1/namespaces/shop/pods/web-1/status")
+        .by(&format!("system:node:{node}"), groups)
+        .ua("kubelet/v1.31.2 (linux/amd64) kubernetes/5864a46")
+        .bodies(json!({"status": {"phase": "Running"}}), pod)
+}
+
+#[test]
+fn a_node_writes_its_own_pods_even_without_groups_but_not_another_nodes() -> Result<()> {
+    // GKE's audit entries carry no groups: matched by the name alone.
+    let gke = pod_status_by("gke-pool-1-abcd", "gke-pool-1-abcd", &[]);
+    let own_node = Ev::new("patch", "/api/v1/nodes/gke-pool-1-abcd/status")
+        .by("system:node:gke-pool-1-abcd", &[]);
+    let (drift, allowed, _) = judged(NO_PIPELINES, &[gke, own_node])?;
+    ensure!((drift, allowed) == (0, 2), "drift {drift}");
+    // A node credential writing another node's pod is what a stolen kubelet
+    // credential looks like.
+    let other = pod_status_by("gke-pool-1-abcd", "gke-pool-1-wxyz", &[]);
+    let other_node = Ev::new("patch", "/api/v1/nodes/gke-pool-1-wxyz/status")
+        .by("system:node:gke-pool-1-abcd", &[]);
+    let (drift, allowed, _) = judged(NO_PIPELINES, &[other, other_node])?;
+    ensure!((drift, allowed) == (2, 0), "allowed {allowed}");
+    Ok(())
+}
+
+fn webhook(url: Option<&str>, ca: &str) -> Value {
+    let client = match url {
+        Some(u) => json!({"url": u, "caBundle": ca}),
+        None => {
+            json!({"service": {"name": "cert-manager-webhook", "namespace": "cert-manager"}, "caBundle": ca})
+        }
+    };
+    json!({"kind": "ValidatingWebhookConfiguration", "apiVersion": "admissionregistration.k8s.io/v1",
+        "metadata": {"name": "cert-manager-webhook"},
+        "webhooks": [{"name": "webhook.cert-manager.io", "clientConfig": client,
+            "admissionReviewVersions": ["v1"], "sideEffects": "None"}]})
+}
+
+fn cainjector_update(body: Value) -> Ev {
+    Ev::new(
+        "update",
+        "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/cert-manager-webhook",
+    )
+    .by_sa("cert-manager", "cert-manager-cainjector", "cert-manager-cainjector-1")
+    .bodies(body.clone(), body)
+}
+
+#[test]
+fn a_ca_bundle_injection_is_quiet_and_a_repointed_webhook_is_not() -> Result<()> {
+    let (drift, allowed, findings) = judged(
+        NO_PIPELINES,
+        &[
+            // First sighting: nothing to compare with, so reported.
+            cainjector_update(webhook(None, "Q0EtMQ==")),
+            cainjector_update(webhook(None, "Q0EtMg==")),
+            cainjector_update(webhook(
+                Some("https://evil.example.net/validate"),
+                "Q0EtMg==",
+            )),
+        ],
+    )?;
+    ensure!(
+        (drift, allowed) == (2, 1),
+        "drift {drift}, allowed {allowed}"
+    );
+    let repoint = findings.last().cloned().unwrap_or_default();
+    ensure!(
+        repoint.to_string().contains("clientConfig.url"),
+        "the finding names the repointed URL: {repoint:#}"
+    );
+    Ok(())
+}
+
+const AUTOSCALER: &str = r#"cluster: prod
+allow:
+  - name: cluster-autoscaler/status
+    risk: can rewrite the status ConfigMap, which people read to learn what the autoscaler did
+    who:
+      service_accounts: ["kube-system:cluster-autoscaler"]
+    what:
+      - api_groups: [""]
+        resources: ["configmaps"]
+        verbs: ["update", "patch"]
+        namespaces: ["kube-system"]
+        names: ["cluster-autoscaler-status"]
+"#;
+
+#[test]
+fn an_allowance_covers_its_scope_and_nothing_else() -> Result<()> {
+    let status = Ev::new(
+        "update",
+        "/api/v1/namespaces/kube-system/configmaps/cluster-autoscaler-status",
+    )
+    .by_sa("kube-system", "cluster-autoscaler", "cluster-autoscaler-1");
+    let (drift, allowed, _) = judged(AUTOSCALER, &[status])?;
+    ensure!((drift, allowed) == (0, 1));
+    // The same identity outside the scope: another ConfigMap, a binding.
+    let coredns = Ev::new(
+        "update",
+        "/api/v1/namespaces/kube-system/configmaps/coredns",
+    )
+    .by_sa("kube-system", "cluster-autoscaler", "cluster-autoscaler-1");
+    let binding = Ev::new(
+        "create",
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+    )
+    .named("autoscaler-admin")
+    .by_sa("kube-system", "cluster-autoscaler", "cluster-autoscaler-1");
+    // Impersonating the allowed identity is never covered.
+    let impersonated = Ev::new(
+        "update",
+        "/api/v1/namespaces/kube-system/configmaps/cluster-autoscaler-status",
+    )
+    .impersonating("system:serviceaccount:kube-system:cluster-autoscaler", &[]);
+    let (drift, allowed, _) = judged(AUTOSCALER, &[coredns, binding, impersonated])?;
+    ensure!((drift, allowed) == (3, 0), "allowed {allowed}");
+    Ok(())
+}
+
+#[test]
+fn an_allowance_that_trusts_too_much_is_refused_with_its_line() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("driftwatch.yaml");
+    std::fs::write(
+        &path,
+        r#"allow:
+  - name: everyone
+    risk: none
+    who:
+      groups: ["system:authenticated"]
+    what:
+      - resources: ["validatingwebhookconfigurations"]
+        verbs: ["patch", "get"]
+"#,
+    )?;
+    let out = run(
+        &["policy", "check", "--config", &path.to_string_lossy()],
+        None,
+    )?;
+    ensure!(out.code != 0, "refused: {}", out.stderr);
+    for expected in [
+        ":5: allow[0].who.groups[0]: \"system:authenticated\" is far too broad",
+        "allow[0].what[0].verbs[1]: \"get\" is not a write verb",
+        "allow[0].what[0].fields: webhook configurations",
+    ] {
+        ensure!(
+            out.stderr.contains(expected),
+            "{expected:?} in {}",
+            out.stderr
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn deleting_events_is_reported_though_writing_them_is_noise() -> Result<()> {
+    all_ignored(
+        NO_PIPELINES,
+        &[Ev::new("create", "/api/v1/namespaces/kube-system/events")],
+    )?;
+    let (drift, _, _) = judged(
+        NO_PIPELINES,
+        &[Ev::new(
+            "deletecollection",
+            "/api/v1/namespaces/kube-system/events",
+        )],
+    )?;
+    ensure!(drift == 1);
+    Ok(())
+}
