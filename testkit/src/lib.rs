@@ -1,5 +1,7 @@
 //! What driftwatch's integration tests, benches and examples share.
 //!
+//! - [`addons`]: one hour of a 20-node cluster's add-on traffic (leader
+//!   locks, status writes, scrapes) with labelled attacks, for measuring noise.
 //! - [`synth`]: a synthetic, deterministic audit stream shaped like a real
 //!   cluster's, for the pipeline bench, the load generator and the Kafka
 //!   throughput run.
@@ -17,6 +19,7 @@
 // Test code may panic on what it controls.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod addons;
 pub mod crash;
 pub mod gojson;
 pub mod rng;

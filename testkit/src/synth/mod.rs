@@ -21,7 +21,7 @@
 mod bodies;
 mod cluster;
 mod kinds;
-mod request;
+pub(crate) mod request;
 #[cfg(test)]
 mod tests;
 
