@@ -3,6 +3,7 @@
 
 mod baseline;
 mod policy;
+pub mod risk;
 mod rules;
 mod severity;
 mod verdict;
