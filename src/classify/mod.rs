@@ -2,6 +2,7 @@
 //! can be benchmarked and fuzzed alone.
 
 mod baseline;
+pub mod interactive;
 mod policy;
 pub mod risk;
 mod rules;
