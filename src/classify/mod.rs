@@ -3,8 +3,10 @@
 
 pub mod allow;
 mod baseline;
+pub mod interactive;
 mod policy;
 pub mod quiet;
+pub mod risk;
 mod rules;
 mod settle;
 mod severity;

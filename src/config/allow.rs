@@ -102,7 +102,23 @@ fn yes() -> bool {
 }
 
 /// The packs driftwatch ships, by name.
-pub const PACKS: &[(&str, &str)] = &[];
+pub const PACKS: &[(&str, &str)] = &[
+    ("aks", include_str!("../classify/packs/aks.yaml")),
+    ("aws-ebs-csi", include_str!("../classify/packs/aws-ebs-csi.yaml")),
+    ("cert-manager", include_str!("../classify/packs/cert-manager.yaml")),
+    ("cluster-autoscaler", include_str!("../classify/packs/cluster-autoscaler.yaml")),
+    ("eks", include_str!("../classify/packs/eks.yaml")),
+    ("external-dns", include_str!("../classify/packs/external-dns.yaml")),
+    ("gatekeeper", include_str!("../classify/packs/gatekeeper.yaml")),
+    ("gke", include_str!("../classify/packs/gke.yaml")),
+    ("ingress-nginx", include_str!("../classify/packs/ingress-nginx.yaml")),
+    ("istio", include_str!("../classify/packs/istio.yaml")),
+    ("karpenter", include_str!("../classify/packs/karpenter.yaml")),
+    ("kyverno", include_str!("../classify/packs/kyverno.yaml")),
+    ("linkerd", include_str!("../classify/packs/linkerd.yaml")),
+    ("metrics-server", include_str!("../classify/packs/metrics-server.yaml")),
+    ("prometheus-operator", include_str!("../classify/packs/prometheus-operator.yaml")),
+];
 
 const VERBS: &[&str] = &[
     "create",
@@ -118,6 +134,12 @@ const BROAD_GROUPS: &[&str] = &[
     "system:unauthenticated",
     "system:serviceaccounts",
     "system:masters",
+];
+/// The groups of those objects, for `resources: ["*"]`.
+const SHARED_GROUPS: &[&str] = &[
+    "admissionregistration.k8s.io",
+    "apiregistration.k8s.io",
+    "apiextensions.k8s.io",
 ];
 /// Shared objects where an allowance must say which fields it may touch.
 const FIELDS_REQUIRED: &[&str] = &[
@@ -283,10 +305,12 @@ fn scope(s: &RawScope, at: &Spanned<String>, key: &str, problems: &mut Problems)
             Err(e) => problems.at(f, &format!("{key}.fields[{i}]"), e.to_string()),
         }
     }
+    let any_group = s.api_groups.is_empty()
+        || s.api_groups.iter().any(|g| g == "*" || SHARED_GROUPS.contains(&g.as_str()));
     let shared = s
         .resources
         .iter()
-        .any(|r| r == "*" || FIELDS_REQUIRED.contains(&r.as_str()));
+        .any(|r| FIELDS_REQUIRED.contains(&r.as_str()) || (r == "*" && any_group));
     if shared && fields.is_empty() {
         problems.at(at, &format!("{key}.fields"), "webhook configurations, APIServices and CRDs are shared: say which fields this identity may touch");
     }
@@ -297,6 +321,30 @@ fn scope(s: &RawScope, at: &Spanned<String>, key: &str, problems: &mut Problems)
         namespaces: s.namespaces.clone(),
         names: s.names.clone(),
         fields,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every shipped pack parses, compiles without a problem and names its
+    /// sources and risks.
+    #[test]
+    fn every_pack_compiles_clean() {
+        for (name, _) in PACKS {
+            let yaml = format!("allow_packs: [{name}]\n");
+            let config = crate::config::Config::from_yaml(&yaml, "c.yaml")
+                .unwrap_or_else(|p| panic!("pack {name}: {p:?}"));
+            let raw = pack(name).unwrap();
+            // A read-only component's pack allows nothing, and says so.
+            assert!(
+                !config.policy.allowances.is_empty() || raw.description.contains("allows nothing"),
+                "{name}"
+            );
+            assert_eq!(raw.pack, *name);
+            assert!(!raw.sources.is_empty(), "{name} cites no sources");
+        }
     }
 }
 
