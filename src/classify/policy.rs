@@ -16,6 +16,9 @@ pub struct Pipeline {
     pub user_agents: Vec<Regex>,
     /// Every source address must be inside one; empty means anywhere.
     pub source_cidrs: Vec<IpNet>,
+    /// Dangerous content it delivers at or above this severity is reported
+    /// as `risky_pipeline_change`; `None`: never.
+    pub report_risks: Option<super::Severity>,
 }
 
 /// Expected Kubernetes system identities.

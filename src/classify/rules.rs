@@ -143,6 +143,16 @@ fn dry_run_in_body(ev: &Event<'_>) -> bool {
 }
 
 fn decide(policy: &Policy, ev: &Event<'_>, access: Access) -> Verdict {
+    // A kubelet scrape reads metrics on an exact path list, whoever asks.
+    if access == Access::Interactive
+        && policy
+            .quiet
+            .on
+            .contains(&super::quiet::Quiet::KubeletScrape)
+        && super::interactive::is_declared_scrape(ev)
+    {
+        return Verdict::Allowed(super::AllowedBy::Quiet(super::quiet::Quiet::KubeletScrape));
+    }
     let empty = UserInfo::default();
     let user = ev.user.as_ref().unwrap_or(&empty);
     let impersonated = ev.impersonated_user.as_ref();
@@ -275,22 +285,36 @@ fn drift(
     if ev.status_code().is_none() {
         reasons.push("the event has no response status; assumed successful".to_owned());
     }
-    let severity = severity(
-        policy,
-        &Target {
-            resource: ev.resource(),
-            group: ev.api_group(),
-            namespace: ev.namespace(),
-            verb: ev.verb(),
-            finding_type,
-        },
-    );
+    let target = Target {
+        resource: ev.resource(),
+        group: ev.api_group(),
+        namespace: ev.namespace(),
+        verb: ev.verb(),
+        finding_type,
+    };
+    let mut risks = Vec::new();
+    let severity = if finding_type == FindingType::InteractiveAccess {
+        // A session ranks by what it runs: a token read through a shell is
+        // not a metrics scrape.
+        let t = super::interactive::triage(ev);
+        reasons.push(format!("{}: {}", t.rule, t.detail));
+        risks.push(crate::model::Risk {
+            rule: t.rule.into(),
+            path: String::new(),
+            value: serde_json::Value::from(t.detail),
+            severity: t.severity,
+        });
+        super::severity::overridden(policy, &target).unwrap_or(t.severity)
+    } else {
+        severity(policy, &target)
+    };
     Verdict::Drift(Drift {
         finding_type,
         severity,
         pipeline,
         reasons,
         pending: super::Pending::default(),
+        risks,
     })
 }
 

@@ -1,15 +1,41 @@
 //! The second half of a verdict, once correlation knows what a write
-//! changed: field-scoped allowances and quiet rules are decided here.
+//! changed: field-scoped allowances and quiet rules are decided here, and
+//! the risk read from the write's content is weighed.
 
 use super::allow;
 use super::policy::Policy;
-use super::verdict::{AllowedBy, Verdict};
+use super::verdict::{AllowedBy, Drift, FindingType, Severity, Verdict};
 use crate::decode::Event;
-use crate::model::Change;
+use crate::model::{Change, Risk};
 
 /// The final verdict. `known` says whether `changes` is what the write
 /// changed; unknown changes never fit a field scope.
 pub fn settle(
+    policy: &Policy,
+    verdict: Verdict,
+    ev: &Event<'_>,
+    changes: &[Change],
+    known: bool,
+) -> Verdict {
+    let verdict = allow_by_fields(policy, verdict, ev, changes, known);
+    let interactive =
+        matches!(&verdict, Verdict::Drift(d) if d.finding_type == FindingType::InteractiveAccess);
+    if matches!(verdict, Verdict::Ignored(_)) || interactive {
+        return verdict;
+    }
+    let mut risks = super::risk::assess(ev);
+    if risks.is_empty() {
+        return verdict;
+    }
+    if matches!(verdict, Verdict::Sanctioned { .. }) && known && ev.verb() != "create" {
+        // A pipeline re-applies its whole manifest on every sync: only what
+        // this write changed is news.
+        risks.retain(|r| changes.iter().any(|c| overlaps(&c.path, &r.path)));
+    }
+    weigh(policy, verdict, risks)
+}
+
+fn allow_by_fields(
     policy: &Policy,
     verdict: Verdict,
     ev: &Event<'_>,
@@ -34,4 +60,77 @@ pub fn settle(
         }
     }
     verdict
+}
+
+/// Risk raises a drift's severity; it turns an allowed write back into a
+/// finding (an allowance silences routine, never danger), and a pipeline's
+/// write into `risky_pipeline_change` when it reaches the pipeline's bar.
+fn weigh(policy: &Policy, verdict: Verdict, risks: Vec<Risk>) -> Verdict {
+    let top = risks
+        .iter()
+        .map(|r| r.severity)
+        .max()
+        .unwrap_or(Severity::Low);
+    match verdict {
+        Verdict::Drift(mut d) => {
+            d.severity = d.severity.max(top);
+            d.reasons.push(summary(&risks));
+            d.risks = risks;
+            Verdict::Drift(d)
+        }
+        Verdict::Allowed(by) if top >= Severity::High => {
+            let name = match by {
+                AllowedBy::Quiet(q) => format!("quiet rule {}", q.as_str()),
+                AllowedBy::Allowance(i) => format!(
+                    "allowance {:?}",
+                    policy.allowances.get(i).map_or("", |a| a.name.as_str())
+                ),
+            };
+            Verdict::Drift(Drift {
+                finding_type: FindingType::OutOfBandChange,
+                severity: top,
+                pipeline: None,
+                reasons: vec![
+                    format!("dangerous content; {name} covers routine writes only"),
+                    summary(&risks),
+                ],
+                pending: Default::default(),
+                risks,
+            })
+        }
+        Verdict::Sanctioned { pipeline } => {
+            let bar = policy.pipelines.get(pipeline).and_then(|p| p.report_risks);
+            if bar.is_none_or(|bar| top < bar) {
+                return Verdict::Sanctioned { pipeline };
+            }
+            let name = policy.pipeline_name(pipeline).unwrap_or_default();
+            Verdict::Drift(Drift {
+                finding_type: FindingType::RiskyPipelineChange,
+                severity: top,
+                pipeline: Some(pipeline),
+                reasons: vec![
+                    format!("pipeline {name:?} delivered dangerous content"),
+                    summary(&risks),
+                ],
+                pending: Default::default(),
+                risks,
+            })
+        }
+        other => other,
+    }
+}
+
+fn summary(risks: &[Risk]) -> String {
+    let mut rules: Vec<&str> = risks.iter().map(|r| r.rule.as_ref()).collect();
+    rules.dedup();
+    format!("risk: {}", rules.join(", "))
+}
+
+/// One path is the other or lies below it.
+fn overlaps(a: &str, b: &str) -> bool {
+    let below = |long: &str, short: &str| {
+        long.starts_with(short)
+            && matches!(long.as_bytes().get(short.len()), None | Some(b'.' | b'['))
+    };
+    below(a, b) || below(b, a)
 }

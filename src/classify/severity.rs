@@ -57,6 +57,11 @@ pub struct Target<'e> {
 }
 
 pub fn severity(policy: &Policy, s: &Target<'_>) -> Severity {
+    overridden(policy, s).unwrap_or_else(|| builtin(s))
+}
+
+/// The first configured override that matches.
+pub fn overridden(policy: &Policy, s: &Target<'_>) -> Option<Severity> {
     for o in &policy.severity_overrides {
         let resource_ok = o.resources.is_empty()
             || o.resources
@@ -65,22 +70,28 @@ pub fn severity(policy: &Policy, s: &Target<'_>) -> Severity {
         let namespace_ok = o.namespaces.is_empty() || o.namespaces.iter().any(|n| n == s.namespace);
         let type_ok = o.types.is_empty() || o.types.contains(&s.finding_type);
         if resource_ok && namespace_ok && type_ok {
-            return o.severity;
+            return Some(o.severity);
         }
     }
-    builtin(s)
+    None
 }
 
+/// What an object is, before what it holds: RBAC and admission objects are
+/// `high` and become `critical` by what they grant or where they send
+/// requests (see [`super::risk`]), so a read-only Role no longer ranks with
+/// a cluster-admin binding.
 fn builtin(s: &Target<'_>) -> Severity {
-    let critical = (RBAC.contains(&s.resource)
+    if s.finding_type.involves_pipeline() {
+        return Severity::Critical;
+    }
+    let control = (RBAC.contains(&s.resource)
         && matches!(s.group, "rbac.authorization.k8s.io" | ""))
         || (ADMISSION.contains(&s.resource)
             && matches!(s.group, "admissionregistration.k8s.io" | ""))
-        || s.finding_type.involves_pipeline();
-    if critical {
-        return Severity::Critical;
-    }
-    let high = s.resource == "secrets"
+        || s.resource == "apiservices"
+        || s.resource == "certificatesigningrequests";
+    let high = control
+        || s.resource == "secrets"
         || matches!(s.verb, "delete" | "deletecollection")
         || s.finding_type == FindingType::InteractiveAccess;
     if high {
@@ -116,6 +127,7 @@ mod tests {
             pipeline: None,
             reasons: vec!["identity matches no sanctioned pipeline".to_owned()],
             pending: Default::default(),
+            risks: Vec::new(),
         }
     }
 

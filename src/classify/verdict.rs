@@ -3,7 +3,7 @@
 pub use crate::model::{FindingType, Severity, VerdictKind};
 
 /// Exactly one per decoded event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     Ignored(IgnoreReason),
     System,
@@ -35,7 +35,7 @@ impl Verdict {
 }
 
 /// An out-of-band change: what kind, how bad, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Drift {
     pub finding_type: FindingType,
     pub severity: Severity,
@@ -45,6 +45,8 @@ pub struct Drift {
     /// Allowances that cover the write if its field changes fit them,
     /// decided once the changes are known ([`super::settle`]).
     pub pending: Pending,
+    /// What makes the write dangerous; the severity is at least the highest.
+    pub risks: Vec<crate::model::Risk>,
 }
 
 /// What may still allow a drift once its field changes are known.

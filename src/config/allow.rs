@@ -104,20 +104,47 @@ fn yes() -> bool {
 /// The packs driftwatch ships, by name.
 pub const PACKS: &[(&str, &str)] = &[
     ("aks", include_str!("../classify/packs/aks.yaml")),
-    ("aws-ebs-csi", include_str!("../classify/packs/aws-ebs-csi.yaml")),
-    ("cert-manager", include_str!("../classify/packs/cert-manager.yaml")),
-    ("cluster-autoscaler", include_str!("../classify/packs/cluster-autoscaler.yaml")),
+    (
+        "aws-ebs-csi",
+        include_str!("../classify/packs/aws-ebs-csi.yaml"),
+    ),
+    (
+        "cert-manager",
+        include_str!("../classify/packs/cert-manager.yaml"),
+    ),
+    (
+        "cluster-autoscaler",
+        include_str!("../classify/packs/cluster-autoscaler.yaml"),
+    ),
     ("eks", include_str!("../classify/packs/eks.yaml")),
-    ("external-dns", include_str!("../classify/packs/external-dns.yaml")),
-    ("gatekeeper", include_str!("../classify/packs/gatekeeper.yaml")),
+    (
+        "external-dns",
+        include_str!("../classify/packs/external-dns.yaml"),
+    ),
+    (
+        "gatekeeper",
+        include_str!("../classify/packs/gatekeeper.yaml"),
+    ),
     ("gke", include_str!("../classify/packs/gke.yaml")),
-    ("ingress-nginx", include_str!("../classify/packs/ingress-nginx.yaml")),
+    (
+        "ingress-nginx",
+        include_str!("../classify/packs/ingress-nginx.yaml"),
+    ),
     ("istio", include_str!("../classify/packs/istio.yaml")),
-    ("karpenter", include_str!("../classify/packs/karpenter.yaml")),
+    (
+        "karpenter",
+        include_str!("../classify/packs/karpenter.yaml"),
+    ),
     ("kyverno", include_str!("../classify/packs/kyverno.yaml")),
     ("linkerd", include_str!("../classify/packs/linkerd.yaml")),
-    ("metrics-server", include_str!("../classify/packs/metrics-server.yaml")),
-    ("prometheus-operator", include_str!("../classify/packs/prometheus-operator.yaml")),
+    (
+        "metrics-server",
+        include_str!("../classify/packs/metrics-server.yaml"),
+    ),
+    (
+        "prometheus-operator",
+        include_str!("../classify/packs/prometheus-operator.yaml"),
+    ),
 ];
 
 const VERBS: &[&str] = &[
@@ -306,7 +333,9 @@ fn scope(s: &RawScope, at: &Spanned<String>, key: &str, problems: &mut Problems)
         }
     }
     let any_group = s.api_groups.is_empty()
-        || s.api_groups.iter().any(|g| g == "*" || SHARED_GROUPS.contains(&g.as_str()));
+        || s.api_groups
+            .iter()
+            .any(|g| g == "*" || SHARED_GROUPS.contains(&g.as_str()));
     let shared = s
         .resources
         .iter()

@@ -55,12 +55,25 @@ fn pipelines(raw: &RawConfig, problems: &mut Problems) -> Vec<Pipeline> {
         }
         let user_agents = regexes(&p.user_agents, &key("user_agents"), problems);
         let source_cidrs = cidrs(&p.source_cidrs, &key("source_cidrs"), problems);
+        let report_risks = match p.report_risks.as_ref() {
+            None => Some(crate::classify::Severity::High),
+            Some(v) if v.value == "off" => None,
+            Some(v) => crate::classify::Severity::parse(&v.value).or_else(|| {
+                problems.at(
+                    v,
+                    &key("report_risks"),
+                    format!("{:?} is not low, medium, high, critical or off", v.value),
+                );
+                None
+            }),
+        };
         pipelines.push(Pipeline {
             name: p.name.value.clone(),
             users: p.users.iter().cloned().collect(),
             groups: p.groups.iter().cloned().collect(),
             user_agents,
             source_cidrs,
+            report_risks,
         });
     }
     pipelines

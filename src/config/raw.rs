@@ -85,6 +85,9 @@ pub struct RawPipeline {
     pub user_agents: Vec<Spanned<String>>,
     #[serde(default)]
     pub source_cidrs: Vec<Spanned<String>>,
+    /// `low`..`critical`, or `off`; default `high`.
+    #[serde(default)]
+    pub report_risks: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -247,7 +247,7 @@ impl Tracker {
         verdict: &Verdict,
     ) -> Option<DriftTransition> {
         match verdict {
-            Verdict::Drift(d) if d.finding_type != FindingType::InteractiveAccess => {
+            Verdict::Drift(d) if d.finding_type.opens_drift() => {
                 self.journal
                     .push(Undo::Open(key.clone(), self.open.get(key).cloned()));
                 if let Some(open) = self.open.get(key) {
@@ -265,30 +265,41 @@ impl Tracker {
                 self.open.insert(key.clone(), open.clone());
                 Some(DriftTransition::Opened(open))
             }
-            Verdict::Sanctioned { .. } => {
-                // Delivery is unordered: a sanctioned change from before the
-                // drift opened (a retried batch) put nothing back.
-                let after_drift = self
-                    .open
-                    .get(key)
-                    .is_some_and(|open| s.time.us >= open.opened.us);
-                if !after_drift {
-                    return None;
-                }
-                let open = self.open.remove(key)?;
-                self.journal
-                    .push(Undo::Open(key.clone(), Some(open.clone())));
-                Some(DriftTransition::Reconciled {
-                    seconds: (s.time.us - open.opened.us).max(0) as f64 / 1e6,
-                    id: open.id,
-                    at: s.time.clone(),
-                    pipeline: s.pipeline.unwrap_or_default().to_owned(),
-                    audit_id: ev.audit_id().to_owned(),
-                    actor: s.actor.to_owned(),
-                })
+            Verdict::Sanctioned { .. } => self.reconcile(ev, s, key),
+            Verdict::Drift(d) if d.finding_type == FindingType::RiskyPipelineChange => {
+                self.reconcile(ev, s, key)
             }
             _ => None,
         }
+    }
+
+    /// The pipeline wrote the object again: its drift, if any, is closed.
+    fn reconcile(
+        &mut self,
+        ev: &Event<'_>,
+        s: &Observation<'_>,
+        key: &Key,
+    ) -> Option<DriftTransition> {
+        // Delivery is unordered: a sanctioned change from before the drift
+        // opened (a retried batch) put nothing back.
+        let after_drift = self
+            .open
+            .get(key)
+            .is_some_and(|open| s.time.us >= open.opened.us);
+        if !after_drift {
+            return None;
+        }
+        let open = self.open.remove(key)?;
+        self.journal
+            .push(Undo::Open(key.clone(), Some(open.clone())));
+        Some(DriftTransition::Reconciled {
+            seconds: (s.time.us - open.opened.us).max(0) as f64 / 1e6,
+            id: open.id,
+            at: s.time.clone(),
+            pipeline: s.pipeline.unwrap_or_default().to_owned(),
+            audit_id: ev.audit_id().to_owned(),
+            actor: s.actor.to_owned(),
+        })
     }
 
     /// Closes an open drift by id as accepted; returns it.

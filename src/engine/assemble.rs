@@ -22,10 +22,30 @@ pub(super) struct Judged<'a> {
 
 pub(super) fn assemble(j: Judged<'_>, corr: Correlation) -> ChangeRecord {
     let ev = j.event;
-    let (finding_type, severity, reasons) = match j.verdict {
-        Verdict::Drift(d) => (Some(d.finding_type), Some(d.severity), d.reasons.clone()),
-        _ => (None, None, Vec::new()),
+    let (finding_type, severity, reasons, risks) = match j.verdict {
+        Verdict::Drift(d) => (
+            Some(d.finding_type),
+            Some(d.severity),
+            d.reasons.clone(),
+            d.risks.clone(),
+        ),
+        _ => (None, None, Vec::new(), Vec::new()),
     };
+    let mut changes = corr.changes;
+    if changes.is_empty() && ev.verb() == "create" {
+        // A create shows no field changes; its risky fields are what an
+        // on-call engineer needs to see first.
+        changes = risks
+            .iter()
+            .filter(|r| !r.path.is_empty())
+            .map(|r| crate::model::Change {
+                path: r.path.clone(),
+                old: serde_json::Value::Null,
+                new: r.value.clone(),
+                redacted: false,
+            })
+            .collect();
+    }
     ChangeRecord {
         id: j.id,
         time: j.time,
@@ -40,7 +60,8 @@ pub(super) fn assemble(j: Judged<'_>, corr: Correlation) -> ChangeRecord {
         finding_type,
         severity,
         reasons,
-        changes: corr.changes,
+        changes,
+        risks,
         drift: corr.transition.as_ref().map(|t| t.drift_ref()),
         managed_by: corr.managed_by,
         owner: corr.owner,

@@ -14,6 +14,7 @@ mod object;
 mod path;
 mod record;
 mod request;
+mod risk;
 pub mod time;
 mod verdict;
 
@@ -25,5 +26,6 @@ pub use object::{ManagedBy, ObjectRef, Owner};
 pub use path::{PathPattern, PatternError};
 pub use record::ChangeRecord;
 pub use request::{RequestId, STORE_KEY_LEN};
+pub use risk::Risk;
 pub use time::Time;
 pub use verdict::{FindingType, Severity, VerdictKind};

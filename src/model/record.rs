@@ -1,8 +1,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Actor, Change, DriftRef, FindingType, ManagedBy, ObjectRef, Owner, RequestId, Severity, Time,
-    VerdictKind,
+    Actor, Change, DriftRef, FindingType, ManagedBy, ObjectRef, Owner, RequestId, Risk, Severity,
+    Time, VerdictKind,
 };
 
 /// One attributed change: who changed which object, when, which fields, and
@@ -30,6 +30,9 @@ pub struct ChangeRecord {
     pub severity: Option<Severity>,
     pub reasons: Vec<String>,
     pub changes: Vec<Change>,
+    /// What makes the change dangerous (a drift's; empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub risks: Vec<Risk>,
     pub drift: Option<DriftRef>,
     pub managed_by: Option<ManagedBy>,
     pub owner: Option<Owner>,

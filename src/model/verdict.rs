@@ -12,15 +12,20 @@ pub enum FindingType {
     UserAgentSpoofing,
     InteractiveAccess,
     OutOfBandChange,
+    /// A sanctioned pipeline delivered dangerous content (a privileged pod,
+    /// a cluster-admin binding): what a compromised Git repository or CI
+    /// job looks like. Opens no drift; the pipeline is the source of truth.
+    RiskyPipelineChange,
 }
 
 impl FindingType {
-    pub const ALL: [FindingType; 5] = [
+    pub const ALL: [FindingType; 6] = [
         FindingType::PipelineImpersonation,
         FindingType::PipelineCredentialMisuse,
         FindingType::UserAgentSpoofing,
         FindingType::InteractiveAccess,
         FindingType::OutOfBandChange,
+        FindingType::RiskyPipelineChange,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -30,6 +35,7 @@ impl FindingType {
             FindingType::UserAgentSpoofing => "user_agent_spoofing",
             FindingType::InteractiveAccess => "interactive_access",
             FindingType::OutOfBandChange => "out_of_band_change",
+            FindingType::RiskyPipelineChange => "risky_pipeline_change",
         }
     }
 
@@ -40,6 +46,15 @@ impl FindingType {
     /// Position in [`FindingType::ALL`], for per-type counters.
     pub fn index(self) -> usize {
         self as usize
+    }
+
+    /// Whether the finding is out-of-band state that the pipeline should put
+    /// back: not a session, not the pipeline's own write.
+    pub fn opens_drift(self) -> bool {
+        !matches!(
+            self,
+            FindingType::InteractiveAccess | FindingType::RiskyPipelineChange
+        )
     }
 
     /// The three types that always name a sanctioned pipeline.

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::decode::Stage;
 use crate::model::{
-    Actor, Change, ChangeRecord, DriftRef, FindingType, ManagedBy, ObjectRef, Owner, Severity,
+    Actor, Change, ChangeRecord, DriftRef, FindingType, ManagedBy, ObjectRef, Owner, Risk, Severity,
 };
 
 pub const SCHEMA: &str = "driftwatch.finding/v1";
@@ -51,6 +51,8 @@ struct Wire<'a> {
     actor: &'a Actor,
     reasons: &'a [String],
     changes: &'a [Change],
+    /// What makes the change dangerous: `{rule, path, value, severity}`.
+    risks: &'a [Risk],
     /// Named for the three pipeline-related types only. A pipeline identity
     /// that opens a shell is `interactive_access`; its reasons name the
     /// pipeline, and a SIEM rule keyed on `pipeline` must not take it for
@@ -81,10 +83,11 @@ impl Serialize for Finding<'_> {
             actor: &r.actor,
             reasons: &r.reasons,
             changes: &r.changes,
-            pipeline: r
-                .pipeline
-                .as_deref()
-                .filter(|_| self.finding_type.involves_pipeline()),
+            risks: &r.risks,
+            pipeline: r.pipeline.as_deref().filter(|_| {
+                self.finding_type.involves_pipeline()
+                    || self.finding_type == FindingType::RiskyPipelineChange
+            }),
             drift: r.drift.as_ref(),
             stage: self.stage.as_str(),
             managed_by: r.managed_by.as_ref(),

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Change, ChangeRecord, Impersonator, ManagedBy, Owner};
+use crate::model::{Change, ChangeRecord, Impersonator, ManagedBy, Owner, Risk};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -32,6 +32,8 @@ pub(super) struct Detail {
     pub owner: Option<Owner>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub reasons: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub risks: Vec<Risk>,
 }
 
 /// The same fields, borrowed from a record for writing.
@@ -60,6 +62,8 @@ pub(super) struct DetailRef<'a> {
     owner: Option<&'a Owner>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     reasons: &'a [String],
+    #[serde(skip_serializing_if = "<[Risk]>::is_empty")]
+    risks: &'a [Risk],
 }
 
 impl<'a> DetailRef<'a> {
@@ -77,6 +81,7 @@ impl<'a> DetailRef<'a> {
             managed_by: c.managed_by.as_ref(),
             owner: c.owner.as_ref(),
             reasons: &c.reasons,
+            risks: &c.risks,
         }
     }
 }
@@ -96,6 +101,7 @@ impl Detail {
         c.managed_by = self.managed_by;
         c.owner = self.owner;
         c.reasons = self.reasons;
+        c.risks = self.risks;
     }
 }
 

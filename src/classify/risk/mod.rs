@@ -36,16 +36,7 @@ use path::Path;
 /// A bound on the work and on the finding: one event yields at most this many.
 pub const MAX_RISKS: usize = 50;
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Risk {
-    /// Stable snake_case id, e.g. `privileged_container`.
-    pub rule: &'static str,
-    /// In driftwatch's change-path syntax (see `correlate::changes`).
-    pub path: String,
-    /// The risky value as written (never a Secret's data).
-    pub value: Value,
-    pub severity: Severity,
-}
+pub use crate::model::Risk;
 
 /// What makes this write dangerous, read from its bodies. `create`/`update`:
 /// the object (response object when present, else the request object);
@@ -196,7 +187,7 @@ impl Sink {
     pub fn push_always(&mut self, rule: &'static str, path: &Path, value: Value, sev: Severity) {
         if !self.full() {
             self.risks.push(Risk {
-                rule,
+                rule: rule.into(),
                 path: path.as_str().to_owned(),
                 value,
                 severity: sev,
@@ -367,7 +358,13 @@ pub(super) mod test_support {
             let ev: Event<'_> = serde_json::from_str(&json).unwrap();
             assess(&ev)
                 .into_iter()
-                .map(|r| (r.rule, r.path, r.severity))
+                .map(|r| {
+                    let rule = match r.rule {
+                        std::borrow::Cow::Borrowed(s) => s,
+                        std::borrow::Cow::Owned(_) => "owned",
+                    };
+                    (rule, r.path, r.severity)
+                })
                 .collect()
         }
 

@@ -135,7 +135,7 @@ mod tests {
         let risks = super::super::assess(&parsed);
         assert_eq!(risks.len(), 1);
         assert_eq!(
-            (risks[0].rule, risks[0].value.as_str()),
+            (risks[0].rule.as_ref(), risks[0].value.as_str()),
             ("network_policy_deleted", Some("default-deny"))
         );
     }
