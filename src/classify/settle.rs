@@ -24,6 +24,16 @@ pub fn settle(
         return verdict;
     }
     let mut risks = super::risk::assess(ev);
+    if risks.is_empty() && grant_unreadable(ev) {
+        risks.push(Risk {
+            rule: "grant_not_logged".into(),
+            path: String::new(),
+            value: serde_json::Value::from(
+                "no request or response body: log RBAC and admission writes at RequestResponse",
+            ),
+            severity: Severity::Critical,
+        });
+    }
     if risks.is_empty() {
         return verdict;
     }
@@ -124,6 +134,25 @@ fn summary(risks: &[Risk]) -> String {
     let mut rules: Vec<&str> = risks.iter().map(|r| r.rule.as_ref()).collect();
     rules.dedup();
     format!("risk: {}", rules.join(", "))
+}
+
+/// An RBAC or admission write whose body the audit policy left out: what it
+/// grants cannot be read, so it is taken for the worst.
+fn grant_unreadable(ev: &Event<'_>) -> bool {
+    let control = matches!(
+        (ev.api_group(), ev.resource()),
+        (
+            "rbac.authorization.k8s.io",
+            "roles" | "rolebindings" | "clusterroles" | "clusterrolebindings"
+        ) | (
+            "admissionregistration.k8s.io",
+            "validatingwebhookconfigurations" | "mutatingwebhookconfigurations"
+        )
+    );
+    control
+        && matches!(ev.verb(), "create" | "update" | "patch")
+        && ev.request_object.is_none()
+        && ev.response_object.is_none()
 }
 
 /// One path is the other or lies below it.

@@ -45,6 +45,7 @@ pub(super) fn assemble(j: Judged<'_>, corr: Correlation) -> ChangeRecord {
                 redacted: false,
             })
             .collect();
+        changes.dedup_by(|a, b| a.path == b.path);
     }
     ChangeRecord {
         id: j.id,

@@ -1589,8 +1589,13 @@ fn generators_reach_the_interesting_paths() {
         "{stats:?}"
     );
     assert!(stats.deduplicated() > 20, "{stats:?}");
+    // The synthetic stream has no pipeline delivering dangerous content:
+    // risky_pipeline_change has its own scenario tests.
     assert!(
-        FindingType::ALL.iter().all(|t| stats.findings_of(*t) > 0),
+        FindingType::ALL
+            .iter()
+            .filter(|t| **t != FindingType::RiskyPipelineChange)
+            .all(|t| stats.findings_of(*t) > 0),
         "every finding type: {stats:?}"
     );
     assert!(

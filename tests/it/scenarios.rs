@@ -388,7 +388,7 @@ fn portforward_is_interactive_access() -> Result<()> {
         "get",
         "/api/v1/namespaces/shop/pods/api-7d9c5b8f4-x2k8q/portforward",
     );
-    let f = single_finding(&config(""), e, "interactive_access", "high")?;
+    let f = single_finding(&config(""), e, "interactive_access", "medium")?;
     insta::assert_json_snapshot!(f);
     assert_interactive(&f, "portforward");
     Ok(())
@@ -1036,7 +1036,7 @@ fn rbac_change_is_critical() -> Result<()> {
 }
 
 #[test]
-fn admission_webhook_configuration_change_is_critical() -> Result<()> {
+fn admission_webhook_configuration_change_is_high_and_an_external_url_critical() -> Result<()> {
     let delete = Ev::new(
         "delete",
         "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/gatekeeper-validating-webhook-configuration",
@@ -1046,12 +1046,22 @@ fn admission_webhook_configuration_change_is_critical() -> Result<()> {
         "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/istio-sidecar-injector?fieldManager=kubectl-edit",
     )
     .body(json!({"webhooks": [{"name": "namespace.sidecar-injector.istio.io", "failurePolicy": "Ignore"}]}));
-    let r = replay(&config(""), &[delete, edit])?;
-    assert_eq!(r.summary.drift, 2, "{}", r.summary.line);
+    let repoint = Ev::new(
+        "patch",
+        "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/gatekeeper-validating-webhook-configuration",
+    )
+    .body(json!({"webhooks": [{"name": "validation.gatekeeper.sh", "clientConfig": {"url": "https://203.0.113.9/validate"}}]}));
+    let r = replay(&config(""), &[delete, edit, repoint])?;
+    assert_eq!(r.summary.drift, 3, "{}", r.summary.line);
     insta::assert_json_snapshot!(r.findings);
-    for f in &r.findings {
-        assert_eq!(f["severity"], "critical", "{f}");
-    }
+    // Disabling a guard (delete, fail-open) is high; sending every admitted
+    // object to an outside URL is critical.
+    let severities: Vec<&str> = r
+        .findings
+        .iter()
+        .filter_map(|f| f["severity"].as_str())
+        .collect();
+    assert_eq!(severities, ["high", "high", "critical"]);
     Ok(())
 }
 
