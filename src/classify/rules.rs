@@ -7,7 +7,7 @@ use crate::decode::{Event, Stage, UserInfo};
 
 use super::policy::{Pipeline, Policy, resource_matches};
 use super::severity::{Target, severity};
-use super::verdict::{Drift, FindingType, IgnoreReason, Verdict};
+use super::verdict::{Drift, FindingType, IgnoreReason, Severity, Verdict};
 
 /// Resources whose "create" stores nothing: reviews answered on the spot.
 const VIRTUAL: &[&str] = &[
@@ -271,6 +271,12 @@ fn decide(policy: &Policy, ev: &Event<'_>, access: Access) -> Verdict {
     let mut verdict = drift(policy, ev, FindingType::OutOfBandChange, None, reasons);
     if let Verdict::Drift(d) = &mut verdict {
         d.pending = pending;
+        if is_anonymous(user) {
+            // No one may write without credentials: an open API server.
+            d.severity = Severity::Critical;
+            d.reasons
+                .push("an unauthenticated request changed the cluster".to_owned());
+        }
     }
     verdict
 }
@@ -375,6 +381,15 @@ fn source_problem(
         }
     }
     None
+}
+
+fn is_anonymous(user: &UserInfo<'_>) -> bool {
+    user.username.as_deref() == Some("system:anonymous")
+        || user
+            .groups
+            .iter()
+            .flatten()
+            .any(|g| g == "system:unauthenticated")
 }
 
 fn is_system(policy: &Policy, user: &UserInfo<'_>) -> bool {

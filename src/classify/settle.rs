@@ -24,6 +24,9 @@ pub fn settle(
         return verdict;
     }
     let mut risks = super::risk::assess(ev);
+    if let Some(r) = lock_taken_over(ev, changes) {
+        risks.push(r);
+    }
     if risks.is_empty() && grant_unreadable(ev) {
         risks.push(Risk {
             rule: "grant_not_logged".into(),
@@ -153,6 +156,27 @@ fn grant_unreadable(ev: &Event<'_>) -> bool {
         && matches!(ev.verb(), "create" | "update" | "patch")
         && ev.request_object.is_none()
         && ev.response_object.is_none()
+}
+
+/// A Lease given to another holder by a write that is not the system's: in
+/// kube-system that is the controller-manager's or scheduler's lock, and
+/// whoever holds it runs the cluster's controllers.
+fn lock_taken_over(ev: &Event<'_>, changes: &[Change]) -> Option<Risk> {
+    if ev.resource() != "leases" {
+        return None;
+    }
+    let c = changes.iter().find(|c| c.path == "spec.holderIdentity")?;
+    let severity = if ev.namespace() == "kube-system" {
+        Severity::Critical
+    } else {
+        Severity::High
+    };
+    Some(Risk {
+        rule: "lease_holder_changed".into(),
+        path: c.path.clone(),
+        value: c.new.clone(),
+        severity,
+    })
 }
 
 /// One path is the other or lies below it.

@@ -353,31 +353,7 @@ fn scope(s: &RawScope, at: &Spanned<String>, key: &str, problems: &mut Problems)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every shipped pack parses, compiles without a problem and names its
-    /// sources and risks.
-    #[test]
-    fn every_pack_compiles_clean() {
-        for (name, _) in PACKS {
-            let yaml = format!("allow_packs: [{name}]\n");
-            let config = crate::config::Config::from_yaml(&yaml, "c.yaml")
-                .unwrap_or_else(|p| panic!("pack {name}: {p:?}"));
-            let raw = pack(name).unwrap();
-            // A read-only component's pack allows nothing, and says so.
-            assert!(
-                !config.policy.allowances.is_empty() || raw.description.contains("allows nothing"),
-                "{name}"
-            );
-            assert_eq!(raw.pack, *name);
-            assert!(!raw.sources.is_empty(), "{name} cites no sources");
-        }
-    }
-}
-
-pub(super) fn quiet_rules(raw: &RawQuietRules, _problems: &mut Problems) -> QuietRules {
+pub(super) fn quiet_rules(raw: &RawQuietRules) -> QuietRules {
     let mut rules = QuietRules::default();
     let flags = [
         (
@@ -400,4 +376,28 @@ pub(super) fn quiet_rules(raw: &RawQuietRules, _problems: &mut Problems) -> Quie
         }
     }
     rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every shipped pack parses, compiles without a problem and names its
+    /// sources and risks.
+    #[test]
+    fn every_pack_compiles_clean() {
+        for (name, _) in PACKS {
+            let yaml = format!("allow_packs: [{name}]\n");
+            let config = crate::config::Config::from_yaml(&yaml, "c.yaml")
+                .unwrap_or_else(|p| panic!("pack {name}: {p:?}"));
+            let raw = pack(name).unwrap();
+            // A read-only component's pack allows nothing, and says so.
+            assert!(
+                !config.policy.allowances.is_empty() || raw.description.contains("allows nothing"),
+                "{name}"
+            );
+            assert_eq!(raw.pack, *name);
+            assert!(!raw.sources.is_empty(), "{name} cites no sources");
+        }
+    }
 }

@@ -28,7 +28,7 @@ pub(super) fn compile(raw: &RawConfig, problems: &mut Problems) -> Policy {
             })
             .collect(),
         allowances: super::allow::compile(raw, problems),
-        quiet: super::allow::quiet_rules(&raw.quiet_rules, problems),
+        quiet: super::allow::quiet_rules(&raw.quiet_rules),
     }
 }
 

@@ -498,7 +498,7 @@ impl Hour {
         auto: &Automation,
         row: usize,
         instance: usize,
-        seq: usize,
+        _seq: usize,
         t: SignedDuration,
     ) -> AddonEvent {
         let node = &self.nodes[instance].clone();
@@ -539,7 +539,8 @@ impl Hour {
         if let Some(sub) = auto.sub {
             o = o.sub(sub);
         }
-        let holder = format!("{}-{}", auto.component, seq % 3);
+        // One replica holds a lock for the hour: a real holder changes only on a failover.
+        let holder = format!("{}-0", auto.component);
         let (level, req, resp) = self.body(auto, name.as_deref().unwrap_or(""), &holder, t);
         let mut r = self.request(&ident, auto.verb, uri, o, t);
         r.level = level;

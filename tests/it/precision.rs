@@ -304,3 +304,57 @@ fn deleting_events_is_reported_though_writing_them_is_noise() -> Result<()> {
     ensure!(drift == 1);
     Ok(())
 }
+
+/// The true positives of the peers' Kubernetes-audit rule sets (Falco,
+/// Elastic, Sigma, Panther; see tests/fixtures/peer-rules/README.md), with
+/// the embedded defaults: a ratchet on what is caught, at the severity the
+/// case deserves, and on false alarms among their benign cases.
+#[test]
+fn the_peers_true_positives_are_caught_and_their_benign_cases_are_quiet() -> Result<()> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/peer-rules/cases.jsonl");
+    let cases: Vec<Value> = std::fs::read_to_string(&path)?
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let events: String = cases.iter().map(|c| format!("{}\n", c["event"])).collect();
+    let out = run(&["replay", "-"], Some(events.as_bytes()))?;
+    ensure!(out.code == 0, "{}", out.stderr);
+    let found: std::collections::HashMap<String, String> = out
+        .findings()
+        .iter()
+        .map(|f| {
+            (
+                f["audit_id"].as_str().unwrap_or("").to_owned(),
+                f["severity"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    let rank = |s: &str| {
+        ["low", "medium", "high", "critical"]
+            .iter()
+            .position(|x| *x == s)
+    };
+    let (mut at_severity, mut missed, mut false_alarms) = (0, Vec::new(), Vec::new());
+    for c in &cases {
+        let id = c["event"]["auditID"].as_str().unwrap_or("");
+        let what = format!("{} / {}", c["source"], c["rule"]);
+        match (c["expect"].as_str(), found.get(id)) {
+            (Some("finding"), None) => missed.push(what),
+            (Some("finding"), Some(s)) => {
+                at_severity +=
+                    usize::from(rank(s) >= rank(c["min_severity"].as_str().unwrap_or("low")));
+            }
+            (_, Some(_)) => false_alarms.push(what),
+            _ => {}
+        }
+    }
+    eprintln!(
+        "peer cases: {} at severity, missed {missed:?}, false alarms {false_alarms:?}",
+        at_severity
+    );
+    ensure!(missed.len() <= 1, "missed: {missed:?}");
+    ensure!(at_severity >= 81, "caught at their severity: {at_severity}");
+    ensure!(false_alarms.len() <= 1, "false alarms: {false_alarms:?}");
+    Ok(())
+}
