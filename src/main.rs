@@ -317,5 +317,15 @@ fn policy_check(path: Option<&Path>) -> ExitCode {
             "off"
         }
     );
+    // Every allowance with the risk it creates: what a reviewer signs off.
+    let quiet = &config.policy.quiet;
+    for rule in driftwatch::classify::quiet::Quiet::ALL {
+        if quiet.on.contains(&rule) {
+            println!("quiet rule {}: risk: {}", rule.as_str(), rule.risk());
+        }
+    }
+    for a in &config.policy.allowances {
+        println!("allowance {}: risk: {}", a.name, a.risk.trim());
+    }
     ExitCode::SUCCESS
 }

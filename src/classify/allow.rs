@@ -4,12 +4,11 @@
 //! trust: an allowance names resources and verbs, and for shared objects the
 //! fields it may touch.
 
-use std::net::IpAddr;
-
 use foldhash::HashSet;
 use ipnet::IpNet;
 use regex::Regex;
 
+use super::policy::{outside, user_agent_ok};
 use crate::decode::{Event, UserInfo};
 use crate::model::PathPattern;
 
@@ -125,24 +124,9 @@ impl Who {
         let identity = (!username.is_empty() && self.users.contains(username))
             || groups.iter().any(|g| self.groups.contains(g.as_ref()));
         identity
-            && self.user_agent_ok(ev.user_agent.as_deref().unwrap_or(""))
-            && self.sources_ok(ev.source_ips.as_deref().unwrap_or(&[]))
+            && user_agent_ok(&self.user_agents, ev.user_agent.as_deref().unwrap_or(""))
+            && outside(&self.source_cidrs, ev.source_ips.as_deref().unwrap_or(&[])).is_ok()
             && (!self.verify_aws_arn || aws_managed_role(user))
-    }
-
-    fn user_agent_ok(&self, ua: &str) -> bool {
-        self.user_agents.is_empty() || self.user_agents.iter().any(|re| re.is_match(ua))
-    }
-
-    fn sources_ok(&self, ips: &[std::borrow::Cow<'_, str>]) -> bool {
-        if self.source_cidrs.is_empty() {
-            return true;
-        }
-        !ips.is_empty()
-            && ips.iter().all(|ip| {
-                ip.parse::<IpAddr>()
-                    .is_ok_and(|a| self.source_cidrs.iter().any(|n| n.contains(&a)))
-            })
     }
 }
 
@@ -163,7 +147,7 @@ impl Scope {
         let namespace = ev.namespace();
         let name = ev.name();
         any_or(&self.api_groups, |g| g == "*" || g == group)
-            && self.resources.iter().any(|r| resource_matches(r, ev))
+            && self.resources.iter().any(|r| rbac_resource_matches(r, ev))
             && self.verbs.iter().any(|v| v == "*" || v == ev.verb())
             && (self.namespaces.is_empty() || self.namespaces.iter().any(|n| n == namespace))
             && (self.names.is_empty() || self.names.iter().any(|n| n == name))
@@ -176,7 +160,7 @@ fn any_or(list: &[String], f: impl Fn(&str) -> bool) -> bool {
 
 /// RBAC's resource syntax: `pods` is the object itself, `pods/status` its
 /// subresource, `*/status` any status, `*` any object (not subresources).
-fn resource_matches(entry: &str, ev: &Event<'_>) -> bool {
+fn rbac_resource_matches(entry: &str, ev: &Event<'_>) -> bool {
     let (resource, sub) = (ev.resource(), ev.subresource());
     match entry.split_once('/') {
         None => sub.is_empty() && (entry == "*" || entry == resource),

@@ -72,6 +72,37 @@ impl Policy {
     }
 }
 
+/// No patterns, or one matches the user agent.
+pub(crate) fn user_agent_ok(patterns: &[Regex], user_agent: &str) -> bool {
+    patterns.is_empty() || patterns.iter().any(|re| re.is_match(user_agent))
+}
+
+/// Every source address inside one of `cidrs` (nothing required when
+/// `cidrs` is empty): the first is what the client claimed
+/// (X-Forwarded-For), the last the hop the API server saw, and a stolen
+/// token forges only the former. `Err(None)`: no address recorded;
+/// `Err(Some(ip))`: one outside.
+pub(crate) fn outside<'a>(
+    cidrs: &[IpNet],
+    ips: &'a [std::borrow::Cow<'a, str>],
+) -> Result<(), Option<&'a str>> {
+    if cidrs.is_empty() {
+        return Ok(());
+    }
+    if ips.is_empty() {
+        return Err(None);
+    }
+    for ip in ips {
+        let inside = ip
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|addr| cidrs.iter().any(|net| net.contains(&addr)));
+        if !inside {
+            return Err(Some(ip));
+        }
+    }
+    Ok(())
+}
+
 /// Matches `entry` (`configmaps` or `deployments.apps`) against a resource.
 pub(crate) fn resource_matches(entry: &str, resource: &str, group: &str) -> bool {
     match entry.split_once('.') {

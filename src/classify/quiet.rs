@@ -174,7 +174,8 @@ fn bound_to(ev: &Event<'_>, node: &str) -> bool {
         .any(|o| o.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node))
 }
 
-const LEADER_ANNOTATION: &str = "control-plane.alpha.kubernetes.io/leader";
+/// The change path of the leader record of ConfigMap and Endpoints locks.
+const LEADER_PATH: &str = "metadata.annotations[\"control-plane.alpha.kubernetes.io/leader\"]";
 
 fn is_lock_kind(ev: &Event<'_>) -> bool {
     matches!(
@@ -194,8 +195,7 @@ fn lock_renewal(ev: &Event<'_>, changes: &[crate::model::Change]) -> bool {
         if lease {
             c.path == "spec.renewTime"
         } else {
-            c.path == format!("metadata.annotations[\"{LEADER_ANNOTATION}\"]")
-                && same_holder(&c.old, &c.new)
+            c.path == LEADER_PATH && same_holder(&c.old, &c.new)
         }
     })
 }

@@ -1,8 +1,6 @@
 //! The verdict for one event. Cheap tests first: more than half of a real
 //! audit stream is reads, and they must cost next to nothing.
 
-use std::net::IpAddr;
-
 use crate::decode::{Event, Stage, UserInfo};
 
 use super::policy::{Pipeline, Policy, resource_matches};
@@ -345,11 +343,7 @@ fn matching_pipeline(policy: &Policy, user: &UserInfo<'_>) -> Option<usize> {
 }
 
 fn user_agent_allowed(pipeline: &Pipeline, user_agent: &str) -> bool {
-    pipeline.user_agents.is_empty()
-        || pipeline
-            .user_agents
-            .iter()
-            .any(|re| re.is_match(user_agent))
+    super::policy::user_agent_ok(&pipeline.user_agents, user_agent)
 }
 
 /// Every address in `sourceIPs` must be inside the pipeline's CIDRs: the first
@@ -362,25 +356,17 @@ fn source_problem(
     if pipeline.source_cidrs.is_empty() {
         return None;
     }
-    let ips = source_ips.unwrap_or(&[]);
-    if ips.is_empty() {
-        return Some(format!(
+    match super::policy::outside(&pipeline.source_cidrs, source_ips.unwrap_or(&[])) {
+        Ok(()) => None,
+        Err(None) => Some(format!(
             "no source address recorded, and pipeline {:?} is restricted to source_cidrs",
             pipeline.name
-        ));
+        )),
+        Err(Some(ip)) => Some(format!(
+            "source address {ip} is outside pipeline {:?}'s source_cidrs",
+            pipeline.name
+        )),
     }
-    for ip in ips {
-        let inside = ip
-            .parse::<IpAddr>()
-            .is_ok_and(|addr| pipeline.source_cidrs.iter().any(|net| net.contains(&addr)));
-        if !inside {
-            return Some(format!(
-                "source address {ip} is outside pipeline {:?}'s source_cidrs",
-                pipeline.name
-            ));
-        }
-    }
-    None
 }
 
 fn is_anonymous(user: &UserInfo<'_>) -> bool {

@@ -18,9 +18,14 @@ pub fn settle(
     known: bool,
 ) -> Verdict {
     let verdict = allow_by_fields(policy, verdict, ev, changes, known);
-    let interactive =
-        matches!(&verdict, Verdict::Drift(d) if d.finding_type == FindingType::InteractiveAccess);
-    if matches!(verdict, Verdict::Ignored(_)) || interactive {
+    // System writes are most of the write stream and risk changes nothing
+    // for them: their bodies are not read. Sessions are triaged instead.
+    let weighed = match &verdict {
+        Verdict::Drift(d) => d.finding_type != FindingType::InteractiveAccess,
+        Verdict::Allowed(_) | Verdict::Sanctioned { .. } => true,
+        Verdict::Ignored(_) | Verdict::System => false,
+    };
+    if !weighed {
         return verdict;
     }
     let mut risks = super::risk::assess(ev);
@@ -58,7 +63,7 @@ fn allow_by_fields(
     let Verdict::Drift(drift) = &verdict else {
         return verdict;
     };
-    if !known {
+    if !known || drift.pending == Default::default() {
         return verdict;
     }
     if drift.pending.quiet
@@ -142,16 +147,9 @@ fn summary(risks: &[Risk]) -> String {
 /// An RBAC or admission write whose body the audit policy left out: what it
 /// grants cannot be read, so it is taken for the worst.
 fn grant_unreadable(ev: &Event<'_>) -> bool {
-    let control = matches!(
-        (ev.api_group(), ev.resource()),
-        (
-            "rbac.authorization.k8s.io",
-            "roles" | "rolebindings" | "clusterroles" | "clusterrolebindings"
-        ) | (
-            "admissionregistration.k8s.io",
-            "validatingwebhookconfigurations" | "mutatingwebhookconfigurations"
-        )
-    );
+    let webhooks = &super::severity::ADMISSION[..2];
+    let control = super::severity::is_rbac(ev.resource(), ev.api_group())
+        || (webhooks.contains(&ev.resource()) && ev.api_group() == "admissionregistration.k8s.io");
     control
         && matches!(ev.verb(), "create" | "update" | "patch")
         && ev.request_object.is_none()

@@ -12,7 +12,8 @@ const RBAC: &[&str] = &[
     "clusterroles",
     "clusterrolebindings",
 ];
-const ADMISSION: &[&str] = &[
+/// Webhook configurations first: an unreadable one is taken for the worst.
+pub(super) const ADMISSION: &[&str] = &[
     "validatingwebhookconfigurations",
     "mutatingwebhookconfigurations",
     "validatingadmissionpolicies",
@@ -46,6 +47,11 @@ const WORKLOAD_AND_CONFIG: &[&str] = &[
     "priorityclasses",
     "customresourcedefinitions",
 ];
+
+/// An RBAC object (events that omit the group still count).
+pub(super) fn is_rbac(resource: &str, group: &str) -> bool {
+    RBAC.contains(&resource) && matches!(group, "rbac.authorization.k8s.io" | "")
+}
 
 /// What severity is judged on.
 pub struct Target<'e> {
@@ -84,8 +90,7 @@ fn builtin(s: &Target<'_>) -> Severity {
     if s.finding_type.involves_pipeline() {
         return Severity::Critical;
     }
-    let control = (RBAC.contains(&s.resource)
-        && matches!(s.group, "rbac.authorization.k8s.io" | ""))
+    let control = is_rbac(s.resource, s.group)
         || (ADMISSION.contains(&s.resource)
             && matches!(s.group, "admissionregistration.k8s.io" | ""))
         || s.resource == "apiservices"

@@ -343,6 +343,17 @@ fn scope(s: &RawScope, at: &Spanned<String>, key: &str, problems: &mut Problems)
     if shared && fields.is_empty() {
         problems.at(at, &format!("{key}.fields"), "webhook configurations, APIServices and CRDs are shared: say which fields this identity may touch");
     }
+    // A kube-system lease is the control plane's lock: whoever holds the
+    // controller-manager's runs its controllers.
+    let kube_system = s.namespaces.is_empty() || s.namespaces.iter().any(|n| n == "kube-system");
+    let leases = s.resources.iter().any(|r| r == "leases" || r == "*");
+    let lease_group = s.api_groups.is_empty()
+        || s.api_groups
+            .iter()
+            .any(|g| g == "*" || g == "coordination.k8s.io");
+    if leases && lease_group && kube_system && s.names.is_empty() {
+        problems.at(at, &format!("{key}.names"), "leases in kube-system must be named: an unnamed one would allow taking over the controller-manager's lock");
+    }
     Scope {
         api_groups: s.api_groups.clone(),
         resources: s.resources.clone(),

@@ -21,6 +21,15 @@ pub fn apply(patterns: &[Pattern], changes: &mut [Change]) {
     }
 }
 
+/// The same for risks: a risk names the path, its value is withheld.
+pub fn apply_to_risks(patterns: &[Pattern], risks: &mut [crate::model::Risk]) {
+    for r in risks {
+        if !r.path.is_empty() && patterns.iter().any(|p| p.covers(&r.path)) {
+            r.value = serde_json::Value::Null;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +83,13 @@ mod tests {
         assert!(changes[1].redacted);
         assert!(!changes[2].redacted);
         assert_eq!(changes[2].new, Value::from("new-secret"));
+        let mut risks = vec![crate::model::Risk {
+            rule: "webhook_external_url".into(),
+            path: "data.url".to_owned(),
+            value: Value::from("https://internal.example/hook"),
+            severity: crate::model::Severity::Critical,
+        }];
+        apply_to_risks(&patterns, &mut risks);
+        assert!(risks[0].value.is_null());
     }
 }

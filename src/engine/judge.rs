@@ -160,23 +160,19 @@ impl Engine {
             want_changes: recorded || matches!(verdict, Verdict::Drift(_)),
         };
         let mut corr = self.tracker.observe(ev, &observation);
-        verdict = classify::settle(policy, verdict, ev, &corr.changes, corr.changes_known);
-        corr.transition = self
-            .tracker
-            .settle(ev, &observation, &corr.object, &verdict);
+        verdict = settle(
+            &self.config,
+            &mut self.tracker,
+            ev,
+            &observation,
+            verdict,
+            &mut corr,
+        );
         count(judged, &verdict);
         let is_drift = matches!(verdict, Verdict::Drift(_));
         // Allowed once its changes were known: stored like a system change.
         let recorded = recorded
             && (!matches!(verdict, Verdict::Allowed(_)) || self.config.history.store_system);
-        // Configured paths are withheld before anything leaves: findings,
-        // the store, logs.
-        redact::apply(&self.config.redaction, &mut corr.changes);
-        if let Verdict::Drift(drift) = &mut verdict
-            && let Some(managed) = &corr.managed_by
-        {
-            classify::raise_for_managed(drift, managed);
-        }
         if let Some(t) = &corr.transition {
             delivery.transitions.push(t.clone());
         }
@@ -202,6 +198,35 @@ impl Engine {
         }
         delivery.records.push(record);
     }
+}
+
+/// The final verdict once the changes are known, and what it does to the
+/// object's drift. Configured paths are withheld here, before anything
+/// leaves: findings, the store, logs.
+fn settle(
+    config: &crate::config::Config,
+    tracker: &mut crate::correlate::Tracker,
+    ev: &crate::decode::Event<'_>,
+    observation: &Observation<'_>,
+    verdict: Verdict,
+    corr: &mut crate::correlate::Correlation,
+) -> Verdict {
+    let mut verdict = classify::settle(
+        &config.policy,
+        verdict,
+        ev,
+        &corr.changes,
+        corr.changes_known,
+    );
+    corr.transition = tracker.settle(ev, observation, &corr.object, &verdict);
+    redact::apply(&config.redaction, &mut corr.changes);
+    if let Verdict::Drift(drift) = &mut verdict {
+        redact::apply_to_risks(&config.redaction, &mut drift.risks);
+        if let Some(managed) = &corr.managed_by {
+            classify::raise_for_managed(drift, managed);
+        }
+    }
+    verdict
 }
 
 fn count(judged: &mut Judged, verdict: &Verdict) {

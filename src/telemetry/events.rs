@@ -10,6 +10,7 @@ use tracing::{debug, error, info, warn};
 use super::metrics as m;
 use super::rate_limit::RateLimit;
 use crate::classify::IgnoreReason;
+use crate::classify::quiet::Quiet;
 use crate::decode::Rejection;
 use crate::model::{FindingType, Severity, VerdictKind};
 
@@ -100,20 +101,10 @@ pub struct Judged {
     pub redeliveries: u64,
     pub same_request: u64,
     pub findings: [[u64; Severity::ALL.len()]; FindingType::ALL.len()],
-    /// Allowed writes by quiet rule, then one slot for every allowance.
-    pub allowed: [u64; ALLOWED_RULES.len()],
+    /// Allowed writes by quiet rule ([`Quiet::index`]), then one slot for
+    /// every configured and pack allowance (their names are not labels).
+    pub allowed: [u64; Quiet::ALL.len() + 1],
 }
-
-/// The `rule` label of allowed events: the quiet rules, then `allowance`
-/// for configured and pack allowances (their names are not labels).
-pub const ALLOWED_RULES: [&str; 6] = [
-    "status_by_service_accounts",
-    "node_self",
-    "leader_lock_renewals",
-    "kubelet_scrapes",
-    "ca_bundle_injectors",
-    "allowance",
-];
 
 impl Judged {
     pub fn add(&mut self, o: &Judged) {
@@ -166,9 +157,10 @@ impl Emit for BatchJudged<'_> {
                 counter!(m::EVENTS_IGNORED, "reason" => reason.as_str()).increment(n);
             }
         }
-        for (rule, n) in ALLOWED_RULES.iter().zip(j.allowed) {
+        let rules = Quiet::ALL.iter().map(|q| q.as_str()).chain(["allowance"]);
+        for (rule, n) in rules.zip(j.allowed) {
             if n > 0 {
-                counter!(m::EVENTS_ALLOWED, "rule" => *rule).increment(n);
+                counter!(m::EVENTS_ALLOWED, "rule" => rule).increment(n);
             }
         }
         for (reason, n) in [

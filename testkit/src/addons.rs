@@ -388,8 +388,7 @@ impl Hour {
         due.sort_by_key(|d| (d.0, d.1, d.2));
         let mut out: Vec<AddonEvent> = due
             .into_iter()
-            .enumerate()
-            .map(|(i, (t, row, instance))| self.periodic(&AUTOMATIONS[row], row, instance, i, t))
+            .map(|(t, row, instance)| self.periodic(&AUTOMATIONS[row], row, instance, t))
             .collect();
         out.extend(self.attacks());
         out.sort_by_key(|e| e.at);
@@ -498,7 +497,6 @@ impl Hour {
         auto: &Automation,
         row: usize,
         instance: usize,
-        _seq: usize,
         t: SignedDuration,
     ) -> AddonEvent {
         let node = &self.nodes[instance].clone();

@@ -267,6 +267,10 @@ fn an_allowance_that_trusts_too_much_is_refused_with_its_line() -> Result<()> {
     what:
       - resources: ["validatingwebhookconfigurations"]
         verbs: ["patch", "get"]
+      - api_groups: ["coordination.k8s.io"]
+        resources: ["leases"]
+        verbs: ["update"]
+        namespaces: ["kube-system"]
 "#,
     )?;
     let out = run(
@@ -278,6 +282,7 @@ fn an_allowance_that_trusts_too_much_is_refused_with_its_line() -> Result<()> {
         ":5: allow[0].who.groups[0]: \"system:authenticated\" is far too broad",
         "allow[0].what[0].verbs[1]: \"get\" is not a write verb",
         "allow[0].what[0].fields: webhook configurations",
+        "allow[0].what[1].names: leases in kube-system must be named",
     ] {
         ensure!(
             out.stderr.contains(expected),
@@ -356,5 +361,35 @@ fn the_peers_true_positives_are_caught_and_their_benign_cases_are_quiet() -> Res
     ensure!(missed.len() <= 1, "missed: {missed:?}");
     ensure!(at_severity >= 81, "caught at their severity: {at_severity}");
     ensure!(false_alarms.len() <= 1, "false alarms: {false_alarms:?}");
+    Ok(())
+}
+
+/// A pack allows its component's own lock by name; the same identity taking
+/// the controller-manager's lock is still a critical finding.
+#[test]
+fn a_pack_allows_its_own_lock_and_not_the_control_planes() -> Result<()> {
+    let by_cert_manager = |name: &str, holder: &str| {
+        let body = json!({"kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
+            "metadata": {"name": name, "namespace": "kube-system"},
+            "spec": {"holderIdentity": holder, "renewTime": "2026-11-20T10:00:01.000000Z"}});
+        Ev::new(
+            "update",
+            &format!("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{name}"),
+        )
+        .by_sa("cert-manager", "cert-manager", "cert-manager-5d8f-1")
+        .bodies(body.clone(), body)
+    };
+    let (drift, allowed, findings) = judged(
+        "allow_packs: [cert-manager]\n",
+        &[
+            by_cert_manager("cert-manager-controller", "cert-manager-5d8f-1"),
+            by_cert_manager("kube-controller-manager", "cert-manager-5d8f-1"),
+        ],
+    )?;
+    ensure!(
+        (drift, allowed) == (1, 1),
+        "drift {drift}, allowed {allowed}"
+    );
+    ensure!(findings[0]["resource"]["name"] == "kube-controller-manager");
     Ok(())
 }

@@ -773,12 +773,12 @@ fn system_masters_member_is_drift() -> Result<()> {
 }
 
 #[test]
-fn anonymous_is_drift() -> Result<()> {
+fn anonymous_write_is_critical_drift() -> Result<()> {
     let e = Ev::new("create", "/api/v1/namespaces/shop/configmaps")
         .by("system:anonymous", &["system:unauthenticated"])
         .ua("curl/8.5.0")
         .source_ips(&["198.51.100.23"]);
-    let f = single_finding(&config(""), e, "out_of_band_change", "medium")?;
+    let f = single_finding(&config(""), e, "out_of_band_change", "critical")?;
     insta::assert_json_snapshot!(f);
     assert_eq!(f["actor"]["username"], "system:anonymous");
     assert_eq!(f["actor"]["client"], "curl");
