@@ -170,6 +170,12 @@ pub(super) fn next(ev: &Event<'_>, versions: &Versions, us: i64) -> Next {
             whole.map_or(Next::Unknown, |b| Next::Version(keep(b)))
         }
         "scale" => scaled(versions, ev, us).map_or(Next::Unknown, Next::Version),
+        // A status write changes nothing a diff reads (`status` and the
+        // version fields are skipped), so once a version is known it takes
+        // no slot: a rollout's burst of status writes, delivered ahead of a
+        // person's edit by the API server's concurrent batches, would push
+        // out the version that edit must be compared with.
+        "status" if !versions.0.is_empty() => Next::Unchanged,
         s if ANSWER_WITH_OBJECT.contains(&s) => {
             let last_kind = versions.0.last().and_then(|v| object_kind(&v.object));
             match response.and_then(|b| object_kind(b).map(|k| (b, k))) {
@@ -326,6 +332,41 @@ mod tests {
         assert!(matches!(super::next(&ev, &none, 2), Next::Unknown));
     }
 
+    /// A rollout's burst of status writes, delivered before a person's
+    /// edit, does not push out the version the edit is compared with.
+    #[test]
+    fn status_writes_take_no_version_slot_once_a_version_is_known() {
+        let mut known = versions(&[(deploy(10, 2, "nginx:1.25"), 100)]);
+        for rv in 20..30 {
+            let status = format!(
+                r#"{{"verb":"update","objectRef":{{"apiGroup":"apps","resource":"deployments","subresource":"status","namespace":"shop","name":"api"}},"responseObject":{}}}"#,
+                deploy(rv, 2, "nginx:1.25")
+            );
+            let ev = event(&status);
+            match next(&ev, &known, 300) {
+                Next::Version(o) => known.insert(Version::of(o, 300)),
+                Next::Unchanged => {}
+                _ => panic!("a status write with its object"),
+            }
+        }
+        let edit = format!(
+            r#"{{"verb":"patch","objectRef":{{"apiGroup":"apps","resource":"deployments","namespace":"shop","name":"api"}},"responseObject":{}}}"#,
+            deploy(15, 2, "nginx:1.26")
+        );
+        let changes = field_changes(&event(&edit), &known, 200).0;
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0].old, Value::from("nginx:1.25"));
+        // The first write seen of an object, a status write, is remembered.
+        let first = format!(
+            r#"{{"verb":"update","objectRef":{{"apiGroup":"apps","resource":"deployments","subresource":"status","namespace":"shop","name":"api"}},"responseObject":{}}}"#,
+            deploy(5, 1, "a")
+        );
+        assert!(matches!(
+            next(&event(&first), &Versions::default(), 1),
+            Next::Version(_)
+        ));
+    }
+
     /// A controller's status write that overtook a person's edit: the edit
     /// is diffed against the version before it, not the one after.
     #[test]
@@ -364,7 +405,13 @@ mod tests {
             r#"{{"verb":"update","objectRef":{{"apiGroup":"apps","resource":"deployments","subresource":"status","namespace":"shop","name":"api"}},"responseObject":{}}}"#,
             deploy(11, 2, "a")
         );
-        assert!(matches!(next(&event(&text), &known, 150), Next::Version(_)));
+        // A status write keeps the known version (it changes nothing a diff
+        // reads), and is remembered when nothing else is.
+        assert!(matches!(next(&event(&text), &known, 150), Next::Unchanged));
+        assert!(matches!(
+            next(&event(&text), &Versions::default(), 150),
+            Next::Version(_)
+        ));
         let token = event(
             r#"{"verb":"create","objectRef":{"resource":"serviceaccounts","subresource":"token","namespace":"shop","name":"api"},"responseObject":{"kind":"TokenRequest","metadata":{"name":"api"}}}"#,
         );
