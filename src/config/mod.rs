@@ -44,7 +44,14 @@ pub struct Config {
     pub kafka_source: Option<KafkaSourceConfig>,
     /// Change paths whose values are withheld everywhere.
     pub redaction: Vec<crate::correlate::redact::Pattern>,
+    /// A drift persisting longer than this counts as overdue
+    /// (`driftwatch_drifts_persisting_overdue`, a warning in the log).
+    pub persisting_alert_after: std::time::Duration,
 }
+
+/// One hour: past a pipeline's sync interval and an on-call's patience.
+pub const DEFAULT_PERSISTING_ALERT_AFTER: std::time::Duration =
+    std::time::Duration::from_secs(3600);
 
 impl Default for Config {
     /// The embedded defaults: no pipelines, the system baseline, findings on
@@ -59,6 +66,7 @@ impl Default for Config {
             history: HistoryConfig::default(),
             kafka_source: None,
             redaction: Vec::new(),
+            persisting_alert_after: DEFAULT_PERSISTING_ALERT_AFTER,
         }
     }
 }
@@ -156,6 +164,12 @@ fn compile(raw: RawConfig) -> Result<Config, Vec<Problem>> {
                 format!("invalid redaction pattern {:?}: {}", e.pattern, e.reason),
             ),
         }
+    }
+    if let Some(d) = p.duration(
+        &raw.drifts.persisting_alert_after,
+        "drifts.persisting_alert_after",
+    ) {
+        config.persisting_alert_after = d;
     }
     if let Some(capacity) = p.at_least(&raw.dedupe.capacity, 1, "dedupe.capacity") {
         config.dedupe_capacity = capacity;

@@ -36,6 +36,14 @@ pub struct RawConfig {
     pub allow_packs: Vec<Spanned<String>>,
     #[serde(default)]
     pub quiet_rules: super::allow::RawQuietRules,
+    #[serde(default)]
+    pub drifts: RawDrifts,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDrifts {
+    pub persisting_alert_after: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -360,9 +360,122 @@ fn is_plain(k: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// What an object holds at a rendered change path.
+#[derive(Debug, PartialEq)]
+pub enum Lookup<'v> {
+    Found(&'v Value),
+    Absent,
+    /// The path cannot be followed (`[-]`, or not a path this module
+    /// renders).
+    Unknown,
+}
+
+/// The value at `path` (as [`render`] writes it) in `object`.
+pub fn value_at<'v>(object: &'v Value, path: &str) -> Lookup<'v> {
+    let Some(segs) = parse_rendered(path) else {
+        return Lookup::Unknown;
+    };
+    let mut at = object;
+    for seg in &segs {
+        let next = match (seg, at) {
+            (Owned::Key(k), Value::Object(map)) => map.get(k),
+            (Owned::Index(i), Value::Array(items)) => items.get(*i),
+            (Owned::Named(n), Value::Array(items)) => {
+                items.iter().find(|i| merge_key(i) == Some(n.as_str()))
+            }
+            (Owned::Append, _) => return Lookup::Unknown,
+            _ => None,
+        };
+        match next {
+            Some(v) => at = v,
+            None => return Lookup::Absent,
+        }
+    }
+    Lookup::Found(at)
+}
+
+enum Owned {
+    Key(String),
+    Index(usize),
+    Named(String),
+    Append,
+}
+
+/// The segments of a rendered path; `None` when it is not one.
+fn parse_rendered(path: &str) -> Option<Vec<Owned>> {
+    let mut out = Vec::new();
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('[') {
+            let (seg, after) = bracketed(r)?;
+            out.push(seg);
+            rest = after;
+        } else {
+            let r = if out.is_empty() {
+                rest
+            } else {
+                rest.strip_prefix('.')?
+            };
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            let key = &r[..end];
+            if !is_plain(key) {
+                return None;
+            }
+            out.push(Owned::Key(key.to_owned()));
+            rest = &r[end..];
+        }
+    }
+    Some(out)
+}
+
+/// One `[...]` segment (the opening bracket already read) and what follows.
+fn bracketed(r: &str) -> Option<(Owned, &str)> {
+    if let Some(q) = r.strip_prefix('"') {
+        let mut escaped = false;
+        let close = q.char_indices().find_map(|(i, c)| {
+            let end = !escaped && c == '"';
+            escaped = !escaped && c == '\\';
+            end.then_some(i)
+        })?;
+        let key: String = serde_json::from_str(&r[..close + 2]).ok()?;
+        let after = q[close + 1..].strip_prefix(']')?;
+        return Some((Owned::Key(key), after));
+    }
+    let close = r.find(']')?;
+    let (inner, after) = (&r[..close], &r[close + 1..]);
+    let seg = if inner == "-" {
+        Owned::Append
+    } else if let Some(name) = inner.strip_prefix("name=") {
+        Owned::Named(name.to_owned())
+    } else {
+        Owned::Index(inner.parse().ok()?)
+    };
+    Some((seg, after))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every path a diff renders leads back to its new value.
+    #[test]
+    fn rendered_paths_lead_back_to_their_values() {
+        let old = serde_json::json!({"metadata": {"annotations": {"a.b/c": "1"}},
+            "spec": {"replicas": 1, "ports": [80, 443], "template": {"spec": {"containers": [
+                {"name": "app", "image": "a:1", "env": [{"name": "X", "value": "1"}]}]}}}});
+        let new = serde_json::json!({"metadata": {"annotations": {"a.b/c": "2", "we\"ird]": "q"}},
+            "spec": {"replicas": 2, "ports": [80], "template": {"spec": {"containers": [
+                {"name": "app", "image": "a:2", "env": [{"name": "X", "value": "1"}, {"name": "DEBUG", "value": "1"}]}]}}}});
+        let changes = diff("deployments", &old, &new);
+        assert_eq!(changes.len(), 6, "{changes:?}");
+        for c in &changes {
+            assert_eq!(value_at(&new, &c.path), Lookup::Found(&c.new), "{}", c.path);
+        }
+        assert_eq!(value_at(&new, "spec.paused"), Lookup::Absent);
+        assert_eq!(value_at(&new, "spec.ports[5]"), Lookup::Absent);
+        assert_eq!(value_at(&new, "spec.ports[-]"), Lookup::Unknown);
+        assert_eq!(value_at(&new, "spec..x"), Lookup::Unknown);
+    }
 
     fn changes(verb: &str, resource: &str, body: &str) -> Vec<(String, Value)> {
         let raw = serde_json::from_str::<Box<RawValue>>(body).unwrap();

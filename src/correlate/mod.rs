@@ -3,6 +3,7 @@
 
 pub mod changes;
 pub mod ownership;
+mod reconcile;
 pub mod redact;
 mod state;
 pub mod tracker;

@@ -246,19 +246,24 @@ pub(super) fn field_changes(ev: &Event<'_>, versions: &Versions, us: i64) -> (Ve
     }
     if matches!(verb, "update" | "patch")
         && let Some(base) = base.and_then(whole_object)
+        && let Some(after) = result_object(ev)
     {
-        // The object after the change: the response, or for `update` the
-        // request, which is the whole object.
-        let after = ev.response_object.and_then(whole_object).or_else(|| {
-            (verb == "update")
-                .then(|| request.and_then(whole_object))
-                .flatten()
-        });
-        if let Some(after) = after {
-            return (changes::diff(resource, &base, &after), true);
-        }
+        return (changes::diff(resource, &base, &after), true);
     }
     from_request()
+}
+
+/// The object after a write to it (not to a subresource): the response, or
+/// for `update` the request, which is the whole object.
+pub(super) fn result_object(ev: &Event<'_>) -> Option<Value> {
+    if !ev.subresource().is_empty() {
+        return None;
+    }
+    ev.response_object.and_then(whole_object).or_else(|| {
+        (ev.verb() == "update")
+            .then(|| ev.request_object.and_then(whole_object))
+            .flatten()
+    })
 }
 
 fn scale_change(ev: &Event<'_>, base: Option<&RawValue>) -> Vec<Change> {

@@ -1,7 +1,9 @@
 //! Per-resource memory: the last known object (for field diffs), who manages
 //! it, and the drift lifecycle. A drift opens with the first out-of-band
-//! change to a resource, collects the later ones, and closes when the
-//! pipeline next writes the resource (`reconciled`) or someone accepts it.
+//! change to a resource, collects the later ones and the fields they set,
+//! and closes when a pipeline write puts every one of those fields back
+//! (`reconciled`; see `reconcile`) or someone accepts it. A pipeline write
+//! that leaves some in place makes it `persisting`.
 //!
 //! Changes are journaled per batch and undone if the batch is not accepted,
 //! so a retried batch sees the same state as the first attempt.
@@ -13,10 +15,13 @@ use lru::LruCache;
 
 use super::changes::{self, Change};
 use super::ownership::{self, ObjectFacts};
-use super::state;
+use super::{reconcile, state};
 use crate::classify::{FindingType, Verdict};
 use crate::decode::Event;
-use crate::model::{DriftTransition, ManagedBy, ObjectRef, OpenDrift, Owner, Time};
+use crate::model::{
+    DriftState, DriftTransition, DriftedPath, MAX_DRIFTED_PATHS, ManagedBy, ObjectRef, OpenDrift,
+    Owner, Time, Verification,
+};
 
 /// One object in one cluster. Subresources belong to their parent.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -146,6 +151,13 @@ impl Tracker {
         self.open.len()
     }
 
+    /// When each persisting drift started persisting.
+    pub fn persisting_since(&self) -> impl Iterator<Item = &Time> {
+        self.open
+            .values()
+            .filter_map(|d| d.persisting_since.as_ref())
+    }
+
     pub fn observe(&mut self, ev: &Event<'_>, s: &Observation<'_>) -> Correlation {
         let subresource = ev.subresource();
         let response = ev.response_object.filter(|_| subresource.is_empty());
@@ -187,15 +199,16 @@ impl Tracker {
         &mut self,
         ev: &Event<'_>,
         s: &Observation<'_>,
-        object: &ObjectRef,
+        corr: &Correlation,
         verdict: &Verdict,
     ) -> Option<DriftTransition> {
-        object.name.as_ref()?;
+        corr.object.name.as_ref()?;
         let key = Key {
             cluster: s.cluster.to_owned(),
-            object: object.parent(),
+            object: corr.object.parent(),
         };
-        self.drift(ev, s, &key, verdict)
+        let write = Write { ev, s, corr };
+        self.drift(&write, &key, verdict)
     }
 
     /// Field changes against the remembered object, and the object to
@@ -212,8 +225,9 @@ impl Tracker {
         self.journal
             .push(Undo::Known(key.clone(), previous.clone()));
         let previous = previous.unwrap_or_default();
-        // Field changes are parsed only where they are reported or stored.
-        if s.want_changes {
+        // Field changes are parsed only where they are reported or stored,
+        // or checked against an open drift.
+        if s.want_changes || self.open.contains_key(key) {
             (out.changes, out.changes_known) =
                 state::field_changes(ev, &previous.versions, s.time.us);
         }
@@ -237,49 +251,56 @@ impl Tracker {
         self.put_known(key.clone(), known);
     }
 
-    /// Opens or joins a drift for an out-of-band change; closes it for the
-    /// pipeline's next write.
-    fn drift(
-        &mut self,
-        ev: &Event<'_>,
-        s: &Observation<'_>,
-        key: &Key,
-        verdict: &Verdict,
-    ) -> Option<DriftTransition> {
+    /// Opens or joins a drift for an out-of-band change; checks it against
+    /// the pipeline's next write.
+    fn drift(&mut self, w: &Write<'_>, key: &Key, verdict: &Verdict) -> Option<DriftTransition> {
         match verdict {
-            Verdict::Drift(d) if d.finding_type.opens_drift() => {
-                self.journal
-                    .push(Undo::Open(key.clone(), self.open.get(key).cloned()));
-                if let Some(open) = self.open.get(key) {
-                    return Some(DriftTransition::Joined {
-                        id: open.id.clone(),
-                    });
-                }
-                let open = OpenDrift {
-                    id: s.finding_id.to_owned(),
-                    cluster: key.cluster.clone(),
-                    object: key.object.clone(),
-                    opened: s.time.clone(),
-                    opened_by: s.actor.to_owned(),
-                };
-                self.open.insert(key.clone(), open.clone());
-                Some(DriftTransition::Opened(open))
-            }
-            Verdict::Sanctioned { .. } => self.reconcile(ev, s, key),
+            Verdict::Drift(d) if d.finding_type.opens_drift() => Some(self.open_or_join(w, key)),
+            Verdict::Sanctioned { .. } => self.reconcile(w, key),
             Verdict::Drift(d) if d.finding_type == FindingType::RiskyPipelineChange => {
-                self.reconcile(ev, s, key)
+                self.reconcile(w, key)
             }
             _ => None,
         }
     }
 
-    /// The pipeline wrote the object again: its drift, if any, is closed.
-    fn reconcile(
-        &mut self,
-        ev: &Event<'_>,
-        s: &Observation<'_>,
-        key: &Key,
-    ) -> Option<DriftTransition> {
+    fn open_or_join(&mut self, w: &Write<'_>, key: &Key) -> DriftTransition {
+        self.journal
+            .push(Undo::Open(key.clone(), self.open.get(key).cloned()));
+        let fields = w.drifted_paths();
+        if let Some(open) = self.open.get_mut(key) {
+            open.paths = match (open.paths.take(), fields) {
+                (Some(known), Some(new)) => merge_paths(known, new),
+                _ => None,
+            };
+            let state = if open.persisting_since.is_some() {
+                DriftState::Persisting
+            } else {
+                DriftState::Open
+            };
+            return DriftTransition::Joined {
+                id: open.id.clone(),
+                state,
+                paths: open.paths.clone(),
+            };
+        }
+        let open = OpenDrift {
+            id: w.s.finding_id.to_owned(),
+            cluster: key.cluster.clone(),
+            object: key.object.clone(),
+            opened: w.s.time.clone(),
+            opened_by: w.s.actor.to_owned(),
+            paths: fields,
+            persisting_since: None,
+        };
+        self.open.insert(key.clone(), open.clone());
+        DriftTransition::Opened(open)
+    }
+
+    /// The pipeline wrote the object again: its drift, if any, closes when
+    /// every drifted field is back, and persists otherwise.
+    fn reconcile(&mut self, w: &Write<'_>, key: &Key) -> Option<DriftTransition> {
+        let s = w.s;
         // Delivery is unordered: a sanctioned change from before the drift
         // opened (a retried batch) put nothing back.
         let after_drift = self
@@ -289,16 +310,40 @@ impl Tracker {
         if !after_drift {
             return None;
         }
-        let open = self.open.remove(key)?;
+        let mut open = self.open.remove(key)?;
         self.journal
             .push(Undo::Open(key.clone(), Some(open.clone())));
+        let pipeline = s.pipeline.unwrap_or_default().to_owned();
+        let audit_id = w.ev.audit_id().to_owned();
+        let verification = match &open.paths {
+            None => Verification::Unverified,
+            Some(paths) => {
+                let after = state::result_object(w.ev);
+                let left = reconcile::remaining(paths, &w.corr.changes, after.as_ref());
+                if !left.is_empty() {
+                    let since = open.persisting_since.get_or_insert_with(|| s.time.clone());
+                    let t = DriftTransition::Persisting {
+                        id: open.id.clone(),
+                        since: since.clone(),
+                        pipeline,
+                        audit_id,
+                        paths: left.clone(),
+                    };
+                    open.paths = Some(left);
+                    self.open.insert(key.clone(), open);
+                    return Some(t);
+                }
+                Verification::Verified
+            }
+        };
         Some(DriftTransition::Reconciled {
             seconds: (s.time.us - open.opened.us).max(0) as f64 / 1e6,
             id: open.id,
             at: s.time.clone(),
-            pipeline: s.pipeline.unwrap_or_default().to_owned(),
-            audit_id: ev.audit_id().to_owned(),
+            pipeline,
+            audit_id,
             actor: s.actor.to_owned(),
+            verification,
         })
     }
 
@@ -336,6 +381,34 @@ impl Tracker {
             }
         }
     }
+}
+
+/// One write being settled: the event, its facts and its correlation.
+struct Write<'a> {
+    ev: &'a Event<'a>,
+    s: &'a Observation<'a>,
+    corr: &'a Correlation,
+}
+
+impl Write<'_> {
+    /// The fields an out-of-band write set, when its changes are known.
+    fn drifted_paths(&self) -> Option<Vec<DriftedPath>> {
+        let c = self.corr;
+        (c.changes_known && c.changes.len() < changes::MAX_CHANGES)
+            .then(|| c.changes.iter().map(DriftedPath::of).collect())
+    }
+}
+
+/// A drift's fields after another change: the newest value per field, and
+/// unknown once there are too many to keep.
+fn merge_paths(mut known: Vec<DriftedPath>, new: Vec<DriftedPath>) -> Option<Vec<DriftedPath>> {
+    for p in new {
+        match known.iter_mut().find(|k| k.path == p.path) {
+            Some(k) => k.value = p.value,
+            None => known.push(p),
+        }
+    }
+    (known.len() <= MAX_DRIFTED_PATHS).then_some(known)
 }
 
 fn merge_facts(response: Option<ObjectFacts>, request: Option<ObjectFacts>) -> ObjectFacts {

@@ -218,7 +218,7 @@ fn settle(
         &corr.changes,
         corr.changes_known,
     );
-    corr.transition = tracker.settle(ev, observation, &corr.object, &verdict);
+    corr.transition = tracker.settle(ev, observation, corr, &verdict);
     redact::apply(&config.redaction, &mut corr.changes);
     if let Verdict::Drift(drift) = &mut verdict {
         redact::apply_to_risks(&config.redaction, &mut drift.risks);

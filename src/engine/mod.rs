@@ -42,6 +42,8 @@ pub struct Engine {
     tracker: Tracker,
     store: Option<Store>,
     sinks: Sinks,
+    /// Overdue persisting drifts at the last report, so each is warned once.
+    overdue_reported: usize,
 }
 
 impl Engine {
@@ -59,17 +61,40 @@ impl Engine {
         if let Some(store) = &store {
             tracker.restore(store.open_drifts()?);
         }
-        DriftsOpen {
-            count: tracker.open_drifts(),
-        }
-        .emit();
-        Ok(Engine {
+        let mut engine = Engine {
             dedupe: Dedupe::new(config.dedupe_capacity),
             config,
             tracker,
             store,
             sinks,
-        })
+            overdue_reported: 0,
+        };
+        engine.report_drifts();
+        Ok(engine)
+    }
+
+    /// The drift gauges, and a warning for drifts newly persisting past
+    /// `drifts.persisting_alert_after`.
+    fn report_drifts(&mut self) {
+        let now = jiff::Timestamp::now().as_microsecond();
+        let alert_after = self.config.persisting_alert_after;
+        let after_us = i64::try_from(alert_after.as_micros()).unwrap_or(i64::MAX);
+        let ages: Vec<i64> = self
+            .tracker
+            .persisting_since()
+            .map(|t| (now - t.us).max(0))
+            .collect();
+        let overdue = ages.iter().filter(|&&a| a >= after_us).count();
+        DriftsOpen {
+            count: self.tracker.open_drifts(),
+            persisting: ages.len(),
+            overdue,
+            newly_overdue: overdue.saturating_sub(self.overdue_reported),
+            oldest_persisting_seconds: ages.iter().max().map_or(0.0, |&a| a as f64 / 1e6),
+            alert_after,
+        }
+        .emit();
+        self.overdue_reported = overdue;
     }
 
     pub fn config(&self) -> &Config {
@@ -204,15 +229,14 @@ impl Engine {
             Ok(deleted) => RetentionRan { deleted }.emit(),
             Err(e) => StoreFailed { error: &e }.emit(),
         }
+        // Ages grow without traffic: the gauges follow at each pass.
+        self.report_drifts();
     }
 
     fn commit(&mut self) {
         self.dedupe.commit();
         self.tracker.commit();
-        DriftsOpen {
-            count: self.tracker.open_drifts(),
-        }
-        .emit();
+        self.report_drifts();
     }
 
     fn rollback(&mut self) {

@@ -21,7 +21,10 @@ mod verdict;
 pub(crate) use actor::effective_username;
 pub use actor::{Actor, Impersonator, client_of};
 pub use change::Change;
-pub use drift::{DriftRef, DriftState, DriftTransition, OpenDrift};
+pub use drift::{
+    DriftRef, DriftState, DriftTransition, DriftedPath, MAX_DRIFTED_PATHS, OpenDrift, Verification,
+    fingerprint,
+};
 pub use object::{ManagedBy, ObjectRef, Owner};
 pub use path::{PathPattern, PatternError};
 pub use record::ChangeRecord;

@@ -170,20 +170,25 @@ impl Store {
         Ok(written)
     }
 
-    /// Open drifts, to restore the tracker after a restart.
+    /// Open and persisting drifts, to restore the tracker after a restart.
     pub fn open_drifts(&self) -> Result<Vec<OpenDrift>, StoreError> {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT id, cluster, api_group, resource, namespace, name, opened_at, opened_at_us, opened_by
-                 FROM drifts WHERE state = 'open'",
+                "SELECT id, cluster, api_group, resource, namespace, name, opened_at, opened_at_us, opened_by,
+                    drifted_paths, persisting_at, persisting_at_us
+                 FROM drifts WHERE state IN ('open', 'persisting')",
             )
             .map_err(self.err())?;
         let rows = stmt
             .query_map([], |r| {
                 let namespace: String = r.get(4)?;
+                let id: String = r.get(0)?;
+                let paths = records::drifted_paths(&id, r.get(9)?);
+                let persisting: Option<String> = r.get(10)?;
+                let persisting_us: Option<i64> = r.get(11)?;
                 Ok(OpenDrift {
-                    id: r.get(0)?,
+                    id,
                     cluster: r.get(1)?,
                     object: ObjectRef {
                         group: r.get(2)?,
@@ -194,6 +199,9 @@ impl Store {
                     },
                     opened: Time::stored(r.get(7)?, r.get(6)?),
                     opened_by: r.get(8)?,
+                    paths,
+                    persisting_since: persisting
+                        .map(|text| Time::stored(persisting_us.unwrap_or(0), text)),
                 })
             })
             .map_err(self.err())?;
@@ -276,8 +284,8 @@ fn write_drift(tx: &rusqlite::Transaction<'_>, d: &DriftTransition) -> rusqlite:
         DriftTransition::Opened(o) => {
             tx.prepare_cached(
                 "INSERT OR IGNORE INTO drifts (id, state, cluster, api_group, resource, namespace, name,
-                    opened_at, opened_at_us, opened_by)
-                 VALUES (?1, 'open', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    opened_at, opened_at_us, opened_by, drifted_paths)
+                 VALUES (?1, 'open', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?
             .execute(params![
                 o.id,
@@ -288,10 +296,37 @@ fn write_drift(tx: &rusqlite::Transaction<'_>, d: &DriftTransition) -> rusqlite:
                 o.object.name_str(),
                 o.opened.text,
                 o.opened.us,
-                o.opened_by
+                o.opened_by,
+                records::paths_json(o.paths.as_deref()),
             ])?;
         }
-        DriftTransition::Joined { .. } => {}
+        DriftTransition::Joined { id, paths, .. } => {
+            tx.prepare_cached(
+                "UPDATE drifts SET drifted_paths = ?2 WHERE id = ?1 AND state IN ('open', 'persisting')",
+            )?
+            .execute(params![id, records::paths_json(paths.as_deref())])?;
+        }
+        DriftTransition::Persisting {
+            id,
+            since,
+            pipeline,
+            audit_id,
+            paths,
+        } => {
+            tx.prepare_cached(
+                "UPDATE drifts SET state = 'persisting', persisting_at = ?2, persisting_at_us = ?3,
+                    persisting_pipeline = ?4, persisting_audit_id = ?5, drifted_paths = ?6
+                 WHERE id = ?1 AND state IN ('open', 'persisting')",
+            )?
+            .execute(params![
+                id,
+                since.text,
+                since.us,
+                pipeline,
+                audit_id,
+                records::paths_json(Some(paths))
+            ])?;
+        }
         DriftTransition::Reconciled {
             id,
             at,
@@ -299,19 +334,30 @@ fn write_drift(tx: &rusqlite::Transaction<'_>, d: &DriftTransition) -> rusqlite:
             audit_id,
             actor,
             seconds,
+            verification,
         } => {
             tx.prepare_cached(
                 "UPDATE drifts SET state = 'reconciled', closed_at = ?2, closed_at_us = ?3,
-                    closed_pipeline = ?4, closed_audit_id = ?5, closed_actor = ?6, reconcile_seconds = ?7
-                 WHERE id = ?1 AND state = 'open'",
+                    closed_pipeline = ?4, closed_audit_id = ?5, closed_actor = ?6, reconcile_seconds = ?7,
+                    reconcile_verification = ?8
+                 WHERE id = ?1 AND state IN ('open', 'persisting')",
             )?
-            .execute(params![id, at.text, at.us, pipeline, audit_id, actor, seconds])?;
+            .execute(params![
+                id,
+                at.text,
+                at.us,
+                pipeline,
+                audit_id,
+                actor,
+                seconds,
+                verification.as_str()
+            ])?;
         }
         DriftTransition::Accepted { id, at, by, reason } => {
             tx.prepare_cached(
                 "UPDATE drifts SET state = 'accepted', closed_at = ?2, closed_at_us = ?3,
                     closed_actor = ?4, closed_reason = ?5
-                 WHERE id = ?1 AND state = 'open'",
+                 WHERE id = ?1 AND state IN ('open', 'persisting')",
             )?
             .execute(params![id, at.text, at.us, by, reason])?;
         }

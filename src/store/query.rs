@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::records::Detail;
 use crate::model::{
     Actor, Change, ChangeRecord, DriftRef, DriftState, FindingType, ObjectRef, RequestId, Severity,
-    Time, VerdictKind, time,
+    Time, VerdictKind, Verification, time,
 };
 use crate::telemetry::events::{self, Emit};
 
@@ -106,8 +106,25 @@ pub struct DriftItem {
     pub closed_at: Option<Time>,
     pub closed_by: Option<ClosedBy>,
     pub reconcile_seconds: Option<f64>,
+    /// On a reconciled drift: whether every drifted field was seen back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
+    /// Set once a pipeline write left drifted fields in place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persisting: Option<Persisting>,
     pub changes: Vec<Change>,
     pub audit_ids: Vec<String>,
+}
+
+/// A pipeline write that did not put a drift back: since when, the last
+/// such write, and the fields it left (while the drift is persisting).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Persisting {
+    pub since: Time,
+    pub pipeline: Option<String>,
+    pub audit_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -374,7 +391,8 @@ fn change_row(r: &Row<'_>) -> rusqlite::Result<ChangeRecord> {
 
 const DRIFT_COLUMNS: &str = "id, state, cluster, api_group, resource, namespace, name, opened_at, opened_at_us,
     opened_by, closed_at, closed_at_us, closed_pipeline, closed_audit_id, closed_actor, closed_reason,
-    reconcile_seconds";
+    reconcile_seconds, reconcile_verification, persisting_at, persisting_at_us, persisting_pipeline,
+    persisting_audit_id, drifted_paths";
 
 pub fn drifts(conn: &Connection, f: &Filter) -> Result<Page<DriftItem>, QueryError> {
     f.refuse(
@@ -392,7 +410,7 @@ pub fn drifts(conn: &Connection, f: &Filter) -> Result<Page<DriftItem>, QueryErr
     {
         return Err(QueryError::BadParam {
             name: "state",
-            message: format!("{state:?}: expected open, reconciled or accepted"),
+            message: format!("{state:?}: expected open, persisting, reconciled or accepted"),
         });
     }
     let mut w = Where::new();
@@ -402,7 +420,12 @@ pub fn drifts(conn: &Connection, f: &Filter) -> Result<Page<DriftItem>, QueryErr
     w.eq("resource", &f.resource);
     w.eq("name", &f.name);
     w.eq("opened_by", &f.actor);
-    w.eq("state", &f.state);
+    // `open` is every drift not closed, persisting ones included: they are
+    // open drifts the pipeline failed to put back.
+    match f.state.as_deref() {
+        Some("open") => w.raw("state IN ('open', 'persisting')", vec![]),
+        _ => w.eq("state", &f.state),
+    }
     if let Some(since) = &f.since {
         w.raw(
             "opened_at_us >= ?",
@@ -494,7 +517,7 @@ fn drift_row(r: &Row<'_>) -> rusqlite::Result<DriftItem> {
         opened_at: Time::stored(r.get(8)?, r.get(7)?),
         opened_by: r.get(9)?,
         closed_at: closed_text.map(|t| Time::stored(closed_us.unwrap_or(0), t)),
-        closed_by: (state != DriftState::Open)
+        closed_by: (!state.is_unclosed())
             .then(|| -> rusqlite::Result<ClosedBy> {
                 Ok(ClosedBy {
                     pipeline: r.get(12)?,
@@ -505,10 +528,38 @@ fn drift_row(r: &Row<'_>) -> rusqlite::Result<DriftItem> {
             })
             .transpose()?,
         reconcile_seconds: r.get(16)?,
+        verification: r
+            .get::<_, Option<String>>(17)?
+            .as_deref()
+            .and_then(Verification::parse),
+        persisting: persisting_row(r)?,
         state,
         changes: Vec::new(),
         audit_ids: Vec::new(),
     })
+}
+
+fn persisting_row(r: &Row<'_>) -> rusqlite::Result<Option<Persisting>> {
+    let Some(text) = r.get::<_, Option<String>>(18)? else {
+        return Ok(None);
+    };
+    let state: String = r.get(1)?;
+    let paths = if state == DriftState::Persisting.as_str() {
+        let id: String = r.get(0)?;
+        super::records::drifted_paths(&id, r.get(22)?)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| p.path)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Some(Persisting {
+        since: Time::stored(r.get::<_, Option<i64>>(19)?.unwrap_or(0), text),
+        pipeline: r.get(20)?,
+        audit_id: r.get(21)?,
+        paths,
+    }))
 }
 
 /// The drifts' changes and audit ids, oldest first, from the changes that

@@ -4,7 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Change, ChangeRecord, Impersonator, ManagedBy, Owner, Risk};
+use crate::model::{Change, ChangeRecord, DriftedPath, Impersonator, ManagedBy, Owner, Risk};
+use crate::telemetry::events::{Emit, StoreRowCorrupt};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -115,4 +116,26 @@ pub(super) fn changed_paths(c: &ChangeRecord) -> String {
         paths.push_str(&ch.path);
     }
     paths
+}
+
+/// A drift's fields as stored: JSON, or `NULL` when not known.
+pub(super) fn paths_json(paths: Option<&[DriftedPath]>) -> Option<String> {
+    paths.and_then(|p| serde_json::to_string(p).ok())
+}
+
+/// A drift's fields read back; an unreadable column is counted and taken as
+/// not known, which makes its reconcile unverified rather than wrong.
+pub(crate) fn drifted_paths(id: &str, column: Option<String>) -> Option<Vec<DriftedPath>> {
+    let text = column?;
+    match serde_json::from_str(&text) {
+        Ok(paths) => Some(paths),
+        Err(e) => {
+            StoreRowCorrupt {
+                table: "drifts",
+                problem: &format!("the drifted fields of {id} are not readable ({e})"),
+            }
+            .emit();
+            None
+        }
+    }
 }

@@ -59,4 +59,14 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX drifts_by_state  ON drifts (state, opened_at_us);
     CREATE INDEX drifts_by_object ON drifts (name, resource, namespace);
     ",
+    // 2: verified reconcile: the fields each drift set, and when a
+    // pipeline write first left some of them in place.
+    "
+    ALTER TABLE drifts ADD COLUMN drifted_paths TEXT;
+    ALTER TABLE drifts ADD COLUMN persisting_at TEXT;
+    ALTER TABLE drifts ADD COLUMN persisting_at_us INTEGER;
+    ALTER TABLE drifts ADD COLUMN persisting_pipeline TEXT;
+    ALTER TABLE drifts ADD COLUMN persisting_audit_id TEXT;
+    ALTER TABLE drifts ADD COLUMN reconcile_verification TEXT;
+    ",
 ];

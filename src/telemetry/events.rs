@@ -365,11 +365,29 @@ impl Emit for StoreOpened<'_> {
 
 pub struct DriftsOpen {
     pub count: usize,
+    pub persisting: usize,
+    /// Persisting longer than `drifts.persisting_alert_after`.
+    pub overdue: usize,
+    /// How many became overdue since the last report: warned once each.
+    pub newly_overdue: usize,
+    pub oldest_persisting_seconds: f64,
+    pub alert_after: std::time::Duration,
 }
 
 impl Emit for DriftsOpen {
     fn emit(self) {
         gauge!(m::DRIFTS_OPEN).set(self.count as f64);
+        gauge!(m::DRIFTS_PERSISTING).set(self.persisting as f64);
+        gauge!(m::DRIFTS_PERSISTING_OVERDUE).set(self.overdue as f64);
+        gauge!(m::DRIFT_PERSISTING_OLDEST_SECONDS).set(self.oldest_persisting_seconds);
+        if self.newly_overdue > 0 {
+            warn!(
+                drifts = self.newly_overdue,
+                overdue = self.overdue,
+                after_seconds = self.alert_after.as_secs(),
+                "Drifts persisting past drifts.persisting_alert_after: a pipeline wrote the object and left out-of-band fields in place; list them with GET /api/v1/drifts?state=persisting."
+            );
+        }
     }
 }
 

@@ -18,6 +18,9 @@ pub const STORE_ERRORS: &str = "driftwatch_store_errors_total";
 pub const STORE_CORRUPT_ROWS: &str = "driftwatch_store_corrupt_rows_total";
 pub const BATCHES_REFUSED: &str = "driftwatch_batches_refused_total";
 pub const DRIFTS_OPEN: &str = "driftwatch_drifts_open";
+pub const DRIFTS_PERSISTING: &str = "driftwatch_drifts_persisting";
+pub const DRIFTS_PERSISTING_OVERDUE: &str = "driftwatch_drifts_persisting_overdue";
+pub const DRIFT_PERSISTING_OLDEST_SECONDS: &str = "driftwatch_drift_persisting_oldest_seconds";
 pub const DRIFT_RECONCILE_SECONDS: &str = "driftwatch_drift_reconcile_seconds";
 pub const RETENTION_DELETED: &str = "driftwatch_retention_deleted_rows_total";
 pub const KAFKA_MESSAGES: &str = "driftwatch_kafka_messages_total";
@@ -105,7 +108,22 @@ pub fn describe() {
     describe_gauge!(
         DRIFTS_OPEN,
         Unit::Count,
-        "Drifts opened and not yet reconciled or accepted."
+        "Drifts opened and not yet reconciled or accepted (persisting ones included)."
+    );
+    describe_gauge!(
+        DRIFTS_PERSISTING,
+        Unit::Count,
+        "Open drifts that a pipeline write left in place (some drifted field kept its out-of-band value)."
+    );
+    describe_gauge!(
+        DRIFTS_PERSISTING_OVERDUE,
+        Unit::Count,
+        "Persisting drifts older than drifts.persisting_alert_after."
+    );
+    describe_gauge!(
+        DRIFT_PERSISTING_OLDEST_SECONDS,
+        Unit::Seconds,
+        "Age of the oldest persisting drift, from the first pipeline write that left it (0 when none)."
     );
     describe_histogram!(
         DRIFT_RECONCILE_SECONDS,

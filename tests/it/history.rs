@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::common::{
     ALICE, ARGOCD_CONFIG as CONFIG, ARGOCD_SA, Answer, Ev, Run, Service, client, get_json, get_ok,
-    post_events, post_json, run, send,
+    post_events, post_json, run, send, wait_until,
 };
 
 const BOB: &str = "bob@example.com";
@@ -876,6 +876,158 @@ async fn an_open_drift_survives_a_restart_and_the_next_sync_closes_it() -> Resul
         .context("the reconcile histogram has a sum")?;
     assert!((sum - RECONCILE_SECONDS).abs() < 1e-3, "{sum}");
     // The sync is sanctioned: nothing on stdout after the restart.
+    assert_only_marker_since(&svc, 0).await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Verified reconcile.
+
+/// The container had no env: the edit adds the list.
+const ENV_DEBUG: &str = "spec.template.spec.containers[name=app].env";
+
+/// A Deployment object with `DEBUG=1` in its container's env.
+fn with_debug_env(mut object: Value) -> Value {
+    object["spec"]["template"]["spec"]["containers"][0]["env"] =
+        json!([{"name": "DEBUG", "value": "1"}]);
+    object
+}
+
+/// The case: `kubectl edit` adds an env var, then Argo CD's
+/// server-side apply, which does not own that field, changes the image and
+/// leaves the env var in the live object. The drift is not reconciled: it
+/// persists (across a restart), its age is a metric past the alert
+/// threshold, and the pipeline's next write that removes the env var
+/// closes it, verified.
+#[tokio::test]
+async fn a_pipeline_write_that_leaves_a_drifted_field_keeps_the_drift_open() -> Result<()> {
+    let config = format!("{CONFIG}\ndrifts:\n  persisting_alert_after: 1m\n");
+    let svc = Service::start(Some(&config))?;
+    let base = recent_base();
+    let created = Deploy::new("shop", "api");
+    let create = Ev::at(
+        "create",
+        "/apis/apps/v1/namespaces/shop/deployments?fieldManager=argocd-controller",
+        base,
+    )
+    .by_argocd()
+    .named("api")
+    .bodies(created.manifest(), created.object());
+    let mut edited = created.next(48_377);
+    edited.managers.push("kubectl-edit");
+    let edit = Ev::at(
+        "patch",
+        &deploy_uri("shop", "api", "fieldManager=kubectl-edit&fieldValidation=Strict"),
+        base + secs(60.0),
+    )
+    .bodies(
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "env": [{"name": "DEBUG", "value": "1"}]}]}}}}),
+        with_debug_env(edited.object()),
+    );
+    let mut applied = edited.next(48_412);
+    applied.image = "registry.example.com/shop/api:1.8.4".to_owned();
+    let apply = Ev::at(
+        "patch",
+        &deploy_uri("shop", "api", "fieldManager=argocd-controller&force=true"),
+        base + secs(120.0),
+    )
+    .by_argocd()
+    .bodies(applied.manifest(), with_debug_env(applied.object()));
+    post_events(&svc, &[&create, &edit, &apply]).await?;
+
+    let findings = svc.wait_for_findings(1)?;
+    let f = &findings[0];
+    assert_eq!(f["audit_id"], json!(edit.id()), "{f}");
+    assert_eq!(changes_of(f).keys().collect::<Vec<_>>(), [ENV_DEBUG], "{f}");
+    let drift_id = f["drift"]["id"].as_str().context("drift id")?.to_owned();
+    let d = get_ok(&svc, &format!("/api/v1/drifts/{drift_id}")).await?;
+    assert_eq!(d["state"], "persisting", "{d}");
+    assert_eq!(d["persisting"]["paths"], json!([ENV_DEBUG]), "{d}");
+    assert_eq!(d["persisting"]["pipeline"], "argocd", "{d}");
+    assert_eq!(d["persisting"]["audit_id"], json!(apply.id()), "{d}");
+    assert!(same_time(&d["persisting"]["since"], apply.time()), "{d}");
+    assert_eq!(d["closed_by"], Value::Null, "{d}");
+    // Still an open drift to whoever lists the open ones.
+    let open = get_ok(&svc, "/api/v1/drifts?state=open").await?;
+    assert_eq!(ids(&open["items"]), [drift_id.as_str()], "{open}");
+    let persisting = get_ok(&svc, "/api/v1/drifts?state=persisting").await?;
+    assert_eq!(
+        ids(&persisting["items"]),
+        [drift_id.as_str()],
+        "{persisting}"
+    );
+    assert_eq!(
+        metric(&svc, "driftwatch_drifts_persisting").await?,
+        Some(1.0)
+    );
+
+    // Its fields survive a restart: another apply that leaves DEBUG keeps it
+    // persisting, and the age is reported past the threshold.
+    let (code, dir) = svc.stop_keeping_dir()?;
+    assert_eq!(code, 0);
+    let svc = Service::start_in(dir, Some(&config))?;
+    assert_eq!(
+        metric(&svc, "driftwatch_drifts_persisting").await?,
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&svc, "driftwatch_drifts_persisting_overdue").await?,
+        Some(1.0),
+        "persisting since hours ago, past the 1m threshold"
+    );
+    let oldest = metric(&svc, "driftwatch_drift_persisting_oldest_seconds")
+        .await?
+        .context("the oldest persisting drift's age")?;
+    assert!(oldest > 3600.0, "{oldest}");
+    let warned = wait_until(
+        Duration::from_secs(10),
+        || "a warning naming drifts.persisting_alert_after".to_owned(),
+        || {
+            let logs = svc.logs.lock().map(|l| l.clone()).unwrap_or_default();
+            logs.iter()
+                .any(|l| l.contains("WARN") && l.contains("drifts.persisting_alert_after"))
+                .then_some(())
+        },
+    );
+    assert!(warned.is_ok(), "{warned:?}");
+    let mut again = applied.next(48_500);
+    again.image = "registry.example.com/shop/api:1.8.5".to_owned();
+    let apply_again = Ev::at(
+        "patch",
+        &deploy_uri("shop", "api", "fieldManager=argocd-controller&force=true"),
+        base + secs(180.0),
+    )
+    .by_argocd()
+    .bodies(again.manifest(), with_debug_env(again.object()));
+    post_events(&svc, &[&apply_again]).await?;
+    let d = get_ok(&svc, &format!("/api/v1/drifts/{drift_id}")).await?;
+    assert_eq!(d["state"], "persisting", "{d}");
+    assert_eq!(d["persisting"]["audit_id"], json!(apply_again.id()), "{d}");
+    assert!(
+        same_time(&d["persisting"]["since"], apply.time()),
+        "persisting since the first write that left it: {d}"
+    );
+
+    // A replace of the whole object without DEBUG puts it back: verified.
+    let replaced = again.next(48_600);
+    let replace = Ev::at(
+        "update",
+        &deploy_uri("shop", "api", "fieldManager=argocd-controller"),
+        base + secs(240.0),
+    )
+    .by_argocd()
+    .bodies(replaced.object(), replaced.object());
+    post_events(&svc, &[&replace]).await?;
+    let d = get_ok(&svc, &format!("/api/v1/drifts/{drift_id}")).await?;
+    assert_eq!(d["state"], "reconciled", "{d}");
+    assert_eq!(d["verification"], "verified", "{d}");
+    assert_eq!(d["closed_by"]["audit_id"], json!(replace.id()), "{d}");
+    assert_eq!(d["persisting"]["paths"], Value::Null, "{d}");
+    assert_eq!(
+        metric(&svc, "driftwatch_drifts_persisting").await?,
+        Some(0.0)
+    );
+    assert_eq!(metric(&svc, "driftwatch_drifts_open").await?, Some(0.0));
     assert_only_marker_since(&svc, 0).await?;
     Ok(())
 }
