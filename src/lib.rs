@@ -28,4 +28,5 @@ pub mod model;
 pub mod sinks;
 pub mod sources;
 pub mod store;
+pub mod suggest;
 pub mod telemetry;
