@@ -400,6 +400,50 @@ mod tests {
     }
 
     #[test]
+    fn text_from_the_log_cannot_break_the_yaml() {
+        let odd = "robot\nallow: [] # \"x\"";
+        let seen = |i: usize, user: &str| Seen {
+            id: format!("f{i}"),
+            finding_type: crate::model::FindingType::OutOfBandChange,
+            username: user.to_owned(),
+            groups: Vec::new(),
+            impersonated: false,
+            user_agent: None,
+            client: None,
+            field_manager: None,
+            verb: "update".into(),
+            group: "example.com".into(),
+            resource: "widgets".into(),
+            subresource: None,
+            namespace: Some("ns\n#".into()),
+            name: Some("w\"1".into()),
+            paths: Vec::new(),
+            risks: Vec::new(),
+        };
+        let findings = vec![seen(1, odd), seen(2, odd), seen(3, "x@example.com\nallow:")];
+        let mut withheld = WithheldSet::default();
+        let mut proposals = propose::build(&findings, 2, &BTreeSet::new(), &mut withheld);
+        for p in &mut proposals {
+            p.scopes[0].removes = 2;
+        }
+        let s = Suggestions {
+            inputs: vec!["a\nb.jsonl".into()],
+            config: "embedded defaults".into(),
+            events: 3,
+            findings: 3,
+            remaining: 1,
+            proposals,
+            withheld: withheld.into_vec(),
+            rejections: Vec::new(),
+        };
+        let text = yaml(&s);
+        let loaded = Config::from_yaml(&text, "suggested.yaml").unwrap();
+        assert_eq!(loaded.policy.allowances.len(), 1, "{text}");
+        assert!(loaded.policy.allowances[0].who.users.contains(odd));
+        assert_eq!(loaded.policy.allowances[0].what[0].names, ["w\"1"]);
+    }
+
+    #[test]
     fn nothing_to_suggest_still_loads() {
         let s = run(&log()[7..]);
         assert!(s.proposals.is_empty());

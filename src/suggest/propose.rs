@@ -119,36 +119,17 @@ pub struct WithheldSet(BTreeMap<WithheldKey, (BTreeSet<String>, usize)>);
 
 impl WithheldSet {
     pub fn add(&mut self, f: &Seen, reason: &str) {
-        self.add_n(
-            &f.username,
-            &f.group,
-            &f.rbac_resource(),
-            &f.verb,
-            1,
-            reason,
-        );
-    }
-
-    pub fn add_n(
-        &mut self,
-        identity: &str,
-        group: &str,
-        resource: &str,
-        verb: &str,
-        n: usize,
-        reason: &str,
-    ) {
         let e = self
             .0
             .entry((
-                identity.to_owned(),
-                group.to_owned(),
-                resource.to_owned(),
+                f.username.clone(),
+                f.group.clone(),
+                f.rbac_resource(),
                 reason.to_owned(),
             ))
             .or_default();
-        e.0.insert(verb.to_owned());
-        e.1 += n;
+        e.0.insert(f.verb.clone());
+        e.1 += 1;
     }
 
     pub fn into_vec(self) -> Vec<Withheld> {

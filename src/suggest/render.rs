@@ -136,17 +136,21 @@ fn withheld_line(w: &Withheld) -> String {
     } else {
         format!(" ({})", w.api_group)
     };
-    format!(
+    one_line(&format!(
         "{}: {} {}{group}, {}: {}",
         w.identity,
         verbs.join("/"),
         w.resource,
         plural(w.findings, "finding", "findings"),
         w.reason
-    )
-    .chars()
-    .map(|c| if c.is_control() { ' ' } else { c })
-    .collect()
+    ))
+}
+
+/// Text from the log in a comment: a line break would end the comment.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 /// The config file: a header, `allow:`, then what is not suggested.
@@ -157,9 +161,9 @@ pub fn yaml(s: &Suggestions) -> String {
         out,
         "# driftwatch policy suggest: {} in {} ({} events), under {}.",
         plural(s.findings, "finding", "findings"),
-        s.inputs.join(", "),
+        one_line(&s.inputs.join(", ")),
         s.events,
-        s.config
+        one_line(&s.config)
     );
     let _ = writeln!(
         out,
