@@ -136,9 +136,13 @@ fn withheld_line(w: &Withheld) -> String {
     } else {
         format!(" ({})", w.api_group)
     };
+    let identity = if w.identity.is_empty() {
+        "(no username)"
+    } else {
+        &w.identity
+    };
     one_line(&format!(
-        "{}: {} {}{group}, {}: {}",
-        w.identity,
+        "{identity}: {} {}{group}, {}: {}",
         verbs.join("/"),
         w.resource,
         plural(w.findings, "finding", "findings"),
