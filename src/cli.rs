@@ -132,4 +132,30 @@ pub enum PolicyCommand {
         #[arg(long, env = "DRIFTWATCH_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Propose scoped allowances that would silence the automation seen in
+    /// audit logs, each measured by replaying the logs with it.
+    Suggest(SuggestArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SuggestArgs {
+    /// Audit log files: JSON lines, EventLists, cloud envelopes. They are
+    /// replayed more than once, so standard input is not accepted.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// YAML config the logs are judged under; without it the embedded defaults.
+    #[arg(long, env = "DRIFTWATCH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Leave out any scope that removes fewer findings than this.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    pub min_findings: u64,
+    /// `yaml`: a config file to review and paste; `json`: for machines.
+    #[arg(long, short = 'o', value_enum, default_value_t = SuggestOutput::Yaml)]
+    pub output: SuggestOutput,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SuggestOutput {
+    Yaml,
+    Json,
 }

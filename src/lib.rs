@@ -11,7 +11,8 @@
 //!
 //! The words every stage shares live in [`model`]; [`engine`] runs the
 //! stages for every source and is the only builder of a finding and its
-//! history record; [`app`] wires the service; [`api`] is the read side.
+//! history record; [`app`] wires the service; [`api`] is the read side;
+//! [`suggest`] proposes allowances by replaying logs through the engine.
 
 pub mod api;
 pub mod app;
@@ -28,4 +29,5 @@ pub mod model;
 pub mod sinks;
 pub mod sources;
 pub mod store;
+pub mod suggest;
 pub mod telemetry;

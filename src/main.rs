@@ -8,7 +8,10 @@ use std::sync::Arc;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use driftwatch::cli::{Cli, Command, Output, PolicyCommand, ReplayArgs, ServeArgs, WhoChangedArgs};
+use driftwatch::cli::{
+    Cli, Command, Output, PolicyCommand, ReplayArgs, ServeArgs, SuggestArgs, SuggestOutput,
+    WhoChangedArgs,
+};
 use driftwatch::config::Config;
 use driftwatch::engine::{Engine, IngestError, Stats};
 use driftwatch::model::{FindingType, VerdictKind};
@@ -36,9 +39,10 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Replay(args) => replay(args),
         Command::WhoChanged(args) => who_changed(*args),
-        Command::Policy {
-            command: PolicyCommand::Check { config },
-        } => policy_check(config.as_deref()),
+        Command::Policy { command } => match command {
+            PolicyCommand::Check { config } => policy_check(config.as_deref()),
+            PolicyCommand::Suggest(args) => policy_suggest(&args),
+        },
     }
 }
 
@@ -328,4 +332,52 @@ fn policy_check(path: Option<&Path>) -> ExitCode {
         println!("allowance {}: risk: {}", a.name, a.risk.trim());
     }
     ExitCode::SUCCESS
+}
+
+fn policy_suggest(args: &SuggestArgs) -> ExitCode {
+    if std::env::var_os("RUST_LOG").is_none() {
+        init_quiet_logging();
+    } else {
+        telemetry::init_logging();
+    }
+    let config = match load_config(args.config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let shown = args.config.as_deref().map_or_else(
+        || "embedded defaults".to_owned(),
+        |p| p.display().to_string(),
+    );
+    let min = usize::try_from(args.min_findings).unwrap_or(usize::MAX);
+    let found = match driftwatch::suggest::suggest(&config, &shown, &args.files, min) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("driftwatch: {e}");
+            return ExitCode::from(if e.is_usage() {
+                EXIT_USAGE
+            } else {
+                EXIT_REJECTED
+            });
+        }
+    };
+    for r in &found.rejections {
+        eprintln!("{r}");
+    }
+    match args.output {
+        SuggestOutput::Yaml => print!("{}", driftwatch::suggest::yaml(&found)),
+        SuggestOutput::Json => println!("{}", driftwatch::suggest::json(&found)),
+    }
+    eprintln!(
+        "suggested {} allowance(s) removing {} of {} findings; {} stay reported; rejected: {}",
+        found.proposals.len(),
+        found.removed(),
+        found.findings,
+        found.remaining,
+        found.rejections.len()
+    );
+    if found.rejections.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_REJECTED)
+    }
 }

@@ -66,6 +66,11 @@ impl PathPattern {
         Ok(PathPattern(segs))
     }
 
+    /// The pattern's segments: `spec`, `containers`, `[*]`, `data["ca.crt"]`'s `["ca.crt"]`.
+    pub fn segments(&self) -> &[String] {
+        &self.0
+    }
+
     pub fn matches(&self, path: &str) -> bool {
         let segs = segments(path);
         matches_from(&self.0, &segs)

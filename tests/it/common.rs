@@ -1020,12 +1020,7 @@ impl Replay {
 /// `driftwatch replay --config CONFIG ARGS...` with `stdin`; checks the run
 /// was clean (exit 0, nothing rejected, one finding line per drift).
 pub fn replay_args(config: &str, args: &[&str], stdin: &str) -> Result<Replay> {
-    let mut file = tempfile::Builder::new()
-        .prefix("driftwatch-")
-        .suffix(".yaml")
-        .tempfile()?;
-    file.write_all(config.as_bytes())?;
-    file.flush()?;
+    let file = temp_file(".yaml", config)?;
     let path = file.path().to_str().context("temp path is not UTF-8")?;
     let mut argv = vec!["replay", "--config", path];
     argv.extend_from_slice(args);
@@ -1054,6 +1049,52 @@ pub fn replay_args(config: &str, args: &[&str], stdin: &str) -> Result<Replay> {
         findings,
         summary,
     })
+}
+
+/// A file holding `text`, deleted when dropped.
+pub fn temp_file(suffix: &str, text: &str) -> Result<tempfile::NamedTempFile> {
+    let mut file = tempfile::Builder::new()
+        .prefix("driftwatch-")
+        .suffix(suffix)
+        .tempfile()?;
+    file.write_all(text.as_bytes())?;
+    file.flush()?;
+    Ok(file)
+}
+
+/// `events` as an audit log file (JSON lines).
+pub fn log_file(events: &[Ev]) -> Result<tempfile::NamedTempFile> {
+    let text: String = events.iter().map(|e| e.line() + "\n").collect();
+    temp_file(".jsonl", &text)
+}
+
+/// The testkit's hour of add-on traffic (default seed) written to
+/// `DIR/addon-hour.jsonl`, and each labelled attack's `(name, auditID)`.
+pub fn addon_hour_log(dir: &std::path::Path) -> Result<(PathBuf, Vec<(String, String)>)> {
+    use driftwatch_testkit::addons;
+    let events = addons::hour(driftwatch_testkit::synth::DEFAULT_SEED);
+    let path = dir.join("addon-hour.jsonl");
+    let mut text = String::new();
+    let mut attacks = Vec::new();
+    for e in &events {
+        text.push_str(&e.json);
+        text.push('\n');
+        if let Some(name) = e.attack {
+            let v: Value = serde_json::from_str(&e.json)?;
+            ensure!(
+                v["annotations"][addons::ATTACK_ANNOTATION] == name,
+                "attack {name} is labelled"
+            );
+            let id = v["auditID"].as_str().context("an attack without auditID")?;
+            attacks.push((name.to_owned(), id.to_owned()));
+        }
+    }
+    std::fs::write(&path, text)?;
+    ensure!(
+        attacks.len() == addons::ATTACKS.len(),
+        "attacks: {attacks:?}"
+    );
+    Ok((path, attacks))
 }
 
 /// Replays `events` as JSON lines on stdin.

@@ -16,5 +16,6 @@ mod recorded;
 mod redaction;
 mod robustness;
 mod scenarios;
+mod suggest;
 mod tls;
 mod webhook;
