@@ -166,6 +166,19 @@ fn git_deployment(image: &str) -> Value {
     })
 }
 
+/// The drift once it is in `state` (the API server's batches arrive a
+/// moment after kubectl returns).
+fn drift_in_state(svc: &Service, drift: &str, state: &str) -> Result<Value> {
+    wait_until(
+        Duration::from_secs(60),
+        || format!("drift {drift} {state}"),
+        || {
+            let body = api(svc, "dw-e2e", &format!("/api/v1/drifts/{drift}")).ok()?;
+            (body["state"] == state).then_some(body)
+        },
+    )
+}
+
 fn argocd_apply(cluster: &Cluster, body: &Value) -> Result<u16> {
     let (code, answer) = cluster.request(
         "argocd",
@@ -191,7 +204,8 @@ json.dump(obj, open(path, "w"))
 
 /// People, a pipeline and an admin against a real API server: each write
 /// gives exactly its finding (type, resource, actor, fields); dry runs and
-/// refused writes give none; the pipeline's re-apply closes the drift; the
+/// refused writes give none; the pipeline's re-apply leaves the drift
+/// persisting on the fields it does not own and its replace closes it; the
 /// history (`who-changed` over TLS) and `/api/v1/drifts` agree; the API
 /// server never failed to deliver an audit batch.
 #[test]
@@ -453,17 +467,43 @@ fn kubectl_changes_are_attributed_end_to_end() -> Result<()> {
         ],
     )?;
 
-    // The pipeline's next sync puts the Git version back: reconciled.
+    // The pipeline's next sync, a server-side apply of the Git version,
+    // puts back what it owns (replicas, image) and leaves what it does not
+    // (alice's env var, the annotation): the drift persists, naming them.
     argocd_apply(&cluster, &git_deployment("nginx:1.25"))?;
-    let state = wait_until(
-        Duration::from_secs(60),
-        || format!("drift {drift} reconciled"),
-        || {
-            let body = api(&svc, "dw-e2e", &format!("/api/v1/drifts/{drift}")).ok()?;
-            (body["state"] == "reconciled").then_some(body)
-        },
+    let state = drift_in_state(&svc, &drift, "persisting")?;
+    let left: Vec<&str> = state["persisting"]["paths"]
+        .as_array()
+        .context("persisting paths")?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        left.contains(&"spec.template.spec.containers[name=app].env")
+            && left.contains(&"metadata.annotations.via"),
+        "{state}"
+    );
+    assert!(
+        !left
+            .iter()
+            .any(|p| p.contains("replicas") || p.contains("image")),
+        "{state}"
+    );
+    assert_eq!(state["persisting"]["pipeline"], "argocd");
+    // A replace of the Git version (Argo CD's `Replace=true`) drops them:
+    // reconciled, verified.
+    let (code, answer) = cluster.request(
+        "argocd",
+        ARGOCD_UA,
+        Method::PUT,
+        "/apis/apps/v1/namespaces/shop/deployments/api?fieldManager=argocd-controller",
+        "application/json",
+        &git_deployment("nginx:1.25"),
     )?;
+    ensure!(code == 200, "replace: {code} {answer}");
+    let state = drift_in_state(&svc, &drift, "reconciled")?;
     assert_eq!(state["closed_by"]["pipeline"], "argocd");
+    assert_eq!(state["verification"], "verified", "{state}");
 
     // Exactly the findings above, nothing from the control plane, no secret.
     let findings: Vec<Value> = svc
@@ -526,7 +566,11 @@ fn kubectl_changes_are_attributed_end_to_end() -> Result<()> {
         .filter_map(|c| c["verdict"].as_str())
         .filter(|v| *v != "system")
         .collect();
-    assert_eq!(verdicts.len(), 7, "sync, 5 drift, reconcile: {verdicts:?}");
+    assert_eq!(
+        verdicts.len(),
+        8,
+        "sync, 5 drift, apply, replace: {verdicts:?}"
+    );
     assert_eq!(verdicts.first(), Some(&"sanctioned"), "{verdicts:?}");
     assert_eq!(verdicts.last(), Some(&"sanctioned"), "{verdicts:?}");
     let drift_changes = history
