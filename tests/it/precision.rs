@@ -5,7 +5,7 @@
 use anyhow::{Result, ensure};
 use serde_json::{Value, json};
 
-use crate::common::{Ev, all_ignored, replay, run};
+use crate::common::{Ev, all_ignored, change_paths, replay, run};
 
 const NO_PIPELINES: &str = "cluster: prod\n";
 
@@ -391,5 +391,49 @@ fn a_pack_allows_its_own_lock_and_not_the_control_planes() -> Result<()> {
         "drift {drift}, allowed {allowed}"
     );
     ensure!(findings[0]["resource"]["name"] == "kube-controller-manager");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// GKE: Cloud Logging's `@type` is not a field.
+
+#[test]
+fn gke_findings_carry_no_type_url_change() -> Result<()> {
+    // The corpus's GKE kubelet status patches (logged without the pod, so
+    // not quiet) and replica-set controller create.
+    let path = crate::common::corpus("gcp-khi/k8s_audit_entries.jsonl");
+    let path = path.to_str().unwrap_or_default();
+    let r = crate::common::replay_args(NO_PIPELINES, &[path], "")?;
+    ensure!(!r.findings.is_empty(), "{}", r.summary.line);
+    for f in &r.findings {
+        ensure!(
+            !f["changes"].to_string().contains("@type"),
+            "a change of the type URL: {f:#}"
+        );
+    }
+    // A person's merge patch, as Cloud Logging records it.
+    let entry = json!({
+        "insertId": "3f1c0b9e-4a2d-4e5f-8c6b-7d9e0f1a2b3c",
+        "logName": "projects/p/logs/cloudaudit.googleapis.com%2Factivity",
+        "operation": {"first": true, "id": "3f1c0b9e-4a2d-4e5f-8c6b-7d9e0f1a2b3c", "last": true, "producer": "k8s.io"},
+        "protoPayload": {
+            "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+            "authenticationInfo": {"principalEmail": "alice@example.com"},
+            "methodName": "io.k8s.apps.v1.deployments.patch",
+            "requestMetadata": {"callerIp": "203.0.113.7", "callerSuppliedUserAgent": "kubectl/v1.31.2 (linux/amd64) kubernetes/5864a46"},
+            "resourceName": "apps/v1/namespaces/shop/deployments/api",
+            "serviceName": "k8s.io",
+            "status": {"code": 0},
+            "request": {"@type": "k8s.io/Patch", "spec": {"replicas": 5}},
+            "response": {"@type": "apps.k8s.io/v1.Deployment", "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "api", "namespace": "shop", "resourceVersion": "41"},
+                "spec": {"replicas": 5}}
+        },
+        "resource": {"type": "k8s_cluster"},
+        "timestamp": "2026-11-20T10:00:00.123456Z"
+    });
+    let r = crate::common::replay_args(NO_PIPELINES, &["-"], &format!("{entry}\n"))?;
+    let f = r.only()?;
+    ensure!(change_paths(f) == ["spec.replicas"], "{f:#}");
     Ok(())
 }
