@@ -437,3 +437,66 @@ fn gke_findings_carry_no_type_url_change() -> Result<()> {
     ensure!(change_paths(f) == ["spec.replicas"], "{f:#}");
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// cert-manager's cainjector repointing a webhook.
+
+fn cainjector_json_patch(ops: Value, after: Option<Value>) -> Ev {
+    let e = Ev::new(
+        "patch",
+        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/cert-manager-webhook",
+    )
+    .by_sa(
+        "cert-manager",
+        "cert-manager-cainjector",
+        "cert-manager-cainjector-1",
+    )
+    .ua("cert-manager-cainjector/v1.16.1 (linux/amd64) cert-manager/2a2c8ac2e2cc")
+    .body(ops);
+    match after {
+        Some(a) => e.response(a),
+        None => e,
+    }
+}
+
+#[test]
+fn a_cainjector_repointing_a_webhook_is_critical_whether_or_not_the_object_is_logged() -> Result<()>
+{
+    let repoint = json!([
+        {"op": "replace", "path": "/webhooks/0/clientConfig/url", "value": "https://evil.example.com/"},
+        {"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": "Q0EtMg=="}
+    ]);
+    let mut after = webhook(Some("https://evil.example.com/"), "Q0EtMg==");
+    after["kind"] = json!("MutatingWebhookConfiguration");
+    // With the injector's pack on: its caBundle patches are allowed; a URL
+    // is outside the allowance's fields, and its content makes it critical.
+    let packs = "cluster: prod\nallow_packs: [cert-manager]\n";
+    let ca_only = json!([{"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": "Q0EtMw=="}]);
+    let r = replay(
+        packs,
+        &[
+            cainjector_json_patch(repoint.clone(), None),
+            cainjector_json_patch(repoint, Some(after)),
+            cainjector_json_patch(ca_only, None),
+        ],
+    )?;
+    ensure!(
+        r.findings.len() == 2 && r.summary.allowed == 1,
+        "{}\n{}",
+        r.summary.line,
+        r.run.stdout
+    );
+    for f in &r.findings {
+        ensure!(f["severity"] == "critical", "{f:#}");
+        let risk = &f["risks"][0];
+        ensure!(risk["rule"] == "webhook_external_url", "{f:#}");
+        ensure!(risk["value"] == "https://evil.example.com/", "{f:#}");
+        ensure!(
+            f["reasons"]
+                .to_string()
+                .contains("risk: webhook_external_url"),
+            "{f:#}"
+        );
+    }
+    Ok(())
+}
