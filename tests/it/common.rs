@@ -419,6 +419,11 @@ pub fn change_paths(f: &Value) -> Vec<String> {
     strings_at(f, "changes", "path")
 }
 
+/// The rules of a finding's `risks`, in order.
+pub fn risk_rules(f: &Value) -> Vec<String> {
+    strings_at(f, "risks", "rule")
+}
+
 fn strings_at(f: &Value, list: &str, key: &str) -> Vec<String> {
     f[list]
         .as_array()

@@ -5,7 +5,7 @@
 use anyhow::{Result, ensure};
 use serde_json::{Value, json};
 
-use crate::common::{Ev, all_ignored, change_paths, replay, run};
+use crate::common::{Ev, all_ignored, change_paths, replay, risk_rules, run};
 
 const NO_PIPELINES: &str = "cluster: prod\n";
 
@@ -391,6 +391,114 @@ fn a_pack_allows_its_own_lock_and_not_the_control_planes() -> Result<()> {
         "drift {drift}, allowed {allowed}"
     );
     ensure!(findings[0]["resource"]["name"] == "kube-controller-manager");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Tooling user agents on RBAC writes.
+
+/// Argo CD, Flux and Helm from CI as sanctioned pipelines, and a bootstrap
+/// script declared with the `curl` it really uses.
+const PIPELINES: &str = r#"cluster: prod
+pipelines:
+  - name: argocd
+    users: ["system:serviceaccount:argocd:argocd-application-controller"]
+    user_agents: ["^argocd-application-controller/"]
+  - name: flux
+    users: ["system:serviceaccount:flux-system:kustomize-controller"]
+    user_agents: ["^kustomize-controller/"]
+  - name: helm-ci
+    users: ["ci-deployer@example.com"]
+    user_agents: ["^Helm/"]
+  - name: bootstrap
+    users: ["system:serviceaccount:kube-system:cluster-bootstrap"]
+    user_agents: ["^curl/"]
+"#;
+
+fn read_only_role() -> Ev {
+    Ev::new(
+        "create",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/roles",
+    )
+    .named("pod-reader")
+    .body(
+        json!({"kind": "Role", "apiVersion": "rbac.authorization.k8s.io/v1",
+        "metadata": {"name": "pod-reader", "namespace": "shop"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]}),
+    )
+}
+
+fn admin_binding(subject: &str) -> Ev {
+    Ev::new(
+        "create",
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+    )
+    .named("backup-operator")
+    .body(json!({"kind": "ClusterRoleBinding", "apiVersion": "rbac.authorization.k8s.io/v1",
+        "metadata": {"name": "backup-operator"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": subject, "namespace": "default"}]}))
+}
+
+#[test]
+fn rbac_written_with_a_generic_http_tool_is_reported_and_kubernetes_clients_are_not() -> Result<()>
+{
+    // A token from a pod's mount, used with curl to bind cluster-admin; a
+    // script granting something harmless with python-requests; the same
+    // harmless grant with kubectl.
+    let stolen = admin_binding("default")
+        .by_sa("default", "default", "web-5d8f-1")
+        .ua("curl/8.5.0");
+    let script = read_only_role().ua("python-requests/2.31.0");
+    let kubectl = read_only_role();
+    let r = replay(NO_PIPELINES, &[stolen, script, kubectl])?;
+    let rules: Vec<Vec<String>> = r.findings.iter().map(risk_rules).collect();
+    let severities: Vec<&str> = r
+        .findings
+        .iter()
+        .filter_map(|f| f["severity"].as_str())
+        .collect();
+    ensure!(
+        rules
+            == [
+                vec!["rbac_bind_admin", "tooling_user_agent_rbac"],
+                vec!["tooling_user_agent_rbac"],
+                vec![]
+            ],
+        "{rules:?}"
+    );
+    ensure!(severities == ["critical", "high", "high"], "{severities:?}");
+    let tool = &r.findings[0]["risks"][1];
+    ensure!(
+        tool["value"] == "curl/8.5.0" && tool["severity"] == "critical",
+        "{tool}"
+    );
+
+    // The pipelines' own agents, and a pipeline declared with curl.
+    let argocd = read_only_role().by_argocd();
+    let flux = read_only_role()
+        .by_sa(
+            "flux-system",
+            "kustomize-controller",
+            "kustomize-controller-7f9c-1",
+        )
+        .ua("kustomize-controller/v1.4.0");
+    let helm = read_only_role()
+        .by(
+            "ci-deployer@example.com",
+            &["oidc:ci", "system:authenticated"],
+        )
+        .ua("Helm/3.16.2");
+    let bootstrap = read_only_role()
+        .by_sa("kube-system", "cluster-bootstrap", "bootstrap-x1")
+        .ua("curl/8.5.0");
+    let r = replay(PIPELINES, &[argocd, flux, helm, bootstrap])?;
+    ensure!(
+        r.summary.sanctioned == 4 && r.findings.is_empty(),
+        "{}\n{}",
+        r.summary.line,
+        r.run.stdout
+    );
     Ok(())
 }
 

@@ -19,6 +19,7 @@
 //! - Secrets: their data is never parsed (see `credentials.rs`).
 
 mod admission;
+pub mod client;
 mod configmap;
 mod credentials;
 mod namespace;
