@@ -42,12 +42,13 @@ pub fn settle(
             severity: Severity::Critical,
         });
     }
-    // How the write was made, beside what it says.
+    // How and with whose credential the write was made, beside what it says.
     if let Some(r) = super::risk::client::tooling_rbac(ev, &risks)
         && !agents_declared(policy, &verdict)
     {
         risks.push(r);
     }
+    risks.extend(super::risk::node::off_node(ev));
     if risks.is_empty() {
         return verdict;
     }
@@ -56,7 +57,16 @@ pub fn settle(
         // this write changed is news.
         risks.retain(|r| changes.iter().any(|c| overlaps(&c.path, &r.path)));
     }
-    weigh(policy, verdict, risks)
+    let mut verdict = weigh(policy, verdict, risks);
+    if let Verdict::Drift(d) = &mut verdict
+        && ev.failed()
+    {
+        d.reasons.push(format!(
+            "the API server refused it ({}): an attempt, nothing changed",
+            ev.status_code().unwrap_or_default()
+        ));
+    }
+    verdict
 }
 
 /// The identity declared the user agents it writes with (a pipeline's

@@ -503,6 +503,89 @@ fn rbac_written_with_a_generic_http_tool_is_reported_and_kubernetes_clients_are_
 }
 
 // ---------------------------------------------------------------------------
+// Node credentials used off their node.
+
+const KUBELET_UA: &str = "kubelet/v1.31.2 (linux/amd64) kubernetes/5864a46";
+const NODES: &[&str] = &["system:nodes", "system:authenticated"];
+
+fn by_node(e: Ev, node: &str, groups: &[&str]) -> Ev {
+    e.by(&format!("system:node:{node}"), groups)
+        .ua(KUBELET_UA)
+        .source_ips(&["10.0.1.21"])
+}
+
+fn node_status(node: &str) -> Ev {
+    Ev::new("patch", &format!("/api/v1/nodes/{node}/status"))
+        .body(json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}))
+}
+
+fn node_lease(node: &str) -> Ev {
+    let lease = json!({"kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
+        "metadata": {"name": node, "namespace": "kube-node-lease"},
+        "spec": {"holderIdentity": node, "renewTime": "2026-11-20T10:00:10.000000Z"}});
+    Ev::new(
+        "update",
+        &format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}"),
+    )
+    .body(lease)
+}
+
+#[test]
+fn node_credentials_on_another_nodes_objects_are_critical_even_when_refused() -> Result<()> {
+    // Its own Node and lease: system, as always.
+    let own = [
+        by_node(node_status("pool-1-a"), "pool-1-a", NODES),
+        by_node(node_lease("pool-1-a"), "pool-1-a", NODES),
+    ];
+    let r = replay(NO_PIPELINES, &own)?;
+    ensure!(
+        r.summary.system == 2 && r.findings.is_empty(),
+        "{}",
+        r.summary.line
+    );
+
+    // Another node's Node, accepted (no NodeRestriction); another node's
+    // lease, refused by NodeRestriction; a pod bound to another node, by a
+    // GKE kubelet (no groups).
+    let other_node = by_node(node_status("pool-1-b"), "pool-1-a", NODES);
+    let refused_lease = by_node(node_lease("pool-1-b"), "pool-1-a", NODES).code(403);
+    let again = by_node(node_lease("pool-1-b"), "pool-1-a", NODES).code(403);
+    let other_pod = pod_status_by("gke-pool-1-abcd", "gke-pool-1-wxyz", &[]);
+    let r = replay(NO_PIPELINES, &[other_node, refused_lease, again, other_pod])?;
+    ensure!(r.findings.len() == 4, "{}", r.run.stdout);
+    for f in &r.findings {
+        ensure!(f["severity"] == "critical", "{f:#}");
+        ensure!(risk_rules(f) == ["node_credentials_off_node"], "{f:#}");
+    }
+    let values: Vec<&Value> = r.findings.iter().map(|f| &f["risks"][0]["value"]).collect();
+    ensure!(
+        values == ["pool-1-b", "pool-1-b", "pool-1-b", "gke-pool-1-wxyz"],
+        "{values:?}"
+    );
+    // The refusals changed nothing: no change, no drift opened or joined.
+    for refused in &r.findings[1..3] {
+        ensure!(refused["changes"] == json!([]), "{refused:#}");
+        ensure!(refused["drift"].is_null(), "{refused:#}");
+        ensure!(
+            refused["reasons"].to_string().contains("refused it (403)"),
+            "{refused:#}"
+        );
+    }
+    ensure!(
+        r.findings[0]["drift"]["state"] == "open",
+        "{:#}",
+        r.findings[0]
+    );
+
+    // A refusal on its own objects is a failed request like any other.
+    all_ignored(
+        NO_PIPELINES,
+        &[by_node(node_status("pool-1-a"), "pool-1-a", NODES).code(409)],
+    )?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
 // GKE: Cloud Logging's `@type` is not a field.
 
 #[test]

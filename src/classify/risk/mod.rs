@@ -24,6 +24,7 @@ mod configmap;
 mod credentials;
 mod namespace;
 mod network;
+pub mod node;
 mod path;
 mod rbac;
 mod workload;
@@ -61,7 +62,9 @@ pub fn assess(ev: &Event<'_>) -> Vec<Risk> {
         return sink.risks;
     }
     let patch = body(ev.request_object).filter(|_| op == Op::Patch);
-    let response = body(ev.response_object);
+    // A refused write answers with a `Status`: what it attempted is in the
+    // request alone.
+    let response = body(ev.response_object).filter(|_| !ev.failed());
     let has_response = response.is_some();
     let object = match op {
         Op::Write => response.or_else(|| body(ev.request_object)),
