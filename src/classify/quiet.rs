@@ -166,12 +166,18 @@ fn node_self(ev: &Event<'_>, node: &str) -> bool {
     }
 }
 
+/// Its bodies bind the pod to `node` and to no other node: the same reading
+/// as the `node_credentials_off_node` risk, so that a write is never both
+/// quiet and off its node.
 fn bound_to(ev: &Event<'_>, node: &str) -> bool {
-    [ev.response_object, ev.request_object]
-        .into_iter()
-        .flatten()
-        .filter_map(|raw| serde_json::from_str::<Value>(raw.get()).ok())
-        .any(|o| o.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node))
+    let mut named = false;
+    for n in super::risk::node::pod_nodes(ev) {
+        if n != node {
+            return false;
+        }
+        named = true;
+    }
+    named
 }
 
 /// The change path of the leader record of ConfigMap and Endpoints locks.
@@ -229,4 +235,37 @@ fn ca_bundle_only(ev: &Event<'_>, changes: &[crate::model::Change]) -> bool {
                 || p == "spec.conversion.webhook.clientConfig.caBundle"
                 || (p.starts_with("webhooks[") && p.ends_with("].clientConfig.caBundle"))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod_write(request: &str, response: &str) -> String {
+        format!(
+            r#"{{"verb":"patch","user":{{"username":"system:node:pool-1-a"}},"objectRef":{{"resource":"pods","namespace":"shop","name":"web-1","subresource":"status"}},"requestObject":{request},"responseObject":{response}}}"#
+        )
+    }
+
+    /// `node_self` covers a pod write only when every body that names a
+    /// node names the writer's: the complement of the off-node risk.
+    #[test]
+    fn node_self_and_the_off_node_risk_never_both_apply() {
+        let on = |node: &str| format!(r#"{{"kind":"Pod","spec":{{"nodeName":"{node}"}}}}"#);
+        let status = r#"{"status":{"phase":"Running"}}"#;
+        let cases = [
+            (pod_write(status, &on("pool-1-a")), true),
+            (pod_write(&on("pool-1-a"), &on("pool-1-a")), true),
+            (pod_write(status, &on("pool-1-b")), false),
+            (pod_write(&on("pool-1-b"), &on("pool-1-a")), false),
+            (pod_write(status, "null"), false),
+        ];
+        for (json, quiet) in cases {
+            let ev: Event<'_> = serde_json::from_str(&json).unwrap();
+            let covered = QuietRules::default().by_identity(&ev) == Some(Quiet::NodeSelf);
+            let off = super::super::risk::node::off_node(&ev).is_some();
+            assert_eq!(covered, quiet, "{json}");
+            assert!(!(covered && off), "{json}");
+        }
+    }
 }

@@ -79,7 +79,11 @@ pub fn classify(policy: &Policy, ev: &Event<'_>, stage: Stage) -> Verdict {
     }
     if let Some(code) = ev.status_code() {
         let ok = (200..300).contains(&code) || (access == Access::Interactive && code == 101);
-        if !ok {
+        // A node credential refused on another node's objects changed
+        // nothing, but the attempt is what a stolen kubelet credential
+        // looks like under NodeRestriction: it is judged like a write.
+        let attempt = access == Access::Mutation && super::risk::node::off_node(ev).is_some();
+        if !ok && !attempt {
             return Verdict::Ignored(IgnoreReason::Failed);
         }
     }
@@ -213,7 +217,9 @@ fn decide(policy: &Policy, ev: &Event<'_>, access: Access) -> Verdict {
         );
     }
 
-    if is_system(policy, user) {
+    // A node is trusted for its own node's objects only.
+    let off_node = super::risk::node::off_node(ev).is_some();
+    if is_system(policy, user) && !off_node {
         return Verdict::System;
     }
     let mut pending = super::Pending::default();
@@ -266,6 +272,12 @@ fn decide(policy: &Policy, ev: &Event<'_>, access: Access) -> Verdict {
     }
 
     reasons.insert(0, "identity matches no sanctioned pipeline".to_owned());
+    if off_node {
+        reasons.push(format!(
+            "{:?} is a node credential, trusted for its own node's objects only",
+            user.username.as_deref().unwrap_or("")
+        ));
+    }
     let mut verdict = drift(policy, ev, FindingType::OutOfBandChange, None, reasons);
     if let Verdict::Drift(d) = &mut verdict {
         d.pending = pending;
@@ -419,5 +431,38 @@ mod tests {
         // A create whose object happens to have a dryRun field is no dry run.
         let create = r#"{"verb":"create","requestURI":"/api/v1/namespaces/s/configmaps","user":{"username":"alice"},"objectRef":{"resource":"configmaps","namespace":"s"},"responseStatus":{"code":201},"requestObject":{"kind":"ConfigMap","dryRun":["All"]}}"#;
         assert!(matches!(verdict(create), Verdict::Drift(_)));
+    }
+
+    fn by_node(groups: &str, name: &str, code: u16) -> String {
+        format!(
+            r#"{{"verb":"patch","requestURI":"/api/v1/nodes/{name}/status","user":{{"username":"system:node:pool-1-a","groups":{groups}}},"objectRef":{{"resource":"nodes","name":"{name}","subresource":"status"}},"responseStatus":{{"code":{code}}}}}"#
+        )
+    }
+
+    /// A kubelet is system for its own node only; another node's object is
+    /// a finding, refused (NodeRestriction's 403) or not, and a refusal on
+    /// its own objects is an ordinary failed request.
+    #[test]
+    fn a_node_is_system_for_its_own_node_only() {
+        let kubelet = r#"["system:nodes","system:authenticated"]"#;
+        assert_eq!(verdict(&by_node(kubelet, "pool-1-a", 200)), Verdict::System);
+        for (groups, code) in [(kubelet, 200), (kubelet, 403), ("[]", 200), ("[]", 403)] {
+            let v = verdict(&by_node(groups, "pool-1-b", code));
+            let Verdict::Drift(d) = v else {
+                panic!("{groups} {code}: {v:?}")
+            };
+            assert_eq!(d.finding_type, FindingType::OutOfBandChange);
+            assert!(
+                d.reasons
+                    .iter()
+                    .any(|r| r.contains("own node's objects only")),
+                "{:?}",
+                d.reasons
+            );
+        }
+        assert_eq!(
+            verdict(&by_node(kubelet, "pool-1-a", 403)),
+            Verdict::Ignored(IgnoreReason::Failed)
+        );
     }
 }

@@ -42,6 +42,13 @@ pub fn settle(
             severity: Severity::Critical,
         });
     }
+    // How and with whose credential the write was made, beside what it says.
+    if let Some(r) = super::risk::client::tooling_rbac(ev, &risks)
+        && !agents_declared(policy, &verdict)
+    {
+        risks.push(r);
+    }
+    risks.extend(super::risk::node::off_node(ev));
     if risks.is_empty() {
         return verdict;
     }
@@ -50,7 +57,33 @@ pub fn settle(
         // this write changed is news.
         risks.retain(|r| changes.iter().any(|c| overlaps(&c.path, &r.path)));
     }
-    weigh(policy, verdict, risks)
+    let mut verdict = weigh(policy, verdict, risks);
+    if let Verdict::Drift(d) = &mut verdict
+        && ev.failed()
+    {
+        d.reasons.push(format!(
+            "the API server refused it ({}): an attempt, nothing changed",
+            ev.status_code().unwrap_or_default()
+        ));
+    }
+    verdict
+}
+
+/// The identity declared the user agents it writes with (a pipeline's
+/// `user_agents`, an allowance's `who.user_agents`) and one matched: a tool
+/// it was declared with is not news.
+fn agents_declared(policy: &Policy, verdict: &Verdict) -> bool {
+    match verdict {
+        Verdict::Sanctioned { pipeline } => policy
+            .pipelines
+            .get(*pipeline)
+            .is_some_and(|p| !p.user_agents.is_empty()),
+        Verdict::Allowed(AllowedBy::Allowance(i)) => policy
+            .allowances
+            .get(*i)
+            .is_some_and(|a| !a.who.user_agents.is_empty()),
+        _ => false,
+    }
 }
 
 fn allow_by_fields(

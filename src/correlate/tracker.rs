@@ -177,6 +177,12 @@ impl Tracker {
             object,
             ..Correlation::default()
         };
+        if ev.failed() {
+            // A refused attempt (reported for what it tried): the object is
+            // as it was, and nothing is known to have changed. Its bodies
+            // are what it tried to write and the refusal, not the object.
+            return out;
+        }
         if out.object.name.is_none() {
             // A collection (deletecollection, create without a name in the
             // response): no single resource to remember.
@@ -203,6 +209,10 @@ impl Tracker {
         verdict: &Verdict,
     ) -> Option<DriftTransition> {
         corr.object.name.as_ref()?;
+        if ev.failed() {
+            // Nothing changed: no drift opens, joins or closes.
+            return None;
+        }
         let key = Key {
             cluster: s.cluster.to_owned(),
             object: corr.object.parent(),

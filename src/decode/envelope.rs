@@ -121,7 +121,7 @@ pub(super) fn decode_envelope<'a>(
     out: &mut Decoded<'a>,
 ) {
     match kind {
-        Kind::Gke => gke::decode(doc, line, out),
+        Kind::Gke => gke::decode(doc, line, ctx, out),
         Kind::CloudWatch => cloudwatch(doc, line, ctx, out),
         Kind::Records => records(doc, line, ctx, out),
         Kind::Record => record(doc, &|| "AKS record".to_owned(), line, ctx, out),

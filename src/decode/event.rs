@@ -385,6 +385,14 @@ impl<'a> Event<'a> {
         self.response_status.as_ref().and_then(|s| s.code)
     }
 
+    /// The API server answered with neither success (2xx) nor a protocol
+    /// switch (101, a connect): the request changed nothing. No status at
+    /// all is taken for success, as the policy does.
+    pub fn failed(&self) -> bool {
+        self.status_code()
+            .is_some_and(|c| !(200..300).contains(&c) && c != 101)
+    }
+
     /// The time the request was received; legacy events only have `timestamp`.
     pub fn received_at(&self) -> &str {
         self.request_received_timestamp

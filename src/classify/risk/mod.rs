@@ -13,15 +13,18 @@
 //!   is kept only when its path, a parent or a child of it appears in the
 //!   patch document: bumping replicas on a privileged DaemonSet is not a
 //!   privileged-container risk. Without a response object a merge patch is
-//!   judged as the partial object it is.
+//!   judged as the partial object it is, and a JSON patch as the partial
+//!   object its `add` and `replace` operations write ([`written_by`]).
 //! - `delete`/`deletecollection`: the risk of the removal itself.
 //! - Secrets: their data is never parsed (see `credentials.rs`).
 
 mod admission;
+pub mod client;
 mod configmap;
 mod credentials;
 mod namespace;
 mod network;
+pub mod node;
 mod path;
 mod rbac;
 mod workload;
@@ -59,11 +62,16 @@ pub fn assess(ev: &Event<'_>) -> Vec<Risk> {
         return sink.risks;
     }
     let patch = body(ev.request_object).filter(|_| op == Op::Patch);
-    let response = body(ev.response_object);
+    // A refused write answers with a `Status`: what it attempted is in the
+    // request alone.
+    let response = body(ev.response_object).filter(|_| !ev.failed());
     let has_response = response.is_some();
     let object = match op {
         Op::Write => response.or_else(|| body(ev.request_object)),
-        Op::Patch => response.or_else(|| patch.clone().filter(Value::is_object)),
+        Op::Patch => response.or_else(|| match &patch {
+            Some(Value::Array(ops)) => written_by(ops),
+            other => other.clone().filter(Value::is_object),
+        }),
         Op::Delete => None,
     };
     if op == Op::Patch && has_response {
@@ -81,6 +89,96 @@ pub fn assess(ev: &Event<'_>) -> Vec<Risk> {
     };
     (family.check)(&ctx, &mut sink);
     sink.risks
+}
+
+/// Bounds on the partial object read from one JSON patch.
+const MAX_OPS: usize = 1024;
+const MAX_INDEX: usize = 1024;
+
+/// The partial object a JSON patch writes, for a patch logged without the
+/// object after it (a `Request`-level policy): its `add` and `replace`
+/// values placed at their pointers, so that
+/// `[{"op":"replace","path":"/webhooks/0/clientConfig/url","value":u}]`
+/// reads as `{"webhooks":[{"clientConfig":{"url":u}}]}` and the rules see
+/// the URL at `webhooks[0].clientConfig.url`, its change path. Items before
+/// an index are `null` (unknown); `remove`, `move`, `copy` and `test` write
+/// nothing readable. `None` when nothing was written.
+fn written_by(ops: &[Value]) -> Option<Value> {
+    let mut root = Value::Object(serde_json::Map::new());
+    for op in ops.iter().take(MAX_OPS) {
+        if !matches!(
+            op.get("op").and_then(Value::as_str),
+            Some("add" | "replace")
+        ) {
+            continue;
+        }
+        let (Some(pointer), Some(value)) =
+            (op.get("path").and_then(Value::as_str), op.get("value"))
+        else {
+            continue;
+        };
+        let tokens: Vec<String> = pointer
+            .split('/')
+            .skip(1)
+            .map(|t| t.replace("~1", "/").replace("~0", "~"))
+            .collect();
+        if tokens.is_empty() {
+            // The whole document replaced.
+            if value.is_object() {
+                root = value.clone();
+            }
+            continue;
+        }
+        place(&mut root, &tokens, value);
+    }
+    root.as_object()
+        .is_some_and(|m| !m.is_empty())
+        .then_some(root)
+}
+
+fn place(at: &mut Value, tokens: &[String], value: &Value) {
+    let Some((token, rest)) = tokens.split_first() else {
+        return;
+    };
+    // What the next token needs below this one.
+    let container = || match rest.first() {
+        Some(t) if t == "-" || t.parse::<usize>().is_ok() => Value::Array(Vec::new()),
+        _ => Value::Object(serde_json::Map::new()),
+    };
+    let slot = match at {
+        Value::Object(map) => {
+            if rest.is_empty() {
+                map.insert(token.clone(), value.clone());
+                return;
+            }
+            map.entry(token.clone()).or_insert_with(container)
+        }
+        Value::Array(items) => {
+            let i = if token == "-" {
+                items.len()
+            } else {
+                match token.parse::<usize>() {
+                    Ok(i) if i <= MAX_INDEX => i,
+                    _ => return,
+                }
+            };
+            if items.len() <= i {
+                items.resize(i + 1, Value::Null);
+            }
+            if rest.is_empty() {
+                items[i] = value.clone();
+                return;
+            }
+            let slot = &mut items[i];
+            if slot.is_null() {
+                *slot = container();
+            }
+            slot
+        }
+        // A value in the way: the patch and what it writes disagree.
+        _ => return,
+    };
+    place(slot, rest, value);
 }
 
 fn body(raw: Option<&serde_json::value::RawValue>) -> Option<Value> {
@@ -277,6 +375,51 @@ fn family_of(ev: &Event<'_>) -> Option<&'static Family> {
             && f.resources.contains(&resource)
             && f.subresources.contains(&sub)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::written_by;
+
+    #[test]
+    fn a_json_patch_reads_as_the_partial_object_it_writes() {
+        let ops = json!([
+            {"op": "replace", "path": "/webhooks/1/clientConfig/url", "value": "https://x/"},
+            {"op": "add", "path": "/spec/template/spec/containers/-", "value": {"name": "dbg"}},
+            {"op": "add", "path": "/metadata/labels/a~1b", "value": "c"},
+            {"op": "remove", "path": "/spec/replicas"},
+            {"op": "test", "path": "/kind", "value": "X"},
+            {"op": "copy", "from": "/a", "path": "/b"}
+        ]);
+        assert_eq!(
+            written_by(ops.as_array().unwrap()),
+            Some(json!({
+                "webhooks": [null, {"clientConfig": {"url": "https://x/"}}],
+                "spec": {"template": {"spec": {"containers": [{"name": "dbg"}]}}},
+                "metadata": {"labels": {"a/b": "c"}}
+            }))
+        );
+        // Nothing written; an index past the bound; a value in the way.
+        assert_eq!(
+            written_by(json!([{"op": "remove", "path": "/a"}]).as_array().unwrap()),
+            None
+        );
+        let far = json!([{"op": "add", "path": "/rules/100000/verbs", "value": ["*"]}]);
+        assert_eq!(
+            written_by(far.as_array().unwrap()),
+            Some(json!({"rules": []}))
+        );
+        let clash = json!([
+            {"op": "replace", "path": "/spec", "value": 1},
+            {"op": "replace", "path": "/spec/hostPID", "value": true}
+        ]);
+        assert_eq!(
+            written_by(clash.as_array().unwrap()),
+            Some(json!({"spec": 1}))
+        );
+    }
 }
 
 #[cfg(test)]

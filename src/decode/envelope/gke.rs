@@ -13,18 +13,28 @@
 //! | `auditID` | `operation.id`, else `insertId`, else derived from the entry's bytes |
 //! | timestamps | `timestamp` (else `receiveTimestamp`) |
 //! | `annotations` | `labels` |
-//! | `requestObject`, `responseObject` | `request`, `response` |
+//! | `requestObject`, `responseObject` | `request`, `response`, without their top-level `@type` |
 //! | `stage` | `ResponseComplete`: Cloud Logging records completed requests |
 //!
 //! Entries of other services (cluster operations of `container.googleapis.com`,
 //! Compute, Deployment Manager) are rejected with the service they name.
+//!
+//! Cloud Logging writes each body as a protobuf `Any` in JSON, with the type
+//! URL as a top-level `"@type"` member (`core.k8s.io/v1.Pod`, `k8s.io/Patch`,
+//! `rbac.authorization.k8s.io/v1.ClusterRoleBinding`). The API server never
+//! wrote it: left in, every patch would change a field `["@type"]`, and a
+//! diff, a risk rule or a quiet rule would read an object that is not the
+//! Kubernetes one. It is removed when the body is unpacked (see
+//! [`without_type`]), so every later stage sees the object as a plain audit
+//! event carries it.
 
 use std::borrow::Cow;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::decode::body::{self, Decoded, RejectReason};
+use crate::decode::arena::Arena;
+use crate::decode::body::{self, Ctx, Decoded, RejectReason};
 use crate::decode::event::{Event, ObjectRef, ResponseStatus, UserInfo, derived_audit_id, opt_str};
 
 #[derive(Deserialize)]
@@ -97,7 +107,7 @@ struct Operation<'a> {
 }
 
 /// One entry: an audit event, or a rejection that names why not.
-pub(super) fn decode<'a>(doc: &'a str, line: usize, out: &mut Decoded<'a>) {
+pub(super) fn decode<'a>(doc: &'a str, line: usize, ctx: Ctx<'a>, out: &mut Decoded<'a>) {
     let entry: Entry<'a> = match serde_json::from_str(doc) {
         Ok(e) => e,
         Err(e) => {
@@ -109,7 +119,11 @@ pub(super) fn decode<'a>(doc: &'a str, line: usize, out: &mut Decoded<'a>) {
         }
     };
     match to_event(entry, doc) {
-        Ok(event) => {
+        Ok(mut event) => {
+            if let Some(arena) = ctx.arena {
+                event.request_object = event.request_object.map(|b| without_type(b, arena));
+                event.response_object = event.response_object.map(|b| without_type(b, arena));
+            }
             if let Err(e) = body::push_event(event, line, doc, out) {
                 out.reject(line, RejectReason::NotAnEvent, format!("GKE entry: {e}"));
             }
@@ -235,6 +249,103 @@ fn to_event<'a>(entry: Entry<'a>, doc: &str) -> Result<Event<'a>, String> {
         ..Event::default()
     })
 }
+
+/// `body` without its top-level `"@type"` member, kept in `arena`; `body`
+/// itself when it has none (the common case costs a substring search). When
+/// the type URL was the only type the body carried, its kind is kept as
+/// `kind` (`core.k8s.io/v1.Status` is a `Status`): the correlation stage tells
+/// an object from a `Status` reply by it. The API version is not derived:
+/// the URL's group (`core.k8s.io`, `apps.k8s.io`) does not spell the API
+/// group, and nothing downstream reads a body's `apiVersion` but the
+/// apply-shape check of a patch, whose type URL (`k8s.io/Patch`) names no
+/// kind. Without an arena ([`crate::decode::decode_bytes`]) a body is kept
+/// as logged.
+fn without_type<'a>(body: &'a RawValue, arena: &'a Arena) -> &'a RawValue {
+    if !body.get().contains("\"@type\"") {
+        return body;
+    }
+    let Ok(Members(members)) = serde_json::from_str::<Members<'_>>(body.get()) else {
+        // Not an object (a JSON patch is an array): nothing at its top level.
+        return body;
+    };
+    let Some(type_url) = members.iter().find(|(k, _)| k == "@type").map(|m| m.1) else {
+        return body;
+    };
+    let has_kind = members.iter().any(|(k, _)| k == "kind");
+    let mut text = String::with_capacity(body.get().len());
+    text.push('{');
+    let kept = members.iter().filter(|(k, _)| k != "@type");
+    let derived = (!has_kind)
+        .then(|| serde_json::from_str::<&str>(type_url.get()).ok())
+        .flatten()
+        .and_then(kind_of_type_url);
+    for (i, (key, value)) in kept.enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        push_member(&mut text, key, value.get());
+    }
+    if let Some(kind) = derived {
+        if text.len() > 1 {
+            text.push(',');
+        }
+        push_member(
+            &mut text,
+            "kind",
+            &serde_json::Value::from(kind).to_string(),
+        );
+    }
+    text.push('}');
+    let text = arena.keep_str(text);
+    serde_json::from_str::<&RawValue>(text).unwrap_or(body)
+}
+
+fn push_member(text: &mut String, key: &str, value: &str) {
+    text.push_str(&serde_json::Value::from(key).to_string());
+    text.push(':');
+    text.push_str(value);
+}
+
+/// `Pod` of `core.k8s.io/v1.Pod`: the part after the version, when it reads
+/// like a kind. `k8s.io/Patch` and `type.googleapis.com/...` name none.
+fn kind_of_type_url(url: &str) -> Option<&str> {
+    let (_, last) = url.rsplit_once('/')?;
+    let (version, kind) = last.split_once('.')?;
+    let starts_upper = kind.chars().next().is_some_and(|c| c.is_ascii_uppercase());
+    (is_version(version) && starts_upper && kind.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .then_some(kind)
+}
+
+/// The top-level members of a JSON object, their values unparsed.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut members = Vec::new();
+                while let Some(key) = map.next_key::<BorrowedKey<'de>>()? {
+                    members.push((key.0, map.next_value::<&'de RawValue>()?));
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A key borrowed from the input when it has no escapes.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct BorrowedKey<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// google.rpc.Code to the HTTP status it stands for (google/rpc/code.proto).
 fn http_status(code: i64) -> i64 {

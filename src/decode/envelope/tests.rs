@@ -454,6 +454,74 @@ fn gke_exec_core_resources_and_status_codes() {
     assert_eq!(bare.status_code(), Some(200));
 }
 
+/// Cloud Logging's protobuf type URL is no field of the object: it is
+/// gone from the top level of both bodies (only there: a nested `@type` is
+/// the object's own), and a body typed by it alone keeps its kind.
+#[test]
+fn gke_bodies_lose_their_type_url() {
+    let mut patch = gke_entry(
+        "io.k8s.core.v1.pods.status.patch",
+        "core/v1/namespaces/shop/pods/web-1/status",
+    );
+    patch["protoPayload"]["request"] = json!({"@type": "k8s.io/Patch",
+        "metadata": {"uid": "c0b4e00d"}, "status": {"phase": "Running"}});
+    patch["protoPayload"]["response"] = json!({"@type": "core.k8s.io/v1.Pod",
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-1", "annotations": {"@type": "kept"}},
+        "spec": {"nodeName": "gke-pool-1-abcd"}});
+    let mut denied = gke_entry(
+        "io.k8s.core.v1.pods.create",
+        "core/v1/namespaces/shop/pods/web-2",
+    );
+    denied["protoPayload"]["status"] = json!({"code": 7});
+    denied["protoPayload"]["request"] = json!({"@type": "core.k8s.io/v1.Pod", "spec": {}});
+    denied["protoPayload"]["response"] = json!({"@type": "core.k8s.io/v1.Status",
+        "metadata": {}, "code": 403, "reason": "Forbidden"});
+    let mut json_patch = gke_entry(
+        "io.k8s.apps.v1.deployments.patch",
+        "apps/v1/namespaces/shop/deployments/api",
+    );
+    json_patch["protoPayload"]["request"] =
+        json!([{"op": "replace", "path": "/spec/replicas", "value": 3}]);
+    let body = format!("{patch}\n{denied}\n{json_patch}\n");
+    let arena = Arena::new();
+    let d = decode_bytes_in(body.as_bytes(), &arena);
+    assert!(d.rejections.is_empty(), "{:?}", d.rejections);
+    let body_of = |i: usize, response: bool| -> serde_json::Value {
+        let ev = &d.events[i].event;
+        let raw = if response {
+            ev.response_object
+        } else {
+            ev.request_object
+        };
+        serde_json::from_str(raw.unwrap().get()).unwrap()
+    };
+    assert_eq!(
+        body_of(0, false),
+        json!({"metadata": {"uid": "c0b4e00d"}, "status": {"phase": "Running"}})
+    );
+    let pod = body_of(0, true);
+    assert_eq!(pod.get("@type"), None);
+    assert_eq!(
+        (pod["kind"].as_str(), pod["apiVersion"].as_str()),
+        (Some("Pod"), Some("v1"))
+    );
+    assert_eq!(pod["metadata"]["annotations"]["@type"], "kept");
+    assert_eq!(body_of(1, false), json!({"spec": {}, "kind": "Pod"}));
+    assert_eq!(body_of(1, true)["kind"], "Status");
+    assert!(body_of(2, false).is_array());
+    // Without an arena the bodies are kept as logged.
+    let d = decode_bytes(body.as_bytes());
+    assert!(
+        d.events[0]
+            .event
+            .request_object
+            .unwrap()
+            .get()
+            .contains("@type")
+    );
+}
+
 #[test]
 fn non_kubernetes_cloud_entries_are_rejected_naming_the_service() {
     let mut cluster_op = gke_entry(
