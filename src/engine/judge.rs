@@ -1,6 +1,8 @@
 //! Judging one body: every event gets its verdict; each real change is
 //! deduplicated, correlated with its object and assembled into a record.
 
+use std::time::Duration;
+
 use crate::classify::quiet::Quiet;
 use crate::classify::{self, Access, IgnoreReason, Verdict};
 use crate::correlate::{Observation, redact};
@@ -14,6 +16,40 @@ use super::Engine;
 use super::assemble::{self, assemble};
 use super::delivery::Delivery;
 use super::stats::Stats;
+
+/// When a body arrived, and which event times are too far from that to
+/// judge retention by.
+pub(super) struct Receipt {
+    pub time: Time,
+    /// How far in the past an event's time may be; `None`: any age (replay).
+    pub max_past: Option<Duration>,
+    pub max_future: Duration,
+}
+
+impl Receipt {
+    /// The receive time to record beside an event's `time`, when `time` is
+    /// further from it than the skew allows: a 1970 stamp would otherwise
+    /// be deleted by the next retention pass, and a year-9999 one never.
+    fn beside(&self, time: &Time) -> Option<Time> {
+        let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        let ahead = time.us.saturating_sub(self.time.us);
+        let too_old = self.max_past.is_some_and(|max| -ahead > micros(max));
+        let too_new = ahead > micros(self.max_future);
+        (too_old || too_new).then(|| self.time.clone())
+    }
+
+    /// An event's time, and the receive time beside it when it is needed;
+    /// an event that carries no time at all takes its receive time.
+    fn times_of(&self, ev: &crate::decode::Event<'_>) -> (Time, Option<Time>) {
+        match Time::of_event(ev.stage_at()) {
+            Some(time) => {
+                let received = self.beside(&time);
+                (time, received)
+            }
+            None => (self.time.clone(), None),
+        }
+    }
+}
 
 /// A real change that passed the redelivery filter.
 struct Candidate {
@@ -30,12 +66,13 @@ impl Engine {
         &mut self,
         decoded: &Decoded<'_>,
         cluster: &str,
+        receipt: &Receipt,
         delivery: &mut Delivery,
     ) -> Result<Stats, StoreError> {
         let mut stats = Stats {
             documents: decoded.documents as u64,
             events: decoded.events.len() as u64,
-            rejected: decoded.rejections.len() as u64,
+            rejected: decoded.rejections.total() as u64,
             ..Stats::default()
         };
         let candidates = self.screen(decoded, cluster, &mut stats.judged);
@@ -49,7 +86,7 @@ impl Engine {
             }
             self.correlate(
                 &decoded.events[c.index],
-                cluster,
+                (cluster, receipt),
                 c,
                 &mut stats.judged,
                 delivery,
@@ -129,7 +166,7 @@ impl Engine {
     fn correlate(
         &mut self,
         d: &DecodedEvent<'_>,
-        cluster: &str,
+        (cluster, receipt): (&str, &Receipt),
         c: Candidate,
         judged: &mut Judged,
         delivery: &mut Delivery,
@@ -142,7 +179,7 @@ impl Engine {
         } = c;
         let ev = &d.event;
         let policy = &self.config.policy;
-        let time = Time::of_event(ev.stage_at());
+        let (time, received) = receipt.times_of(ev);
         let id = request.finding_id();
         let pipeline = match &verdict {
             Verdict::Sanctioned { pipeline } => policy.pipeline_name(*pipeline),
@@ -189,6 +226,7 @@ impl Engine {
                 request,
                 id,
                 time,
+                received,
             },
             corr,
         );

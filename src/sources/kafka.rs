@@ -252,11 +252,11 @@ impl KafkaSource {
             let mut failed = Vec::new();
             for (i, answer) in answers {
                 match answer.await.ok()? {
-                    // Only a message too large for a batch is refused for
-                    // good; a sink or store failure is retried until it passes.
-                    outcome @ (Ok(_) | Err(IngestError::TooManyEvents { .. })) => {
-                        outcomes[i] = Some(outcome)
-                    }
+                    // Only a message too large for a batch, or too costly
+                    // to decode, is refused for good; a sink or store
+                    // failure is retried until it passes.
+                    Err(e) if e.is_final() => outcomes[i] = Some(Err(e)),
+                    outcome @ Ok(_) => outcomes[i] = Some(outcome),
                     Err(_) => failed.push(i),
                 }
             }
@@ -355,7 +355,7 @@ fn undecodable(r: &Received, outcome: &Result<Accepted, IngestError>) -> Option<
         Ok(a) => a.rejections.first().map(|first| {
             format!(
                 "{} document(s) rejected; line {}: {}",
-                a.rejections.len(),
+                a.rejections.total(),
                 first.line,
                 first.message
             )
