@@ -33,7 +33,8 @@ impl Receipt {
     fn beside(&self, time: &Time) -> Option<Time> {
         let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
         let ahead = time.us.saturating_sub(self.time.us);
-        let too_old = self.max_past.is_some_and(|max| -ahead > micros(max));
+        let behind = self.time.us.saturating_sub(time.us);
+        let too_old = self.max_past.is_some_and(|max| behind > micros(max));
         let too_new = ahead > micros(self.max_future);
         (too_old || too_new).then(|| self.time.clone())
     }
@@ -275,5 +276,41 @@ fn count(judged: &mut Judged, verdict: &Verdict) {
             classify::AllowedBy::Allowance(_) => Quiet::ALL.len(),
         };
         judged.allowed[slot] += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn at(text: &str) -> Time {
+        Time::of_event(text).unwrap()
+    }
+
+    #[test]
+    fn the_receive_time_is_recorded_beside_times_past_the_skew() {
+        let now = at("2026-11-20T10:00:00Z");
+        let live = Receipt {
+            time: now.clone(),
+            max_past: Some(DAY),
+            max_future: DAY,
+        };
+        assert_eq!(live.beside(&at("2026-11-20T09:00:00Z")), None);
+        assert_eq!(live.beside(&at("2026-11-21T09:00:00Z")), None);
+        assert_eq!(live.beside(&at("1970-01-01T00:00:00Z")), Some(now.clone()));
+        assert_eq!(live.beside(&at("0000-01-01T00:00:00Z")), Some(now.clone()));
+        assert_eq!(
+            live.beside(&at("9999-12-31T23:59:59.999999Z")),
+            Some(now.clone())
+        );
+        // Replay: old logs are what a backfill is for; the future is not.
+        let replay = Receipt {
+            max_past: None,
+            ..live
+        };
+        assert_eq!(replay.beside(&at("1970-01-01T00:00:00Z")), None);
+        assert_eq!(replay.beside(&at("9999-12-31T23:59:59Z")), Some(now));
     }
 }
