@@ -200,9 +200,9 @@ fn accepted_response(a: engine::Accepted) -> Response {
         .into_response()
 }
 
-/// A body with rejected documents and no event: `400`, or `413` when what
-/// it unpacks to (or its one event) is too large, which a smaller body
-/// would fix.
+/// A body with rejected documents and no event: `400`, or `413` when
+/// something in it is too large (what it unpacks to, or an event): the
+/// message names the limit.
 fn no_events(
     rejections: &decode::Rejections,
     first: &decode::Rejection,

@@ -223,6 +223,8 @@ async fn eight_million_bad_lines_are_refused_within_the_budget() -> Result<()> {
     ensure!(logged < 8 * 1024, "{logged} bytes of log");
     let refusals = metric(&svc, "driftwatch_batches_refused_total", "decode_budget").await?;
     ensure!(refusals == Some(1.0), "{refusals:?}");
+    let answered = metric(&svc, "driftwatch_webhook_requests_total", "code=\"422\"").await?;
+    ensure!(answered == Some(1.0), "{answered:?}");
     assert_peak_bounded(&svc, "8M bad lines")
 }
 
