@@ -16,7 +16,7 @@ use driftwatch::config::Config;
 use driftwatch::engine::{Engine, IngestError, Stats};
 use driftwatch::model::{FindingType, VerdictKind};
 use driftwatch::sinks::{Sinks, stdout::StdoutSink};
-use driftwatch::sources::file::{ReplayError, replay_input};
+use driftwatch::sources::file::{ReplayError, Reported, replay_input};
 use driftwatch::telemetry;
 use driftwatch::telemetry::events::{Emit, Listening, Shutdown, ShutdownStage};
 
@@ -154,9 +154,7 @@ fn replay(args: ReplayArgs) -> ExitCode {
     };
     let mut total = Stats::default();
     let mut failed_inputs = 0u64;
-    let mut on_reject = |name: &str, r: &driftwatch::decode::Rejection| {
-        eprintln!("{name}:{}: {}", r.line, r.message);
-    };
+    let mut on_reject = |name: &str, r: Reported<'_>| eprintln!("{}", r.display(name));
     for path in &args.files {
         match replay_input(path, None, &mut ingest, &mut on_reject) {
             Ok(stats) => total.add(&stats),

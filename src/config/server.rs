@@ -13,6 +13,19 @@ pub struct ServerConfig {
     pub queue_batches: usize,
     pub max_events_per_batch: usize,
     pub max_header_bytes: usize,
+    /// The largest event, in bytes of its JSON text: a larger one is
+    /// rejected with its line and audit id, the rest of its body accepted.
+    pub max_event_bytes: usize,
+    /// How many times its own size a gzip stream inside a body may inflate
+    /// to (what it inflates to counts against `max_body_bytes` too).
+    pub max_inflate_ratio: usize,
+    /// Work units (see [`crate::decode::Limits::work`]) decoding one webhook
+    /// body or Kafka message may cost before it is refused whole.
+    pub max_decode_work: u64,
+    /// An event time further than this from the time a live source (webhook,
+    /// Kafka) received it is kept, with the receive time recorded beside it
+    /// and retention judged on that.
+    pub max_clock_skew: Duration,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -28,6 +41,10 @@ impl Default for ServerConfig {
             queue_batches: super::DEFAULT_QUEUE_BATCHES,
             max_events_per_batch: 50_000,
             max_header_bytes: 16 * 1024,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            max_inflate_ratio: crate::decode::DEFAULT_INFLATE_RATIO,
+            max_decode_work: default_decode_work(super::DEFAULT_MAX_BODY_BYTES),
+            max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
@@ -35,6 +52,26 @@ impl Default for ServerConfig {
             auth: AuthConfig::default(),
         }
     }
+}
+
+/// etcd stores objects of up to 1.5 MiB, and an update logged at
+/// `RequestResponse` carries two of them: the largest event a default API
+/// server writes fits in 4 MiB.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
+
+/// A day: clocks are never that far apart, and a live source's backlog
+/// (a Kafka topic read from its start) older than that is recorded with
+/// its receive time, which costs nothing but a longer retention.
+pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::from_secs(86_400);
+
+/// Eight units per byte of the largest body: the most a legitimate body
+/// costs is about 3.5 per byte (a full body of the smallest events, each a
+/// document and an event), the envelopes' layers (base64, gzip, JSON
+/// strings) about 5.
+pub fn default_decode_work(max_body_bytes: usize) -> u64 {
+    u64::try_from(max_body_bytes)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(8)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +88,23 @@ pub struct AuthConfig {
     pub bearer_tokens_file: Option<PathBuf>,
     pub query_tokens_file: Option<PathBuf>,
     pub client_clusters: Vec<(String, String)>,
+}
+
+/// The limits on what decoding one body may cost.
+fn decode_limits(raw: &RawServer, p: &mut Problems, s: &mut ServerConfig) {
+    if let Some(n) = p.at_least(&raw.max_event_bytes, 1024, "server.max_event_bytes") {
+        s.max_event_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    if let Some(n) = p.at_least(&raw.max_inflate_ratio, 2, "server.max_inflate_ratio") {
+        s.max_inflate_ratio = n;
+    }
+    s.max_decode_work = default_decode_work(s.max_body_bytes);
+    if let Some(n) = p.at_least(&raw.max_decode_work, 1 << 20, "server.max_decode_work") {
+        s.max_decode_work = n;
+    }
+    if let Some(d) = p.duration(&raw.max_clock_skew, "server.max_clock_skew") {
+        s.max_clock_skew = d;
+    }
 }
 
 pub(super) fn compile(raw: &RawServer, p: &mut Problems) -> ServerConfig {
@@ -81,6 +135,7 @@ pub(super) fn compile(raw: &RawServer, p: &mut Problems) -> ServerConfig {
     if let Some(n) = p.at_least(&raw.max_header_bytes, 1024, "server.max_header_bytes") {
         s.max_header_bytes = n;
     }
+    decode_limits(raw, p, &mut s);
     for (value, key, slot) in [
         (
             &raw.header_read_timeout,

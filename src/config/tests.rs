@@ -113,3 +113,48 @@ sinks:
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
 }
+
+#[test]
+fn decode_limits_are_read_checked_and_the_work_budget_follows_the_body_limit() {
+    let c = Config::from_yaml("server:\n  max_body_bytes: 1048576\n", "c.yaml").unwrap();
+    assert_eq!(c.server.max_decode_work, 8 << 20);
+    assert_eq!(c.server.max_event_bytes, 4 << 20);
+    assert_eq!(c.server.max_inflate_ratio, 100);
+    assert_eq!(
+        c.server.max_clock_skew,
+        std::time::Duration::from_secs(86_400)
+    );
+    let yaml = "\
+server:
+  max_event_bytes: 2048
+  max_inflate_ratio: 20
+  max_decode_work: 2097152
+  max_clock_skew: 1h
+";
+    let c = Config::from_yaml(yaml, "c.yaml").unwrap();
+    assert_eq!(
+        (
+            c.server.max_event_bytes,
+            c.server.max_inflate_ratio,
+            c.server.max_decode_work,
+            c.server.max_clock_skew.as_secs()
+        ),
+        (2048, 20, 2 << 20, 3600)
+    );
+    let yaml = "\
+server:
+  max_event_bytes: 10
+  max_inflate_ratio: 1
+  max_decode_work: 5
+  max_clock_skew: never
+";
+    let text = Config::from_yaml(yaml, "c.yaml").unwrap_err().to_string();
+    for expected in [
+        "c.yaml:2: server.max_event_bytes: must be at least 1024",
+        "c.yaml:3: server.max_inflate_ratio: must be at least 2",
+        "c.yaml:4: server.max_decode_work: must be at least 1048576",
+        "c.yaml:5: server.max_clock_skew: invalid duration \"never\"",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}

@@ -15,7 +15,13 @@ use std::cell::{Cell, OnceCell};
 
 /// The default limit on the bytes that decompression and base64 decoding
 /// may produce for one body: a small gzip payload must not become gigabytes.
+/// The engine uses `server.max_body_bytes` instead.
 pub const DEFAULT_INFLATE_LIMIT: usize = 64 << 20;
+
+/// How many times its own size a gzip stream may inflate to. Real audit
+/// logs compress 10-13x (the corpus), a batch of lease renewals that
+/// differ only in ids and times about 25x; a bomb, a thousand.
+pub const DEFAULT_INFLATE_RATIO: usize = 100;
 
 /// Storage for the owned data of one decoded body. Create one per body (or
 /// per chunk of a file), pass it to [`super::decode_bytes_in`], and keep it
@@ -24,6 +30,7 @@ pub struct Arena {
     strings: OnceCell<typed_arena::Arena<String>>,
     bytes: OnceCell<typed_arena::Arena<Vec<u8>>>,
     limit: usize,
+    ratio: usize,
     inflated: Cell<usize>,
 }
 
@@ -37,6 +44,7 @@ impl std::fmt::Debug for Arena {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Arena")
             .field("limit", &self.limit)
+            .field("ratio", &self.ratio)
             .field("inflated", &self.inflated.get())
             .finish_non_exhaustive()
     }
@@ -51,10 +59,18 @@ impl Arena {
     /// An arena whose decompressed and base64-decoded data together may not
     /// exceed `limit` bytes; a payload past it is rejected, not truncated.
     pub fn with_limit(limit: usize) -> Self {
+        Arena::with_limits(limit, DEFAULT_INFLATE_RATIO)
+    }
+
+    /// [`Arena::with_limit`], and no gzip stream may inflate to more than
+    /// `ratio` times its compressed size (nested ones included, each
+    /// against its own size).
+    pub fn with_limits(limit: usize, ratio: usize) -> Self {
         Arena {
             strings: OnceCell::new(),
             bytes: OnceCell::new(),
             limit,
+            ratio: ratio.max(1),
             inflated: Cell::new(0),
         }
     }
@@ -62,6 +78,11 @@ impl Arena {
     /// The limit on decompressed and decoded bytes.
     pub fn limit(&self) -> usize {
         self.limit
+    }
+
+    /// The limit on a gzip stream's inflation, in times its size.
+    pub fn ratio(&self) -> usize {
+        self.ratio
     }
 
     /// Bytes that may still be produced by decompression or decoding.

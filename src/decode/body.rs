@@ -7,87 +7,17 @@
 //! decoding resumes at the next line that starts a document, so one bad line
 //! never hides the good events around it.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::arena::Arena;
+use super::decoded::{Decoded, DecodedEvent, RejectReason};
 use super::encoding::GZIP_MAGIC;
-use super::envelope;
-use super::event::{Event, NotAnEvent, Stage};
-
-/// An event accepted from a body, with the line its document starts on.
-#[derive(Debug)]
-pub struct DecodedEvent<'a> {
-    pub event: Event<'a>,
-    pub stage: Stage,
-    pub line: usize,
-}
-
-/// Why a document was rejected; the label set of the rejection metric.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RejectReason {
-    InvalidUtf8,
-    InvalidJson,
-    Truncated,
-    NotAnEvent,
-    /// A compressed or encoded payload that decodes past the arena's limit.
-    TooLarge,
-    /// Corrupt gzip or base64.
-    InvalidEncoding,
-}
-
-impl RejectReason {
-    pub const ALL: [RejectReason; 6] = [
-        RejectReason::InvalidUtf8,
-        RejectReason::InvalidJson,
-        RejectReason::Truncated,
-        RejectReason::NotAnEvent,
-        RejectReason::TooLarge,
-        RejectReason::InvalidEncoding,
-    ];
-
-    /// Position in [`RejectReason::ALL`], for per-reason counters.
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectReason::InvalidUtf8 => "invalid_utf8",
-            RejectReason::InvalidJson => "invalid_json",
-            RejectReason::Truncated => "truncated",
-            RejectReason::NotAnEvent => "not_audit_event",
-            RejectReason::TooLarge => "too_large",
-            RejectReason::InvalidEncoding => "invalid_encoding",
-        }
-    }
-}
-
-/// A rejected document: where it starts and why it is not an audit event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    pub line: usize,
-    pub reason: RejectReason,
-    pub message: String,
-}
-
-/// What a body held.
-#[derive(Debug, Default)]
-pub struct Decoded<'a> {
-    pub events: Vec<DecodedEvent<'a>>,
-    pub rejections: Vec<Rejection>,
-    /// Top-level JSON documents seen (an `EventList` is one document).
-    pub documents: usize,
-}
-
-impl<'a> Decoded<'a> {
-    pub(super) fn reject(&mut self, line: usize, reason: RejectReason, message: impl Into<String>) {
-        self.rejections.push(Rejection {
-            line,
-            reason,
-            message: message.into(),
-        });
-    }
-}
+use super::envelope::{self, Label};
+use super::event::{Event, NotAnEvent, opt_str};
+use super::snippet;
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -121,12 +51,18 @@ pub fn decode_bytes(body: &[u8]) -> Decoded<'_> {
 /// kept in `arena`, which must outlive the result. Line numbers start at 1.
 pub fn decode_bytes_in<'a>(body: &'a [u8], arena: &'a Arena) -> Decoded<'a> {
     let mut out = Decoded::default();
+    decode_body(body, arena, &mut out);
+    out
+}
+
+/// [`decode_bytes_in`] into `out`, within the limits `out` was made with
+/// ([`Decoded::with_limits`]).
+pub fn decode_body<'a>(body: &'a [u8], arena: &'a Arena, out: &mut Decoded<'a>) {
     let ctx = Ctx {
         arena: Some(arena),
         depth: 0,
     };
-    decode_into(body, 1, ctx, &mut out);
-    out
+    decode_into(body, 1, ctx, out);
 }
 
 /// Decodes a part of a larger input (a chunk of a file) into `out`,
@@ -180,11 +116,12 @@ fn decode_with_bad_utf8<'a>(
     ctx: Ctx<'a>,
     out: &mut Decoded<'a>,
 ) {
+    out.scanned(body.len());
     let mut segment_start = 0;
     let mut segment_line = first_line;
     let mut line_no = first_line;
     let mut pos = 0;
-    while pos < body.len() {
+    while pos < body.len() && !out.over_budget() {
         let end = body[pos..]
             .iter()
             .position(|&b| b == b'\n')
@@ -193,19 +130,17 @@ fn decode_with_bad_utf8<'a>(
             if let Ok(segment) = std::str::from_utf8(&body[segment_start..pos]) {
                 decode_text(segment, segment_line, true, ctx, out);
             }
-            out.documents += 1;
-            out.reject(
-                line_no,
-                RejectReason::InvalidUtf8,
-                format!("invalid UTF-8 at byte {} of the line", e.valid_up_to() + 1),
-            );
+            out.document();
+            out.reject_with(line_no, RejectReason::InvalidUtf8, || {
+                format!("invalid UTF-8 at byte {} of the line", e.valid_up_to() + 1)
+            });
             segment_start = end;
             segment_line = line_no + 1;
         }
         line_no += 1;
         pos = end;
     }
-    if let Ok(segment) = std::str::from_utf8(&body[segment_start..]) {
+    if let Ok(segment) = std::str::from_utf8(&body[segment_start..pos]) {
         decode_text(segment, segment_line, true, ctx, out);
     }
 }
@@ -229,6 +164,27 @@ pub fn decode_str<'a>(
     decode_text(text, first_line, is_final, ctx, out)
 }
 
+/// Where one call of [`decode_text`] is.
+struct Cursor<'a> {
+    text: &'a str,
+    lines: LineCounter<'a>,
+    is_final: bool,
+    // Bytes parsed for documents that were then rejected. Resuming at the
+    // next line keeps the good events after a cut line, but re-parses what
+    // the broken document already covered; past this budget decoding
+    // resumes where the broken document ended instead, so a hostile body of
+    // unclosed brackets stays linear.
+    rescan_budget: usize,
+}
+
+/// What to do after one document.
+enum Step {
+    /// Go on at this offset.
+    At(usize),
+    /// Stop: this many bytes were consumed.
+    Done(usize),
+}
+
 fn decode_text<'a>(
     text: &'a str,
     first_line: usize,
@@ -237,109 +193,145 @@ fn decode_text<'a>(
     out: &mut Decoded<'a>,
 ) -> usize {
     let bytes = text.as_bytes();
-    let mut lines = LineCounter::new(text, first_line);
+    let mut cur = Cursor {
+        text,
+        lines: LineCounter::new(text, first_line),
+        is_final,
+        rescan_budget: bytes.len().saturating_mul(4).saturating_add(1 << 20),
+    };
     let mut pos = 0;
-    // Bytes parsed for documents that were then rejected. Resuming at the
-    // next line keeps the good events after a cut line, but re-parses what
-    // the broken document already covered; past this budget decoding
-    // resumes where the broken document ended instead, so a hostile body of
-    // unclosed brackets stays linear.
-    let mut rescan_budget = bytes.len().saturating_mul(4).saturating_add(1 << 20);
     loop {
         while pos < bytes.len() && bytes[pos].is_ascii_whitespace() {
             pos += 1;
         }
-        if pos >= bytes.len() {
+        // Past the work budget the rest is not read: the caller refuses
+        // the body whole.
+        if pos >= bytes.len() || out.over_budget() {
             return bytes.len();
         }
-        let line = lines.line_at(pos);
-        let rest = &text[pos..];
-        match bytes[pos] {
-            b'{' => {
-                let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<Event<'a>>();
-                match stream.next() {
-                    Some(Ok(event)) => {
-                        out.documents += 1;
-                        let end = pos + stream.byte_offset();
-                        let doc = &text[pos..end];
-                        accept_document(event, line, doc, text, &mut lines, ctx, out);
-                        pos = end;
-                    }
-                    Some(Err(e)) if e.is_eof() && !is_final => return pos,
-                    Some(Err(e)) => {
-                        out.documents += 1;
-                        let Some(next) = resume(text, pos, &e, &mut rescan_budget) else {
-                            // Never closed and the budget spent: the rest is inside it.
-                            reject_json(&e, line, out);
-                            return bytes.len();
-                        };
-                        if !(e.is_data() && envelope::rescue(&text[pos..next], line, ctx, out)) {
-                            reject_json(&e, line, out);
-                        }
-                        pos = next;
-                    }
-                    None => return bytes.len(),
-                }
-            }
-            b'[' => {
-                let mut stream =
-                    serde_json::Deserializer::from_str(rest).into_iter::<Vec<&'a RawValue>>();
-                match stream.next() {
-                    Some(Ok(items)) => {
-                        out.documents += 1;
-                        for item in items {
-                            let item_line = lines.line_at(offset_in(text, item.get()));
-                            match Event::parse(item.get()) {
-                                Ok(event) => accept_document(
-                                    event,
-                                    item_line,
-                                    item.get(),
-                                    text,
-                                    &mut lines,
-                                    ctx,
-                                    out,
-                                ),
-                                Err(e)
-                                    if e.is_data()
-                                        && envelope::rescue(item.get(), item_line, ctx, out) => {}
-                                Err(e) => reject_json(&e, item_line, out),
-                            }
-                        }
-                        pos += stream.byte_offset();
-                    }
-                    Some(Err(e)) if e.is_eof() && !is_final => return pos,
-                    Some(Err(e)) => {
-                        out.documents += 1;
-                        reject_json(&e, line, out);
-                        match resume(text, pos, &e, &mut rescan_budget) {
-                            Some(next) => pos = next,
-                            None => return bytes.len(),
-                        }
-                    }
-                    None => return bytes.len(),
-                }
-            }
-            _ => {
-                let next = resync(text, pos);
-                if next >= bytes.len() && !is_final && !text.ends_with('\n') {
-                    return pos;
-                }
-                // Kinesis and Firehose hand over base64 text (of gzip).
-                if let Some(after) = envelope::decode_base64(text, pos, line, is_final, ctx, out) {
-                    pos = after;
-                    continue;
-                }
-                out.documents += 1;
-                let snippet: String = rest.chars().take(40).take_while(|c| *c != '\n').collect();
-                out.reject(
-                    line,
-                    RejectReason::InvalidJson,
-                    format!("not JSON: a document must start with '{{' or '[', found {snippet:?}"),
-                );
-                pos = next;
-            }
+        let step = match bytes[pos] {
+            b'{' => object_document(&mut cur, pos, ctx, out),
+            b'[' => array_document(&mut cur, pos, ctx, out),
+            _ => other_line(&mut cur, pos, ctx, out),
+        };
+        match step {
+            Step::At(next) => pos = next,
+            Step::Done(consumed) => return consumed,
         }
     }
+}
+
+/// A document that starts with `{`: an Event, an `EventList`, an envelope.
+fn object_document<'a>(
+    cur: &mut Cursor<'a>,
+    pos: usize,
+    ctx: Ctx<'a>,
+    out: &mut Decoded<'a>,
+) -> Step {
+    let text = cur.text;
+    let line = cur.lines.line_at(pos);
+    let mut stream = serde_json::Deserializer::from_str(&text[pos..]).into_iter::<Event<'a>>();
+    match stream.next() {
+        Some(Ok(event)) => {
+            out.document();
+            let end = pos + stream.byte_offset();
+            out.scanned(end - pos);
+            let doc = &text[pos..end];
+            accept_document(event, line, doc, &mut cur.lines, text, ctx, out);
+            Step::At(end)
+        }
+        Some(Err(e)) if e.is_eof() && !cur.is_final => Step::Done(pos),
+        Some(Err(e)) => {
+            out.document();
+            let Some(next) = resume(text, pos, &e, &mut cur.rescan_budget, out) else {
+                // Never closed and the budget spent: the rest is inside it.
+                reject_json(&e, line, out);
+                return Step::Done(text.len());
+            };
+            if !(e.is_data() && envelope::rescue(&text[pos..next], line, ctx, out)) {
+                reject_json(&e, line, out);
+            }
+            Step::At(next)
+        }
+        None => Step::Done(text.len()),
+    }
+}
+
+/// A document that starts with `[`: an array of Events (or envelopes).
+fn array_document<'a>(
+    cur: &mut Cursor<'a>,
+    pos: usize,
+    ctx: Ctx<'a>,
+    out: &mut Decoded<'a>,
+) -> Step {
+    let text = cur.text;
+    let line = cur.lines.line_at(pos);
+    let mut stream =
+        serde_json::Deserializer::from_str(&text[pos..]).into_iter::<Vec<&'a RawValue>>();
+    match stream.next() {
+        Some(Ok(items)) => {
+            out.document();
+            out.scanned(stream.byte_offset());
+            for (i, item) in items.into_iter().enumerate() {
+                if out.over_budget() {
+                    break;
+                }
+                let item_line = cur.lines.line_at(offset_in(text, item.get()));
+                let at = || format!("[{i}]");
+                if too_large(item.get(), item_line, &at, out) {
+                    continue;
+                }
+                out.scanned(item.get().len());
+                match Event::parse(item.get()) {
+                    Ok(event) => accept_document(
+                        event,
+                        item_line,
+                        item.get(),
+                        &mut cur.lines,
+                        text,
+                        ctx,
+                        out,
+                    ),
+                    Err(e) if e.is_data() && envelope::rescue(item.get(), item_line, ctx, out) => {}
+                    Err(e) => reject_json(&e, item_line, out),
+                }
+            }
+            Step::At(pos + stream.byte_offset())
+        }
+        Some(Err(e)) if e.is_eof() && !cur.is_final => Step::Done(pos),
+        Some(Err(e)) => {
+            out.document();
+            reject_json(&e, line, out);
+            match resume(text, pos, &e, &mut cur.rescan_budget, out) {
+                Some(next) => Step::At(next),
+                None => Step::Done(text.len()),
+            }
+        }
+        None => Step::Done(text.len()),
+    }
+}
+
+/// A line that starts with neither `{` nor `[`: base64 (Kinesis and
+/// Firehose hand over base64 text of gzip), or not JSON.
+fn other_line<'a>(cur: &mut Cursor<'a>, pos: usize, ctx: Ctx<'a>, out: &mut Decoded<'a>) -> Step {
+    let text = cur.text;
+    let line = cur.lines.line_at(pos);
+    let next = resync(text, pos);
+    if next >= text.len() && !cur.is_final && !text.ends_with('\n') {
+        return Step::Done(pos);
+    }
+    if let Some(after) = envelope::decode_base64(text, pos, line, cur.is_final, ctx, out) {
+        return Step::At(after);
+    }
+    out.document();
+    out.scanned(next - pos);
+    out.reject_with(line, RejectReason::InvalidJson, || {
+        format!(
+            "not JSON: a document must start with '{{' or '[', found {}",
+            snippet::show(&text[pos..])
+        )
+    });
+    Step::At(next)
 }
 
 /// One document: an Event, an `EventList` whose items are Events, or a
@@ -348,27 +340,13 @@ fn accept_document<'a>(
     event: Event<'a>,
     line: usize,
     doc: &'a str,
-    text: &'a str,
     lines: &mut LineCounter<'a>,
+    text: &'a str,
     ctx: Ctx<'a>,
     out: &mut Decoded<'a>,
 ) {
     if let Some(items) = event.items {
-        for item in items {
-            let item_line = lines.line_at(offset_in(text, item.get()));
-            match Event::parse(item.get()) {
-                Ok(item_event) if item_event.items.is_none() => {
-                    push_or_reject(item_event, item_line, item.get(), out)
-                }
-                Ok(_) => out.reject(
-                    item_line,
-                    RejectReason::NotAnEvent,
-                    "an EventList item is itself a list",
-                ),
-                Err(e) => reject_json(&e, item_line, out),
-            }
-        }
-        return;
+        return accept_items(items, lines, text, out);
     }
     if event.kind.as_deref() == Some("EventList") {
         out.reject(line, RejectReason::NotAnEvent, "EventList without items");
@@ -378,27 +356,121 @@ fn accept_document<'a>(
         envelope::decode_envelope(kind, doc, line, ctx, out);
         return;
     }
-    push_or_reject(event, line, doc, out);
+    push_or_reject(event, line, doc, &String::new, out);
+}
+
+/// The items of an `EventList`: each an Event.
+fn accept_items<'a>(
+    items: Vec<&'a RawValue>,
+    lines: &mut LineCounter<'a>,
+    text: &'a str,
+    out: &mut Decoded<'a>,
+) {
+    for (i, item) in items.into_iter().enumerate() {
+        if out.over_budget() {
+            return;
+        }
+        let item_line = lines.line_at(offset_in(text, item.get()));
+        let at = || format!("items[{i}]");
+        if too_large(item.get(), item_line, &at, out) {
+            continue;
+        }
+        out.scanned(item.get().len());
+        match Event::parse(item.get()) {
+            Ok(item_event) if item_event.items.is_none() => {
+                push_or_reject(item_event, item_line, item.get(), &at, out)
+            }
+            Ok(_) => out.reject(
+                item_line,
+                RejectReason::NotAnEvent,
+                format!("{}: an EventList item is itself a list", at()),
+            ),
+            Err(e) => reject_json(&e, item_line, out),
+        }
+    }
 }
 
 /// Accepts one audit event whose JSON text is `doc`, after filling in what
-/// a self-declared but incomplete event lacks ([`Event::complete`]).
+/// a self-declared but incomplete event lacks ([`Event::complete`]). An
+/// event past [`Limits::max_event_bytes`](super::Limits) is rejected here
+/// (and `Ok` returned: it is dealt with); `at` names it within its
+/// container, empty for a top-level document.
 pub(super) fn push_event<'a>(
     mut event: Event<'a>,
     line: usize,
     doc: &str,
+    at: Label<'_>,
     out: &mut Decoded<'a>,
 ) -> Result<(), NotAnEvent> {
+    if too_large(doc, line, at, out) {
+        return Ok(());
+    }
     event.complete(doc.as_bytes());
     let stage = event.validate()?;
-    out.events.push(DecodedEvent { event, stage, line });
+    out.push(DecodedEvent { event, stage, line });
     Ok(())
 }
 
-fn push_or_reject<'a>(event: Event<'a>, line: usize, doc: &str, out: &mut Decoded<'a>) {
-    if let Err(e) = push_event(event, line, doc, out) {
-        out.reject(line, RejectReason::NotAnEvent, e.to_string());
+fn push_or_reject<'a>(
+    event: Event<'a>,
+    line: usize,
+    doc: &str,
+    at: Label<'_>,
+    out: &mut Decoded<'a>,
+) {
+    if let Err(e) = push_event(event, line, doc, at, out) {
+        out.reject_with(line, e.reason(), || prefixed(at, &e.to_string()));
     }
+}
+
+/// `at: message`, or the message alone for a top-level document.
+fn prefixed(at: Label<'_>, message: &str) -> String {
+    let at = at();
+    if at.is_empty() {
+        message.to_owned()
+    } else {
+        format!("{at}: {message}")
+    }
+}
+
+/// Just the audit id of an event, read without keeping anything else.
+#[derive(Deserialize)]
+struct AuditIdOnly<'a> {
+    #[serde(borrow, default, rename = "auditID", deserialize_with = "opt_str")]
+    audit_id: Option<Cow<'a, str>>,
+}
+
+/// Audit ids are shown up to this many characters.
+const AUDIT_ID_SHOWN: usize = 64;
+
+/// Rejects an event whose text `doc` is past `server.max_event_bytes`,
+/// naming it by `at`, its line and its audit id; true if it did.
+fn too_large(doc: &str, line: usize, at: Label<'_>, out: &mut Decoded<'_>) -> bool {
+    let max = out.limits().max_event_bytes;
+    if doc.len() <= max {
+        return false;
+    }
+    out.scanned(doc.len());
+    out.reject_with(line, RejectReason::TooLarge, || {
+        let id = serde_json::from_str::<AuditIdOnly<'_>>(doc)
+            .ok()
+            .and_then(|a| a.audit_id)
+            .map_or_else(
+                || "no readable auditID".to_owned(),
+                |id| {
+                    let shown: String = id.chars().take(AUDIT_ID_SHOWN).collect();
+                    format!("auditID {shown:?}")
+                },
+            );
+        prefixed(
+            at,
+            &format!(
+                "event of {} bytes ({id}) is larger than server.max_event_bytes ({max}); rejected unread",
+                doc.len()
+            ),
+        )
+    });
+    true
 }
 
 fn reject_json(e: &serde_json::Error, doc_line: usize, out: &mut Decoded<'_>) {
@@ -407,16 +479,21 @@ fn reject_json(e: &serde_json::Error, doc_line: usize, out: &mut Decoded<'_>) {
         serde_json::error::Category::Data => RejectReason::NotAnEvent,
         _ => RejectReason::InvalidJson,
     };
+    out.reject_with(doc_line, reason, || json_message(e, reason, doc_line));
+}
+
+fn json_message(e: &serde_json::Error, reason: RejectReason, doc_line: usize) -> String {
     // serde_json appends "at line L column C" relative to the document; say
-    // where it is in the body instead.
-    let text = e.to_string();
+    // where it is in the body instead. Quoted values in its message are
+    // withheld: they are the input's.
+    let text = snippet::error(e);
     let message = text
         .rsplit_once(" at line ")
         .map_or(text.as_str(), |(m, _)| m);
     // The document's first line is what a reader looks for; the exact spot
     // follows in the message.
     let at = doc_line + e.line().saturating_sub(1);
-    let message = match reason {
+    match reason {
         RejectReason::Truncated => format!("truncated JSON: {message}"),
         RejectReason::NotAnEvent => {
             format!(
@@ -425,9 +502,7 @@ fn reject_json(e: &serde_json::Error, doc_line: usize, out: &mut Decoded<'_>) {
             )
         }
         _ => format!("invalid JSON: {message} (line {at}, column {})", e.column()),
-    };
-    let line = doc_line;
-    out.reject(line, reason, message);
+    }
 }
 
 /// Where decoding resumes after the document at `from` was rejected with
@@ -447,10 +522,19 @@ fn after_rejected(text: &str, from: usize, e: &serde_json::Error) -> Option<usiz
 }
 
 /// Where decoding resumes after the document at `from` was rejected with
-/// `e`, charging what its parse covered to `budget`; `None` when it was
-/// never closed and the budget is spent (the rest of the body is inside it).
-fn resume(text: &str, from: usize, e: &serde_json::Error, budget: &mut usize) -> Option<usize> {
+/// `e`, charging what its parse covered to `budget` (and to the body's
+/// work); `None` when it was never closed and the budget is spent (the rest
+/// of the body is inside it).
+fn resume(
+    text: &str,
+    from: usize,
+    e: &serde_json::Error,
+    budget: &mut usize,
+    out: &mut Decoded<'_>,
+) -> Option<usize> {
     if let Some(end) = after_rejected(text, from, e) {
+        // Parsed twice: as an Event, then skipped as any value.
+        out.scanned((end - from).saturating_mul(2));
         return Some(end);
     }
     let reached = if e.is_eof() {
@@ -459,6 +543,7 @@ fn resume(text: &str, from: usize, e: &serde_json::Error, budget: &mut usize) ->
         error_line_start(text, from, e)
     };
     let covered = reached.saturating_sub(from);
+    out.scanned(covered);
     if covered <= *budget {
         *budget -= covered;
         return Some(resync(text, from));

@@ -24,25 +24,37 @@ pub(crate) enum EncodingError {
     TooLarge {
         limit: usize,
     },
+    /// A gzip stream that inflates past the arena's ratio.
+    Ratio {
+        ratio: usize,
+    },
     Corrupt(String),
 }
 
 /// Decompresses gzip data (one member or several back to back, as Firehose
 /// concatenates records) into the arena, or fails once the output would pass
-/// the arena's limit. Memory stays within about twice the limit.
+/// the arena's limit or its ratio. Memory stays within about twice the limit.
 pub(crate) fn gunzip<'a>(data: &[u8], arena: &'a Arena) -> Result<&'a [u8], EncodingError> {
     let room = arena.remaining();
-    let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(room));
-    let mut decoder = MultiGzDecoder::new(data).take(room as u64 + 1);
+    let by_ratio = data.len().saturating_mul(arena.ratio());
+    let cap = room.min(by_ratio);
+    let mut out = Vec::with_capacity(data.len().saturating_mul(4).min(cap));
+    let mut decoder = MultiGzDecoder::new(data).take(cap as u64 + 1);
     if let Err(e) = decoder.read_to_end(&mut out) {
         return Err(EncodingError::Corrupt(match e.kind() {
             io::ErrorKind::UnexpectedEof => "truncated gzip data".to_owned(),
             _ => format!("corrupt gzip data: {e}"),
         }));
     }
-    if out.len() > room {
-        return Err(EncodingError::TooLarge {
-            limit: arena.limit(),
+    if out.len() > cap {
+        return Err(if by_ratio < room {
+            EncodingError::Ratio {
+                ratio: arena.ratio(),
+            }
+        } else {
+            EncodingError::TooLarge {
+                limit: arena.limit(),
+            }
         });
     }
     Ok(arena.keep_bytes(out))
@@ -166,6 +178,29 @@ mod tests {
             gunzip(&cut[..cut.len() - 6], &arena),
             Err(EncodingError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn a_stream_may_not_inflate_past_the_ratio() {
+        let arena = Arena::with_limits(1 << 20, 10);
+        let bomb = gzip(&[b' '; 100_000]);
+        assert!(bomb.len() * 10 < 100_000);
+        assert_eq!(
+            gunzip(&bomb, &arena),
+            Err(EncodingError::Ratio { ratio: 10 })
+        );
+        // Nested: the outer stream is small, the inner one a bomb.
+        let nested = gzip(&bomb);
+        let inner = gunzip(&nested, &arena).unwrap();
+        assert_eq!(
+            gunzip(inner, &arena),
+            Err(EncodingError::Ratio { ratio: 10 })
+        );
+        // Ordinary JSON at an ordinary ratio passes.
+        let text: Vec<u8> = (0..2000)
+            .flat_map(|i| format!("{{\"n\":{i}}}\n").into_bytes())
+            .collect();
+        assert_eq!(gunzip(&gzip(&text), &arena).unwrap(), text.as_slice());
     }
 
     #[test]

@@ -25,9 +25,11 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
-use super::body::{self, Ctx, Decoded, RejectReason};
+use super::body::{self, Ctx};
+use super::decoded::{Decoded, RejectReason};
 use super::encoding::{self, EncodingError};
 use super::event::{Event, opt_str};
+use super::snippet;
 
 mod gke;
 #[cfg(test)]
@@ -40,7 +42,8 @@ const MAX_DEPTH: u8 = 4;
 /// What AKS writes in place of an event it dropped for its size.
 const AKS_SKIPPED: &str = "skipped-too-big-size-object";
 
-type Label<'l> = &'l dyn Fn() -> String;
+/// Names a part of a document in messages (`records[3]`); empty for none.
+pub(super) type Label<'l> = &'l dyn Fn() -> String;
 
 /// The envelopes a JSON document may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +98,7 @@ struct Marks {
 /// be an envelope whose fields collide with an Event's (a Firehose request
 /// has a numeric `timestamp`). Decodes it and says so if it is one.
 pub(super) fn rescue<'a>(doc: &'a str, line: usize, ctx: Ctx<'a>, out: &mut Decoded<'a>) -> bool {
+    out.scanned(doc.len());
     let Ok(m) = serde_json::from_str::<Marks>(doc) else {
         return false;
     };
@@ -120,6 +124,8 @@ pub(super) fn decode_envelope<'a>(
     ctx: Ctx<'a>,
     out: &mut Decoded<'a>,
 ) {
+    // Parsed again, as what it is.
+    out.scanned(doc.len());
     match kind {
         Kind::Gke => gke::decode(doc, line, ctx, out),
         Kind::CloudWatch => cloudwatch(doc, line, ctx, out),
@@ -132,17 +138,20 @@ pub(super) fn decode_envelope<'a>(
 pub(super) fn decode_gzip<'a>(data: &'a [u8], line: usize, ctx: Ctx<'a>, out: &mut Decoded<'a>) {
     let what = || "gzip payload".to_owned();
     let Some(arena) = ctx.arena else {
-        out.documents += 1;
+        out.document();
         return needs_arena(&what, line, out);
     };
     if ctx.depth >= MAX_DEPTH {
-        out.documents += 1;
+        out.document();
         return too_deep(&what, line, out);
     }
     match encoding::gunzip(data, arena) {
-        Ok(bytes) => decode_nested(bytes, line, &what, ctx, out),
+        Ok(bytes) => {
+            out.scanned(bytes.len());
+            decode_nested(bytes, line, &what, ctx, out)
+        }
         Err(e) => {
-            out.documents += 1;
+            out.document();
             reject_encoding(e, &what, line, out);
         }
     }
@@ -184,7 +193,7 @@ pub(super) fn decode_base64<'a>(
         return None;
     }
     let Some(arena) = ctx.arena else {
-        out.documents += 1;
+        out.document();
         needs_arena(&what, line, out);
         return Some(after_first);
     };
@@ -213,14 +222,15 @@ pub(super) fn decode_base64<'a>(
         tries.push((first_end, after_first));
     }
     for (end, resume) in tries {
+        out.scanned(end - pos);
         match encoding::unbase64(&text[pos..end], arena) {
             Ok(bytes) if encoding::looks_like_payload(&bytes) => {
                 let bytes = arena.keep_bytes(bytes);
                 decode_nested(bytes, line, &what, ctx, out);
                 return Some(resume);
             }
-            Err(e @ EncodingError::TooLarge { .. }) => {
-                out.documents += 1;
+            Err(e @ (EncodingError::TooLarge { .. } | EncodingError::Ratio { .. })) => {
+                out.document();
                 reject_encoding(e, &what, line, out);
                 return Some(resume);
             }
@@ -231,7 +241,7 @@ pub(super) fn decode_base64<'a>(
         return None;
     }
     // Not rejected line by line: each line would scan the rest of the run.
-    out.documents += 1;
+    out.document();
     out.reject(
         line,
         RejectReason::InvalidEncoding,
@@ -249,7 +259,7 @@ fn decode_nested<'a>(
     ctx: Ctx<'a>,
     out: &mut Decoded<'a>,
 ) {
-    let (events, rejections, documents) = (out.events.len(), out.rejections.len(), out.documents);
+    let (events, rejections, documents) = (out.events.len(), out.rejections.mark(), out.documents);
     let inner = Ctx {
         arena: ctx.arena,
         depth: ctx.depth + 1,
@@ -258,15 +268,11 @@ fn decode_nested<'a>(
     for e in &mut out.events[events..] {
         e.line = line;
     }
-    if out.rejections.len() > rejections {
-        let what = what();
-        for r in &mut out.rejections[rejections..] {
-            r.message = format!("{what} line {}: {}", r.line, r.message);
-            r.line = line;
-        }
+    if out.rejections.total() > rejections.0 {
+        out.rejections.relocate(rejections, line, &what());
     }
     if out.documents == documents {
-        out.documents += 1;
+        out.document();
         out.reject(
             line,
             RejectReason::NotAnEvent,
@@ -290,11 +296,18 @@ fn records<'a>(doc: &'a str, line: usize, ctx: Ctx<'a>, out: &mut Decoded<'a>) {
             return out.reject(
                 line,
                 RejectReason::NotAnEvent,
-                format!("records is not a list of AKS diagnostic or Firehose records: {e}"),
+                format!(
+                    "records is not a list of AKS diagnostic or Firehose records: {}",
+                    snippet::error(&e)
+                ),
             );
         }
     };
     for (i, raw) in batch.records.into_iter().enumerate() {
+        if out.over_budget() {
+            return;
+        }
+        out.scanned(raw.get().len());
         record(raw.get(), &|| format!("records[{i}]"), line, ctx, out);
     }
 }
@@ -327,7 +340,11 @@ fn record<'a>(raw: &'a str, at: Label<'_>, line: usize, ctx: Ctx<'a>, out: &mut 
             return out.reject(
                 line,
                 RejectReason::NotAnEvent,
-                format!("{}: not an AKS diagnostic record: {e}", at()),
+                format!(
+                    "{}: not an AKS diagnostic record: {}",
+                    at(),
+                    snippet::error(&e)
+                ),
             );
         }
     };
@@ -373,7 +390,7 @@ fn aks_log<'a>(log: &'a RawValue, at: Label<'_>, line: usize, ctx: Ctx<'a>, out:
                     return out.reject(
                         line,
                         RejectReason::InvalidJson,
-                        format!("{}: properties.log: {e}", at()),
+                        format!("{}: properties.log: {}", at(), snippet::error(&e)),
                     );
                 }
             };
@@ -396,7 +413,7 @@ fn aks_log<'a>(log: &'a RawValue, at: Label<'_>, line: usize, ctx: Ctx<'a>, out:
             format!(
                 "{}: properties.log is neither a JSON string nor an object: {}",
                 at(),
-                text.chars().take(40).collect::<String>()
+                snippet::show(text)
             ),
         ),
     }
@@ -410,6 +427,7 @@ fn firehose<'a>(data: &str, at: Label<'_>, line: usize, ctx: Ctx<'a>, out: &mut 
     if ctx.depth >= MAX_DEPTH {
         return too_deep(&what, line, out);
     }
+    out.scanned(data.len());
     match encoding::unbase64(data, arena) {
         Ok(bytes) => {
             let bytes = arena.keep_bytes(bytes);
@@ -444,7 +462,10 @@ fn cloudwatch<'a>(doc: &'a str, line: usize, ctx: Ctx<'a>, out: &mut Decoded<'a>
             return out.reject(
                 line,
                 RejectReason::NotAnEvent,
-                format!("not a CloudWatch Logs subscription payload: {e}"),
+                format!(
+                    "not a CloudWatch Logs subscription payload: {}",
+                    snippet::error(&e)
+                ),
             );
         }
     };
@@ -462,6 +483,10 @@ fn cloudwatch<'a>(doc: &'a str, line: usize, ctx: Ctx<'a>, out: &mut Decoded<'a>
     }
     let stream = payload.log_stream.as_deref().unwrap_or("");
     for (i, raw) in payload.log_events.into_iter().enumerate() {
+        if out.over_budget() {
+            return;
+        }
+        out.scanned(raw.get().len());
         let at = || {
             if stream.is_empty() {
                 format!("logEvents[{i}]")
@@ -477,7 +502,11 @@ fn cloudwatch<'a>(doc: &'a str, line: usize, ctx: Ctx<'a>, out: &mut Decoded<'a>
             Err(e) => out.reject(
                 line,
                 RejectReason::NotAnEvent,
-                format!("{}: not a CloudWatch log event: {e}", at()),
+                format!(
+                    "{}: not a CloudWatch log event: {}",
+                    at(),
+                    snippet::error(&e)
+                ),
             ),
         }
     }
@@ -487,13 +516,15 @@ fn cloudwatch<'a>(doc: &'a str, line: usize, ctx: Ctx<'a>, out: &mut Decoded<'a>
 fn inner_event<'a>(doc: &'a str, at: Label<'_>, line: usize, out: &mut Decoded<'a>) {
     let start = doc.trim_start();
     if !start.starts_with('{') {
-        let snippet: String = start.chars().take(40).take_while(|c| *c != '\n').collect();
-        return out.reject(
-            line,
-            RejectReason::InvalidJson,
-            format!("{}: not an audit event: not JSON, found {snippet:?}", at()),
-        );
+        return out.reject_with(line, RejectReason::InvalidJson, || {
+            format!(
+                "{}: not an audit event: not JSON, found {}",
+                at(),
+                snippet::show(start)
+            )
+        });
     }
+    out.scanned(doc.len());
     match Event::parse(doc) {
         Ok(event) if event.items.is_some() || kind_of(&event).is_some() => out.reject(
             line,
@@ -501,8 +532,8 @@ fn inner_event<'a>(doc: &'a str, at: Label<'_>, line: usize, out: &mut Decoded<'
             format!("{}: a list or another envelope, not one audit event", at()),
         ),
         Ok(event) => {
-            if let Err(e) = body::push_event(event, line, doc, out) {
-                out.reject(line, RejectReason::NotAnEvent, format!("{}: {e}", at()));
+            if let Err(e) = body::push_event(event, line, doc, at, out) {
+                out.reject(line, e.reason(), format!("{}: {e}", at()));
             }
         }
         Err(e) => {
@@ -513,7 +544,9 @@ fn inner_event<'a>(doc: &'a str, at: Label<'_>, line: usize, out: &mut Decoded<'
                 }
                 _ => (RejectReason::InvalidJson, "invalid JSON"),
             };
-            out.reject(line, reason, format!("{}: {what}: {e}", at()));
+            out.reject_with(line, reason, || {
+                format!("{}: {what}: {}", at(), snippet::error(&e))
+            });
         }
     }
 }
@@ -554,9 +587,17 @@ fn reject_encoding(e: EncodingError, at: Label<'_>, line: usize, out: &mut Decod
             line,
             RejectReason::TooLarge,
             format!(
-                "{}: decodes to more than {} (the decompression limit); not read further",
+                "{}: decodes to more than {} (server.max_body_bytes, the decompression limit); not read further",
                 at(),
                 size(limit)
+            ),
+        ),
+        EncodingError::Ratio { ratio } => out.reject(
+            line,
+            RejectReason::TooLarge,
+            format!(
+                "{}: decompresses to more than {ratio} times its size (server.max_inflate_ratio); not read further",
+                at()
             ),
         ),
         EncodingError::Corrupt(message) => out.reject(

@@ -10,6 +10,8 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
+use super::snippet;
+
 /// `Option<Cow<str>>` that borrows from the input when the string has no
 /// escapes. serde borrows a `Cow<str>` field only when it is not wrapped: a
 /// `#[serde(borrow)] Option<Cow<str>>` allocates every string.
@@ -237,15 +239,30 @@ impl Stage {
     }
 }
 
-/// Why a JSON document is not an audit event.
+/// Why a JSON document is not an audit event. Values from the input are
+/// shown only where they cannot hold a secret (see `snippet`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotAnEvent {
-    #[error("kind is {0:?}, not an audit Event")]
+    #[error("kind is {0}, not an audit Event")]
     WrongKind(String),
     #[error("not an audit event: missing {0}")]
     Missing(&'static str),
-    #[error("not an audit event: unknown stage {0:?}")]
+    #[error("not an audit event: unknown stage {0}")]
     UnknownStage(String),
+    /// A time that is not RFC 3339: stored, it would sort and filter as
+    /// whatever the reader made of it.
+    #[error("{field} {value} is not an RFC 3339 time (such as 2026-11-20T10:00:00.123456Z)")]
+    BadTime { field: &'static str, value: String },
+}
+
+impl NotAnEvent {
+    /// The rejection reason it is counted under.
+    pub fn reason(&self) -> super::RejectReason {
+        match self {
+            NotAnEvent::BadTime { .. } => super::RejectReason::InvalidTime,
+            _ => super::RejectReason::NotAnEvent,
+        }
+    }
 }
 
 impl<'a> Event<'a> {
@@ -262,7 +279,7 @@ impl<'a> Event<'a> {
         if let Some(kind) = self.kind.as_deref()
             && kind != "Event"
         {
-            return Err(NotAnEvent::WrongKind(kind.to_owned()));
+            return Err(NotAnEvent::WrongKind(snippet::show(kind)));
         }
         if self.audit_id.as_deref().is_none_or(str::is_empty) {
             return Err(NotAnEvent::Missing("auditID"));
@@ -271,7 +288,30 @@ impl<'a> Event<'a> {
             return Err(NotAnEvent::Missing("verb"));
         }
         let stage = self.stage.as_deref().ok_or(NotAnEvent::Missing("stage"))?;
-        Stage::parse(stage).ok_or_else(|| NotAnEvent::UnknownStage(stage.to_owned()))
+        let stage =
+            Stage::parse(stage).ok_or_else(|| NotAnEvent::UnknownStage(snippet::show(stage)))?;
+        self.check_times()?;
+        Ok(stage)
+    }
+
+    /// Every time the event carries must be RFC 3339; an event may carry
+    /// none (exported fixtures), and then takes its receive time.
+    fn check_times(&self) -> Result<(), NotAnEvent> {
+        for (field, value) in [
+            ("stageTimestamp", &self.stage_timestamp),
+            ("requestReceivedTimestamp", &self.request_received_timestamp),
+            ("timestamp", &self.timestamp),
+        ] {
+            if let Some(value) = value.as_deref()
+                && crate::model::time::parse_us(value).is_none()
+            {
+                return Err(NotAnEvent::BadTime {
+                    field,
+                    value: snippet::show(value),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Whether the document says it is an audit event: `kind: Event`, an

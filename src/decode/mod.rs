@@ -3,14 +3,16 @@
 
 mod arena;
 mod body;
+mod decoded;
 mod encoding;
 mod envelope;
 mod event;
+mod snippet;
 
-pub use arena::{Arena, DEFAULT_INFLATE_LIMIT};
-pub use body::{
-    Decoded, DecodedEvent, RejectReason, Rejection, decode_bytes, decode_bytes_in,
-    decode_bytes_into, decode_str,
+pub use arena::{Arena, DEFAULT_INFLATE_LIMIT, DEFAULT_INFLATE_RATIO};
+pub use body::{decode_body, decode_bytes, decode_bytes_in, decode_bytes_into, decode_str};
+pub use decoded::{
+    Decoded, DecodedEvent, Limits, MAX_LISTED, RejectReason, Rejection, Rejections, WORK_PER_ITEM,
 };
 pub use encoding::decompress_reader;
 pub use event::{Event, NotAnEvent, ObjectRef, ResponseStatus, Stage, UserInfo, query_param};

@@ -18,6 +18,8 @@ pub(super) struct Judged<'a> {
     pub request: RequestId,
     pub id: String,
     pub time: Time,
+    /// When it was received, if its own time is too far from that.
+    pub received: Option<Time>,
 }
 
 pub(super) fn assemble(j: Judged<'_>, corr: Correlation) -> ChangeRecord {
@@ -50,6 +52,7 @@ pub(super) fn assemble(j: Judged<'_>, corr: Correlation) -> ChangeRecord {
     ChangeRecord {
         id: j.id,
         time: j.time,
+        received: j.received,
         cluster: j.cluster.to_owned(),
         resource: corr.object,
         verb: ev.verb().to_owned(),

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::decode::Rejection;
+use crate::decode::Rejections;
 use crate::sinks::SinkError;
 use crate::store::StoreError;
 use crate::telemetry::events::{RefusedBecause, Source};
@@ -57,7 +57,8 @@ pub struct Accepted {
     pub stats: Stats,
     /// Findings raised.
     pub findings: usize,
-    pub rejections: Vec<Rejection>,
+    /// The first rejected documents, and counts of all.
+    pub rejections: Rejections,
     /// Bytes of the body decoded; less than the body only for a
     /// [`Framing::Part`] that ends inside a document.
     pub consumed: usize,
@@ -74,16 +75,37 @@ pub enum IngestError {
     /// Refused whole, before anything was judged: the sender must split it.
     #[error("batch holds {events} events, more than server.max_events_per_batch ({max})")]
     TooManyEvents { events: usize, max: usize },
+    /// Decoding spent `server.max_decode_work` before the body's end:
+    /// refused whole, before anything was judged. Mostly not audit events.
+    #[error(
+        "decoding the body cost more than server.max_decode_work ({budget} units: one per byte scanned, {per_item} per document, event or rejection); refused whole after {documents} document(s), {rejected} of them rejected"
+    )]
+    OverBudget {
+        budget: u64,
+        per_item: u64,
+        documents: usize,
+        rejected: usize,
+    },
     #[error("the engine is not running")]
     Stopped,
 }
 
 impl IngestError {
+    /// Refused for good: the same input would be refused again, so a
+    /// source must not retry it.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            IngestError::TooManyEvents { .. } | IngestError::OverBudget { .. }
+        )
+    }
+
     pub fn because(&self) -> RefusedBecause {
         match self {
             IngestError::Sink(_) => RefusedBecause::Sink,
             IngestError::Store(_) => RefusedBecause::Store,
             IngestError::TooManyEvents { .. } => RefusedBecause::TooManyEvents,
+            IngestError::OverBudget { .. } => RefusedBecause::DecodeBudget,
             IngestError::Stopped => RefusedBecause::Stopped,
         }
     }

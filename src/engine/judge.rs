@@ -1,6 +1,8 @@
 //! Judging one body: every event gets its verdict; each real change is
 //! deduplicated, correlated with its object and assembled into a record.
 
+use std::time::Duration;
+
 use crate::classify::quiet::Quiet;
 use crate::classify::{self, Access, IgnoreReason, Verdict};
 use crate::correlate::{Observation, redact};
@@ -14,6 +16,41 @@ use super::Engine;
 use super::assemble::{self, assemble};
 use super::delivery::Delivery;
 use super::stats::Stats;
+
+/// When a body arrived, and which event times are too far from that to
+/// judge retention by.
+pub(super) struct Receipt {
+    pub time: Time,
+    /// How far in the past an event's time may be; `None`: any age (replay).
+    pub max_past: Option<Duration>,
+    pub max_future: Duration,
+}
+
+impl Receipt {
+    /// The receive time to record beside an event's `time`, when `time` is
+    /// further from it than the skew allows: a 1970 stamp would otherwise
+    /// be deleted by the next retention pass, and a year-9999 one never.
+    fn beside(&self, time: &Time) -> Option<Time> {
+        let micros = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+        let ahead = time.us.saturating_sub(self.time.us);
+        let behind = self.time.us.saturating_sub(time.us);
+        let too_old = self.max_past.is_some_and(|max| behind > micros(max));
+        let too_new = ahead > micros(self.max_future);
+        (too_old || too_new).then(|| self.time.clone())
+    }
+
+    /// An event's time, and the receive time beside it when it is needed;
+    /// an event that carries no time at all takes its receive time.
+    fn times_of(&self, ev: &crate::decode::Event<'_>) -> (Time, Option<Time>) {
+        match Time::of_event(ev.stage_at()) {
+            Some(time) => {
+                let received = self.beside(&time);
+                (time, received)
+            }
+            None => (self.time.clone(), None),
+        }
+    }
+}
 
 /// A real change that passed the redelivery filter.
 struct Candidate {
@@ -30,12 +67,13 @@ impl Engine {
         &mut self,
         decoded: &Decoded<'_>,
         cluster: &str,
+        receipt: &Receipt,
         delivery: &mut Delivery,
     ) -> Result<Stats, StoreError> {
         let mut stats = Stats {
             documents: decoded.documents as u64,
             events: decoded.events.len() as u64,
-            rejected: decoded.rejections.len() as u64,
+            rejected: decoded.rejections.total() as u64,
             ..Stats::default()
         };
         let candidates = self.screen(decoded, cluster, &mut stats.judged);
@@ -49,7 +87,7 @@ impl Engine {
             }
             self.correlate(
                 &decoded.events[c.index],
-                cluster,
+                (cluster, receipt),
                 c,
                 &mut stats.judged,
                 delivery,
@@ -129,7 +167,7 @@ impl Engine {
     fn correlate(
         &mut self,
         d: &DecodedEvent<'_>,
-        cluster: &str,
+        (cluster, receipt): (&str, &Receipt),
         c: Candidate,
         judged: &mut Judged,
         delivery: &mut Delivery,
@@ -142,7 +180,7 @@ impl Engine {
         } = c;
         let ev = &d.event;
         let policy = &self.config.policy;
-        let time = Time::of_event(ev.stage_at());
+        let (time, received) = receipt.times_of(ev);
         let id = request.finding_id();
         let pipeline = match &verdict {
             Verdict::Sanctioned { pipeline } => policy.pipeline_name(*pipeline),
@@ -189,6 +227,7 @@ impl Engine {
                 request,
                 id,
                 time,
+                received,
             },
             corr,
         );
@@ -237,5 +276,41 @@ fn count(judged: &mut Judged, verdict: &Verdict) {
             classify::AllowedBy::Allowance(_) => Quiet::ALL.len(),
         };
         judged.allowed[slot] += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn at(text: &str) -> Time {
+        Time::of_event(text).unwrap()
+    }
+
+    #[test]
+    fn the_receive_time_is_recorded_beside_times_past_the_skew() {
+        let now = at("2026-11-20T10:00:00Z");
+        let live = Receipt {
+            time: now.clone(),
+            max_past: Some(DAY),
+            max_future: DAY,
+        };
+        assert_eq!(live.beside(&at("2026-11-20T09:00:00Z")), None);
+        assert_eq!(live.beside(&at("2026-11-21T09:00:00Z")), None);
+        assert_eq!(live.beside(&at("1970-01-01T00:00:00Z")), Some(now.clone()));
+        assert_eq!(live.beside(&at("0000-01-01T00:00:00Z")), Some(now.clone()));
+        assert_eq!(
+            live.beside(&at("9999-12-31T23:59:59.999999Z")),
+            Some(now.clone())
+        );
+        // Replay: old logs are what a backfill is for; the future is not.
+        let replay = Receipt {
+            max_past: None,
+            ..live
+        };
+        assert_eq!(replay.beside(&at("1970-01-01T00:00:00Z")), None);
+        assert_eq!(replay.beside(&at("9999-12-31T23:59:59Z")), Some(now));
     }
 }

@@ -31,10 +31,11 @@ use crate::model::{DriftTransition, Time};
 use crate::sinks::Sinks;
 use crate::store::{Store, StoreError};
 use crate::telemetry::events::{
-    BatchAccepted, BatchJudged, BatchRefused, BodyDecoded, DriftsOpen, Emit, RetentionRan,
+    BatchAccepted, BatchJudged, BatchRefused, BodyDecoded, DriftsOpen, Emit, RetentionRan, Source,
     StoreFailed,
 };
 use delivery::Delivery;
+use judge::Receipt;
 
 pub struct Engine {
     config: Arc<Config>,
@@ -132,10 +133,22 @@ impl Engine {
         input: &Input,
         delivery: &mut Delivery,
     ) -> Result<Accepted, IngestError> {
-        // What cloud envelopes unpack; dropped with `decoded`.
-        let arena = Arena::new();
-        let (decoded, consumed) = decode_input(input, &arena);
-        let max = self.config.server.max_events_per_batch;
+        let server = &self.config.server;
+        // What cloud envelopes unpack, bounded like the body itself; dropped
+        // with `decoded`.
+        let arena = Arena::with_limits(server.max_body_bytes, server.max_inflate_ratio);
+        let (decoded, consumed) = decode_input(input, &arena, self.limits(input.source));
+        if decoded.over_budget() {
+            // Refused whole, before any state changes: the rest of the body
+            // was not read, so accepting a part would hide it.
+            return Err(IngestError::OverBudget {
+                budget: server.max_decode_work,
+                per_item: decode::WORK_PER_ITEM,
+                documents: decoded.documents,
+                rejected: decoded.rejections.total(),
+            });
+        }
+        let max = server.max_events_per_batch;
         if decoded.events.len() > max {
             // Refused whole, before any state changes: the sender must split it.
             return Err(IngestError::TooManyEvents {
@@ -149,8 +162,9 @@ impl Engine {
             .unwrap_or(&self.config.cluster)
             .to_owned();
         let findings_before = delivery.findings.len();
+        let receipt = self.receipt(input.source);
         let stats = self
-            .judge(&decoded, &cluster, delivery)
+            .judge(&decoded, &cluster, &receipt, delivery)
             .map_err(|e| IngestError::Store(Arc::new(e)))?;
         Ok(Accepted {
             stats,
@@ -158,6 +172,31 @@ impl Engine {
             rejections: decoded.rejections,
             consumed,
         })
+    }
+
+    /// What decoding a body from `source` may cost. Replay reads the
+    /// operator's own files, one at a time: no other batch waits behind
+    /// it, so it has no work budget (its rejections are still counted, not
+    /// kept, past the first).
+    fn limits(&self, source: Source) -> decode::Limits {
+        let server = &self.config.server;
+        decode::Limits {
+            max_event_bytes: server.max_event_bytes,
+            work: (source != Source::Replay).then_some(server.max_decode_work),
+        }
+    }
+
+    /// When a body from `source` arrived, and how far from that its events'
+    /// times may be before the receive time is recorded beside them. Old
+    /// times are what replay is for; a time in the future is wrong from any
+    /// source.
+    fn receipt(&self, source: Source) -> Receipt {
+        let skew = self.config.server.max_clock_skew;
+        Receipt {
+            time: Time::now(),
+            max_past: (source != Source::Replay).then_some(skew),
+            max_future: skew,
+        }
     }
 
     /// Findings to the sinks, then history to the store, then the staged
@@ -246,12 +285,19 @@ impl Engine {
 }
 
 /// Decodes an input as its framing says; returns the bytes consumed.
-fn decode_input<'a>(input: &'a Input, arena: &'a Arena) -> (Decoded<'a>, usize) {
+fn decode_input<'a>(
+    input: &'a Input,
+    arena: &'a Arena,
+    limits: decode::Limits,
+) -> (Decoded<'a>, usize) {
     let body = &input.body[..];
+    let mut decoded = Decoded::with_limits(limits);
     match input.framing {
-        Framing::Whole => (decode::decode_bytes_in(body, arena), body.len()),
+        Framing::Whole => {
+            decode::decode_body(body, arena, &mut decoded);
+            (decoded, body.len())
+        }
         Framing::Part { first_line, last } => {
-            let mut decoded = Decoded::default();
             let consumed = match std::str::from_utf8(body) {
                 Ok(text) => decode::decode_str(text, first_line, last, arena, &mut decoded),
                 Err(_) => {

@@ -15,6 +15,10 @@ pub struct ChangeRecord {
     pub id: String,
     /// The stage time of the event.
     pub time: Time,
+    /// When driftwatch received it, recorded only when `time` is further
+    /// from that than `server.max_clock_skew`: retention then goes by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received: Option<Time>,
     pub cluster: String,
     pub resource: ObjectRef,
     pub verb: String,

@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// A point in time with the text it is shown as. The text is RFC 3339 in UTC
-/// with microseconds, or, for a time that does not parse, the text as the
-/// event wrote it (and `us` the time it was read).
+/// A point in time with the text it is shown as: RFC 3339 in UTC with
+/// microseconds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Time {
     pub us: i64,
@@ -15,16 +14,10 @@ pub struct Time {
 }
 
 impl Time {
-    /// Reads an event's time; an unparseable one keeps its text and takes
-    /// the current time for ordering.
-    pub fn of_event(raw: &str) -> Time {
-        match parse(raw) {
-            Some(ts) => Time::from_timestamp(ts),
-            None => Time {
-                us: jiff::Timestamp::now().as_microsecond(),
-                text: raw.to_owned(),
-            },
-        }
+    /// Reads an event's time; `None` when it is not one (decoding rejects
+    /// such events, see [`parse_us`]).
+    pub fn of_event(raw: &str) -> Option<Time> {
+        parse_us(raw).map(Time::from_us)
     }
 
     pub fn now() -> Time {
@@ -35,6 +28,15 @@ impl Time {
         Time {
             us: ts.as_microsecond(),
             text: format(ts),
+        }
+    }
+
+    /// A time of [`parse_us`]'s range, which is wider than a
+    /// `jiff::Timestamp`'s (it ends on 9999-12-30).
+    pub fn from_us(us: i64) -> Time {
+        Time {
+            us,
+            text: format_us(us),
         }
     }
 
@@ -53,32 +55,127 @@ impl Serialize for Time {
 impl<'de> Deserialize<'de> for Time {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        let us = parse(&text).map_or(0, |ts| ts.as_microsecond());
+        let us = parse_us(&text).unwrap_or(0);
         Ok(Time { us, text })
     }
 }
 
-/// An audit time: RFC 3339, or `YYYY-MM-DD HH:MM:SS` taken as UTC (Panther's
-/// fixtures write that).
-pub fn parse(raw: &str) -> Option<jiff::Timestamp> {
-    if let Ok(ts) = raw.parse::<jiff::Timestamp>() {
-        return Some(ts);
+/// 1970-01-01T00:00:00, from which microseconds are counted.
+const EPOCH: jiff::civil::DateTime = jiff::civil::DateTime::constant(1970, 1, 1, 0, 0, 0, 0);
+
+/// An audit time as Unix microseconds: RFC 3339 (`T`, `t` or a space
+/// between date and time; `Z`, `z` or a numeric offset; a fraction of any
+/// length, cut to microseconds; a leap second read as :59), any year from
+/// 0000 to 9999 once in UTC. Besides RFC 3339, only `YYYY-MM-DD HH:MM:SS`
+/// without an offset, taken as UTC (Panther's fixtures write that). `None`
+/// for anything else: `yesterday`, `""`, a Unix number.
+///
+/// This is the one reader of times for ingest and for query bounds, so a
+/// query can name every time an event may carry.
+pub fn parse_us(raw: &str) -> Option<i64> {
+    let b = raw.as_bytes();
+    if b.len() < 19 || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
     }
-    let dt = raw.parse::<jiff::civil::DateTime>().ok()?;
-    dt.to_zoned(jiff::tz::TimeZone::UTC)
-        .ok()
-        .map(|z| z.timestamp())
+    let date = parse_date(&b[..10])?;
+    let (time, rest) = parse_clock(&b[11..])?;
+    let offset_secs = match rest {
+        [] if b[10] == b' ' => 0,
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let h = i64::from(two_digits(*h1, *h2)?);
+            let m = i64::from(two_digits(*m1, *m2)?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            let secs = h * 3600 + m * 60;
+            if *sign == b'-' { -secs } else { secs }
+        }
+        _ => return None,
+    };
+    let local = date.to_datetime(time).duration_since(EPOCH);
+    let us = i64::try_from(local.as_micros()).ok()?;
+    let utc = us.checked_sub(offset_secs.checked_mul(1_000_000)?)?;
+    // The day in UTC must still be a day of years 0000-9999.
+    (MIN_US..=MAX_US).contains(&utc).then_some(utc)
+}
+
+/// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z, in µs.
+const MIN_US: i64 = -62_167_219_200_000_000;
+const MAX_US: i64 = 253_402_300_799_999_999;
+
+/// `YYYY-MM-DD`.
+fn parse_date(b: &[u8]) -> Option<jiff::civil::Date> {
+    if b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let year = i16::try_from(digits(&b[..4])?).ok()?;
+    let month = i8::try_from(digits(&b[5..7])?).ok()?;
+    let day = i8::try_from(digits(&b[8..10])?).ok()?;
+    jiff::civil::Date::new(year, month, day).ok()
+}
+
+/// `HH:MM:SS[.fraction]`, and what follows it.
+fn parse_clock(b: &[u8]) -> Option<(jiff::civil::Time, &[u8])> {
+    if b.len() < 8 || b[2] != b':' || b[5] != b':' {
+        return None;
+    }
+    let hour = two_digits(b[0], b[1])?;
+    let minute = two_digits(b[3], b[4])?;
+    // RFC 3339 allows a leap second; the microsecond count has none.
+    let second = two_digits(b[6], b[7])?.min(59);
+    let mut rest = &b[8..];
+    let mut nanos = 0i32;
+    if let [b'.', frac @ ..] = rest {
+        let n = frac.iter().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return None;
+        }
+        for (i, d) in frac[..n.min(9)].iter().enumerate() {
+            nanos += i32::from(d - b'0') * 10i32.pow(8 - i as u32);
+        }
+        // Microseconds are what is kept.
+        nanos -= nanos % 1000;
+        rest = &frac[n..];
+    }
+    let time = jiff::civil::Time::new(
+        i8::try_from(hour).ok()?,
+        i8::try_from(minute).ok()?,
+        i8::try_from(second).ok()?,
+        nanos,
+    )
+    .ok()?;
+    Some((time, rest))
+}
+
+fn two_digits(a: u8, b: u8) -> Option<u32> {
+    digits(&[a, b])
+}
+
+fn digits(b: &[u8]) -> Option<u32> {
+    b.iter().try_fold(0u32, |n, &c| {
+        c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+    })
 }
 
 pub fn format(ts: jiff::Timestamp) -> String {
     ts.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
 }
 
+/// RFC 3339 in UTC with microseconds, for any time [`parse_us`] returns.
+pub fn format_us(us: i64) -> String {
+    match EPOCH.checked_add(jiff::SignedDuration::from_micros(us)) {
+        Ok(dt) => dt.strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string(),
+        // Outside years -9999..9999: no time parse_us gives.
+        Err(_) => us.to_string(),
+    }
+}
+
 /// RFC 3339 in UTC with microseconds, whatever the source wrote.
 /// Unparseable times pass through.
 pub fn normalize(raw: &str) -> String {
-    match parse(raw) {
-        Some(ts) => format(ts),
+    match parse_us(raw) {
+        Some(us) => format_us(us),
         None => raw.to_owned(),
     }
 }
@@ -115,10 +212,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
         .ok_or_else(|| DurationError::TooLarge(s.to_owned()))
 }
 
-/// A query bound: an RFC 3339 time, or a duration before now. As Unix µs.
+/// A query bound: a time as events carry them ([`parse_us`]), or a
+/// duration before now. As Unix µs.
 pub fn parse_bound(value: &str) -> Result<i64, String> {
-    if let Some(ts) = parse(value) {
-        return Ok(ts.as_microsecond());
+    if let Some(us) = parse_us(value) {
+        return Ok(us);
     }
     let ago = parse_duration(value).map_err(|e| match e {
         DurationError::Form(_) => {
@@ -151,7 +249,7 @@ mod tests {
             "2022-12-01T20:27:06.000000Z"
         );
         assert_eq!(normalize("<ts>"), "<ts>");
-        let t = Time::of_event("2026-11-20T10:00:00.5Z");
+        let t = Time::of_event("2026-11-20T10:00:00.5Z").unwrap();
         assert_eq!(t.text, "2026-11-20T10:00:00.500000Z");
         assert_eq!(
             serde_json::to_string(&t).unwrap(),
@@ -159,6 +257,57 @@ mod tests {
         );
         let back: Time = serde_json::from_str("\"2026-11-20T10:00:00.500000Z\"").unwrap();
         assert_eq!(back, t);
+    }
+
+    #[test]
+    fn rfc_3339_times_parse_across_years_0000_to_9999() {
+        let us = |s: &str| parse_us(s);
+        assert_eq!(us("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(us("1970-01-01T00:00:01.5z"), Some(1_500_000));
+        assert_eq!(us("1970-01-01t01:00:00+01:00"), Some(0));
+        assert_eq!(us("1969-12-31T23:00:00-01:00"), Some(0));
+        assert_eq!(
+            us("2026-11-20T10:00:00.123456789Z"),
+            us("2026-11-20T10:00:00.123456Z")
+        );
+        assert_eq!(us("2016-12-31T23:59:60Z"), us("2016-12-31T23:59:59Z"));
+        assert_eq!(us("9999-12-31T23:59:59.999999Z"), Some(MAX_US));
+        assert_eq!(us("0000-01-01T00:00:00Z"), Some(MIN_US));
+        assert_eq!(
+            format_us(us("9999-12-31T23:59:59Z").unwrap()),
+            "9999-12-31T23:59:59.000000Z"
+        );
+        assert_eq!(format_us(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(format_us(-1), "1969-12-31T23:59:59.999999Z");
+        // What jiff's Timestamp reads agrees where both read.
+        let ts: jiff::Timestamp = "2026-11-20T10:00:00.123456+02:00".parse().unwrap();
+        assert_eq!(
+            us("2026-11-20T10:00:00.123456+02:00"),
+            Some(ts.as_microsecond())
+        );
+        for bad in [
+            "yesterday",
+            "",
+            "1700000000",
+            "2026-11-20",
+            "2026-11-20T10:00:00",
+            "2026-11-20T10:00Z",
+            "2026-02-30T10:00:00Z",
+            "2026-11-20T24:00:00Z",
+            "2026-11-20T10:00:00.Z",
+            "2026-11-20T10:00:00+2:00",
+            "2026-11-20T10:00:00+24:00",
+            "2026-11-20T10:00:00Z ",
+            "9999-12-31T23:59:59-01:00",
+            "0000-01-01T00:00:00+01:00",
+            "+002026-11-20T10:00:00Z",
+            "2026-11-20T10:00:00Z[UTC]",
+            "２０２６-11-20T10:00:00Z",
+        ] {
+            assert_eq!(us(bad), None, "{bad:?}");
+        }
+        // Panther's fixtures: no offset, a space, taken as UTC.
+        assert_eq!(us("1970-01-01 00:00:02"), Some(2_000_000));
     }
 
     #[test]
@@ -191,5 +340,11 @@ mod tests {
             parse_bound("2026-11-20T10:00:00Z").unwrap(),
             1_795_168_800_000_000
         );
+        // Every time ingest accepts is a bound.
+        assert_eq!(
+            parse_bound("9999-12-31T23:59:59Z"),
+            Ok(253_402_300_799_000_000)
+        );
+        assert_eq!(parse_bound("1970-01-01T00:00:00Z"), Ok(0));
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::decode::{self, Rejection};
+use crate::decode::{self, MAX_LISTED, Rejection};
 use crate::engine::{Framing, IngestError, Input, Outcome, Stats};
 use crate::telemetry::events::Source;
 
@@ -32,14 +32,73 @@ pub fn display_name(path: &Path) -> String {
     }
 }
 
-/// Replays one file through `ingest` (the engine), a chunk at a time. Each
-/// rejected document is passed to `on_reject` with the file's name; the rest
-/// of the file is still processed.
+/// What replay says of a file's rejected documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reported<'a> {
+    /// One of the first [`MAX_LISTED`] of the file.
+    One(&'a Rejection),
+    /// The rest, once the file is read: counted, not listed, so that a
+    /// file of millions of bad lines does not print millions of lines.
+    More { count: usize, last_line: usize },
+}
+
+impl Reported<'_> {
+    /// `FILE:LINE: message`, or `FILE: N more ...`: a line of stderr.
+    pub fn display(&self, name: &str) -> String {
+        match self {
+            Reported::One(r) => format!("{name}:{}: {}", r.line, r.message),
+            Reported::More { count, last_line } => format!(
+                "{name}: {count} more document(s) rejected, the last on line {last_line}; only the first {MAX_LISTED} are listed"
+            ),
+        }
+    }
+}
+
+/// Counts a file's rejections across its chunks, listing the first.
+#[derive(Default)]
+struct FileRejections {
+    listed: usize,
+    more: usize,
+    last_line: usize,
+}
+
+impl FileRejections {
+    fn add(
+        &mut self,
+        name: &str,
+        rejections: &decode::Rejections,
+        on_reject: &mut dyn FnMut(&str, Reported<'_>),
+    ) {
+        for r in rejections.iter() {
+            if self.listed < MAX_LISTED {
+                self.listed += 1;
+                on_reject(name, Reported::One(r));
+            } else {
+                self.more += 1;
+            }
+        }
+        self.more += rejections.unlisted();
+        if rejections.total() > 0 {
+            self.last_line = rejections.last_line();
+        }
+    }
+
+    fn finish(&self, name: &str, on_reject: &mut dyn FnMut(&str, Reported<'_>)) {
+        if self.more > 0 {
+            let (count, last_line) = (self.more, self.last_line);
+            on_reject(name, Reported::More { count, last_line });
+        }
+    }
+}
+
+/// Replays one file through `ingest` (the engine), a chunk at a time. The
+/// first rejected documents are passed to `on_reject` with the file's name,
+/// then how many more there were; the rest of the file is still processed.
 pub fn replay_input(
     path: &PathBuf,
     cluster: Option<&str>,
     ingest: &mut dyn FnMut(Input) -> Outcome,
-    on_reject: &mut dyn FnMut(&str, &Rejection),
+    on_reject: &mut dyn FnMut(&str, Reported<'_>),
 ) -> Result<Stats, ReplayError> {
     let name = display_name(path);
     let read_err = |source| ReplayError::Read {
@@ -55,6 +114,7 @@ pub fn replay_input(
     let mut reader = decode::decompress_reader(reader).map_err(read_err)?;
 
     let mut stats = Stats::default();
+    let mut rejected = FileRejections::default();
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
     let mut line = 1usize;
     let mut at_start = true;
@@ -98,9 +158,7 @@ pub fn replay_input(
             },
         };
         let accepted = ingest(input)?;
-        for r in &accepted.rejections {
-            on_reject(&name, r);
-        }
+        rejected.add(&name, &accepted.rejections, on_reject);
         stats.add(&accepted.stats);
         let consumed = accepted.consumed;
         line += buf[..consumed].iter().filter(|&&b| b == b'\n').count();
@@ -109,6 +167,7 @@ pub fn replay_input(
             break;
         }
     }
+    rejected.finish(&name, on_reject);
     Ok(stats)
 }
 

@@ -252,11 +252,11 @@ impl KafkaSource {
             let mut failed = Vec::new();
             for (i, answer) in answers {
                 match answer.await.ok()? {
-                    // Only a message too large for a batch is refused for
-                    // good; a sink or store failure is retried until it passes.
-                    outcome @ (Ok(_) | Err(IngestError::TooManyEvents { .. })) => {
-                        outcomes[i] = Some(outcome)
-                    }
+                    // Only a message too large for a batch, or too costly
+                    // to decode, is refused for good; a sink or store
+                    // failure is retried until it passes.
+                    Err(e) if e.is_final() => outcomes[i] = Some(Err(e)),
+                    outcome @ Ok(_) => outcomes[i] = Some(outcome),
                     Err(_) => failed.push(i),
                 }
             }
@@ -355,7 +355,7 @@ fn undecodable(r: &Received, outcome: &Result<Accepted, IngestError>) -> Option<
         Ok(a) => a.rejections.first().map(|first| {
             format!(
                 "{} document(s) rejected; line {}: {}",
-                a.rejections.len(),
+                a.rejections.total(),
                 first.line,
                 first.message
             )
@@ -399,4 +399,70 @@ fn spawn_lag_monitor(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::Timestamp;
+
+    use super::*;
+    use crate::decode::{Arena, Decoded, Limits, decode_body};
+    use crate::engine::Stats;
+
+    fn received(payload: &[u8]) -> Received {
+        Received {
+            message: OwnedMessage::new(
+                Some(payload.to_vec()),
+                None,
+                "k8s-audit".to_owned(),
+                Timestamp::NotAvailable,
+                0,
+                7,
+                None,
+            ),
+            cluster: None,
+        }
+    }
+
+    fn accepted(body: &[u8]) -> Result<Accepted, IngestError> {
+        let arena = Arena::new();
+        let mut decoded = Decoded::with_limits(Limits::default());
+        decode_body(body, &arena, &mut decoded);
+        Ok(Accepted {
+            stats: Stats::default(),
+            findings: 0,
+            rejections: decoded.rejections,
+            consumed: body.len(),
+        })
+    }
+
+    #[test]
+    fn a_dead_letter_reason_counts_every_rejection_and_shows_no_value() {
+        let body = b"\"data\": {\"password\": \"aHVudGVyMjpzM2NyM3Q=\"}\nx\n".repeat(50);
+        let outcome = accepted(&body);
+        let total = outcome.as_ref().map_or(0, |a| a.rejections.total());
+        assert!(total > crate::decode::MAX_LISTED, "{total}");
+        let reason = undecodable(&received(&body), &outcome).unwrap();
+        assert!(
+            reason.starts_with(&format!("{total} document(s) rejected; line 1: ")),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("<withheld: ") && !reason.contains("aHVud"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_message_over_the_work_budget_is_dead_lettered_naming_the_limit() {
+        let refused = Err(IngestError::OverBudget {
+            budget: 1 << 27,
+            per_item: 64,
+            documents: 1_000_000,
+            rejected: 1_000_000,
+        });
+        assert!(refused.as_ref().is_err_and(IngestError::is_final));
+        let reason = undecodable(&received(b"x\n"), &refused).unwrap();
+        assert!(reason.contains("server.max_decode_work"), "{reason}");
+    }
 }

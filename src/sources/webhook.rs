@@ -18,6 +18,7 @@ use http_body_util::BodyExt;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::decode::{self, MAX_LISTED, RejectReason};
 use crate::engine::{self, Busy, IngestError, Input};
 use crate::http::auth::Caller;
 use crate::telemetry::events::{AuthRefused, Emit, Source, WebhookAnswered};
@@ -34,7 +35,10 @@ struct AcceptedBody {
     documents: u64,
     events: u64,
     findings: usize,
+    /// The first rejected documents ([`MAX_LISTED`] at most).
     rejected: Vec<RejectedDoc>,
+    /// All rejected documents, listed or not.
+    rejected_count: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -47,12 +51,25 @@ struct RejectedDoc {
 #[derive(Debug, Serialize)]
 struct ErrorBody {
     error: String,
+    /// The config key whose limit the request passed, when one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     rejected: Vec<RejectedDoc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejected_count: Option<usize>,
 }
 
-/// At most this many rejections are listed in a response; all are counted.
-const MAX_LISTED: usize = 20;
+impl ErrorBody {
+    fn new(error: String) -> ErrorBody {
+        ErrorBody {
+            error,
+            limit: None,
+            rejected: Vec::new(),
+            rejected_count: None,
+        }
+    }
+}
 
 pub async fn post_default(
     State(state): State<WebhookState>,
@@ -141,6 +158,12 @@ async fn handle(state: WebhookState, cluster: Option<String>, body: Body) -> Res
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("{e}; lower the API server's --audit-webhook-batch-max-size"),
         ),
+        // A retry would cost the same and be refused again.
+        Ok(Err(e @ IngestError::OverBudget { .. })) => limited(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{e}: mostly not audit events"),
+            "server.max_decode_work",
+        ),
         Ok(Err(e)) => unavailable(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
         Err(_) => unavailable(StatusCode::SERVICE_UNAVAILABLE, "the engine stopped"),
     }
@@ -157,24 +180,11 @@ fn accepted_response(a: engine::Accepted) -> Response {
             message: r.message.clone(),
         })
         .collect();
+    let rejected_count = a.rejections.total();
     if a.stats.events == 0
         && let Some(first) = a.rejections.first()
     {
-        let summary = format!(
-            "no audit events in body: {} document(s) rejected; line {}: {}",
-            a.rejections.len(),
-            first.line,
-            first.message
-        );
-        WebhookAnswered { code: 400 }.emit();
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(ErrorBody {
-                error: summary,
-                rejected,
-            }),
-        )
-            .into_response();
+        return no_events(&a.rejections, first, rejected);
     }
     WebhookAnswered { code: 200 }.emit();
     (
@@ -184,9 +194,42 @@ fn accepted_response(a: engine::Accepted) -> Response {
             events: a.stats.events,
             findings: a.findings,
             rejected,
+            rejected_count,
         }),
     )
         .into_response()
+}
+
+/// A body with rejected documents and no event: `400`, or `413` when
+/// something in it is too large (what it unpacks to, or an event): the
+/// message names the limit.
+fn no_events(
+    rejections: &decode::Rejections,
+    first: &decode::Rejection,
+    rejected: Vec<RejectedDoc>,
+) -> Response {
+    let too_large = rejections.count(RejectReason::TooLarge) > 0;
+    let code = if too_large {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let summary = format!(
+        "no audit events in body: {} document(s) rejected; line {}: {}",
+        rejections.total(),
+        first.line,
+        first.message
+    );
+    WebhookAnswered {
+        code: code.as_u16(),
+    }
+    .emit();
+    let body = ErrorBody {
+        rejected,
+        rejected_count: Some(rejections.total()),
+        ..ErrorBody::new(summary)
+    };
+    (code, Json(body)).into_response()
 }
 
 enum ReadError {
@@ -250,14 +293,20 @@ fn error(code: StatusCode, message: impl Into<String>) -> Response {
         code: code.as_u16(),
     }
     .emit();
-    (
-        code,
-        Json(ErrorBody {
-            error: message.into(),
-            rejected: Vec::new(),
-        }),
-    )
-        .into_response()
+    (code, Json(ErrorBody::new(message.into()))).into_response()
+}
+
+/// [`error`] for a request past the limit of config key `limit`.
+fn limited(code: StatusCode, message: String, limit: &'static str) -> Response {
+    WebhookAnswered {
+        code: code.as_u16(),
+    }
+    .emit();
+    let body = ErrorBody {
+        limit: Some(limit),
+        ..ErrorBody::new(message)
+    };
+    (code, Json(body)).into_response()
 }
 
 /// The API server backs off and retries; say when.

@@ -209,7 +209,10 @@ impl Store {
     }
 
     /// Deletes changes older than `cutoff_us` and drifts closed before it.
-    /// Open drifts are kept whatever their age. Returns rows deleted.
+    /// A change is as old as its event time, or its receive time when that
+    /// was recorded (the event's own was too far from it: a 1970 stamp is
+    /// not deleted at the first pass, a 9999 one not kept forever). Open
+    /// drifts are kept whatever their age. Returns rows deleted.
     pub fn purge_before(&mut self, cutoff_us: i64) -> Result<usize, StoreError> {
         let path = self.path.display().to_string();
         let err = |source| StoreError::Sqlite {
@@ -217,9 +220,15 @@ impl Store {
             source,
         };
         let tx = self.conn.transaction().map_err(err)?;
+        // Two statements, each on its index.
         let changes = tx
-            .execute("DELETE FROM changes WHERE time_us < ?1", [cutoff_us])
-            .map_err(err)?;
+            .execute(
+                "DELETE FROM changes WHERE time_us < ?1 AND received_us IS NULL",
+                [cutoff_us],
+            )
+            .map_err(err)?
+            + tx.execute("DELETE FROM changes WHERE received_us < ?1", [cutoff_us])
+                .map_err(err)?;
         let drifts = tx
             .execute(
                 "DELETE FROM drifts WHERE state != 'open' AND closed_at_us < ?1",
@@ -234,9 +243,9 @@ impl Store {
 const INSERT_CHANGE: &str = "INSERT OR IGNORE INTO changes (dedupe_key, time, time_us, cluster,
     api_group, api_version, resource, subresource, namespace, name, uid, verb, actor, impersonator,
     client, field_manager, audit_id, verdict, pipeline, finding_type, severity, drift_id,
-    changed_paths, detail)
+    changed_paths, detail, received_us)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-    ?20, ?21, ?22, ?23, ?24)";
+    ?20, ?21, ?22, ?23, ?24, ?25)";
 
 /// Inserts one change; false when its key was already stored.
 fn insert_change(
@@ -275,6 +284,7 @@ fn insert_change(
         c.drift.as_ref().map(|d| d.id.as_str()),
         records::changed_paths(c),
         detail,
+        c.received.as_ref().map(|t| t.us),
     ])?;
     Ok(n == 1)
 }

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Change, ChangeRecord, DriftedPath, Impersonator, ManagedBy, Owner, Risk};
+use crate::model::{Change, ChangeRecord, DriftedPath, Impersonator, ManagedBy, Owner, Risk, Time};
 use crate::telemetry::events::{Emit, StoreRowCorrupt};
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -35,6 +35,9 @@ pub(super) struct Detail {
     pub reasons: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub risks: Vec<Risk>,
+    /// Its text; the `received_us` column holds its time for retention.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub received: Option<Time>,
 }
 
 /// The same fields, borrowed from a record for writing.
@@ -65,6 +68,8 @@ pub(super) struct DetailRef<'a> {
     reasons: &'a [String],
     #[serde(skip_serializing_if = "<[Risk]>::is_empty")]
     risks: &'a [Risk],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    received: Option<&'a Time>,
 }
 
 impl<'a> DetailRef<'a> {
@@ -83,6 +88,7 @@ impl<'a> DetailRef<'a> {
             owner: c.owner.as_ref(),
             reasons: &c.reasons,
             risks: &c.risks,
+            received: c.received.as_ref(),
         }
     }
 }
@@ -103,6 +109,7 @@ impl Detail {
         c.owner = self.owner;
         c.reasons = self.reasons;
         c.risks = self.risks;
+        c.received = self.received;
     }
 }
 

@@ -69,4 +69,11 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE drifts ADD COLUMN persisting_audit_id TEXT;
     ALTER TABLE drifts ADD COLUMN reconcile_verification TEXT;
     ",
+    // 3: the receive time of a change whose event time was too far from it
+    // (server.max_clock_skew); retention goes by it. NULL for every other
+    // change: its event time is close enough.
+    "
+    ALTER TABLE changes ADD COLUMN received_us INTEGER;
+    CREATE INDEX changes_by_received ON changes (received_us) WHERE received_us IS NOT NULL;
+    ",
 ];

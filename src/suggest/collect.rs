@@ -123,8 +123,8 @@ pub fn replay(config: &Config, files: &[PathBuf]) -> Result<Replayed, SuggestErr
             .unwrap_or(Err(IngestError::Stopped))
     };
     let mut rejections = Vec::new();
-    let mut on_reject = |name: &str, r: &crate::decode::Rejection| {
-        rejections.push(format!("{name}:{}: {}", r.line, r.message));
+    let mut on_reject = |name: &str, r: crate::sources::file::Reported<'_>| {
+        rejections.push(r.display(name));
     };
     let mut events = 0;
     for path in files {

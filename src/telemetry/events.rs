@@ -11,7 +11,7 @@ use super::metrics as m;
 use super::rate_limit::RateLimit;
 use crate::classify::IgnoreReason;
 use crate::classify::quiet::Quiet;
-use crate::decode::Rejection;
+use crate::decode::Rejections;
 use crate::model::{FindingType, Severity, VerdictKind};
 
 pub trait Emit {
@@ -42,7 +42,7 @@ pub struct BodyDecoded<'a> {
     /// The file or peer, for the log line only (never a label).
     pub origin: &'a str,
     pub events: usize,
-    pub rejections: &'a [Rejection],
+    pub rejections: &'a Rejections,
 }
 
 /// Rejected documents logged per body; the rest are summed up in one line.
@@ -54,17 +54,13 @@ impl Emit for BodyDecoded<'_> {
     fn emit(self) {
         let source = self.source.as_str();
         counter!(m::EVENTS_RECEIVED, "source" => source).increment(self.events as u64);
-        if self.rejections.is_empty() {
+        if self.rejections.total() == 0 {
             return;
         }
-        let mut by_reason = [0u64; crate::decode::RejectReason::ALL.len()];
-        for r in self.rejections {
-            by_reason[r.reason.index()] += 1;
-        }
-        for (reason, n) in crate::decode::RejectReason::ALL.iter().zip(by_reason) {
+        for (reason, n) in self.rejections.by_reason() {
             if n > 0 {
                 counter!(m::EVENTS_REJECTED, "source" => source, "reason" => reason.as_str())
-                    .increment(n);
+                    .increment(n as u64);
             }
         }
         let Some(suppressed) = REJECTIONS.allow() else {
@@ -81,12 +77,13 @@ impl Emit for BodyDecoded<'_> {
                 "Rejected a document that is not an audit event."
             );
         }
-        if self.rejections.len() > MAX_REJECTIONS_LOGGED {
+        if self.rejections.total() > MAX_REJECTIONS_LOGGED {
             warn!(
                 source,
                 origin = self.origin,
-                rejected = self.rejections.len(),
+                rejected = self.rejections.total(),
                 logged = MAX_REJECTIONS_LOGGED,
+                last_line = self.rejections.last_line(),
                 "Rejected more documents in the same body; only the first are logged."
             );
         }
@@ -204,6 +201,7 @@ fn code_label(code: u16) -> &'static str {
         408 => "408",
         413 => "413",
         415 => "415",
+        422 => "422",
         429 => "429",
         500 => "500",
         503 => "503",
@@ -235,6 +233,7 @@ pub enum RefusedBecause {
     Sink,
     Store,
     TooManyEvents,
+    DecodeBudget,
     QueueFull,
     Stopped,
 }
@@ -245,6 +244,7 @@ impl RefusedBecause {
             RefusedBecause::Sink => "sink",
             RefusedBecause::Store => "store",
             RefusedBecause::TooManyEvents => "too_many_events",
+            RefusedBecause::DecodeBudget => "decode_budget",
             RefusedBecause::QueueFull => "queue_full",
             RefusedBecause::Stopped => "stopped",
         }

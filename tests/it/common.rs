@@ -212,6 +212,29 @@ impl Service {
         })
     }
 
+    /// A field of the service's `/proc/PID/status`, in KiB: `VmHWM` is its
+    /// peak resident memory, `VmRSS` the current. Memory bounds are asserted
+    /// on these, never on time.
+    pub fn status_kib(&self, field: &str) -> Option<u64> {
+        proc_status_kib(self.child.id(), field)
+    }
+
+    /// Log lines (stderr) so far that contain `needle`.
+    pub fn logs_with(&self, needle: &str) -> Vec<String> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    /// Bytes of log (stderr) so far, newlines included.
+    pub fn log_bytes(&self) -> usize {
+        self.logs.lock().unwrap().iter().map(|l| l.len() + 1).sum()
+    }
+
     /// The `--data-dir` the service runs with.
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
@@ -255,6 +278,15 @@ impl Service {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// A field of `/proc/PID/status`, in KiB.
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 impl Drop for Service {
@@ -375,6 +407,19 @@ pub async fn get_text(svc: &Service, path: &str) -> Result<(u16, String)> {
     Ok((resp.status().as_u16(), resp.text().await?))
 }
 
+/// The sum of a metric's series in `/metrics` whose labels contain
+/// `labels`; `None` while the metric does not exist yet.
+pub async fn metric(svc: &Service, name: &str, labels: &str) -> Result<Option<f64>> {
+    let (_, text) = get_text(svc, "/metrics").await?;
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .collect();
+    Ok((!values.is_empty()).then(|| values.iter().sum()))
+}
+
 /// A throwaway runtime, for tests that are not async.
 pub fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     tokio::runtime::Builder::new_current_thread()
@@ -403,6 +448,21 @@ pub fn blocking_get(url: &str) -> Result<String> {
 pub fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     enc.write_all(bytes)?;
+    Ok(enc.finish()?)
+}
+
+/// `line` repeated `times` times, gzipped as a stream: megabytes of
+/// repetition in kilobytes, without holding the plain text.
+pub fn gzip_repeated(line: &[u8], times: usize) -> Result<Vec<u8>> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let chunk = line.repeat((1 << 16) / line.len().max(1) + 1);
+    let per_chunk = chunk.len() / line.len().max(1);
+    let mut left = times;
+    while left > 0 {
+        let n = left.min(per_chunk);
+        enc.write_all(&chunk[..n * line.len()])?;
+        left -= n;
+    }
     Ok(enc.finish()?)
 }
 

@@ -390,7 +390,9 @@ async fn cloudwatch_subscription_payloads_through_webhook_and_replay() -> Result
 
 #[tokio::test]
 async fn a_zip_bomb_is_rejected_cleanly() -> Result<()> {
-    // 256 MiB of zeros is about 256 KiB of gzip: past the 64 MiB limit.
+    // 256 MiB of zeros is about 256 KiB of gzip: past the limit on what a
+    // body unpacks to (server.max_body_bytes, 16 MiB), like a body sent
+    // with Content-Encoding: 413.
     let bomb = gzip(&vec![0u8; 256 << 20])?;
     ensure!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
 
@@ -399,7 +401,7 @@ async fn a_zip_bomb_is_rejected_cleanly() -> Result<()> {
         status,
         json: answer,
     } = post_bytes(&svc, "/audit/webhook", bomb.clone(), &[]).await?;
-    assert_eq!(status, 400, "{answer}");
+    assert_eq!(status, 413, "{answer}");
     assert_eq!(answer["rejected"][0]["reason"], "too_large", "{answer}");
     let error = answer["error"].as_str().unwrap_or("");
     assert!(error.contains("decompression limit"), "{answer}");

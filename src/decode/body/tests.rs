@@ -1,4 +1,6 @@
 use super::*;
+use crate::decode::event::Stage;
+use crate::decode::{Decoded, RejectReason};
 
 const EV: &str = r#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"a1","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/x/configmaps/y?fieldManager=kubectl-edit\u0026dryRun=All","verb":"patch","user":{"username":"alice"},"responseStatus":{"code":200}}"#;
 
@@ -148,5 +150,155 @@ fn what_follows_a_rejected_document_is_judged_not_skipped() {
         [1, 4],
         "{:?}",
         d.rejections
+    );
+}
+
+fn decode_within<'a>(
+    body: &'a str,
+    arena: &'a Arena,
+    limits: crate::decode::Limits,
+) -> Decoded<'a> {
+    let mut d = Decoded::with_limits(limits);
+    decode_body(body.as_bytes(), arena, &mut d);
+    d
+}
+
+fn max_event(bytes: usize) -> crate::decode::Limits {
+    crate::decode::Limits {
+        max_event_bytes: bytes,
+        ..crate::decode::Limits::default()
+    }
+}
+
+#[test]
+fn an_event_past_max_event_bytes_is_rejected_by_name_and_the_others_kept() {
+    let big = EV.replace("\"a1\"", "\"big-one\"").replace(
+        "\"verb\"",
+        &format!("\"userAgent\":\"{}\",\"verb\"", "x".repeat(2000)),
+    );
+    let arena = Arena::new();
+    let lines = format!("{EV}\n{big}\n{EV}\n");
+    let d = decode_within(&lines, &arena, max_event(1024));
+    assert_eq!(ids(&d), ["a1", "a1"]);
+    assert_eq!(reasons(&d), [RejectReason::TooLarge]);
+    assert_eq!(d.rejections[0].line, 2);
+    let m = &d.rejections[0].message;
+    assert!(
+        m.contains("auditID \"big-one\"") && m.contains("server.max_event_bytes (1024)"),
+        "{m}"
+    );
+    // In an EventList, the item is named too.
+    let list = format!("{{\"kind\":\"EventList\",\"items\":[{EV},{big}]}}");
+    let d = decode_within(&list, &arena, max_event(1024));
+    assert_eq!(ids(&d), ["a1"]);
+    assert!(
+        d.rejections[0].message.starts_with("items[1]: event of "),
+        "{:?}",
+        d.rejections
+    );
+    // Under the limit, nothing changes.
+    assert_eq!(
+        decode_within(&lines, &arena, max_event(1 << 20))
+            .events
+            .len(),
+        3
+    );
+}
+
+fn reasons(d: &Decoded<'_>) -> Vec<RejectReason> {
+    d.rejections.iter().map(|r| r.reason).collect()
+}
+
+#[test]
+fn millions_of_bad_lines_are_counted_not_kept_and_spend_the_budget() {
+    let body = "x\n".repeat(200_000);
+    let arena = Arena::new();
+    let d = decode_within(&body, &arena, crate::decode::Limits::default());
+    assert_eq!(d.rejections.total(), 200_000);
+    assert_eq!(d.rejections.len(), crate::decode::MAX_LISTED);
+    assert_eq!(d.rejections.last_line(), 200_000);
+    assert!(!d.over_budget());
+    let limits = crate::decode::Limits {
+        work: Some(1 << 20),
+        ..crate::decode::Limits::default()
+    };
+    let d = decode_within(&body, &arena, limits);
+    assert!(d.over_budget());
+    // Decoding stopped about where the budget ran out.
+    let per_line = 2 * crate::decode::WORK_PER_ITEM + 2;
+    assert!(
+        d.rejections.total() as u64 <= (1 << 20) / per_line + 1,
+        "{}",
+        d.rejections.total()
+    );
+    // A good body of tiny events costs a few units per byte.
+    let good = format!("{EV}\n").repeat(2000);
+    let d = decode_within(&good, &arena, crate::decode::Limits::default());
+    assert_eq!(d.events.len(), 2000);
+    assert!(
+        d.work() < 2 * good.len() as u64,
+        "{} for {}",
+        d.work(),
+        good.len()
+    );
+}
+
+#[test]
+fn a_cut_line_of_a_secret_is_not_echoed() {
+    let body =
+        format!("{EV}\n\"data\": {{\"password\": \"aHVudGVyMjpzM2NyM3Q=\", \"other\": 1}}\n");
+    let d = decode_bytes(body.as_bytes());
+    assert_eq!(d.events.len(), 1);
+    let m = &d.rejections[0].message;
+    assert!(
+        m.contains("<withheld: ") && !m.contains("aHVud") && !m.contains("password"),
+        "{m}"
+    );
+    // A value where an object belongs: the parser's message quotes it.
+    let wrong = EV.replace("{\"username\":\"alice\"}", "\"aHVudGVyMjpzM2NyM3Q=\"");
+    let d = decode_bytes(wrong.as_bytes());
+    let m = &d.rejections[0].message;
+    assert!(m.contains("<withheld: ") && !m.contains("aHVud"), "{m}");
+    // Harmless garbage is still shown.
+    let d = decode_bytes(b"<html>\n");
+    assert!(
+        d.rejections[0].message.ends_with("found \"<html>\""),
+        "{:?}",
+        d.rejections
+    );
+}
+
+#[test]
+fn events_with_times_that_are_not_rfc_3339_are_rejected_with_their_line() {
+    let with = |field: &str, value: &str| {
+        EV.replace("\"verb\"", &format!("\"{field}\":\"{value}\",\"verb\""))
+    };
+    let body = [
+        with("stageTimestamp", "yesterday"),
+        with("requestReceivedTimestamp", ""),
+        with("stageTimestamp", "9999-12-31T23:59:59Z"),
+        with("timestamp", "1700000000"),
+        EV.to_owned(),
+        with("stageTimestamp", "1970-01-01T00:00:00Z"),
+    ]
+    .join("\n");
+    let d = decode_bytes(body.as_bytes());
+    assert_eq!(
+        d.events.iter().map(|e| e.line).collect::<Vec<_>>(),
+        [3, 5, 6]
+    );
+    assert_eq!(reasons(&d), [RejectReason::InvalidTime; 3]);
+    assert_eq!(
+        d.rejections.iter().map(|r| r.line).collect::<Vec<_>>(),
+        [1, 2, 4]
+    );
+    assert_eq!(
+        d.rejections[0].message,
+        "stageTimestamp \"yesterday\" is not an RFC 3339 time (such as 2026-11-20T10:00:00.123456Z)"
+    );
+    assert!(
+        d.rejections[1]
+            .message
+            .starts_with("requestReceivedTimestamp \"\" is not")
     );
 }

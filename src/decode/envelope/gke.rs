@@ -34,8 +34,10 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::decode::arena::Arena;
-use crate::decode::body::{self, Ctx, Decoded, RejectReason};
+use crate::decode::body::{self, Ctx};
+use crate::decode::decoded::{Decoded, RejectReason};
 use crate::decode::event::{Event, ObjectRef, ResponseStatus, UserInfo, derived_audit_id, opt_str};
+use crate::decode::snippet;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -114,7 +116,7 @@ pub(super) fn decode<'a>(doc: &'a str, line: usize, ctx: Ctx<'a>, out: &mut Deco
             return out.reject(
                 line,
                 RejectReason::NotAnEvent,
-                format!("not a Cloud Audit Logs entry: {e}"),
+                format!("not a Cloud Audit Logs entry: {}", snippet::error(&e)),
             );
         }
     };
@@ -124,8 +126,8 @@ pub(super) fn decode<'a>(doc: &'a str, line: usize, ctx: Ctx<'a>, out: &mut Deco
                 event.request_object = event.request_object.map(|b| without_type(b, arena));
                 event.response_object = event.response_object.map(|b| without_type(b, arena));
             }
-            if let Err(e) = body::push_event(event, line, doc, out) {
-                out.reject(line, RejectReason::NotAnEvent, format!("GKE entry: {e}"));
+            if let Err(e) = body::push_event(event, line, doc, &String::new, out) {
+                out.reject(line, e.reason(), format!("GKE entry: {e}"));
             }
         }
         Err(message) => out.reject(line, RejectReason::NotAnEvent, message),
