@@ -13,6 +13,12 @@ pub struct ServerConfig {
     pub queue_batches: usize,
     pub max_events_per_batch: usize,
     pub max_header_bytes: usize,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// HTTP/2 streams (requests) open at once on one connection.
+    pub max_concurrent_streams: u32,
+    /// Memory for request bodies in flight, all connections together.
+    pub max_inflight_body_bytes: usize,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -28,6 +34,9 @@ impl Default for ServerConfig {
             queue_batches: super::DEFAULT_QUEUE_BATCHES,
             max_events_per_batch: 50_000,
             max_header_bytes: 16 * 1024,
+            max_connections: super::DEFAULT_MAX_CONNECTIONS,
+            max_concurrent_streams: super::DEFAULT_MAX_CONCURRENT_STREAMS,
+            max_inflight_body_bytes: super::DEFAULT_MAX_INFLIGHT_BODY_BYTES,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
@@ -81,6 +90,7 @@ pub(super) fn compile(raw: &RawServer, p: &mut Problems) -> ServerConfig {
     if let Some(n) = p.at_least(&raw.max_header_bytes, 1024, "server.max_header_bytes") {
         s.max_header_bytes = n;
     }
+    compile_listener_limits(raw, p, &mut s);
     for (value, key, slot) in [
         (
             &raw.header_read_timeout,
@@ -131,4 +141,40 @@ pub(super) fn compile(raw: &RawServer, p: &mut Problems) -> ServerConfig {
         );
     }
     s
+}
+
+/// The listener's memory bounds: connections, streams per connection, and
+/// the body budget, which must hold at least one body of the largest size.
+fn compile_listener_limits(raw: &RawServer, p: &mut Problems, s: &mut ServerConfig) {
+    if let Some(n) = p.at_least(&raw.max_connections, 1, "server.max_connections") {
+        s.max_connections = n;
+    }
+    if let Some(n) = p.at_least(
+        &raw.max_concurrent_streams,
+        1,
+        "server.max_concurrent_streams",
+    ) {
+        s.max_concurrent_streams = n;
+    }
+    if let Some(n) = p.at_least(
+        &raw.max_inflight_body_bytes,
+        1024,
+        "server.max_inflight_body_bytes",
+    ) {
+        s.max_inflight_body_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    if s.max_inflight_body_bytes < s.max_body_bytes {
+        let at = raw
+            .max_inflight_body_bytes
+            .as_ref()
+            .or(raw.max_body_bytes.as_ref());
+        let message = format!(
+            "{} is less than server.max_body_bytes ({}): a body of the largest size could never be read; raise it or lower server.max_body_bytes",
+            s.max_inflight_body_bytes, s.max_body_bytes
+        );
+        match at {
+            Some(v) => p.at(v, "server.max_inflight_body_bytes", message),
+            None => p.add(None, "server.max_inflight_body_bytes", message),
+        }
+    }
 }
