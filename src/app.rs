@@ -242,6 +242,12 @@ fn security(config: &Config, shutdown: &CancellationToken) -> Result<Security, A
     let webhook_auth = auth::WebhookAuth {
         tokens: open_tokens(&server.auth.bearer_tokens_file)?,
         cn_clusters: Arc::new(server.auth.client_clusters.iter().cloned().collect()),
+        client_certificates: server
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca_file.is_some()),
+        default_cluster: config.cluster.clone(),
+        allow_any_cluster: server.auth.allow_any_cluster,
     };
     Ok((
         tls,

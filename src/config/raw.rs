@@ -82,6 +82,9 @@ pub struct RawAuth {
     /// Client certificate common name -> the only cluster it may write as.
     #[serde(default)]
     pub client_clusters: std::collections::BTreeMap<String, String>,
+    /// An authenticated caller bound to no cluster may write as any.
+    #[serde(default)]
+    pub allow_any_cluster: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -60,6 +60,9 @@ pub struct AuthConfig {
     pub bearer_tokens_file: Option<PathBuf>,
     pub query_tokens_file: Option<PathBuf>,
     pub client_clusters: Vec<(String, String)>,
+    /// Let an authenticated caller bound to no cluster write as any cluster
+    /// (otherwise only as the default `cluster`).
+    pub allow_any_cluster: bool,
 }
 
 pub(super) fn compile(raw: &RawServer, p: &mut Problems) -> ServerConfig {
@@ -130,6 +133,7 @@ pub(super) fn compile(raw: &RawServer, p: &mut Problems) -> ServerConfig {
         bearer_tokens_file: path(&raw.auth.bearer_tokens_file),
         query_tokens_file: path(&raw.auth.query_tokens_file),
         client_clusters: raw.auth.client_clusters.clone().into_iter().collect(),
+        allow_any_cluster: raw.auth.allow_any_cluster,
     };
     if !s.auth.client_clusters.is_empty()
         && s.tls.as_ref().is_none_or(|t| t.client_ca_file.is_none())

@@ -132,7 +132,7 @@ server:
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
     let c = Config::from_yaml(
-        "server:\n  max_connections: 8\n  max_concurrent_streams: 4\n  max_inflight_body_bytes: 33554432\n",
+        "server:\n  max_connections: 8\n  max_concurrent_streams: 4\n  max_inflight_body_bytes: 33554432\n  auth:\n    allow_any_cluster: true\n",
         "c.yaml",
     )
     .unwrap();
@@ -141,9 +141,11 @@ server:
             c.server.max_connections,
             c.server.max_concurrent_streams,
             c.server.max_inflight_body_bytes,
+            c.server.auth.allow_any_cluster
         ),
-        (8, 4, 32 << 20)
+        (8, 4, 32 << 20, true)
     );
     let d = Config::default().server;
     assert!(d.max_inflight_body_bytes >= d.max_body_bytes);
+    assert!(!d.auth.allow_any_cluster);
 }

@@ -69,19 +69,12 @@ pub async fn post_cluster(
     Path(cluster): Path<String>,
     request: Request,
 ) -> Response {
-    if let Some(Extension(Caller {
-        cluster: Some(bound),
-    })) = &caller
-        && *bound != cluster
-    {
+    if let Some(refusal) = caller.and_then(|Extension(c)| c.refusal(&cluster)) {
         AuthRefused {
             reason: "cluster_mismatch",
         }
         .emit();
-        return error(
-            StatusCode::FORBIDDEN,
-            format!("this client may only write as cluster {bound:?}, not {cluster:?}"),
-        );
+        return error(StatusCode::FORBIDDEN, refusal);
     }
     if !valid_cluster_name(&cluster) {
         return error(
