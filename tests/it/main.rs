@@ -11,6 +11,7 @@ mod crash;
 mod envelopes;
 mod history;
 mod kafka;
+mod listener;
 mod precision;
 mod recorded;
 mod redaction;

@@ -1616,7 +1616,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::common::{Answer, Ev, Service, client, gzip, post_bytes};
+use crate::common::{Answer, Ev, Service, client, gzip, post_bytes, proc_status_kib};
 
 /// Findings need a pipeline to be out of band from.
 const SERVICE_CONFIG: &str = r#"
@@ -1721,16 +1721,6 @@ async fn survive(
     }
     assert_alive(svc, what).await?;
     Ok(answer)
-}
-
-/// A field of `/proc/PID/status` of the service, in KiB (`VmHWM`: peak
-/// resident set; `VmRSS`: current).
-fn proc_status_kib(svc: &Service, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", svc.child.id())).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// A Firehose HTTP endpoint request whose one record is a gzipped CloudWatch
