@@ -148,7 +148,8 @@ pub(super) fn compile(raw: &RawServer, p: &mut Problems) -> ServerConfig {
 }
 
 /// The listener's memory bounds: connections, streams per connection, and
-/// the body budget, which must hold at least one body of the largest size.
+/// the body budget, which must hold at least one body of the largest size
+/// and the inflater of a gzip one.
 fn compile_listener_limits(raw: &RawServer, p: &mut Problems, s: &mut ServerConfig) {
     if let Some(n) = p.at_least(&raw.max_connections, 1, "server.max_connections") {
         s.max_connections = n;
@@ -167,13 +168,16 @@ fn compile_listener_limits(raw: &RawServer, p: &mut Problems, s: &mut ServerConf
     ) {
         s.max_inflight_body_bytes = usize::try_from(n).unwrap_or(usize::MAX);
     }
-    if s.max_inflight_body_bytes < s.max_body_bytes {
+    let one_body = s
+        .max_body_bytes
+        .saturating_add(crate::http::body::INFLATER_BYTES);
+    if s.max_inflight_body_bytes < one_body {
         let at = raw
             .max_inflight_body_bytes
             .as_ref()
             .or(raw.max_body_bytes.as_ref());
         let message = format!(
-            "{} is less than server.max_body_bytes ({}): a body of the largest size could never be read; raise it or lower server.max_body_bytes",
+            "{} is less than server.max_body_bytes ({}) and 64 KiB for a gzip inflater: a body of the largest size could never be read; raise it or lower server.max_body_bytes",
             s.max_inflight_body_bytes, s.max_body_bytes
         );
         match at {

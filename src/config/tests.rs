@@ -146,6 +146,6 @@ server:
         (8, 4, 32 << 20, true)
     );
     let d = Config::default().server;
-    assert!(d.max_inflight_body_bytes >= d.max_body_bytes);
+    assert!(d.max_inflight_body_bytes >= d.max_body_bytes + crate::http::body::INFLATER_BYTES);
     assert!(!d.auth.allow_any_cluster);
 }

@@ -32,7 +32,7 @@ const FIRST_CAPACITY: usize = 64 * 1024;
 /// What one inflater's state costs (zlib's window and tables, about 45
 /// KiB with miniz_oxide): reserved before it is made, so that thousands of
 /// streams waiting for room do not each hold one.
-const INFLATER_BYTES: usize = 64 * 1024;
+pub const INFLATER_BYTES: usize = 64 * 1024;
 
 /// How bodies are read.
 #[derive(Debug, Clone)]
