@@ -10,20 +10,21 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::decompression::RequestDecompressionLayer;
-use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::api::ops::{self, OpsState};
 use crate::api::query::{self, QueryState};
 use crate::config::Config;
 use crate::engine::{self, Engine};
+use crate::http::body::BodyLimits;
+use crate::http::budget::Budget;
+use crate::http::guard::{self, Guard};
 use crate::http::{Limits, auth, tls};
 use crate::sinks::{SinkError, Sinks};
 use crate::sources::kafka::{KafkaSource, KafkaSourceError};
 use crate::sources::webhook::{self, WebhookState};
 use crate::store::{ReadPool, Store, StoreError};
 use crate::telemetry;
-use crate::telemetry::events::{Emit, Shutdown, ShutdownStage, StoreOpened, WebhookAnswered};
+use crate::telemetry::events::{Emit, Shutdown, ShutdownStage, StoreOpened};
 
 /// Every route the router serves, as `(method, path)`; the OpenAPI document
 /// describes exactly these (a test holds them together).
@@ -116,6 +117,8 @@ impl Server {
             header_read_timeout: config.server.header_read_timeout,
             max_header_bytes: config.server.max_header_bytes,
             shutdown_grace: config.server.shutdown_grace,
+            max_connections: config.server.max_connections,
+            max_concurrent_streams: config.server.max_concurrent_streams,
         };
         let sinks = Sinks::from_config(&config.sinks)?;
         let config = Arc::new(config);
@@ -204,23 +207,6 @@ impl Server {
     }
 }
 
-async fn explain_unsupported_encoding(
-    response: axum::response::Response,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    if response.status() != axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE {
-        return response;
-    }
-    WebhookAnswered { code: 415 }.emit();
-    (
-        axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        axum::Json(serde_json::json!({
-            "error": "unsupported Content-Encoding: send the body uncompressed or gzip-compressed"
-        })),
-    )
-        .into_response()
-}
-
 type Security = (
     Option<Arc<tls::Reloading>>,
     auth::WebhookAuth,
@@ -256,6 +242,12 @@ fn security(config: &Config, shutdown: &CancellationToken) -> Result<Security, A
     let webhook_auth = auth::WebhookAuth {
         tokens: open_tokens(&server.auth.bearer_tokens_file)?,
         cn_clusters: Arc::new(server.auth.client_clusters.iter().cloned().collect()),
+        client_certificates: server
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca_file.is_some()),
+        default_cluster: config.cluster.clone(),
+        allow_any_cluster: server.auth.allow_any_cluster,
     };
     Ok((
         tls,
@@ -292,7 +284,10 @@ fn router(
 ) -> Router {
     let webhook_state = WebhookState {
         engine: engine.clone(),
-        max_body_bytes: config.server.max_body_bytes,
+        body: BodyLimits {
+            max_bytes: config.server.max_body_bytes,
+            budget: Budget::new(config.server.max_inflight_body_bytes),
+        },
         shutdown: shutdown.clone(),
     };
     let query_state = QueryState {
@@ -310,22 +305,13 @@ fn router(
     let webhook_routes = Router::new()
         .route(routes::WEBHOOK, post(webhook::post_default))
         .route(routes::WEBHOOK_CLUSTER, post(webhook::post_cluster))
-        // The handler enforces the limit on the decompressed body itself.
+        // The handler inflates and bounds the body itself (http::body).
         .layer(DefaultBodyLimit::disable())
-        .layer(RequestDecompressionLayer::new())
-        // A client that stalls mid-body must not hold a slot forever.
-        .layer(RequestBodyTimeoutLayer::new(
-            config.server.body_read_timeout,
-        ))
         // Nobody reaches the engine without passing authentication.
         .layer(axum::middleware::from_fn_with_state(
             webhook_auth,
             auth::webhook,
         ))
-        // Outermost: the decompression layer answers an unsupported
-        // Content-Encoding with a bare 415; say why, in JSON, like every
-        // other refusal.
-        .layer(axum::middleware::map_response(explain_unsupported_encoding))
         .with_state(webhook_state);
     let query_routes = Router::new()
         .route(routes::CHANGES, get(query::changes))
@@ -344,7 +330,42 @@ fn router(
         .route(routes::HEALTHZ, get(ops::healthz))
         .route(routes::READYZ, get(ops::readyz))
         .with_state(ops_state);
-    webhook_routes.merge(query_routes).merge(ops_routes)
+    let guard = Arc::new(Guard {
+        max_header_bytes: config.server.max_header_bytes,
+        body_read_timeout: config.server.body_read_timeout,
+        max_body_bytes: config.server.max_body_bytes,
+    });
+    webhook_routes
+        .merge(query_routes)
+        .merge(ops_routes)
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(not_found)
+        // Outermost: every request, routed or not, passes the guard.
+        .layer(axum::middleware::from_fn_with_state(guard, guard::guard))
+}
+
+async fn not_found(uri: axum::http::Uri) -> axum::response::Response {
+    guard::json_error(
+        axum::http::StatusCode::NOT_FOUND,
+        format!(
+            "no route for {:.200}: the routes are listed in {}",
+            uri.path(),
+            routes::OPENAPI
+        ),
+    )
+}
+
+async fn method_not_allowed(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+) -> axum::response::Response {
+    guard::json_error(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "{method} is not served on {:.200}; the Allow header lists what is",
+            uri.path()
+        ),
+    )
 }
 
 /// Resolves on SIGTERM or SIGINT.

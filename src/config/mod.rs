@@ -28,6 +28,15 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_CLUSTER: &str = "default";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_QUEUE_BATCHES: usize = 64;
+/// Far more than the few API servers, query clients and scrapers that call
+/// one instance; small enough that every connection's buffers together stay
+/// well inside the memory bound (see README, Hardening).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 128;
+/// A Go client opens another connection past this, so it limits memory per
+/// connection, not throughput.
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 16;
+/// Eight bodies of the largest default size, or hundreds of typical batches.
+pub const DEFAULT_MAX_INFLIGHT_BODY_BYTES: usize = 128 * 1024 * 1024;
 pub const DEFAULT_DEDUPE_CAPACITY: usize = 500_000;
 pub const DEFAULT_DATA_DIR: &str = "./data";
 

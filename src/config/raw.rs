@@ -58,6 +58,9 @@ pub struct RawServer {
     pub max_inflate_ratio: Option<Spanned<usize>>,
     pub max_decode_work: Option<Spanned<u64>>,
     pub max_clock_skew: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<usize>>,
+    pub max_concurrent_streams: Option<Spanned<u32>>,
+    pub max_inflight_body_bytes: Option<Spanned<u64>>,
     pub header_read_timeout: Option<Spanned<String>>,
     pub body_read_timeout: Option<Spanned<String>>,
     pub shutdown_grace: Option<Spanned<String>>,
@@ -83,6 +86,9 @@ pub struct RawAuth {
     /// Client certificate common name -> the only cluster it may write as.
     #[serde(default)]
     pub client_clusters: std::collections::BTreeMap<String, String>,
+    /// An authenticated caller bound to no cluster may write as any.
+    #[serde(default)]
+    pub allow_any_cluster: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -26,6 +26,12 @@ pub struct ServerConfig {
     /// Kafka) received it is kept, with the receive time recorded beside it
     /// and retention judged on that.
     pub max_clock_skew: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// HTTP/2 streams (requests) open at once on one connection.
+    pub max_concurrent_streams: u32,
+    /// Memory for request bodies in flight, all connections together.
+    pub max_inflight_body_bytes: usize,
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -45,6 +51,9 @@ impl Default for ServerConfig {
             max_inflate_ratio: crate::decode::DEFAULT_INFLATE_RATIO,
             max_decode_work: default_decode_work(super::DEFAULT_MAX_BODY_BYTES),
             max_clock_skew: DEFAULT_MAX_CLOCK_SKEW,
+            max_connections: super::DEFAULT_MAX_CONNECTIONS,
+            max_concurrent_streams: super::DEFAULT_MAX_CONCURRENT_STREAMS,
+            max_inflight_body_bytes: super::DEFAULT_MAX_INFLIGHT_BODY_BYTES,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
@@ -88,6 +97,9 @@ pub struct AuthConfig {
     pub bearer_tokens_file: Option<PathBuf>,
     pub query_tokens_file: Option<PathBuf>,
     pub client_clusters: Vec<(String, String)>,
+    /// Let an authenticated caller bound to no cluster write as any cluster
+    /// (otherwise only as the default `cluster`).
+    pub allow_any_cluster: bool,
 }
 
 /// The limits on what decoding one body may cost.
@@ -136,6 +148,7 @@ pub(super) fn compile(raw: &RawServer, p: &mut Problems) -> ServerConfig {
         s.max_header_bytes = n;
     }
     decode_limits(raw, p, &mut s);
+    compile_listener_limits(raw, p, &mut s);
     for (value, key, slot) in [
         (
             &raw.header_read_timeout,
@@ -175,6 +188,7 @@ pub(super) fn compile(raw: &RawServer, p: &mut Problems) -> ServerConfig {
         bearer_tokens_file: path(&raw.auth.bearer_tokens_file),
         query_tokens_file: path(&raw.auth.query_tokens_file),
         client_clusters: raw.auth.client_clusters.clone().into_iter().collect(),
+        allow_any_cluster: raw.auth.allow_any_cluster,
     };
     if !s.auth.client_clusters.is_empty()
         && s.tls.as_ref().is_none_or(|t| t.client_ca_file.is_none())
@@ -186,4 +200,44 @@ pub(super) fn compile(raw: &RawServer, p: &mut Problems) -> ServerConfig {
         );
     }
     s
+}
+
+/// The listener's memory bounds: connections, streams per connection, and
+/// the body budget, which must hold at least one body of the largest size
+/// and the inflater of a gzip one.
+fn compile_listener_limits(raw: &RawServer, p: &mut Problems, s: &mut ServerConfig) {
+    if let Some(n) = p.at_least(&raw.max_connections, 1, "server.max_connections") {
+        s.max_connections = n;
+    }
+    if let Some(n) = p.at_least(
+        &raw.max_concurrent_streams,
+        1,
+        "server.max_concurrent_streams",
+    ) {
+        s.max_concurrent_streams = n;
+    }
+    if let Some(n) = p.at_least(
+        &raw.max_inflight_body_bytes,
+        1024,
+        "server.max_inflight_body_bytes",
+    ) {
+        s.max_inflight_body_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    let one_body = s
+        .max_body_bytes
+        .saturating_add(crate::http::body::INFLATER_BYTES);
+    if s.max_inflight_body_bytes < one_body {
+        let at = raw
+            .max_inflight_body_bytes
+            .as_ref()
+            .or(raw.max_body_bytes.as_ref());
+        let message = format!(
+            "{} is less than server.max_body_bytes ({}) and 64 KiB for a gzip inflater: a body of the largest size could never be read; raise it or lower server.max_body_bytes",
+            s.max_inflight_body_bytes, s.max_body_bytes
+        );
+        match at {
+            Some(v) => p.at(v, "server.max_inflight_body_bytes", message),
+            None => p.add(None, "server.max_inflight_body_bytes", message),
+        }
+    }
 }

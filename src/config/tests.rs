@@ -158,3 +158,39 @@ server:
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
 }
+
+#[test]
+fn listener_limits_are_checked_with_their_keys() {
+    let yaml = "\
+server:
+  max_connections: 0
+  max_concurrent_streams: 0
+  max_body_bytes: 2000000
+  max_inflight_body_bytes: 1000000
+";
+    let text = Config::from_yaml(yaml, "c.yaml").unwrap_err().to_string();
+    for expected in [
+        "c.yaml:2: server.max_connections: must be at least 1",
+        "c.yaml:3: server.max_concurrent_streams: must be at least 1",
+        "c.yaml:5: server.max_inflight_body_bytes: 1000000 is less than server.max_body_bytes (2000000)",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    let c = Config::from_yaml(
+        "server:\n  max_connections: 8\n  max_concurrent_streams: 4\n  max_inflight_body_bytes: 33554432\n  auth:\n    allow_any_cluster: true\n",
+        "c.yaml",
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            c.server.max_connections,
+            c.server.max_concurrent_streams,
+            c.server.max_inflight_body_bytes,
+            c.server.auth.allow_any_cluster
+        ),
+        (8, 4, 32 << 20, true)
+    );
+    let d = Config::default().server;
+    assert!(d.max_inflight_body_bytes >= d.max_body_bytes + crate::http::body::INFLATER_BYTES);
+    assert!(!d.auth.allow_any_cluster);
+}

@@ -30,6 +30,39 @@ pub struct Peer {
 pub struct Caller {
     /// The only cluster this caller may write as, when bound.
     pub cluster: Option<String>,
+    pub bound_by: BoundBy,
+}
+
+/// Why a caller is bound to its cluster: the refusal says what to change.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BoundBy {
+    /// Not bound: no authentication, or `server.auth.allow_any_cluster`.
+    #[default]
+    Nothing,
+    /// The cluster after its token in the tokens file.
+    Token,
+    /// Its certificate's common name in `server.auth.client_clusters`.
+    Certificate,
+    /// Authenticated, but bound to no cluster: only the default one.
+    Default,
+}
+
+impl Caller {
+    /// Why writing as `wanted` is refused, naming the fix.
+    pub fn refusal(&self, wanted: &str) -> Option<String> {
+        let bound = self.cluster.as_deref()?;
+        if bound == wanted {
+            return None;
+        }
+        Some(match self.bound_by {
+            BoundBy::Default => format!(
+                "this client is bound to no cluster, so it may only write as the default cluster {bound:?}, not {wanted:?}: bind it (a cluster after its token in server.auth.bearer_tokens_file, or its certificate's common name in server.auth.client_clusters), or set server.auth.allow_any_cluster: true"
+            ),
+            BoundBy::Token | BoundBy::Certificate | BoundBy::Nothing => {
+                format!("this client may only write as cluster {bound:?}, not {wanted:?}")
+            }
+        })
+    }
 }
 
 /// Who calls the query API, as far as the credentials say: the name after
@@ -158,6 +191,32 @@ pub struct WebhookAuth {
     pub tokens: Option<Arc<TokenFile>>,
     /// Client certificate common name -> the cluster it writes as.
     pub cn_clusters: Arc<HashMap<String, String>>,
+    /// Client certificates are verified (`server.tls.client_ca_file`).
+    pub client_certificates: bool,
+    /// `cluster`: what an authenticated caller bound to none writes as.
+    pub default_cluster: String,
+    /// `server.auth.allow_any_cluster`.
+    pub allow_any_cluster: bool,
+}
+
+impl WebhookAuth {
+    /// Whether callers prove who they are (a token or a certificate).
+    fn authenticates(&self) -> bool {
+        self.tokens.is_some() || self.client_certificates
+    }
+
+    /// The cluster binding of a caller that passed authentication.
+    fn bind(&self, certificate: Option<&String>, token: Option<&String>) -> Caller {
+        let (cluster, bound_by) = match (token, certificate) {
+            (Some(t), _) => (Some(t.clone()), BoundBy::Token),
+            (None, Some(c)) => (Some(c.clone()), BoundBy::Certificate),
+            (None, None) if self.authenticates() && !self.allow_any_cluster => {
+                (Some(self.default_cluster.clone()), BoundBy::Default)
+            }
+            (None, None) => (None, BoundBy::Nothing),
+        };
+        Caller { cluster, bound_by }
+    }
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
@@ -195,10 +254,11 @@ pub async fn webhook(
         .get::<Peer>()
         .cloned()
         .unwrap_or_default();
-    let mut bound: Option<String> = peer
+    let by_certificate = peer
         .common_name
         .as_ref()
-        .and_then(|cn| auth.cn_clusters.get(cn).cloned());
+        .and_then(|cn| auth.cn_clusters.get(cn));
+    let mut by_token = None;
     if let Some(tokens) = &auth.tokens {
         let Some(presented) = bearer(request.headers()) else {
             return refuse(
@@ -215,18 +275,19 @@ pub async fn webhook(
                 "the bearer token is not valid",
             );
         };
-        if let Some(token_cluster) = cluster {
-            if bound.as_ref().is_some_and(|b| b != token_cluster) {
-                return refuse(
-                    StatusCode::FORBIDDEN,
-                    "cluster_mismatch",
-                    "the client certificate and the token are bound to different clusters",
-                );
-            }
-            bound = Some(token_cluster.clone());
+        if let (Some(t), Some(c)) = (cluster, by_certificate)
+            && t != c
+        {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "cluster_mismatch",
+                "the client certificate and the token are bound to different clusters",
+            );
         }
+        by_token.clone_from(cluster);
     }
-    request.extensions_mut().insert(Caller { cluster: bound });
+    let caller = auth.bind(by_certificate, by_token.as_ref());
+    request.extensions_mut().insert(caller);
     next.run(request).await
 }
 
@@ -270,6 +331,58 @@ pub async fn query(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn auth(tokens: bool, certificates: bool, allow_any_cluster: bool) -> WebhookAuth {
+        WebhookAuth {
+            tokens: tokens.then(|| {
+                Arc::new(TokenFile {
+                    path: PathBuf::new(),
+                    current: ArcSwap::from_pointee(Tokens::default()),
+                })
+            }),
+            client_certificates: certificates,
+            default_cluster: "prod-eu-1".to_owned(),
+            allow_any_cluster,
+            ..WebhookAuth::default()
+        }
+    }
+
+    #[test]
+    fn an_authenticated_caller_bound_to_nothing_writes_only_as_the_default_cluster() {
+        let eu = "prod-eu-1".to_owned();
+        let us = "prod-us-2".to_owned();
+        for a in [auth(true, false, false), auth(false, true, false)] {
+            let caller = a.bind(None, None);
+            assert_eq!(caller.bound_by, BoundBy::Default);
+            assert_eq!(caller.refusal("prod-eu-1"), None);
+            let refusal = caller.refusal("prod-us-2").unwrap();
+            assert!(
+                refusal.contains("server.auth.allow_any_cluster: true"),
+                "{refusal}"
+            );
+            assert!(refusal.contains("server.auth.client_clusters"), "{refusal}");
+        }
+        assert_eq!(
+            auth(true, true, true).bind(None, None).refusal("prod-us-2"),
+            None
+        );
+        assert_eq!(
+            auth(false, false, false)
+                .bind(None, None)
+                .refusal("prod-us-2"),
+            None
+        );
+        let by_token = auth(true, true, false).bind(Some(&eu), Some(&us));
+        assert_eq!(
+            (by_token.cluster.as_deref(), by_token.bound_by),
+            (Some("prod-us-2"), BoundBy::Token)
+        );
+        let by_cert = auth(false, true, true).bind(Some(&us), None);
+        assert!(
+            by_cert.refusal("prod-eu-1").is_some(),
+            "a binding holds with allow_any_cluster"
+        );
+    }
 
     #[test]
     fn tokens_file_with_bindings_and_comments() {

@@ -1,8 +1,14 @@
 //! The listener: plain TCP or TLS, HTTP/1.1 and HTTP/2, with header
-//! timeouts and size limits, the client certificate's identity attached to
-//! every request, and graceful shutdown that lets in-flight requests finish.
+//! timeouts and size limits, a cap on connections and on streams per
+//! connection, one memory budget for the bodies in flight ([`budget`]), the
+//! client certificate's identity attached to every request, and graceful
+//! shutdown that lets in-flight requests finish.
 
 pub mod auth;
+pub mod body;
+pub mod budget;
+mod conn;
+pub mod guard;
 pub mod tls;
 mod watch;
 
@@ -10,30 +16,40 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Extension;
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::telemetry::events::{
-    AcceptFailed, AuthRefused, ConnectionFailed, Emit, Shutdown, ShutdownStage,
+    AcceptFailed, ConnectionLimitReached, ConnectionsOpen, Emit, Shutdown, ShutdownStage,
 };
 
 /// Connection-level limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Time for a client to send its request headers (and the TLS handshake).
+    /// Time for a client to send its request headers (and the TLS
+    /// handshake); also how long a connection may sit with no request.
     pub header_read_timeout: Duration,
     /// Largest request head accepted.
     pub max_header_bytes: usize,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// HTTP/2 streams open at once on one connection.
+    pub max_concurrent_streams: u32,
 }
+
+/// HTTP/2 flow-control windows: what a client may send before the body is
+/// read. hyper's defaults (1 MiB each) would let every connection park a
+/// megabyte while its handler waits for the body budget; these still fill
+/// a 10 ms link at tens of MB/s, far above an API server's audit rate.
+const H2_STREAM_WINDOW: u32 = 256 * 1024;
+const H2_CONNECTION_WINDOW: u32 = 512 * 1024;
 
 type ConnBuilder = Builder<TokioExecutor>;
 
@@ -47,47 +63,39 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let builder = Arc::new(conn_builder(&limits));
-    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let connections = TaskTracker::new();
+    let closing = CancellationToken::new();
     loop {
-        let (stream, peer) = tokio::select! {
+        let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(error) => {
-                    // Out of file descriptors and the like: pause, do not spin.
-                    AcceptFailed { error: &error }.emit();
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            accepted = accept(&listener, &slots, limits.max_connections) => accepted,
+        };
+        let Some((stream, peer, slot)) = accepted else {
+            continue;
         };
         let _ = stream.set_nodelay(true);
-        let conn = Connection {
+        let conn = conn::Connection {
             peer,
             builder: Arc::clone(&builder),
             router: router.clone(),
-            watcher: graceful.watcher(),
+            limits,
+            closing: closing.clone(),
+            _slot: slot,
         };
-        let tls = tls.clone();
-        tokio::spawn(async move {
-            match tls {
-                None => conn.serve(TokioIo::new(stream), None).await,
-                Some(tls) => {
-                    if let Some(stream) = handshake(&tls, stream, peer, &limits).await {
-                        let common_name = stream
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .and_then(|chain| chain.first())
-                            .and_then(|cert| tls::common_name(cert));
-                        conn.serve(TokioIo::new(stream), common_name).await;
-                    }
-                }
+        let (tls, slots) = (tls.clone(), Arc::clone(&slots));
+        connections.spawn(async move {
+            conn.run(stream, tls).await;
+            ConnectionsOpen {
+                open: limits.max_connections - slots.available_permits(),
             }
+            .emit();
         });
     }
     drop(listener);
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+    closing.cancel();
+    connections.close();
+    if tokio::time::timeout(limits.shutdown_grace, connections.wait())
         .await
         .is_err()
     {
@@ -99,73 +107,57 @@ pub async fn serve(
     Ok(())
 }
 
+/// The next connection, once a slot is free: while every slot is taken,
+/// new connections wait in the kernel's listen backlog, costing this
+/// process nothing. `None` when accepting failed.
+async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    max: usize,
+) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+    let slot = match Arc::clone(slots).try_acquire_owned() {
+        Ok(slot) => slot,
+        Err(_) => {
+            ConnectionLimitReached { max }.emit();
+            Arc::clone(slots).acquire_owned().await.ok()?
+        }
+    };
+    match listener.accept().await {
+        Ok((stream, peer)) => {
+            ConnectionsOpen {
+                open: max - slots.available_permits(),
+            }
+            .emit();
+            Some((stream, peer, slot))
+        }
+        Err(error) => {
+            // Out of file descriptors and the like: pause, do not spin.
+            AcceptFailed { error: &error }.emit();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            None
+        }
+    }
+}
+
 fn conn_builder(limits: &Limits) -> ConnBuilder {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192));
+        // Room past the limit, so that a head a little too large reaches
+        // the guard and gets a JSON `431`; hyper answers larger ones with
+        // a bare `431` (it has no hook for a body).
+        .max_buf_size((limits.max_header_bytes * 4).max(16 * 1024));
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+        // Less slack than HTTP/1.1's: here it is paid per stream.
+        .max_header_list_size(u32::try_from(limits.max_header_bytes * 2).unwrap_or(u32::MAX));
     builder
-}
-
-/// One accepted connection, before or after its TLS handshake.
-struct Connection {
-    peer: SocketAddr,
-    builder: Arc<ConnBuilder>,
-    router: Router,
-    watcher: hyper_util::server::graceful::Watcher,
-}
-
-impl Connection {
-    /// Serves HTTP on `io`; every request carries the certificate's name.
-    async fn serve<I>(self, io: TokioIo<I>, common_name: Option<String>)
-    where
-        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let service =
-            TowerToHyperService::new(self.router.layer(Extension(auth::Peer { common_name })));
-        let conn = self.builder.serve_connection_with_upgrades(io, service);
-        if let Err(e) = self.watcher.watch(conn).await {
-            ConnectionFailed {
-                peer: self.peer,
-                during: "http",
-                error: &e,
-            }
-            .emit();
-        }
-    }
-}
-
-/// The TLS handshake within the header timeout; `None` when refused.
-async fn handshake(
-    tls: &tls::Reloading,
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    limits: &Limits,
-) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
-    let acceptor = TlsAcceptor::from(tls.current());
-    let failed: Box<dyn std::fmt::Display> =
-        match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
-            Ok(Ok(s)) => return Some(s),
-            Ok(Err(e)) => Box::new(e),
-            Err(_) => Box::new("timed out"),
-        };
-    AuthRefused {
-        reason: "tls_handshake",
-    }
-    .emit();
-    ConnectionFailed {
-        peer,
-        during: "tls_handshake",
-        error: &failed,
-    }
-    .emit();
-    None
 }
 
 /// For logs: where the service listens and how.

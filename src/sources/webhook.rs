@@ -6,27 +6,26 @@
 //! (a retry cannot fix it); `429`/`503` with `Retry-After` when the pipeline
 //! cannot take the batch now.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use axum::body::{Body, HttpBody};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use bytes::{Bytes, BytesMut};
-use http_body_util::BodyExt;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::decode::{self, MAX_LISTED, RejectReason};
 use crate::engine::{self, Busy, IngestError, Input};
 use crate::http::auth::Caller;
+use crate::http::body::{self, BodyError, BodyLimits};
 use crate::telemetry::events::{AuthRefused, Emit, Source, WebhookAnswered};
 
 #[derive(Clone)]
 pub struct WebhookState {
     pub engine: engine::Handle,
-    pub max_body_bytes: usize,
+    /// `server.max_body_bytes` and the listener's memory budget.
+    pub body: BodyLimits,
     pub shutdown: CancellationToken,
 }
 
@@ -74,32 +73,25 @@ impl ErrorBody {
 pub async fn post_default(
     State(state): State<WebhookState>,
     caller: Option<Extension<Caller>>,
-    body: Body,
+    request: Request,
 ) -> Response {
     // A caller bound to a cluster writes as that cluster.
     let bound = caller.and_then(|Extension(c)| c.cluster);
-    handle(state, bound, body).await
+    handle(state, bound, request).await
 }
 
 pub async fn post_cluster(
     State(state): State<WebhookState>,
     caller: Option<Extension<Caller>>,
     Path(cluster): Path<String>,
-    body: Body,
+    request: Request,
 ) -> Response {
-    if let Some(Extension(Caller {
-        cluster: Some(bound),
-    })) = &caller
-        && *bound != cluster
-    {
+    if let Some(refusal) = caller.and_then(|Extension(c)| c.refusal(&cluster)) {
         AuthRefused {
             reason: "cluster_mismatch",
         }
         .emit();
-        return error(
-            StatusCode::FORBIDDEN,
-            format!("this client may only write as cluster {bound:?}, not {cluster:?}"),
-        );
+        return error(StatusCode::FORBIDDEN, refusal);
     }
     if !valid_cluster_name(&cluster) {
         return error(
@@ -109,28 +101,18 @@ pub async fn post_cluster(
             ),
         );
     }
-    handle(state, Some(cluster), body).await
+    handle(state, Some(cluster), request).await
 }
 
-async fn handle(state: WebhookState, cluster: Option<String>, body: Body) -> Response {
+async fn handle(state: WebhookState, cluster: Option<String>, request: Request) -> Response {
     let received = Instant::now();
     if state.shutdown.is_cancelled() {
         return unavailable(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
-    let body = match read_body(body, state.max_body_bytes).await {
-        Ok(body) => body,
-        Err(ReadError::TooLarge) => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "body exceeds {} bytes (server.max_body_bytes); lower the API server's --audit-webhook-batch-max-size",
-                    state.max_body_bytes
-                ),
-            );
-        }
-        Err(ReadError::Body(e)) => {
-            return error(StatusCode::BAD_REQUEST, format!("cannot read body: {e}"));
-        }
+    // `_held`: the body's share of the memory budget, until it is answered.
+    let (body, _held) = match body::read(request, &state.body).await {
+        Ok(received) => (received.bytes, received.held),
+        Err(e) => return body_refused(&e),
     };
     // A byte-order mark alone is no more a batch than an empty body.
     let content = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&body);
@@ -232,53 +214,17 @@ fn no_events(
     (code, Json(body)).into_response()
 }
 
-enum ReadError {
-    TooLarge,
-    Body(axum::Error),
-}
-
-/// Past the limit, the rest of the body is still read and thrown away, up to
-/// this much more: a server that answers and closes while the client is still
-/// sending makes the client's next write fail (broken pipe, reset), and the
-/// client never sees the `413` that tells it to send smaller batches.
-const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
-const DRAIN_MAX_TIME: Duration = Duration::from_secs(10);
-
-/// The whole (decompressed) body, at most `limit` bytes of it.
-async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ReadError> {
-    // Content-Length sizes the buffer, but only up to a point: a client that
-    // announces a big body and sends nothing must not pin that much memory.
-    const PREALLOCATE_MAX: usize = 1024 * 1024;
-    let hint = usize::try_from(body.size_hint().lower()).unwrap_or(limit);
-    let mut buf = BytesMut::with_capacity(hint.min(limit).min(PREALLOCATE_MAX));
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(ReadError::Body)?;
-        let Some(data) = frame.data_ref() else {
-            continue;
-        };
-        if buf.len() + data.len() > limit {
-            drain(body).await;
-            return Err(ReadError::TooLarge);
-        }
-        buf.extend_from_slice(data);
+/// A body that could not be read whole, answered with what to change.
+fn body_refused(e: &BodyError) -> Response {
+    let code = e.status();
+    match e {
+        BodyError::TooLarge { .. } => error(
+            code,
+            format!("{e}; lower the API server's --audit-webhook-batch-max-size"),
+        ),
+        BodyError::Budget(_) => unavailable(code, &e.to_string()),
+        _ => error(code, e.to_string()),
     }
-    Ok(buf.freeze())
-}
-
-/// Reads and discards what is left of a body, within bounds: a client that
-/// keeps sending gets its answer late rather than never; one that sends
-/// without end, or a decompression bomb, is cut off.
-async fn drain(mut body: Body) {
-    let mut drained = 0usize;
-    let _ = tokio::time::timeout(DRAIN_MAX_TIME, async {
-        while let Some(Ok(frame)) = body.frame().await {
-            drained += frame.data_ref().map_or(0, Bytes::len);
-            if drained > DRAIN_MAX_BYTES {
-                break;
-            }
-        }
-    })
-    .await;
 }
 
 fn valid_cluster_name(name: &str) -> bool {

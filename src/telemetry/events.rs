@@ -584,6 +584,98 @@ impl Emit for ConnectionFailed<'_> {
     }
 }
 
+/// Every connection slot is taken: new connections wait in the backlog.
+pub struct ConnectionLimitReached {
+    pub max: usize,
+}
+
+static CONNECTION_LIMIT: RateLimit = RateLimit::new();
+
+impl Emit for ConnectionLimitReached {
+    fn emit(self) {
+        counter!(m::CONNECTION_LIMIT_WAITS).increment(1);
+        if let Some(suppressed) = CONNECTION_LIMIT.allow() {
+            warn!(
+                max = self.max,
+                suppressed,
+                "Every connection slot is taken (server.max_connections); new connections wait in the listen backlog."
+            );
+        }
+    }
+}
+
+pub struct ConnectionsOpen {
+    pub open: usize,
+}
+
+impl Emit for ConnectionsOpen {
+    fn emit(self) {
+        gauge!(m::HTTP_CONNECTIONS).set(self.open as f64);
+    }
+}
+
+/// A connection with no request in progress for the header timeout was
+/// closed, so idle clients cannot hold the connection slots.
+pub struct ConnectionIdle {
+    pub peer: std::net::SocketAddr,
+}
+
+impl Emit for ConnectionIdle {
+    fn emit(self) {
+        debug!(peer = %self.peer, "Closing a connection with no request in progress.");
+    }
+}
+
+pub struct InflightBodyBytes {
+    pub bytes: usize,
+}
+
+impl Emit for InflightBodyBytes {
+    fn emit(self) {
+        gauge!(m::INFLIGHT_BODY_BYTES).set(self.bytes as f64);
+    }
+}
+
+/// Why a request body was refused while being read; the `reason` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyRefusal {
+    /// Not received within `server.body_read_timeout` (408).
+    Deadline,
+    /// Past `server.max_body_bytes`, or the query API's cap (413).
+    TooLarge,
+    /// The memory budget for bodies in flight stayed spent (503).
+    Budget,
+}
+
+impl BodyRefusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BodyRefusal::Deadline => "deadline",
+            BodyRefusal::TooLarge => "too_large",
+            BodyRefusal::Budget => "budget",
+        }
+    }
+}
+
+static BODY_REFUSALS: RateLimit = RateLimit::new();
+
+pub struct BodyRefused {
+    pub reason: BodyRefusal,
+}
+
+impl Emit for BodyRefused {
+    fn emit(self) {
+        let reason = self.reason.as_str();
+        counter!(m::BODIES_REFUSED, "reason" => reason).increment(1);
+        if let Some(suppressed) = BODY_REFUSALS.allow() {
+            warn!(
+                reason,
+                suppressed, "Refused a request body while reading it."
+            );
+        }
+    }
+}
+
 pub struct Listening<'a> {
     pub url: &'a str,
     pub pipelines: usize,

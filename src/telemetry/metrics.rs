@@ -29,6 +29,10 @@ pub const KAFKA_DELIVERY_ERRORS: &str = "driftwatch_kafka_delivery_errors_total"
 pub const KAFKA_ERRORS: &str = "driftwatch_kafka_errors_total";
 pub const AUTH_REFUSED: &str = "driftwatch_auth_refused_total";
 pub const TLS_RELOADS: &str = "driftwatch_tls_reloads_total";
+pub const HTTP_CONNECTIONS: &str = "driftwatch_http_connections";
+pub const CONNECTION_LIMIT_WAITS: &str = "driftwatch_connection_limit_waits_total";
+pub const INFLIGHT_BODY_BYTES: &str = "driftwatch_inflight_body_bytes";
+pub const BODIES_REFUSED: &str = "driftwatch_bodies_refused_total";
 
 /// Registers descriptions so that `/metrics` explains itself.
 pub fn describe() {
@@ -161,4 +165,24 @@ pub fn describe() {
         "Requests or connections refused before the pipeline, by reason."
     );
     describe_counter!(TLS_RELOADS, Unit::Count, "Certificate reloads, by result.");
+    describe_gauge!(
+        HTTP_CONNECTIONS,
+        Unit::Count,
+        "Connections open (server.max_connections at most)."
+    );
+    describe_counter!(
+        CONNECTION_LIMIT_WAITS,
+        Unit::Count,
+        "Times every connection slot was taken, so new connections waited in the listen backlog."
+    );
+    describe_gauge!(
+        INFLIGHT_BODY_BYTES,
+        Unit::Bytes,
+        "Memory reserved by request bodies in flight (server.max_inflight_body_bytes at most)."
+    );
+    describe_counter!(
+        BODIES_REFUSED,
+        Unit::Count,
+        "Request bodies refused while being read, by reason (deadline, too_large, budget)."
+    );
 }

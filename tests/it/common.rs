@@ -443,6 +443,167 @@ pub fn blocking_get(url: &str) -> Result<String> {
 }
 
 // ---------------------------------------------------------------------------
+// The service as a process: its memory and its metrics.
+
+
+/// The value of one series on `/metrics`, written exactly as Prometheus
+/// prints it (`name{label="value"}`); 0 when it is not there yet.
+pub async fn metric(svc: &Service, series: &str) -> Result<f64> {
+    let (code, text) = get_text(svc, "/metrics").await?;
+    ensure!(code == 200, "/metrics answered {code}");
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0))
+}
+
+/// The `host:port` the service listens on.
+pub fn addr(svc: &Service) -> String {
+    svc.base
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .to_owned()
+}
+
+// ---------------------------------------------------------------------------
+// HTTP by hand: requests a client library would never send (a body that
+// stalls, a byte at a time), answers read off the socket.
+
+/// One HTTP/1.1 connection on a raw socket.
+pub struct RawHttp {
+    read: tokio::net::tcp::OwnedReadHalf,
+    write: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl RawHttp {
+    pub async fn connect(addr: &str) -> Result<RawHttp> {
+        let (read, write) = tokio::net::TcpStream::connect(addr).await?.into_split();
+        Ok(RawHttp { read, write })
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        Ok(self.write.write_all(bytes).await?)
+    }
+
+    /// The next answer: its status and its body, which must be JSON.
+    pub async fn response(&mut self) -> Result<Answer> {
+        read_answer(&mut self.read).await
+    }
+
+    /// Sends `bytes` one at a time, one every `every`, until the answer
+    /// comes; the answer, and how many bytes went out before it.
+    pub async fn trickle(&mut self, bytes: &[u8], every: Duration) -> Result<(Answer, usize)> {
+        use tokio::io::AsyncWriteExt;
+        let RawHttp { read, write } = self;
+        let answer = read_answer(read);
+        tokio::pin!(answer);
+        let mut sent = 0;
+        for b in bytes {
+            let one = async {
+                write.write_all(std::slice::from_ref(b)).await?;
+                tokio::time::sleep(every).await;
+                anyhow::Ok(())
+            };
+            tokio::select! {
+                a = &mut answer => return Ok((a?, sent)),
+                r = one => { r?; sent += 1; }
+            }
+        }
+        Ok((answer.await?, sent))
+    }
+}
+
+/// An HTTP/1.1 answer read off a socket.
+async fn read_answer(read: &mut tokio::net::tcp::OwnedReadHalf) -> Result<Answer> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = read.read(&mut byte).await?;
+        ensure!(n == 1, "connection closed inside a response head: {buf:?}");
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no status in {head:?}"))?;
+    let length = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .with_context(|| format!("no content-length in {head:?}"))?;
+    let mut body = vec![0u8; length];
+    read.read_exact(&mut body).await?;
+    let json = serde_json::from_slice(&body).with_context(|| {
+        format!(
+            "answered {status} with a body that is not JSON: {}",
+            String::from_utf8_lossy(&body)
+        )
+    })?;
+    Ok(Answer { status, json })
+}
+
+/// The head of a webhook POST of `length` bytes, with `headers` (each line
+/// `Name: value`).
+pub fn webhook_head(addr: &str, length: usize, headers: &[&str]) -> String {
+    let mut head = format!(
+        "POST /audit/webhook HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n"
+    );
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    head
+}
+
+/// An HTTP/2 connection with prior knowledge (h2c), for the streams of
+/// one connection.
+pub async fn h2c(addr: &str) -> Result<h2::client::SendRequest<bytes::Bytes>> {
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let (send, connection) = h2::client::handshake(tcp).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(send.ready().await?)
+}
+
+/// A webhook POST opened on an HTTP/2 connection, its body not ended.
+pub fn h2_webhook_post(addr: &str, headers: &[(&str, &str)]) -> Result<axum::http::Request<()>> {
+    let mut req = axum::http::Request::post(format!("http://{addr}/audit/webhook"))
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    Ok(req.body(())?)
+}
+
+/// The status and JSON body of an HTTP/2 answer.
+pub async fn h2_answer(response: h2::client::ResponseFuture) -> Result<Answer> {
+    let response = response.await?;
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        bytes.extend_from_slice(&chunk);
+    }
+    let json = serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "answered {status} with a body that is not JSON: {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    })?;
+    Ok(Answer { status, json })
+}
+
+// ---------------------------------------------------------------------------
 // Bodies.
 
 pub fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
@@ -464,6 +625,15 @@ pub fn gzip_repeated(line: &[u8], times: usize) -> Result<Vec<u8>> {
         left -= n;
     }
     Ok(enc.finish()?)
+}
+
+/// Gzip of `inflated` spaces without its last 8 bytes (the CRC and the
+/// size): a decoder inflates all of it, then waits for the end. About 16 KB
+/// for 16 MiB: what one stalled upload makes a server hold, at most.
+pub fn gzip_without_trailer(inflated: usize) -> Result<Vec<u8>> {
+    let mut body = gzip(&vec![b' '; inflated])?;
+    body.truncate(body.len() - 8);
+    Ok(body)
 }
 
 /// The `audit_id`s of findings.

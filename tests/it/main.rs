@@ -12,6 +12,7 @@ mod crash;
 mod envelopes;
 mod history;
 mod kafka;
+mod listener;
 mod precision;
 mod recorded;
 mod redaction;

@@ -1737,7 +1737,7 @@ async fn survive(
         "adversarial: {what}: {size} bytes -> {} in {:.2?}; rss {} KiB",
         answer.status,
         started.elapsed(),
-        proc_status_kib(svc, "VmRSS").unwrap_or(0),
+        svc.status_kib("VmRSS").unwrap_or(0),
     );
     ensure!(
         expected.contains(&answer.status),
@@ -1757,12 +1757,6 @@ async fn survive(
     }
     assert_alive(svc, what).await?;
     Ok(answer)
-}
-
-/// A field of `/proc/PID/status` of the service, in KiB (`VmHWM`: peak
-/// resident set; `VmRSS`: current).
-fn proc_status_kib(svc: &Service, field: &str) -> Option<u64> {
-    svc.status_kib(field)
 }
 
 /// A Firehose HTTP endpoint request whose one record is a gzipped CloudWatch
@@ -2153,8 +2147,8 @@ async fn service_survives_the_adversarial_corpus() -> Result<()> {
     )
     .await?;
 
-    let hwm = proc_status_kib(&svc, "VmHWM").context("VmHWM")?;
-    let rss = proc_status_kib(&svc, "VmRSS").context("VmRSS")?;
+    let hwm = svc.status_kib("VmHWM").context("VmHWM")?;
+    let rss = svc.status_kib("VmRSS").context("VmRSS")?;
     eprintln!(
         "adversarial: service peak RSS (VmHWM) {hwm} KiB = {:.0} MiB; RSS now {rss} KiB",
         hwm as f64 / 1024.0
@@ -2184,11 +2178,11 @@ async fn a_full_body_of_tiny_events_stays_within_the_memory_bound() -> Result<()
     let svc = Service::start(Some(&format!(
         "{SERVICE_CONFIG}server:\n  max_events_per_batch: 1000000\n"
     )))?;
-    let before = proc_status_kib(&svc, "VmRSS").unwrap_or(0);
+    let before = svc.status_kib("VmRSS").unwrap_or(0);
     let (body, n) = tiny_events(1_000_000, DEFAULT_LIMIT);
     let a = survive(&svc, "a full body of tiny events", body, None, &[200]).await?;
     ensure!(a.json["events"] == json!(n), "{n} events: {}", a.json);
-    let hwm = proc_status_kib(&svc, "VmHWM").context("VmHWM")?;
+    let hwm = svc.status_kib("VmHWM").context("VmHWM")?;
     eprintln!(
         "adversarial: {n} tiny events in one 16 MiB body: peak RSS {hwm} KiB (from {before} KiB)"
     );
@@ -2302,7 +2296,7 @@ async fn remembered_objects_are_bounded_in_bytes() -> Result<()> {
     for _ in 0..40 {
         send("big".to_owned(), 60_000).await?;
     }
-    let before = proc_status_kib(&svc, "VmRSS").context("VmRSS")?;
+    let before = svc.status_kib("VmRSS").context("VmRSS")?;
     // 180 MB of objects under the per-object cap, 80 MB over it, each for
     // its own resource: without a byte bound all of the first would stay.
     for n in 0..3000 {
@@ -2311,7 +2305,7 @@ async fn remembered_objects_are_bounded_in_bytes() -> Result<()> {
     for n in 0..20 {
         send(format!("huge-{n}"), 4_000_000).await?;
     }
-    let after = proc_status_kib(&svc, "VmRSS").context("VmRSS")?;
+    let after = svc.status_kib("VmRSS").context("VmRSS")?;
     let grown = after.saturating_sub(before);
     eprintln!(
         "adversarial: 3000 objects of 60 KB and 20 of 4 MB for 3020 resources: \

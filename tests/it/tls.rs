@@ -39,7 +39,12 @@ impl Pki {
         std::fs::write(dir.path().join("tls.crt"), cert.pem())?;
         std::fs::write(dir.path().join("tls.key"), key.serialize_pem())?;
 
-        for cn in ["kube-apiserver-prod-eu-1", "kube-apiserver-prod-us-2"] {
+        // The third is in no `client_clusters` entry.
+        for cn in [
+            "kube-apiserver-prod-eu-1",
+            "kube-apiserver-prod-us-2",
+            "kube-apiserver-unmapped",
+        ] {
             let mut client = CertificateParams::new(Vec::<String>::new())?;
             client.distinguished_name.push(DnType::CommonName, cn);
             client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -210,15 +215,25 @@ fn bearer_tokens_guard_the_webhook_and_bind_clusters() -> Result<()> {
         Some(&event("eu-as-us")),
     )?;
     assert_eq!(code, 403, "{body}");
-    // An unbound token may name its cluster.
-    let (code, _) = request(
+    // A token bound to no cluster writes only as the default one; the
+    // refusal says how to bind it or let it name any.
+    let (code, body) = request(
         &svc.url("/audit/webhook/prod-us-2"),
         &ca,
         None,
         Some(TOKEN_ANY),
         Some(&event("any-us")),
     )?;
-    assert_eq!(code, 200);
+    assert_eq!(code, 403, "{body}");
+    let refusal: serde_json::Value = serde_json::from_str(&body)?;
+    let error = refusal["error"].as_str().unwrap_or_default();
+    assert!(error.contains("bound to no cluster"), "{error}");
+    assert!(
+        error.contains("server.auth.allow_any_cluster: true"),
+        "{error}"
+    );
+    let (code, body) = request(&hook, &ca, None, Some(TOKEN_ANY), Some(&event("any")))?;
+    assert_eq!(code, 200, "{body}");
 
     let findings = svc.wait_for_findings(2)?;
     let clusters: Vec<(String, String)> = findings
@@ -234,7 +249,7 @@ fn bearer_tokens_guard_the_webhook_and_bind_clusters() -> Result<()> {
         clusters,
         vec![
             ("eu-1".to_owned(), "prod-eu-1".to_owned()),
-            ("any-us".to_owned(), "prod-us-2".to_owned())
+            ("any".to_owned(), "default".to_owned())
         ],
         "refused requests never reached the pipeline"
     );
@@ -326,8 +341,31 @@ fn client_certificates_are_required_and_bound_to_clusters() -> Result<()> {
         Some(&event("from-us")),
     )?;
     assert_eq!(code, 200);
+    // A certificate the CA signed but `client_clusters` does not map writes
+    // only as the default cluster.
+    let unmapped = (
+        pki.path("kube-apiserver-unmapped.crt"),
+        pki.path("kube-apiserver-unmapped.key"),
+    );
+    let (code, body) = request(
+        &svc.url("/audit/webhook/prod-eu-1"),
+        &ca,
+        Some((&unmapped.0, &unmapped.1)),
+        None,
+        Some(&event("unmapped-as-eu")),
+    )?;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("server.auth.client_clusters"), "{body}");
+    let (code, body) = request(
+        &hook,
+        &ca,
+        Some((&unmapped.0, &unmapped.1)),
+        None,
+        Some(&event("unmapped")),
+    )?;
+    assert_eq!(code, 200, "{body}");
 
-    let findings = svc.wait_for_findings(2)?;
+    let findings = svc.wait_for_findings(3)?;
     let got: Vec<(&str, &str)> = findings
         .iter()
         .map(|f| {
@@ -339,12 +377,37 @@ fn client_certificates_are_required_and_bound_to_clusters() -> Result<()> {
         .collect();
     assert_eq!(
         got,
-        vec![("from-eu", "prod-eu-1"), ("from-us", "prod-us-2")]
+        vec![
+            ("from-eu", "prod-eu-1"),
+            ("from-us", "prod-us-2"),
+            ("unmapped", "default")
+        ]
     );
     let (_, metrics) = request(&svc.url("/metrics"), &ca, Some((&eu.0, &eu.1)), None, None)?;
     assert!(
         metrics.contains("driftwatch_auth_refused_total{reason=\"tls_handshake\"}"),
         "{metrics}"
+    );
+    Ok(())
+}
+
+/// `server.auth.allow_any_cluster: true`: a caller bound to no cluster
+/// names any; a bound one stays bound.
+#[test]
+fn unbound_callers_name_any_cluster_only_when_allowed() -> Result<()> {
+    let pki = Pki::new()?;
+    let yaml = config(&pki, false)? + "    allow_any_cluster: true\n";
+    let svc = Service::start(Some(&yaml))?;
+    let ca = pki.path("ca.crt");
+    let us = svc.url("/audit/webhook/prod-us-2");
+    let (code, body) = request(&us, &ca, None, Some(TOKEN_ANY), Some(&event("any-us")))?;
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = request(&us, &ca, None, Some(TOKEN_EU), Some(&event("eu-us")))?;
+    assert_eq!(code, 403, "{body}");
+    let f = svc.wait_for_findings(1)?;
+    assert_eq!(
+        (f.len(), &f[0]["audit_id"], &f[0]["cluster"]),
+        (1, &json!("any-us"), &json!("prod-us-2"))
     );
     Ok(())
 }
@@ -416,6 +479,21 @@ fn http2_over_tls_carries_webhook_batches() -> Result<()> {
         anyhow::Ok((r.version(), r.status().as_u16()))
     })?;
     assert_eq!((version, code), (reqwest::Version::HTTP_2, 200));
+    // Refused before its body is read, a 3 MB upload still gets its answer
+    // (not a stream reset) over HTTP/2 negotiated by ALPN.
+    let big = vec![b' '; 3 << 20];
+    for _ in 0..10 {
+        let (version, code, body) = rt.block_on(async {
+            let r = client
+                .post(svc.url("/audit/webhook"))
+                .body(big.clone())
+                .send()
+                .await?;
+            anyhow::Ok((r.version(), r.status().as_u16(), r.text().await?))
+        })?;
+        assert_eq!((version, code), (reqwest::Version::HTTP_2, 401), "{body}");
+        assert!(body.contains("bearer token is required"), "{body}");
+    }
     let f = svc.wait_for_findings(1)?;
     assert_eq!(f.len(), 1);
     assert_eq!(f[0]["audit_id"], "over-h2");
