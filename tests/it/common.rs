@@ -445,19 +445,6 @@ pub fn blocking_get(url: &str) -> Result<String> {
 // ---------------------------------------------------------------------------
 // The service as a process: its memory and its metrics.
 
-
-/// The value of one series on `/metrics`, written exactly as Prometheus
-/// prints it (`name{label="value"}`); 0 when it is not there yet.
-pub async fn metric(svc: &Service, series: &str) -> Result<f64> {
-    let (code, text) = get_text(svc, "/metrics").await?;
-    ensure!(code == 200, "/metrics answered {code}");
-    Ok(text
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0))
-}
-
 /// The `host:port` the service listens on.
 pub fn addr(svc: &Service) -> String {
     svc.base

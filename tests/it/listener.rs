@@ -110,9 +110,13 @@ async fn many_connections_slowly_sending_gzip_stay_within_the_memory_bound() -> 
         count(&tally, 408) > 0,
         "no upload was cut at its deadline: {tally:?}"
     );
-    let waited = metric(&svc, "driftwatch_connection_limit_waits_total").await?;
+    let waited = metric(&svc, "driftwatch_connection_limit_waits_total", "")
+        .await?
+        .unwrap_or(0.0);
     ensure!(waited > 0.0, "300 connections never reached the cap of 128");
-    let budget = metric(&svc, "driftwatch_bodies_refused_total{reason=\"budget\"}").await?;
+    let budget = metric(&svc, "driftwatch_bodies_refused_total", "reason=\"budget\"")
+        .await?
+        .unwrap_or(0.0);
     ensure!(
         budget as usize == count(&tally, 503),
         "budget refusals counted {budget}"
@@ -225,7 +229,9 @@ async fn silent_connections_do_not_keep_their_slots() -> Result<()> {
     );
     // The HTTP/2 connection ends only when the server closes it.
     tokio::time::timeout(ANSWER_WITHIN, h2_idle).await??;
-    let waited = metric(&svc, "driftwatch_connection_limit_waits_total").await?;
+    let waited = metric(&svc, "driftwatch_connection_limit_waits_total", "")
+        .await?
+        .unwrap_or(0.0);
     ensure!(waited >= 1.0, "the cap was never reached");
     Ok(())
 }
@@ -267,7 +273,13 @@ async fn a_body_trickled_a_byte_at_a_time_gets_408_at_its_deadline() -> Result<(
         failed = trickle => return failed,
     };
     check_deadline_answer(&answer, "HTTP/2")?;
-    let cut = metric(&svc, "driftwatch_bodies_refused_total{reason=\"deadline\"}").await?;
+    let cut = metric(
+        &svc,
+        "driftwatch_bodies_refused_total",
+        "reason=\"deadline\"",
+    )
+    .await?
+    .unwrap_or(0.0);
     ensure!(cut == 2.0, "deadline refusals counted {cut}");
     Ok(())
 }
@@ -341,9 +353,11 @@ async fn refused_posts_with_a_body_get_their_answer_over_http2() -> Result<()> {
     }
     let refused = metric(
         &svc,
-        "driftwatch_auth_refused_total{reason=\"missing_token\"}",
+        "driftwatch_auth_refused_total",
+        "reason=\"missing_token\"",
     )
-    .await?;
+    .await?
+    .unwrap_or(0.0);
     ensure!(refused == 40.0, "refusals counted {refused}");
     Ok(())
 }
