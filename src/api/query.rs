@@ -12,12 +12,15 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{self, AcceptOutcome, IngestError};
 use crate::http::auth::Principal;
 use crate::store::query::{self, Filter, QueryError};
-use crate::store::{ReadPool, StoreError};
+use crate::store::{Health, ProblemKind, ReadPool, StoreError};
 
 #[derive(Clone)]
 pub struct QueryState {
     /// `None` when history is disabled.
     pub pool: Option<ReadPool>,
+    /// Damage a query finds is reported here: the writer stops committing
+    /// to a damaged file.
+    pub health: Option<Health>,
     pub engine: engine::Handle,
 }
 
@@ -53,6 +56,9 @@ impl IntoResponse for Failure {
             Failure::Query(e @ QueryError::BadParam { .. }) => {
                 error(StatusCode::BAD_REQUEST, e.to_string())
             }
+            Failure::Query(QueryError::Sqlite(e)) if crate::store::is_corruption(&e) => {
+                error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
             Failure::Query(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             Failure::Store(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             Failure::Join => error(StatusCode::INTERNAL_SERVER_ERROR, "query task failed"),
@@ -67,9 +73,21 @@ where
     F: FnOnce(&rusqlite::Connection) -> Result<T, QueryError> + Send + 'static,
 {
     let pool = state.pool.clone().ok_or(Failure::Disabled)?;
+    let health = state.health.clone();
     tokio::task::spawn_blocking(move || {
         let conn = pool.get().map_err(Failure::Store)?;
-        f(&conn).map_err(Failure::Query)
+        f(&conn).map_err(|e| {
+            if let (QueryError::Sqlite(source), Some(health)) = (&e, &health)
+                && crate::store::is_corruption(source)
+            {
+                let path = pool.dir().join(crate::store::DB_FILE);
+                health.set(
+                    ProblemKind::Corrupt,
+                    crate::store::damaged(&path, &source.to_string()),
+                );
+            }
+            Failure::Query(e)
+        })
     })
     .await
     .map_err(|_| Failure::Join)?

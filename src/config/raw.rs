@@ -235,4 +235,5 @@ pub struct RawHistory {
     pub max_tracked_objects: Option<Spanned<usize>>,
     pub durability: Option<Spanned<String>>,
     pub max_tracked_bytes: Option<Spanned<usize>>,
+    pub integrity_check_interval: Option<Spanned<String>>,
 }
