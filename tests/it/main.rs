@@ -16,6 +16,7 @@ mod recorded;
 mod redaction;
 mod robustness;
 mod scenarios;
+mod storage;
 mod suggest;
 mod tls;
 mod webhook;
