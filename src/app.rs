@@ -347,6 +347,7 @@ fn router(
     let query_state = QueryState {
         pool: history.as_ref().map(|h| h.readers.clone()),
         health: history.as_ref().map(|h| h.health.clone()),
+        bounds: crate::store::view::Bounds::list(config.server.max_query_page_bytes),
         engine: engine.clone(),
     };
     let ops_state = OpsState {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{self, AcceptOutcome, IngestError};
 use crate::http::auth::Principal;
 use crate::store::query::{self, Filter, QueryError};
+use crate::store::view::Bounds;
 use crate::store::{Health, ProblemKind, ReadPool, StoreError};
 
 #[derive(Clone)]
@@ -21,6 +22,8 @@ pub struct QueryState {
     /// Damage a query finds is reported here: the writer stops committing
     /// to a damaged file.
     pub health: Option<Health>,
+    /// What one page of a list route may carry (`server.max_query_page_bytes`).
+    pub bounds: Bounds,
     pub engine: engine::Handle,
 }
 
@@ -105,7 +108,8 @@ pub async fn changes(
         Ok(f) => f,
         Err(e) => return bad_query(e),
     };
-    match read(&state, move |c| query::changes(c, &filter)).await {
+    let bounds = state.bounds;
+    match read(&state, move |c| query::changes(c, &filter, &bounds)).await {
         Ok(page) => Json(page).into_response(),
         Err(f) => f.into_response(),
     }
@@ -119,7 +123,8 @@ pub async fn drifts(
         Ok(f) => f,
         Err(e) => return bad_query(e),
     };
-    match read(&state, move |c| query::drifts(c, &filter)).await {
+    let bounds = state.bounds;
+    match read(&state, move |c| query::drifts(c, &filter, &bounds)).await {
         Ok(page) => Json(page).into_response(),
         Err(f) => f.into_response(),
     }
@@ -154,7 +159,8 @@ pub async fn history(
     filter.group = Some(group);
     filter.resource = Some(resource);
     filter.name = Some(name);
-    match read(&state, move |c| query::changes(c, &filter)).await {
+    let bounds = state.bounds;
+    match read(&state, move |c| query::changes(c, &filter, &bounds)).await {
         Ok(page) => Json(page).into_response(),
         Err(f) => f.into_response(),
     }

@@ -57,6 +57,7 @@ pub struct RawServer {
     pub header_read_timeout: Option<Spanned<String>>,
     pub body_read_timeout: Option<Spanned<String>>,
     pub shutdown_grace: Option<Spanned<String>>,
+    pub max_query_page_bytes: Option<Spanned<usize>>,
     pub tls: Option<RawTls>,
     #[serde(default)]
     pub auth: RawAuth,

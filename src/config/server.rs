@@ -16,6 +16,8 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// Bytes of one page of a list route's items (at least one item).
+    pub max_query_page_bytes: usize,
     pub tls: Option<TlsConfig>,
     pub auth: AuthConfig,
 }
@@ -31,6 +33,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            max_query_page_bytes: 4 * 1024 * 1024,
             tls: None,
             auth: AuthConfig::default(),
         }
@@ -80,6 +83,13 @@ pub(super) fn compile(raw: &RawServer, p: &mut Problems) -> ServerConfig {
     }
     if let Some(n) = p.at_least(&raw.max_header_bytes, 1024, "server.max_header_bytes") {
         s.max_header_bytes = n;
+    }
+    if let Some(n) = p.at_least(
+        &raw.max_query_page_bytes,
+        64 * 1024,
+        "server.max_query_page_bytes",
+    ) {
+        s.max_query_page_bytes = n;
     }
     for (value, key, slot) in [
         (

@@ -22,6 +22,7 @@ pub mod query;
 mod records;
 mod recover;
 mod schema;
+pub mod view;
 
 use std::path::{Path, PathBuf};
 
