@@ -12,6 +12,7 @@ mod envelopes;
 mod history;
 mod kafka;
 mod precision;
+mod query_bounds;
 mod recorded;
 mod redaction;
 mod robustness;
