@@ -348,6 +348,9 @@ fn router(
         pool: history.as_ref().map(|h| h.readers.clone()),
         health: history.as_ref().map(|h| h.health.clone()),
         bounds: crate::store::view::Bounds::list(config.server.max_query_page_bytes),
+        permits: Arc::new(tokio::sync::Semaphore::new(
+            config.server.max_concurrent_queries,
+        )),
         engine: engine.clone(),
     };
     let ops_state = OpsState {

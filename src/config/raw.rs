@@ -58,6 +58,7 @@ pub struct RawServer {
     pub body_read_timeout: Option<Spanned<String>>,
     pub shutdown_grace: Option<Spanned<String>>,
     pub max_query_page_bytes: Option<Spanned<usize>>,
+    pub max_concurrent_queries: Option<Spanned<usize>>,
     pub tls: Option<RawTls>,
     #[serde(default)]
     pub auth: RawAuth,

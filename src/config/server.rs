@@ -18,6 +18,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Bytes of one page of a list route's items (at least one item).
     pub max_query_page_bytes: usize,
+    /// Queries of the API running at once; more wait for a slot.
+    pub max_concurrent_queries: usize,
     pub tls: Option<TlsConfig>,
     pub auth: AuthConfig,
 }
@@ -34,10 +36,18 @@ impl Default for ServerConfig {
             body_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
             max_query_page_bytes: 4 * 1024 * 1024,
+            max_concurrent_queries: default_concurrent_queries(),
             tls: None,
             auth: AuthConfig::default(),
         }
     }
+}
+
+/// Half the cores: the other half stays for ingest. On this project's 2
+/// cores, 4 clients paging without a limit took the webhook from 24k to
+/// 6.5k events/s; with one query at a time it kept 14k.
+fn default_concurrent_queries() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +100,13 @@ pub(super) fn compile(raw: &RawServer, p: &mut Problems) -> ServerConfig {
         "server.max_query_page_bytes",
     ) {
         s.max_query_page_bytes = n;
+    }
+    if let Some(n) = p.at_least(
+        &raw.max_concurrent_queries,
+        1,
+        "server.max_concurrent_queries",
+    ) {
+        s.max_concurrent_queries = n;
     }
     for (value, key, slot) in [
         (

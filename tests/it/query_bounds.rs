@@ -165,8 +165,10 @@ fn fill(dir: &std::path::Path, rows: &Rows) -> Result<BTreeSet<String>> {
     Ok(ids)
 }
 
+/// Four queries at once (the default is half the cores): the worst case
+/// for memory.
 fn config() -> String {
-    format!("server:\n  max_query_page_bytes: {PAGE_BYTES}\n")
+    format!("server:\n  max_query_page_bytes: {PAGE_BYTES}\n  max_concurrent_queries: 4\n")
 }
 
 /// Every page of `path`, with each page's body length.
