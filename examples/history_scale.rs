@@ -189,7 +189,9 @@ fn main() -> anyhow::Result<()> {
     let mut rows = 0;
     for _ in 0..20 {
         let t = Instant::now();
-        rows = query::changes(&conn, &filter)?.items.len();
+        rows = query::changes(&conn, &filter, &driftwatch::store::view::Bounds::WHOLE)?
+            .items
+            .len();
         history.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let req = Filter {

@@ -7,7 +7,13 @@
 //!     --url http://127.0.0.1:8080/audit/webhook --batches 500 --batch-size 400 --concurrency 4
 //! cargo run --release --example loadgen -- --batches 500 --write /tmp/batches.jsonl
 //! cargo run --release --example loadgen -- --write-policy /tmp/policy.yaml
+//! cargo run --release --example loadgen -- --batches 500 --query-clients 4 --query-limit 1000
 //! ```
+//!
+//! With `--query-clients N`, N more tasks page through `GET /api/v1/changes`
+//! (following `next` to the end, then starting over) while the batches are
+//! posted, as people investigating during an incident would; the report adds
+//! their pages, items and bytes per second.
 //!
 //! Bodies are generated (deterministically, from `--seed`) before the clock
 //! starts, so generation cost is not measured. Exit status 0 when every batch
@@ -65,6 +71,12 @@ struct Args {
     /// (combine with --write to write the batches too).
     #[arg(long, value_name = "FILE")]
     write_policy: Option<PathBuf>,
+    /// Clients paging through `GET /api/v1/changes` while batches are posted.
+    #[arg(long, default_value_t = 0)]
+    query_clients: usize,
+    /// `limit` of each query page.
+    #[arg(long, default_value_t = 1000)]
+    query_limit: usize,
 }
 
 fn main() -> std::process::ExitCode {
@@ -156,11 +168,23 @@ fn run(args: Args) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let report = runtime.block_on(send_all(url, bodies, &args))?;
+    let report = runtime.block_on(async {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let readers = query::spawn(&url, args.query_clients, args.query_limit, &stop)?;
+        let report = send_all(url.clone(), bodies, &args).await;
+        stop.store(true, Ordering::Relaxed);
+        let read = query::join(readers).await;
+        report.map(|r| (r, read))
+    })?;
+    let (report, read) = report;
     let all_ok = report.errors.is_empty()
         && report.not_sent == 0
         && report.statuses.keys().all(|code| *code == 200);
+    let elapsed = report.elapsed;
     report.print(args.batch_size);
+    if args.query_clients > 0 {
+        read.print(elapsed);
+    }
     if all_ok {
         Ok(())
     } else {
@@ -386,5 +410,125 @@ impl Report {
                 self.not_sent
             );
         }
+    }
+}
+
+/// Readers of the query API, beside the posting.
+mod query {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    #[derive(Default)]
+    pub struct Read {
+        pub pages: u64,
+        pub items: u64,
+        pub bytes: u64,
+        pub errors: u64,
+    }
+
+    impl Read {
+        fn add(&mut self, o: &Read) {
+            self.pages += o.pages;
+            self.items += o.items;
+            self.bytes += o.bytes;
+            self.errors += o.errors;
+        }
+
+        pub fn print(&self, elapsed: Duration) {
+            let secs = elapsed.as_secs_f64().max(1e-9);
+            println!(
+                "query pages/s:     {:.1} ({} pages, {} items, {:.1} MB read, {} errors)",
+                self.pages as f64 / secs,
+                self.pages,
+                self.items,
+                self.bytes as f64 / 1e6,
+                self.errors
+            );
+        }
+    }
+
+    type Readers = Vec<tokio::task::JoinHandle<Read>>;
+
+    #[derive(serde::Deserialize)]
+    struct Page {
+        items: Vec<serde::de::IgnoredAny>,
+        next: Option<String>,
+    }
+
+    /// `clients` tasks paging through the changes until `stop`.
+    pub fn spawn(
+        webhook: &reqwest::Url,
+        clients: usize,
+        limit: usize,
+        stop: &Arc<AtomicBool>,
+    ) -> Result<Readers, String> {
+        let mut changes = webhook.clone();
+        changes.set_path("/api/v1/changes");
+        changes.set_query(None);
+        let client = driftwatch::http::client_builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok((0..clients)
+            .map(|_| {
+                let (client, url, stop) = (client.clone(), changes.clone(), Arc::clone(stop));
+                tokio::spawn(async move { read_until(&client, &url, limit, &stop).await })
+            })
+            .collect())
+    }
+
+    async fn read_until(
+        client: &reqwest::Client,
+        url: &reqwest::Url,
+        limit: usize,
+        stop: &AtomicBool,
+    ) -> Read {
+        let mut read = Read::default();
+        let mut cursor: Option<String> = None;
+        while !stop.load(Ordering::Relaxed) {
+            let mut request = client
+                .get(url.clone())
+                .query(&[("limit", limit.to_string())]);
+            if let Some(c) = &cursor {
+                request = request.query(&[("cursor", c)]);
+            }
+            let page = match request.send().await {
+                Ok(r) if r.status().is_success() => r.bytes().await.ok(),
+                _ => None,
+            };
+            let Some(page) = page else {
+                read.errors += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            // Only the count and the cursor: the client's own parsing must
+            // not be what is measured.
+            let Ok(parsed) = serde_json::from_slice::<Page>(&page) else {
+                read.errors += 1;
+                continue;
+            };
+            read.pages += 1;
+            read.bytes += page.len() as u64;
+            read.items += parsed.items.len() as u64;
+            cursor = parsed.next;
+            if cursor.is_none() {
+                // The end of history: start over, as a new investigation would.
+                tokio::task::yield_now().await;
+            }
+        }
+        read
+    }
+
+    pub async fn join(readers: Readers) -> Read {
+        let mut all = Read::default();
+        for r in readers {
+            if let Ok(read) = r.await {
+                all.add(&read);
+            }
+        }
+        all
     }
 }

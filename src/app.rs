@@ -22,7 +22,7 @@ use crate::http::{Limits, auth, tls};
 use crate::sinks::{SinkError, Sinks};
 use crate::sources::kafka::{KafkaSource, KafkaSourceError};
 use crate::sources::webhook::{self, WebhookState};
-use crate::store::{ReadPool, Store, StoreError};
+use crate::store::{Health, ReadPool, Store, StoreError};
 use crate::telemetry;
 use crate::telemetry::events::{Emit, Shutdown, ShutdownStage, StoreOpened};
 
@@ -123,18 +123,28 @@ impl Server {
         let sinks = Sinks::from_config(&config.sinks)?;
         let config = Arc::new(config);
         let store = if config.history.enabled {
-            let store = Store::open(&config.history.data_dir)?;
+            let mut store = Store::open(&config.history.data_dir)?;
             store.set_durability(config.history.durability)?;
             StoreOpened { path: store.path() }.emit();
             Some(store)
         } else {
             None
         };
+        let history = store.as_ref().map(|s| History {
+            readers: s.readers(),
+            health: s.health(),
+        });
         let engine = Engine::new(Arc::clone(&config), store, sinks)?;
         let (handle, engine_thread) =
             engine::writer::spawn(engine, config.server.queue_batches).map_err(AppError::Thread)?;
-        if config.history.enabled {
+        if let Some(history) = &history {
             spawn_retention(handle.clone(), config.history.retention, shutdown.clone());
+            spawn_store_watch(
+                handle.clone(),
+                history.clone(),
+                config.history.integrity_check_interval,
+                shutdown.clone(),
+            );
         }
         let kafka = match &config.kafka_source {
             Some(k) => {
@@ -146,6 +156,7 @@ impl Server {
         let router = router(
             &config,
             handle,
+            history,
             metrics,
             webhook_auth,
             query_tokens,
@@ -256,6 +267,43 @@ fn security(config: &Config, shutdown: &CancellationToken) -> Result<Security, A
     ))
 }
 
+/// The query side's view of the store.
+#[derive(Clone)]
+struct History {
+    readers: ReadPool,
+    health: Health,
+}
+
+/// Until shutdown: asks the engine to probe the store every
+/// [`engine::writer::PROBE_INTERVAL`], and checks the whole file every
+/// `integrity_every` on a blocking thread (a read; the writer goes on).
+fn spawn_store_watch(
+    engine: engine::Handle,
+    history: History,
+    integrity_every: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut probe = tokio::time::interval(engine::writer::PROBE_INTERVAL);
+        let mut check = tokio::time::interval(integrity_every);
+        // The first tick is immediate: the store was just opened.
+        check.tick().await;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = probe.tick() => engine.request_probe(),
+                _ = check.tick() => {
+                    let History { readers, health } = history.clone();
+                    let _ = tokio::task::spawn_blocking(move || {
+                        crate::store::verify(&readers, &health);
+                    })
+                    .await;
+                }
+            }
+        }
+    });
+}
+
 /// Asks the engine to apply retention now and then, until shutdown.
 fn spawn_retention(
     engine: engine::Handle,
@@ -277,6 +325,7 @@ fn spawn_retention(
 fn router(
     config: &Config,
     engine: engine::Handle,
+    history: Option<History>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     webhook_auth: auth::WebhookAuth,
     query_tokens: Option<Arc<auth::TokenFile>>,
@@ -291,15 +340,18 @@ fn router(
         shutdown: shutdown.clone(),
     };
     let query_state = QueryState {
-        pool: config
-            .history
-            .enabled
-            .then(|| ReadPool::new(&config.history.data_dir)),
+        pool: history.as_ref().map(|h| h.readers.clone()),
+        health: history.as_ref().map(|h| h.health.clone()),
+        bounds: crate::store::view::Bounds::list(config.server.max_query_page_bytes),
+        permits: Arc::new(tokio::sync::Semaphore::new(
+            config.server.max_concurrent_queries,
+        )),
         engine: engine.clone(),
     };
     let ops_state = OpsState {
         metrics,
         engine,
+        store: history.map(|h| h.health),
         shutdown,
     };
     let webhook_routes = Router::new()

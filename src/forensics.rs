@@ -134,7 +134,8 @@ pub fn from_store(dir: &Path, filter: &Filter) -> Result<Vec<ChangeRecord>, Fore
         dir: dir.display().to_string(),
         source,
     })?;
-    let mut items = query::changes(&conn, filter)?.items;
+    // The reader's own store: every value whole.
+    let mut items = query::changes(&conn, filter, &crate::store::view::Bounds::WHOLE)?.items;
     items.reverse();
     Ok(items)
 }

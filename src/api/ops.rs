@@ -12,6 +12,8 @@ use crate::engine;
 pub struct OpsState {
     pub metrics: PrometheusHandle,
     pub engine: engine::Handle,
+    /// The history store's health; `None` when history is disabled.
+    pub store: Option<crate::store::Health>,
     pub shutdown: CancellationToken,
 }
 
@@ -28,7 +30,8 @@ pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// The engine takes batches: not shutting down, thread alive, queue not full.
+/// The engine takes batches: not shutting down, thread alive, queue not
+/// full, and the history store can commit.
 pub async fn readyz(State(state): State<OpsState>) -> Response {
     if state.shutdown.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
@@ -38,6 +41,17 @@ pub async fn readyz(State(state): State<OpsState>) -> Response {
     }
     if state.engine.is_full() {
         return (StatusCode::SERVICE_UNAVAILABLE, "engine queue full\n").into_response();
+    }
+    if let Some(problem) = state.store.as_ref().and_then(|h| h.problem()) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "history store cannot commit ({}): {}\n",
+                problem.kind.as_str(),
+                problem.message
+            ),
+        )
+            .into_response();
     }
     (StatusCode::OK, "ready\n").into_response()
 }

@@ -6,20 +6,36 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 
 use crate::engine::{self, AcceptOutcome, IngestError};
 use crate::http::auth::Principal;
 use crate::store::query::{self, Filter, QueryError};
-use crate::store::{ReadPool, StoreError};
+use crate::store::view::Bounds;
+use crate::store::{Health, ProblemKind, ReadPool, StoreError};
 
 #[derive(Clone)]
 pub struct QueryState {
     /// `None` when history is disabled.
     pub pool: Option<ReadPool>,
+    /// Damage a query finds is reported here: the writer stops committing
+    /// to a damaged file.
+    pub health: Option<Health>,
+    /// What one page of a list route may carry (`server.max_query_page_bytes`).
+    pub bounds: Bounds,
+    /// Queries running at once (`server.max_concurrent_queries`): each holds
+    /// a row in memory and a core busy, which ingest needs too.
+    pub permits: Arc<Semaphore>,
     pub engine: engine::Handle,
 }
+
+/// How long a query waits for its turn before it is told to come back.
+const QUERY_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Serialize)]
 struct ApiError {
@@ -38,6 +54,8 @@ fn error(code: StatusCode, message: impl Into<String>) -> Response {
 
 enum Failure {
     Disabled,
+    /// Every query slot stayed taken for [`QUERY_WAIT`].
+    Busy,
     Query(QueryError),
     Store(StoreError),
     Join,
@@ -53,9 +71,25 @@ impl IntoResponse for Failure {
             Failure::Query(e @ QueryError::BadParam { .. }) => {
                 error(StatusCode::BAD_REQUEST, e.to_string())
             }
+            Failure::Query(QueryError::Sqlite(e)) if crate::store::is_corruption(&e) => {
+                error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
             Failure::Query(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             Failure::Store(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             Failure::Join => error(StatusCode::INTERNAL_SERVER_ERROR, "query task failed"),
+            Failure::Busy => {
+                let mut response = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "every query slot (server.max_concurrent_queries) stayed busy for {}s; try again",
+                        QUERY_WAIT.as_secs()
+                    ),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                response
+            }
         }
     }
 }
@@ -67,9 +101,27 @@ where
     F: FnOnce(&rusqlite::Connection) -> Result<T, QueryError> + Send + 'static,
 {
     let pool = state.pool.clone().ok_or(Failure::Disabled)?;
+    let health = state.health.clone();
+    let permit = tokio::time::timeout(QUERY_WAIT, Arc::clone(&state.permits).acquire_owned())
+        .await
+        .map_err(|_| Failure::Busy)?
+        .map_err(|_| Failure::Join)?;
     tokio::task::spawn_blocking(move || {
+        // Held until the answer is built, serialization included.
+        let _permit = permit;
         let conn = pool.get().map_err(Failure::Store)?;
-        f(&conn).map_err(Failure::Query)
+        f(&conn).map_err(|e| {
+            if let (QueryError::Sqlite(source), Some(health)) = (&e, &health)
+                && crate::store::is_corruption(source)
+            {
+                let path = pool.dir().join(crate::store::DB_FILE);
+                health.set(
+                    ProblemKind::Corrupt,
+                    crate::store::damaged(&path, &source.to_string()),
+                );
+            }
+            Failure::Query(e)
+        })
     })
     .await
     .map_err(|_| Failure::Join)?
@@ -87,9 +139,25 @@ pub async fn changes(
         Ok(f) => f,
         Err(e) => return bad_query(e),
     };
-    match read(&state, move |c| query::changes(c, &filter)).await {
-        Ok(page) => Json(page).into_response(),
+    let bounds = state.bounds;
+    match read(&state, move |c| json(query::changes(c, &filter, &bounds)?)).await {
+        Ok(body) => body.into_response(),
         Err(f) => f.into_response(),
+    }
+}
+
+/// A page as JSON, written on the query's blocking thread (within its
+/// slot) rather than on the runtime's.
+fn json<T: Serialize>(page: T) -> Result<JsonBody, QueryError> {
+    // Serializing our own types to memory cannot fail.
+    Ok(JsonBody(serde_json::to_vec(&page).unwrap_or_default()))
+}
+
+struct JsonBody(Vec<u8>);
+
+impl IntoResponse for JsonBody {
+    fn into_response(self) -> Response {
+        ([(header::CONTENT_TYPE, "application/json")], self.0).into_response()
     }
 }
 
@@ -101,8 +169,9 @@ pub async fn drifts(
         Ok(f) => f,
         Err(e) => return bad_query(e),
     };
-    match read(&state, move |c| query::drifts(c, &filter)).await {
-        Ok(page) => Json(page).into_response(),
+    let bounds = state.bounds;
+    match read(&state, move |c| json(query::drifts(c, &filter, &bounds)?)).await {
+        Ok(body) => body.into_response(),
         Err(f) => f.into_response(),
     }
 }
@@ -136,8 +205,9 @@ pub async fn history(
     filter.group = Some(group);
     filter.resource = Some(resource);
     filter.name = Some(name);
-    match read(&state, move |c| query::changes(c, &filter)).await {
-        Ok(page) => Json(page).into_response(),
+    let bounds = state.bounds;
+    match read(&state, move |c| json(query::changes(c, &filter, &bounds)?)).await {
+        Ok(body) => body.into_response(),
         Err(f) => f.into_response(),
     }
 }

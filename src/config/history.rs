@@ -28,6 +28,9 @@ pub struct HistoryConfig {
     /// Bytes of remembered objects; least recently changed evicted first.
     pub max_tracked_bytes: usize,
     pub durability: Durability,
+    /// How often the whole store file is checked for damage
+    /// (`PRAGMA quick_check`, a read beside the writer).
+    pub integrity_check_interval: Duration,
 }
 
 impl Default for HistoryConfig {
@@ -40,6 +43,7 @@ impl Default for HistoryConfig {
             max_tracked_objects: 50_000,
             max_tracked_bytes: 256 * 1024 * 1024,
             durability: Durability::Normal,
+            integrity_check_interval: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -53,6 +57,12 @@ pub(super) fn compile(raw: &RawHistory, p: &mut Problems) -> HistoryConfig {
     h.store_system = raw.store_system.unwrap_or(h.store_system);
     if let Some(d) = p.duration(&raw.retention, "history.retention") {
         h.retention = d;
+    }
+    if let Some(d) = p.duration(
+        &raw.integrity_check_interval,
+        "history.integrity_check_interval",
+    ) {
+        h.integrity_check_interval = d;
     }
     if let Some(n) = p.at_least(&raw.max_tracked_objects, 1, "history.max_tracked_objects") {
         h.max_tracked_objects = n;

@@ -64,6 +64,8 @@ pub struct RawServer {
     pub header_read_timeout: Option<Spanned<String>>,
     pub body_read_timeout: Option<Spanned<String>>,
     pub shutdown_grace: Option<Spanned<String>>,
+    pub max_query_page_bytes: Option<Spanned<usize>>,
+    pub max_concurrent_queries: Option<Spanned<usize>>,
     pub tls: Option<RawTls>,
     #[serde(default)]
     pub auth: RawAuth,
@@ -245,4 +247,5 @@ pub struct RawHistory {
     pub max_tracked_objects: Option<Spanned<usize>>,
     pub durability: Option<Spanned<String>>,
     pub max_tracked_bytes: Option<Spanned<usize>>,
+    pub integrity_check_interval: Option<Spanned<String>>,
 }

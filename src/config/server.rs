@@ -35,6 +35,10 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// Bytes of one page of a list route's items (at least one item).
+    pub max_query_page_bytes: usize,
+    /// Queries of the API running at once; more wait for a slot.
+    pub max_concurrent_queries: usize,
     pub tls: Option<TlsConfig>,
     pub auth: AuthConfig,
 }
@@ -57,6 +61,8 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            max_query_page_bytes: 4 * 1024 * 1024,
+            max_concurrent_queries: default_concurrent_queries(),
             tls: None,
             auth: AuthConfig::default(),
         }
@@ -81,6 +87,13 @@ pub fn default_decode_work(max_body_bytes: usize) -> u64 {
     u64::try_from(max_body_bytes)
         .unwrap_or(u64::MAX)
         .saturating_mul(8)
+}
+
+/// Half the cores: the other half stays for ingest. On this project's 2
+/// cores, 4 clients paging without a limit took the webhook from 24k to
+/// 6.5k events/s; with one query at a time it kept 14k.
+fn default_concurrent_queries() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -149,6 +162,20 @@ pub(super) fn compile(raw: &RawServer, p: &mut Problems) -> ServerConfig {
     }
     decode_limits(raw, p, &mut s);
     compile_listener_limits(raw, p, &mut s);
+    if let Some(n) = p.at_least(
+        &raw.max_query_page_bytes,
+        64 * 1024,
+        "server.max_query_page_bytes",
+    ) {
+        s.max_query_page_bytes = n;
+    }
+    if let Some(n) = p.at_least(
+        &raw.max_concurrent_queries,
+        1,
+        "server.max_concurrent_queries",
+    ) {
+        s.max_concurrent_queries = n;
+    }
     for (value, key, slot) in [
         (
             &raw.header_read_timeout,

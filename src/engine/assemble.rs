@@ -71,5 +71,6 @@ pub(super) fn assemble(j: Judged<'_>, corr: Correlation) -> ChangeRecord {
         owner: corr.owner,
         request: j.request,
         corrupt: None,
+        truncated: false,
     }
 }

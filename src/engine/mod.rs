@@ -29,7 +29,7 @@ use crate::decode::{self, Arena, Decoded};
 use crate::dedupe::Dedupe;
 use crate::model::{DriftTransition, Time};
 use crate::sinks::Sinks;
-use crate::store::{Store, StoreError};
+use crate::store::{Probe, Store, StoreError};
 use crate::telemetry::events::{
     BatchAccepted, BatchJudged, BatchRefused, BodyDecoded, DriftsOpen, Emit, RetentionRan, Source,
     StoreFailed,
@@ -105,6 +105,14 @@ impl Engine {
     /// Judges a group of inputs and delivers them together: one write to
     /// the sinks and one store transaction. Outcomes are in input order.
     pub fn ingest(&mut self, inputs: Vec<Input>) -> Vec<Outcome> {
+        if let Some(store) = &self.store
+            && let Err(e) = store.writable()
+        {
+            // Known not to commit (damaged, or its file gone): refused
+            // before anything is judged or any finding is written.
+            StoreFailed { error: &e }.emit();
+            return self.refuse_all(&inputs, &IngestError::Store(Arc::new(e)));
+        }
         let mut delivery = Delivery::default();
         let mut judged: Vec<Result<Accepted, IngestError>> = Vec::with_capacity(inputs.len());
         for input in &inputs {
@@ -269,6 +277,35 @@ impl Engine {
             Err(e) => StoreFailed { error: &e }.emit(),
         }
         // Ages grow without traffic: the gauges follow at each pass.
+        self.report_drifts();
+    }
+
+    /// Looks at the store and lets it recover from what keeps it from
+    /// committing (see [`crate::store::Store::probe`]).
+    pub fn probe(&mut self) {
+        let Some(store) = &mut self.store else {
+            return;
+        };
+        if store.probe() == Probe::Replaced {
+            self.forget_old_store();
+        }
+    }
+
+    /// The store now runs on another file (one put back at its path): the
+    /// open drifts are that file's, as after a restart.
+    fn forget_old_store(&mut self) {
+        let mut tracker = Tracker::new(
+            self.config.history.max_tracked_objects,
+            self.config.history.max_tracked_bytes,
+        );
+        if let Some(store) = &self.store {
+            match store.open_drifts() {
+                Ok(open) => tracker.restore(open),
+                Err(e) => StoreFailed { error: &e }.emit(),
+            }
+        }
+        self.tracker = tracker;
+        self.dedupe = Dedupe::new(self.config.dedupe_capacity);
         self.report_drifts();
     }
 

@@ -21,6 +21,7 @@ enum Work {
         reply: oneshot::Sender<Result<AcceptOutcome, IngestError>>,
     },
     Retention,
+    Probe,
 }
 
 /// Most inputs delivered in one group.
@@ -103,6 +104,13 @@ impl Handle {
         let _ = self.queue.try_send(Work::Retention);
     }
 
+    /// Asks the store to look at its files and recover (see
+    /// [`Engine::probe`]), unless the queue is full: batches come first,
+    /// and each of them checks the files too.
+    pub fn request_probe(&self) {
+        let _ = self.queue.try_send(Work::Probe);
+    }
+
     /// Inputs waiting.
     pub fn depth(&self) -> usize {
         self.queue.max_capacity() - self.queue.capacity()
@@ -149,6 +157,7 @@ fn run(mut engine: Engine, mut work: mpsc::Receiver<Work>) {
                     let _ = reply.send(engine.accept_drift(&id, &by, &reason));
                 }
                 Work::Retention => engine.retention(),
+                Work::Probe => engine.probe(),
             }
         }
     }
@@ -161,6 +170,10 @@ fn ingest(engine: &mut Engine, group: Vec<(Input, oneshot::Sender<Outcome>)>) {
         let _ = reply.send(outcome);
     }
 }
+
+/// How often the store is probed: `/readyz` follows a deleted database
+/// file or a full disk within this, and a store recovers within it.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often retention runs: often enough that the store never holds much
 /// more than the retention period, rarely enough to cost nothing.

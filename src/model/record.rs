@@ -47,4 +47,8 @@ pub struct ChangeRecord {
     /// The fields its columns hold are still filled in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub corrupt: Option<String>,
+    /// Read back in a list view: some value or list was cut to bound the
+    /// page (`… [N bytes, truncated]`); never set on a finding.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }

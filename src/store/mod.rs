@@ -1,23 +1,47 @@
 //! The history store: SQLite under the data directory. One writer (the
 //! engine's thread) with one transaction per group of batches; readers take
 //! connections from a pool, which WAL mode lets run beside the writer.
+//!
+//! Every connection goes through SQLite's `unix-excl` VFS: the process
+//! holds the database exclusively and keeps the WAL index in heap memory,
+//! shared by its own connections, instead of in the memory-mapped `-shm`
+//! file. A fault of that file (made immutable, its filesystem full or
+//! failing) would otherwise reach the process as SIGBUS on a store to the
+//! mapping, with nothing logged. The price: no other process can read the
+//! store while `serve` runs (ask the running service: `who-changed --server`).
+//!
+//! Before each commit the writer checks that the files at the store's
+//! paths are still the ones it opened ([`files`]); a store that cannot
+//! commit says why in its [`Health`], which `/readyz` reports, and recovers
+//! on its own once the fault is gone ([`recover`]).
 
+mod files;
+mod health;
 mod pool;
 pub mod query;
 mod records;
+mod recover;
 mod schema;
+pub mod view;
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OpenFlags, params};
 
 use crate::model::{ChangeRecord, DriftTransition, ObjectRef, OpenDrift, STORE_KEY_LEN, Time};
+pub use files::FileFault;
+use files::Files;
+pub use health::{Health, Problem, ProblemKind};
 pub use pool::{Pooled, ReadPool};
+pub use recover::{Probe, check_integrity, damaged, verify};
 
 /// The store's idempotency key: see [`crate::model::RequestId::store_key`].
 pub type StoreKey = [u8; STORE_KEY_LEN];
 
 pub const DB_FILE: &str = "driftwatch.db";
+
+/// See the module documentation.
+const VFS: &str = "unix-excl";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -39,19 +63,88 @@ pub enum StoreError {
         found: i64,
         known: i64,
     },
+    #[error("history store: {0}")]
+    File(#[from] FileFault),
+    /// Known not to be able to commit: nothing was tried.
+    #[error("history store takes no writes: {0}")]
+    Refused(String),
+    #[error("history store {path} is being reopened; try again shortly")]
+    Reopening { path: String },
+    #[error(
+        "history store {path} is held by another process (a running `driftwatch serve` holds its store exclusively): stop it, use another --data-dir, or ask it with `who-changed --server URL`"
+    )]
+    Locked { path: String },
+    #[error("{path} is not a driftwatch history store: {reason}")]
+    NotAStore { path: String, reason: String },
 }
 
-/// Applies the connection settings every connection needs.
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    Ok(())
+impl StoreError {
+    fn sqlite(path: &Path, source: rusqlite::Error) -> StoreError {
+        if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) {
+            return StoreError::Locked {
+                path: path.display().to_string(),
+            };
+        }
+        StoreError::Sqlite {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    /// SQLite found the file damaged.
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, StoreError::Sqlite { source, .. } if is_corruption(source))
+    }
+
+    fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Sqlite { source, .. }
+            if source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull))
+    }
+
+    /// What this error says about the store's ability to commit.
+    fn problem(&self) -> ProblemKind {
+        match self {
+            StoreError::File(f) if f.is_moved() => ProblemKind::Moved,
+            e if e.is_corruption() => ProblemKind::Corrupt,
+            _ => ProblemKind::Failing,
+        }
+    }
+}
+
+/// SQLite's word for a damaged file (or one that is no database at all).
+pub fn is_corruption(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
+}
+
+/// Opens `path` through [`VFS`] with the settings every connection needs.
+fn connect(path: &Path, flags: OpenFlags) -> Result<Connection, StoreError> {
+    let err = |source| StoreError::sqlite(path, source);
+    let conn =
+        Connection::open_with_flags_and_vfs(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX, VFS)
+            .map_err(err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(err)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(err)?;
+    // No memory map of the database file either, whatever SQLite's default
+    // becomes: an I/O error must come back as an error, not a signal.
+    conn.pragma_update(None, "mmap_size", 0).map_err(err)?;
+    Ok(conn)
 }
 
 /// The write side.
 pub struct Store {
-    conn: Connection,
+    conn: recover::Writer,
     path: PathBuf,
+    files: Files,
+    health: Health,
+    readers: ReadPool,
+    durability: crate::config::Durability,
+    /// Recovery's memory: the copy written of a file that moved, damage seen.
+    recovery: recover::Recovery,
 }
 
 /// What one batch write did.
@@ -70,43 +163,92 @@ impl Store {
             source,
         })?;
         let path = dir.join(DB_FILE);
-        let err = |source| StoreError::Sqlite {
-            path: path.display().to_string(),
-            source,
-        };
-        let mut conn = Connection::open(&path).map_err(err)?;
-        configure(&conn).map_err(err)?;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
+        Store::open_at(&path, flags, ReadPool::new(dir), Health::default())
+    }
+
+    /// Opens the database at `path` as the writer and migrates it.
+    fn open_at(
+        path: &Path,
+        flags: OpenFlags,
+        readers: ReadPool,
+        health: Health,
+    ) -> Result<Store, StoreError> {
+        let err = |source| StoreError::sqlite(path, source);
+        let mut conn = connect(path, flags)?;
         // WAL: readers never block the writer. NORMAL: a commit survives a
         // process crash; an OS crash may lose the last transactions.
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
-        migrate(&mut conn, &path)?;
-        Ok(Store { conn, path })
+        migrate(&mut conn, path)?;
+        Ok(Store {
+            files: Files::capture(path)?,
+            conn: recover::Writer::new(conn),
+            path: path.to_owned(),
+            health,
+            readers,
+            durability: crate::config::Durability::Normal,
+            recovery: recover::Recovery::default(),
+        })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Whether the store can commit; shared with `/readyz` and the readers.
+    pub fn health(&self) -> Health {
+        self.health.clone()
+    }
+
+    /// The query side's connections.
+    pub fn readers(&self) -> ReadPool {
+        self.readers.clone()
+    }
+
     /// `full`: every commit is fsynced, so an acknowledged batch survives
     /// power loss too; `normal` (the default) survives a crash of the process.
-    pub fn set_durability(&self, durability: crate::config::Durability) -> Result<(), StoreError> {
+    pub fn set_durability(
+        &mut self,
+        durability: crate::config::Durability,
+    ) -> Result<(), StoreError> {
         let mode = match durability {
             crate::config::Durability::Normal => "NORMAL",
             crate::config::Durability::Full => "FULL",
         };
         self.conn
             .pragma_update(None, "synchronous", mode)
-            .map_err(self.err())
+            .map_err(self.err())?;
+        self.durability = durability;
+        Ok(())
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-        |source| StoreError::Sqlite {
-            path: self.path.display().to_string(),
-            source,
+        |source| StoreError::sqlite(&self.path, source)
+    }
+
+    /// Refuses at once while the file is known damaged or gone, so that
+    /// nothing is stacked on it; counted like any failed write.
+    pub fn writable(&self) -> Result<(), StoreError> {
+        match self.health.refuses_writes() {
+            Some(p) => Err(StoreError::Refused(p.message)),
+            None => Ok(()),
         }
+    }
+
+    /// Records what a write's outcome says about the store.
+    fn outcome<T>(&mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match &result {
+            Ok(_) => {
+                self.recovery.committed();
+                self.health.clear(ProblemKind::Failing);
+            }
+            Err(StoreError::Refused(_)) => {}
+            Err(e) => self.failed(e),
+        }
+        result
     }
 
     /// Which of `keys` are already stored: one statement per 64 keys.
@@ -146,11 +288,19 @@ impl Store {
         changes: &[ChangeRecord],
         drifts: &[DriftTransition],
     ) -> Result<Written, StoreError> {
-        let path = self.path.display().to_string();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let result = self
+            .writable()
+            .and_then(|()| self.write_tx(changes, drifts));
+        self.outcome(result)
+    }
+
+    fn write_tx(
+        &mut self,
+        changes: &[ChangeRecord],
+        drifts: &[DriftTransition],
+    ) -> Result<Written, StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::sqlite(&path, source);
         let tx = self.conn.transaction().map_err(err)?;
         let mut written = Written::default();
         {
@@ -166,6 +316,8 @@ impl Store {
                 write_drift(&tx, d).map_err(err)?;
             }
         }
+        // Last, so that a file deleted while the rows were written is seen.
+        self.files.check()?;
         tx.commit().map_err(err)?;
         Ok(written)
     }
@@ -214,11 +366,13 @@ impl Store {
     /// not deleted at the first pass, a 9999 one not kept forever). Open
     /// drifts are kept whatever their age. Returns rows deleted.
     pub fn purge_before(&mut self, cutoff_us: i64) -> Result<usize, StoreError> {
-        let path = self.path.display().to_string();
-        let err = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let result = self.writable().and_then(|()| self.purge_tx(cutoff_us));
+        self.outcome(result)
+    }
+
+    fn purge_tx(&mut self, cutoff_us: i64) -> Result<usize, StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::sqlite(&path, source);
         let tx = self.conn.transaction().map_err(err)?;
         // Two statements, each on its index.
         let changes = tx
@@ -235,6 +389,7 @@ impl Store {
                 [cutoff_us],
             )
             .map_err(err)?;
+        self.files.check()?;
         tx.commit().map_err(err)?;
         Ok(changes + drifts)
     }
@@ -376,10 +531,7 @@ fn write_drift(tx: &rusqlite::Transaction<'_>, d: &DriftTransition) -> rusqlite:
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    let err = |source| StoreError::Sqlite {
-        path: path.display().to_string(),
-        source,
-    };
+    let err = |source| StoreError::sqlite(path, source);
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(err)?;
@@ -401,18 +553,36 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Opens a read connection (queries, the CLI).
+/// Opens a read connection for another process than `serve` (the CLI,
+/// tools): read-only, through SQLite's default VFS.
 pub fn open_reader(dir: &Path) -> Result<Connection, StoreError> {
     let path = dir.join(DB_FILE);
-    let err = |source| StoreError::Sqlite {
-        path: path.display().to_string(),
-        source,
-    };
+    let err = |source| StoreError::sqlite(&path, source);
     let conn = Connection::open_with_flags(
         &path,
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(err)?;
-    configure(&conn).map_err(err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(err)?;
+    // Take the lock now: a store held by a running `serve` is said so here,
+    // not as "database is locked" from the first query.
+    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+        .map_err(err)?;
     Ok(conn)
 }
+
+/// A reader of the writer's own process: the same VFS, so it shares the
+/// writer's lock and WAL index. Opened read-write (never created) so that
+/// no connection of the process ever asks the OS for a lock of its own,
+/// and made query-only.
+fn open_pooled_reader(dir: &Path) -> Result<Connection, StoreError> {
+    let path = dir.join(DB_FILE);
+    let conn = connect(&path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
+    conn.pragma_update(None, "query_only", true)
+        .map_err(|source| StoreError::sqlite(&path, source))?;
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests;

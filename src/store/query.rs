@@ -6,6 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
 use super::records::Detail;
+use super::view::{self, Bounds};
 use crate::model::{
     Actor, Change, ChangeRecord, DriftRef, DriftState, FindingType, ObjectRef, RequestId, Severity,
     Time, VerdictKind, Verification, time,
@@ -114,6 +115,10 @@ pub struct DriftItem {
     pub persisting: Option<Persisting>,
     pub changes: Vec<Change>,
     pub audit_ids: Vec<String>,
+    /// In a list: some value or list of this drift was cut (see
+    /// [`Bounds`]); `GET /api/v1/drifts/{id}` has it whole.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 /// A pipeline write that did not put a drift back: since when, the last
@@ -228,9 +233,51 @@ fn group_param(g: &Option<String>) -> Option<String> {
     })
 }
 
-pub fn changes(conn: &Connection, f: &Filter) -> Result<Page<ChangeRecord>, QueryError> {
+/// A page of changes, newest first, within `bounds`.
+pub fn changes(
+    conn: &Connection,
+    f: &Filter,
+    bounds: &Bounds,
+) -> Result<Page<ChangeRecord>, QueryError> {
     f.refuse("/api/v1/changes", &[("state", f.state.is_some())])?;
     let limit = limit(f.limit)?;
+    let w = change_filter(f)?;
+    // One snapshot for both steps.
+    let tx = conn.unchecked_transaction()?;
+    let keys = change_keys(&tx, &w, limit + 1)?;
+    let mut page = Page {
+        items: Vec::new(),
+        next: None,
+    };
+    let (mut used, mut last) = (0, None);
+    let mut fetch = tx.prepare_cached(CHANGE_BY_SEQ)?;
+    for &(time_us, seq) in &keys {
+        if page.items.len() == limit {
+            page.next = last.map(|(t, s): (i64, i64)| format!("{t}.{s}"));
+            break;
+        }
+        // Always there: both steps read one snapshot.
+        let Some(mut item) = fetch
+            .query_row([seq], |r| change_row(r, bounds))
+            .optional()?
+        else {
+            continue;
+        };
+        // The columns; the detail was cut as it was read.
+        item.truncated |= view::cut_record(&mut item, bounds);
+        let size = view::json_len(&item) + 1;
+        if !bounds.fits(page.items.len(), used, size) {
+            page.next = last.map(|(t, s)| format!("{t}.{s}"));
+            break;
+        }
+        used += size;
+        last = Some((time_us, seq));
+        page.items.push(item);
+    }
+    Ok(page)
+}
+
+fn change_filter(f: &Filter) -> Result<Where, QueryError> {
     let mut w = Where::new();
     w.eq("c.cluster", &f.cluster);
     w.eq("c.namespace", &namespace_param(&f.namespace));
@@ -271,29 +318,27 @@ pub fn changes(conn: &Connection, f: &Filter) -> Result<Page<ChangeRecord>, Quer
             ],
         );
     }
+    Ok(w)
+}
+
+/// The page's rows as `(time, seq)`, in order: only keys go through the
+/// sort, whatever the rows hold.
+fn change_keys(conn: &Connection, w: &Where, n: usize) -> Result<Vec<(i64, i64)>, QueryError> {
     let sql = format!(
-        "SELECT c.seq, c.dedupe_key, c.time, c.time_us, c.cluster, c.api_group, c.api_version, c.resource,
-                c.subresource, c.namespace, c.name, c.uid, c.verb, c.actor, c.audit_id, c.verdict,
-                c.pipeline, c.finding_type, c.severity, c.drift_id, d.state, c.detail
-         FROM changes c LEFT JOIN drifts d ON d.id = c.drift_id
-         {} ORDER BY c.time_us DESC, c.seq DESC LIMIT {}",
-        w.sql(),
-        limit + 1
+        "SELECT c.time_us, c.seq FROM changes c {} ORDER BY c.time_us DESC, c.seq DESC LIMIT {n}",
+        w.sql()
     );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(w.params.iter()))?;
-    let mut items = Vec::new();
-    let mut last = None;
-    while let Some(row) = rows.next()? {
-        if items.len() == limit {
-            let next = last.map(|(t, s): (i64, i64)| format!("{t}.{s}"));
-            return Ok(Page { items, next });
-        }
-        last = Some((row.get::<_, i64>(3)?, row.get::<_, i64>(0)?));
-        items.push(change_row(row)?);
-    }
-    Ok(Page { items, next: None })
+    let rows = stmt.query_map(rusqlite::params_from_iter(w.params.iter()), |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
+
+const CHANGE_BY_SEQ: &str = "SELECT c.seq, c.dedupe_key, c.time, c.time_us, c.cluster, c.api_group,
+        c.api_version, c.resource, c.subresource, c.namespace, c.name, c.uid, c.verb, c.actor,
+        c.audit_id, c.verdict, c.pipeline, c.finding_type, c.severity, c.drift_id, d.state, c.detail
+     FROM changes c LEFT JOIN drifts d ON d.id = c.drift_id WHERE c.seq = ?1";
 
 /// The path itself or a path below it: `spec.template` matches
 /// `spec.template.spec.containers[name=app].image`, but `spec.rep` is no
@@ -316,7 +361,7 @@ fn field_clause(w: &mut Where, field: &str) {
 
 /// A stored change as the record it was written from. What cannot be read
 /// is said in `corrupt`, counted and logged; the columns are still shown.
-fn change_row(r: &Row<'_>) -> rusqlite::Result<ChangeRecord> {
+fn change_row(r: &Row<'_>, bounds: &Bounds) -> rusqlite::Result<ChangeRecord> {
     let mut problems = Vec::new();
     let key: Vec<u8> = r.get(1)?;
     let request = RequestId::from_store_key(&key).unwrap_or_else(|| {
@@ -374,8 +419,15 @@ fn change_row(r: &Row<'_>) -> rusqlite::Result<ChangeRecord> {
         request,
         ..ChangeRecord::default()
     };
-    match serde_json::from_str::<Detail>(&r.get::<_, String>(21)?) {
-        Ok(detail) => detail.fill(&mut record),
+    // Borrowed from SQLite's buffer: a big row is not copied once more.
+    let parsed = match r.get_ref(21)?.as_str() {
+        Ok(text) => serde_json::from_str::<Detail<'_>>(text)
+            .map(|detail| detail.fill(&mut record, bounds))
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match parsed {
+        Ok(cut) => record.truncated |= cut,
         Err(e) => problems.push(format!("its detail is not readable ({e})")),
     }
     if !problems.is_empty() {
@@ -394,7 +446,12 @@ const DRIFT_COLUMNS: &str = "id, state, cluster, api_group, resource, namespace,
     reconcile_seconds, reconcile_verification, persisting_at, persisting_at_us, persisting_pipeline,
     persisting_audit_id, drifted_paths";
 
-pub fn drifts(conn: &Connection, f: &Filter) -> Result<Page<DriftItem>, QueryError> {
+/// A page of drifts, newest first, within `bounds`.
+pub fn drifts(
+    conn: &Connection,
+    f: &Filter,
+    bounds: &Bounds,
+) -> Result<Page<DriftItem>, QueryError> {
     f.refuse(
         "/api/v1/drifts",
         &[
@@ -413,6 +470,31 @@ pub fn drifts(conn: &Connection, f: &Filter) -> Result<Page<DriftItem>, QueryErr
             message: format!("{state:?}: expected open, persisting, reconciled or accepted"),
         });
     }
+    let w = drift_filter(f)?;
+    let sql = format!(
+        "SELECT {DRIFT_COLUMNS} FROM drifts {} ORDER BY opened_at_us DESC, id DESC LIMIT {}",
+        w.sql(),
+        limit + 1
+    );
+    let tx = conn.unchecked_transaction()?;
+    let mut items = Vec::new();
+    let mut more = false;
+    {
+        let mut stmt = tx.prepare_cached(&sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(w.params.iter()))?;
+        while let Some(row) = rows.next()? {
+            if items.len() == limit {
+                more = true;
+                break;
+            }
+            items.push(drift_row(row)?);
+        }
+    }
+    fill_drift_changes(&tx, &mut items, bounds)?;
+    Ok(drift_page(items, more, bounds))
+}
+
+fn drift_filter(f: &Filter) -> Result<Where, QueryError> {
     let mut w = Where::new();
     w.eq("cluster", &f.cluster);
     w.eq("namespace", &namespace_param(&f.namespace));
@@ -449,40 +531,84 @@ pub fn drifts(conn: &Connection, f: &Filter) -> Result<Page<DriftItem>, QueryErr
             ],
         );
     }
-    let sql = format!(
-        "SELECT {DRIFT_COLUMNS} FROM drifts {} ORDER BY opened_at_us DESC, id DESC LIMIT {}",
-        w.sql(),
-        limit + 1
-    );
-    let mut items = Vec::new();
-    let mut next = None;
-    {
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(w.params.iter()))?;
-        let mut last: Option<(i64, String)> = None;
-        while let Some(row) = rows.next()? {
-            if items.len() == limit {
-                next = last.map(|(t, id)| format!("{t}.{id}"));
-                break;
-            }
-            last = Some((row.get(8)?, row.get(0)?));
-            items.push(drift_row(row)?);
+    Ok(w)
+}
+
+/// The drifts that fit the page's bytes, and the cursor after the last.
+fn drift_page(items: Vec<DriftItem>, more: bool, bounds: &Bounds) -> Page<DriftItem> {
+    let mut page = Page {
+        items: Vec::with_capacity(items.len()),
+        next: None,
+    };
+    let mut used = 0;
+    let mut cut_short = false;
+    for mut item in items {
+        item.truncated |= cut_drift(&mut item, bounds);
+        let size = view::json_len(&item) + 1;
+        if !bounds.fits(page.items.len(), used, size) {
+            cut_short = true;
+            break;
+        }
+        used += size;
+        page.items.push(item);
+    }
+    if more || cut_short {
+        page.next = page
+            .items
+            .last()
+            .map(|d| format!("{}.{}", d.opened_at.us, d.id));
+    }
+    page
+}
+
+/// A drift's own values cut (its changes are cut as they are read).
+fn cut_drift(d: &mut DriftItem, b: &Bounds) -> bool {
+    let max = b.value_bytes;
+    let mut cut = false;
+    for s in [&mut d.id, &mut d.cluster, &mut d.opened_by] {
+        cut |= view::cut_str(s, max);
+    }
+    for s in [
+        &mut d.resource.name,
+        &mut d.resource.namespace,
+        &mut d.resource.subresource,
+    ] {
+        cut |= s.as_mut().is_some_and(|s| view::cut_str(s, max));
+    }
+    cut |= view::cut_str(&mut d.resource.group, max) | view::cut_str(&mut d.resource.resource, max);
+    if let Some(c) = &mut d.closed_by {
+        for s in [
+            &mut c.pipeline,
+            &mut c.audit_id,
+            &mut c.actor,
+            &mut c.reason,
+        ] {
+            cut |= s.as_mut().is_some_and(|s| view::cut_str(s, max));
         }
     }
-    fill_drift_changes(conn, &mut items)?;
-    Ok(Page { items, next })
+    if let Some(p) = &mut d.persisting {
+        if p.paths.len() > b.list_items {
+            p.paths.truncate(b.list_items);
+            cut = true;
+        }
+        for s in &mut p.paths {
+            cut |= view::cut_str(s, max);
+        }
+    }
+    cut
 }
 
 pub fn drift(conn: &Connection, id: &str) -> Result<Option<DriftItem>, QueryError> {
     let sql = format!("SELECT {DRIFT_COLUMNS} FROM drifts WHERE id = ?1");
-    let item = conn
+    let tx = conn.unchecked_transaction()?;
+    let item = tx
         .prepare_cached(&sql)?
         .query_row([id], drift_row)
         .optional()?;
     match item {
         Some(item) => {
             let mut items = [item];
-            fill_drift_changes(conn, &mut items)?;
+            fill_drift_changes(&tx, &mut items, &Bounds::WHOLE)?;
             let [item] = items;
             Ok(Some(item))
         }
@@ -536,6 +662,7 @@ fn drift_row(r: &Row<'_>) -> rusqlite::Result<DriftItem> {
         state,
         changes: Vec::new(),
         audit_ids: Vec::new(),
+        truncated: false,
     })
 }
 
@@ -563,38 +690,72 @@ fn persisting_row(r: &Row<'_>) -> rusqlite::Result<Option<Persisting>> {
 }
 
 /// The drifts' changes and audit ids, oldest first, from the changes that
-/// joined them: one query for the whole page.
-fn fill_drift_changes(conn: &Connection, items: &mut [DriftItem]) -> Result<(), QueryError> {
+/// joined them. Two steps, as for a page of changes: the keys of every
+/// joined change (small rows, whatever the details hold), then the details
+/// of the first `bounds.list_items` per drift, one at a time.
+fn fill_drift_changes(
+    conn: &Connection,
+    items: &mut [DriftItem],
+    bounds: &Bounds,
+) -> Result<(), QueryError> {
     if items.is_empty() {
         return Ok(());
     }
     let ids = serde_json::to_string(&items.iter().map(|d| d.id.as_str()).collect::<Vec<_>>())
         .unwrap_or_else(|_| "[]".to_owned());
-    let mut stmt = conn.prepare_cached(
-        "SELECT drift_id, audit_id, detail FROM changes
-         WHERE drift_id IS NOT NULL AND drift_id IN (SELECT value FROM json_each(?1))
-           AND verdict = 'drift'
-         ORDER BY time_us, seq",
-    )?;
     let index: foldhash::HashMap<String, usize> = items
         .iter()
         .enumerate()
         .map(|(i, d)| (d.id.clone(), i))
         .collect();
-    let mut rows = stmt.query([ids])?;
+    let mut keys = conn.prepare_cached(
+        "SELECT drift_id, seq, audit_id FROM changes
+         WHERE drift_id IS NOT NULL AND drift_id IN (SELECT value FROM json_each(?1))
+           AND verdict = 'drift'
+         ORDER BY time_us, seq",
+    )?;
+    let mut wanted = Vec::new();
+    let mut rows = keys.query([ids])?;
     while let Some(row) = rows.next()? {
-        let drift_id: String = row.get(0)?;
-        let Some(&i) = index.get(&drift_id) else {
+        let Some(&i) = index.get(row.get_ref(0)?.as_str().unwrap_or("")) else {
             continue;
         };
-        items[i].audit_ids.push(row.get(1)?);
-        match serde_json::from_str::<Detail>(&row.get::<_, String>(2)?) {
-            Ok(detail) => items[i].changes.extend(detail.changes),
-            Err(e) => events::StoreRowCorrupt {
+        let item = &mut items[i];
+        if item.audit_ids.len() >= bounds.list_items {
+            item.truncated = true;
+            continue;
+        }
+        let mut audit_id: String = row.get(2)?;
+        item.truncated |= view::cut_str(&mut audit_id, bounds.value_bytes);
+        item.audit_ids.push(audit_id);
+        wanted.push((i, row.get::<_, i64>(1)?));
+    }
+    let mut detail = conn.prepare_cached("SELECT detail FROM changes WHERE seq = ?1")?;
+    for (i, seq) in wanted {
+        let parsed = detail
+            .query_row([seq], |r| {
+                Ok(r.get_ref(0)?
+                    .as_str()
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| {
+                        serde_json::from_str::<Detail<'_>>(t)
+                            .map(|d| d.changes(bounds))
+                            .map_err(|e| e.to_string())
+                    }))
+            })
+            .optional()?;
+        match parsed {
+            Some(Ok((changes, cut))) => {
+                let item = &mut items[i];
+                item.changes.extend(changes);
+                item.truncated |= cut | view::cut_changes(&mut item.changes, bounds);
+            }
+            Some(Err(e)) => events::StoreRowCorrupt {
                 table: "changes",
                 problem: &format!("its detail is not readable ({e})"),
             }
             .emit(),
+            None => {}
         }
     }
     Ok(())

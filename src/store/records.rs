@@ -2,42 +2,105 @@
 //! columns, the rest as one JSON document (`detail`). Empty and absent
 //! fields are left out of it: a million rows is a lot of `null`s.
 
-use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 
-use crate::model::{Change, ChangeRecord, DriftedPath, Impersonator, ManagedBy, Owner, Risk, Time};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::view::{self, Bounds};
+use crate::model::{
+    Change, ChangeRecord, DriftedPath, Impersonator, ManagedBy, Owner, Risk, Severity, Time,
+};
 use crate::telemetry::events::{Emit, StoreRowCorrupt};
 
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// A stored detail as read back: borrowed from SQLite's buffer, so that a
+/// value of megabytes is not copied (a list view keeps a few KiB of it).
+#[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub(super) struct Detail {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub groups: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub uid: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub impersonated_by: Option<Impersonator>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_agent: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub source_ips: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field_manager: Option<String>,
-    pub request_uri: String,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub changes: Vec<Change>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub managed_by: Option<ManagedBy>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub owner: Option<Owner>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub reasons: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub risks: Vec<Risk>,
+pub(super) struct Detail<'a> {
+    #[serde(borrow)]
+    pub groups: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub uid: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub impersonated_by: Option<ImpersonatorText<'a>>,
+    #[serde(borrow)]
+    pub user_agent: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub client: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub source_ips: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub field_manager: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub request_uri: Cow<'a, str>,
+    #[serde(borrow)]
+    pub changes: Vec<ChangeText<'a>>,
+    #[serde(borrow)]
+    pub managed_by: Option<ManagedByText<'a>>,
+    #[serde(borrow)]
+    pub owner: Option<OwnerText<'a>>,
+    #[serde(borrow)]
+    pub reasons: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub risks: Vec<RiskText<'a>>,
     /// Its text; the `received_us` column holds its time for retention.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub received: Option<Time>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct ImpersonatorText<'a> {
+    #[serde(borrow)]
+    username: Cow<'a, str>,
+    #[serde(borrow)]
+    groups: Vec<Cow<'a, str>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ChangeText<'a> {
+    #[serde(borrow)]
+    path: Cow<'a, str>,
+    #[serde(borrow, default)]
+    old: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    new: Option<&'a RawValue>,
+    #[serde(default)]
+    redacted: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct ManagedByText<'a> {
+    #[serde(borrow)]
+    tool: Cow<'a, str>,
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(super) struct OwnerText<'a> {
+    #[serde(borrow)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow)]
+    uid: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RiskText<'a> {
+    #[serde(borrow)]
+    rule: Cow<'a, str>,
+    #[serde(borrow)]
+    path: Cow<'a, str>,
+    #[serde(borrow, default)]
+    value: Option<&'a RawValue>,
+    severity: Severity,
 }
 
 /// The same fields, borrowed from a record for writing.
@@ -93,23 +156,95 @@ impl<'a> DetailRef<'a> {
     }
 }
 
-impl Detail {
-    /// Moves the detail's fields into a record read from the columns.
-    pub(super) fn fill(self, c: &mut ChangeRecord) {
-        c.actor.groups = self.groups;
-        c.actor.uid = self.uid;
-        c.actor.impersonated_by = self.impersonated_by;
-        c.actor.user_agent = self.user_agent;
-        c.actor.client = self.client;
-        c.actor.source_ips = self.source_ips;
-        c.actor.field_manager = self.field_manager;
-        c.request_uri = self.request_uri;
-        c.changes = self.changes;
-        c.managed_by = self.managed_by;
-        c.owner = self.owner;
-        c.reasons = self.reasons;
-        c.risks = self.risks;
+/// Owns what a list view keeps of borrowed text, noting what it cut.
+struct Keep<'b> {
+    bounds: &'b Bounds,
+    cut: bool,
+}
+
+impl Keep<'_> {
+    fn text(&mut self, s: &str) -> String {
+        let (kept, cut) = view::cut_text(s, self.bounds.value_bytes);
+        self.cut |= cut;
+        kept
+    }
+
+    fn opt(&mut self, s: Option<Cow<'_, str>>) -> Option<String> {
+        s.map(|s| self.text(&s))
+    }
+
+    fn list<T, U>(&mut self, items: Vec<T>, mut f: impl FnMut(&mut Self, T) -> U) -> Vec<U> {
+        self.cut |= items.len() > self.bounds.list_items;
+        items
+            .into_iter()
+            .take(self.bounds.list_items)
+            .map(|item| f(self, item))
+            .collect()
+    }
+
+    fn strings(&mut self, items: Vec<Cow<'_, str>>) -> Vec<String> {
+        self.list(items, |k, s| k.text(&s))
+    }
+
+    fn value(&mut self, raw: Option<&RawValue>) -> Value {
+        let (value, cut) = view::cut_raw(raw, self.bounds.value_bytes);
+        self.cut |= cut;
+        value
+    }
+
+    fn change(&mut self, c: ChangeText<'_>) -> Change {
+        Change {
+            path: self.text(&c.path),
+            old: self.value(c.old),
+            new: self.value(c.new),
+            redacted: c.redacted,
+        }
+    }
+}
+
+impl Detail<'_> {
+    /// Moves the detail's fields into a record read from the columns, cut
+    /// to `bounds`; true when something was cut.
+    pub(super) fn fill(self, c: &mut ChangeRecord, bounds: &Bounds) -> bool {
+        let mut k = Keep { bounds, cut: false };
+        c.actor.groups = k.strings(self.groups);
+        c.actor.uid = k.opt(self.uid);
+        c.actor.impersonated_by = self.impersonated_by.map(|i| Impersonator {
+            username: k.text(&i.username),
+            groups: k.strings(i.groups),
+        });
+        c.actor.user_agent = k.opt(self.user_agent);
+        c.actor.client = k.opt(self.client);
+        c.actor.source_ips = k.strings(self.source_ips);
+        c.actor.field_manager = k.opt(self.field_manager);
+        c.request_uri = k.text(&self.request_uri);
+        c.changes = k.list(self.changes, Keep::change);
+        c.managed_by = self.managed_by.map(|m| ManagedBy {
+            tool: k.text(&m.tool),
+            name: k.opt(m.name),
+        });
+        c.owner = self.owner.map(|o| Owner {
+            api_version: k.opt(o.api_version),
+            kind: k.text(&o.kind),
+            name: k.text(&o.name),
+            uid: k.opt(o.uid),
+        });
+        c.reasons = k.strings(self.reasons);
+        c.risks = k.list(self.risks, |k, r| Risk {
+            rule: Cow::Owned(k.text(&r.rule)),
+            path: k.text(&r.path),
+            value: k.value(r.value),
+            severity: r.severity,
+        });
         c.received = self.received;
+        k.cut
+    }
+
+    /// Only the changes, cut to `bounds`; true when something was cut.
+    pub(super) fn changes(self, bounds: &Bounds) -> (Vec<Change>, bool) {
+        let mut k = Keep { bounds, cut: false };
+        let changes = k.list(self.changes, Keep::change);
+        (changes, k.cut)
     }
 }
 

@@ -353,12 +353,88 @@ impl Emit for StoreRowCorrupt<'_> {
     }
 }
 
+/// The store stopped being able to commit, or can again. Logged on each
+/// change only: the refusals in between are logged (rate limited) by
+/// [`BatchRefused`] and [`StoreFailed`].
+pub struct StoreHealthChanged<'a> {
+    pub problem: Option<&'a crate::store::Problem>,
+}
+
+impl Emit for StoreHealthChanged<'_> {
+    fn emit(self) {
+        gauge!(m::STORE_READY).set(if self.problem.is_none() { 1.0 } else { 0.0 });
+        match self.problem {
+            Some(p) => error!(
+                problem = p.kind.as_str(),
+                why = %p.message,
+                "History store cannot commit; batches are refused and /readyz is not ready until it can."
+            ),
+            None => info!("History store commits again; /readyz is ready."),
+        }
+    }
+}
+
+/// The scheduled check of the whole store file ran.
+pub struct StoreVerified<'a> {
+    /// The first problem found; the health change logs it.
+    pub problem: Option<&'a str>,
+    pub seconds: f64,
+}
+
+impl Emit for StoreVerified<'_> {
+    fn emit(self) {
+        debug!(
+            seconds = self.seconds,
+            ok = self.problem.is_none(),
+            "Checked the history store whole (PRAGMA quick_check)."
+        );
+    }
+}
+
+/// What a deleted or replaced database file held, copied beside its path.
+pub struct StoreRescued<'a> {
+    pub from: &'a std::path::Path,
+    pub to: &'a std::path::Path,
+}
+
+impl Emit for StoreRescued<'_> {
+    fn emit(self) {
+        error!(
+            from = %self.from.display(),
+            copy = %self.to.display(),
+            "The history store's file was deleted or replaced while driftwatch ran; everything it held is copied. Move the copy to the store's path to carry on with it."
+        );
+    }
+}
+
+/// The writer reopened the store: a file put back, a WAL replaced, damage
+/// repaired.
+pub struct StoreReopened<'a> {
+    pub path: &'a std::path::Path,
+    /// The copy of the file it replaced, when it replaced one.
+    pub rescued: Option<&'a std::path::Path>,
+}
+
+impl Emit for StoreReopened<'_> {
+    fn emit(self) {
+        match self.rescued {
+            Some(copy) => warn!(
+                path = %self.path.display(),
+                old_file_copy = %copy.display(),
+                "Reopened the history store on the file now at its path."
+            ),
+            None => info!(path = %self.path.display(), "Reopened the history store."),
+        }
+    }
+}
+
 pub struct StoreOpened<'a> {
     pub path: &'a std::path::Path,
 }
 
 impl Emit for StoreOpened<'_> {
     fn emit(self) {
+        gauge!(m::STORE_READY).set(1.0);
         info!(path = %self.path.display(), "History store open.");
     }
 }

@@ -16,6 +16,7 @@ pub const QUEUE_DEPTH: &str = "driftwatch_queue_batches";
 pub const CHANGES_STORED: &str = "driftwatch_changes_stored_total";
 pub const STORE_ERRORS: &str = "driftwatch_store_errors_total";
 pub const STORE_CORRUPT_ROWS: &str = "driftwatch_store_corrupt_rows_total";
+pub const STORE_READY: &str = "driftwatch_store_ready";
 pub const BATCHES_REFUSED: &str = "driftwatch_batches_refused_total";
 pub const DRIFTS_OPEN: &str = "driftwatch_drifts_open";
 pub const DRIFTS_PERSISTING: &str = "driftwatch_drifts_persisting";
@@ -108,7 +109,16 @@ pub fn describe() {
         Unit::Count,
         "Changes written to the history store."
     );
-    describe_counter!(STORE_ERRORS, Unit::Count, "Failed history store writes.");
+    describe_counter!(
+        STORE_ERRORS,
+        Unit::Count,
+        "Failed history store writes, refusals of a store known unable to commit included."
+    );
+    describe_gauge!(
+        STORE_READY,
+        Unit::Count,
+        "1 while the history store can commit, 0 while it cannot (see /readyz for why)."
+    );
     describe_gauge!(
         DRIFTS_OPEN,
         Unit::Count,

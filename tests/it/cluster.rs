@@ -583,17 +583,43 @@ fn kubectl_changes_are_attributed_end_to_end() -> Result<()> {
     Ok(())
 }
 
-/// The identities and verdicts of every stored change since `t0`.
-fn stored_verdicts(svc: &Service, t0: jiff::Timestamp) -> Result<Vec<(String, String, i64)>> {
-    let conn = driftwatch::store::open_reader(&svc.data_dir())?;
-    let mut stmt = conn.prepare(
-        "SELECT actor, verdict, count(*) FROM changes WHERE time_us >= ?1
-         GROUP BY actor, verdict ORDER BY actor, verdict",
-    )?;
-    let rows = stmt.query_map([t0.as_microsecond()], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+/// The identities and verdicts of every stored change since `t0`, counted,
+/// from the query API: a running `serve` holds its store exclusively.
+fn stored_verdicts(
+    svc: &Service,
+    name: &str,
+    t0: jiff::Timestamp,
+) -> Result<Vec<(String, String, i64)>> {
+    let mut counts = std::collections::BTreeMap::<(String, String), i64>::new();
+    for change in stored_changes(svc, name, &format!("since={t0}"))? {
+        let key = (
+            change["actor"]["username"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+            change["verdict"].as_str().unwrap_or("").to_owned(),
+        );
+        *counts.entry(key).or_default() += 1;
+    }
+    Ok(counts.into_iter().map(|((a, v), n)| (a, v, n)).collect())
+}
+
+/// Every stored change the query matches, following the cursor.
+fn stored_changes(svc: &Service, name: &str, query: &str) -> Result<Vec<Value>> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/api/v1/changes?limit=1000&{query}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let page = api(svc, name, &path)?;
+        all.extend(page["items"].as_array().into_iter().flatten().cloned());
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return Ok(all),
+        }
+    }
 }
 
 fn findings_since(svc: &Service, t0: jiff::Timestamp) -> Vec<Value> {
@@ -686,7 +712,7 @@ fn the_control_plane_itself_raises_no_finding() -> Result<()> {
         findings.is_empty(),
         "the control plane raised findings: {findings:#?}"
     );
-    let stored = stored_verdicts(&svc, t0)?;
+    let stored = stored_verdicts(&svc, "dw-quiet", t0)?;
     eprintln!("stored since t0 (actor, verdict, changes): {stored:#?}");
     for (actor, verdict, n) in &stored {
         let expected = if actor == "ci-deployer" {
@@ -741,11 +767,11 @@ fn logged_writes(cluster: &Cluster, user: &str) -> Result<std::collections::BTre
 }
 
 /// The audit ids driftwatch stored for `user`.
-fn stored_ids(svc: &Service, user: &str) -> Result<std::collections::BTreeSet<String>> {
-    let conn = driftwatch::store::open_reader(&svc.data_dir())?;
-    let mut stmt = conn.prepare("SELECT audit_id FROM changes WHERE actor = ?1")?;
-    let rows = stmt.query_map([user], |r| r.get(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+fn stored_ids(svc: &Service, name: &str, user: &str) -> Result<std::collections::BTreeSet<String>> {
+    Ok(stored_changes(svc, name, &format!("actor={user}"))?
+        .iter()
+        .filter_map(|c| c["audit_id"].as_str().map(str::to_owned))
+        .collect())
 }
 
 /// alice patches a ConfigMap `n` times.
@@ -789,7 +815,7 @@ fn the_api_servers_retries_deliver_what_an_outage_missed() -> Result<()> {
         Duration::from_secs(120),
         || "every write of alice's in the history".to_owned(),
         || {
-            let stored = stored_ids(&svc, "alice").ok()?;
+            let stored = stored_ids(&svc, "dw-outage", "alice").ok()?;
             let missing: Vec<&String> = logged.difference(&stored).collect();
             missing.is_empty().then_some(missing.len())
         },
@@ -874,7 +900,7 @@ fn a_full_queue_answers_429_and_only_what_the_api_server_counts_is_lost() -> Res
         Duration::from_secs(120),
         || "the API server's retries settle".to_owned(),
         || {
-            let stored = stored_ids(&svc, "alice").ok()?;
+            let stored = stored_ids(&svc, "dw-429", "alice").ok()?;
             let missing = logged.difference(&stored).count() as f64;
             let dropped = cluster
                 .counter("apiserver_audit_error_total", "webhook")

@@ -108,12 +108,28 @@ impl Service {
     /// [`Service::start_in`] on a given address: a restart that the API
     /// server's webhook configuration must find again.
     pub fn start_at(dir: tempfile::TempDir, config: Option<&str>, listen: &str) -> Result<Service> {
+        let data = dir.path().join("data");
+        Service::start_with(dir, config, listen, &data)
+    }
+
+    /// Starts the service with its history in `data` (a directory on a
+    /// [`LoopFs`], say); `DIR` holds only its config.
+    pub fn start_on(data: &std::path::Path, config: Option<&str>) -> Result<Service> {
+        Service::start_with(tempfile::tempdir()?, config, "127.0.0.1:0", data)
+    }
+
+    fn start_with(
+        dir: tempfile::TempDir,
+        config: Option<&str>,
+        listen: &str,
+        data: &std::path::Path,
+    ) -> Result<Service> {
         let mut cmd = Command::new(bin());
         cmd.arg("serve")
             .arg("--listen")
             .arg(listen)
             .arg("--data-dir")
-            .arg(dir.path().join("data"));
+            .arg(data);
         if let Some(yaml) = config {
             let path = dir.path().join("driftwatch.yaml");
             std::fs::write(&path, yaml)?;
@@ -1381,4 +1397,99 @@ pub fn all_ignored(config: &str, events: &[Ev]) -> Result<Replay> {
     );
     ensure!(r.findings.is_empty(), "findings: {}", r.run.stdout);
     Ok(r)
+}
+
+// ---------------------------------------------------------------------------
+// A filesystem of its own, for storage faults.
+
+/// A small ext4 filesystem in an image file, loop-mounted at [`LoopFs::mount`]:
+/// files on it can be made immutable (`chattr +i`), it can be filled up, its
+/// files deleted under a running service. Unmounted, detached and deleted
+/// on drop, a failing test included. Needs root and util-linux/e2fsprogs
+/// (`losetup`, `mount`, `mkfs.ext4`, `chattr`); without them it fails and
+/// says so, it never skips.
+pub struct LoopFs {
+    pub mount: PathBuf,
+    device: String,
+    /// Holds the image and the mount point.
+    dir: tempfile::TempDir,
+}
+
+fn sh(program: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {program} (the storage fault tests need it)"))?;
+    ensure!(
+        out.status.success(),
+        "{program} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+impl LoopFs {
+    pub fn new(megabytes: u64) -> Result<LoopFs> {
+        ensure!(
+            sh("id", &["-u"])? == "0",
+            "the storage fault tests loop-mount a filesystem and make files immutable: \
+             run them as root (losetup, mount, mkfs.ext4 and chattr are needed)"
+        );
+        let dir = tempfile::tempdir()?;
+        let image = dir.path().join("fs.img");
+        std::fs::File::create(&image)?.set_len(megabytes * 1024 * 1024)?;
+        let image = image.to_str().context("utf-8 path")?.to_owned();
+        sh("mkfs.ext4", &["-q", "-F", &image])?;
+        let device = sh("losetup", &["--find", "--show", &image])?;
+        // From here on, dropping `fs` detaches the device.
+        let mut fs = LoopFs {
+            mount: dir.path().join("mnt"),
+            device,
+            dir,
+        };
+        std::fs::create_dir(&fs.mount)?;
+        let mount = fs.mount.to_str().context("utf-8 path")?.to_owned();
+        if let Err(e) = sh("mount", &[&fs.device, &mount]) {
+            fs.mount = PathBuf::new();
+            return Err(e);
+        }
+        Ok(fs)
+    }
+
+    /// `chattr +i` (`on`) or `-i` on `path`.
+    pub fn immutable(&self, path: &std::path::Path, on: bool) -> Result<()> {
+        let path = path.to_str().context("utf-8 path")?;
+        sh("chattr", &[if on { "+i" } else { "-i" }, path]).map(drop)
+    }
+
+    /// Fills the filesystem with `path` until no block is left (root's
+    /// reserved blocks included).
+    pub fn fill(&self, path: &std::path::Path) -> Result<u64> {
+        let mut f = std::fs::File::create(path)?;
+        let mut written = 0u64;
+        for chunk in [1 << 20, 4096, 512] {
+            let block = vec![0u8; chunk];
+            while f.write_all(&block).and_then(|()| f.sync_data()).is_ok() {
+                written += chunk as u64;
+            }
+        }
+        Ok(written)
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        if !self.mount.as_os_str().is_empty() {
+            let mount = self.mount.to_string_lossy().into_owned();
+            // Immutable files would outlive the test in the image only; a
+            // busy mount (a service still running) is detached lazily.
+            let _ = sh("chattr", &["-R", "-i", &mount]);
+            if sh("umount", &[&mount]).is_err() {
+                let _ = sh("umount", &["-l", &mount]);
+            }
+        }
+        let _ = sh("losetup", &["-d", &self.device]);
+        // `dir`, the image in it, goes after this.
+    }
 }
