@@ -79,11 +79,7 @@ fn json_patch(ops: &[Value], secret: bool, out: &mut Vec<Change>) {
         let Some(pointer) = op.get("path").and_then(Value::as_str) else {
             continue;
         };
-        let tokens: Vec<String> = pointer
-            .split('/')
-            .skip(1)
-            .map(|t| t.replace("~1", "/").replace("~0", "~"))
-            .collect();
+        let tokens = crate::model::pointer_tokens(pointer);
         let segs: Vec<Seg<'_>> = tokens
             .iter()
             .map(|t| match t.parse::<usize>() {

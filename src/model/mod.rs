@@ -26,7 +26,7 @@ pub use drift::{
     fingerprint,
 };
 pub use object::{ManagedBy, ObjectRef, Owner};
-pub use path::{PathPattern, PatternError};
+pub use path::{PathPattern, PatternError, pointer_tokens};
 pub use record::ChangeRecord;
 pub use request::{RequestId, STORE_KEY_LEN};
 pub use risk::Risk;

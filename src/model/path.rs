@@ -98,3 +98,13 @@ fn matches_from(pattern: &[String], path: &[String]) -> bool {
 fn segment_matches(pattern: &str, seg: &str) -> bool {
     pattern == "*" || pattern == "[*]" && seg.starts_with('[') || pattern == seg
 }
+
+/// The unescaped tokens of a JSON pointer (RFC 6901): `/a~1b/0` is
+/// `["a/b", "0"]`; the whole document (`""`) has none.
+pub fn pointer_tokens(pointer: &str) -> Vec<String> {
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect()
+}

@@ -518,6 +518,22 @@ impl RawHttp {
     }
 }
 
+/// The status and `Content-Length` of an HTTP/1.1 response head.
+pub fn response_head(head: &[u8]) -> Result<(u16, Option<usize>)> {
+    let head = String::from_utf8_lossy(head);
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no status in {head:?}"))?;
+    let length = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok());
+    Ok((status, length))
+}
+
 /// An HTTP/1.1 answer read off a socket.
 async fn read_answer(read: &mut tokio::net::tcp::OwnedReadHalf) -> Result<Answer> {
     use tokio::io::AsyncReadExt;
@@ -528,18 +544,8 @@ async fn read_answer(read: &mut tokio::net::tcp::OwnedReadHalf) -> Result<Answer
         ensure!(n == 1, "connection closed inside a response head: {buf:?}");
         buf.push(byte[0]);
     }
-    let head = String::from_utf8_lossy(&buf).into_owned();
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("no status in {head:?}"))?;
-    let length = head
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-        .with_context(|| format!("no content-length in {head:?}"))?;
+    let (status, length) = response_head(&buf)?;
+    let length = length.with_context(|| format!("no content-length in {buf:?}"))?;
     let mut body = vec![0u8; length];
     read.read_exact(&mut body).await?;
     let json = serde_json::from_slice(&body).with_context(|| {

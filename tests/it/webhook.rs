@@ -527,18 +527,8 @@ fn read_response(stream: &mut TcpStream) -> Result<(u16, Vec<u8>)> {
         ensure!(n == 1, "connection closed inside a response head: {buf:?}");
         buf.push(byte[0]);
     }
-    let head = String::from_utf8_lossy(&buf).into_owned();
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("no status in {head:?}"))?;
-    let length = head
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-        .unwrap_or(0);
+    let (status, length) = crate::common::response_head(&buf)?;
+    let length = length.unwrap_or(0);
     let mut body = vec![0u8; length];
     stream.read_exact(&mut body)?;
     Ok((status, body))

@@ -117,11 +117,7 @@ fn written_by(ops: &[Value]) -> Option<Value> {
         else {
             continue;
         };
-        let tokens: Vec<String> = pointer
-            .split('/')
-            .skip(1)
-            .map(|t| t.replace("~1", "/").replace("~0", "~"))
-            .collect();
+        let tokens = crate::model::pointer_tokens(pointer);
         if tokens.is_empty() {
             // The whole document replaced.
             if value.is_object() {
