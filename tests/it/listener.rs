@@ -27,6 +27,34 @@ const ATTACK_ANSWERS: &[u16] = &[408, 503];
 /// Far longer than any answer takes; only a hang reaches it.
 const ANSWER_WITHIN: Duration = Duration::from_secs(120);
 
+type Stream = tokio::task::JoinHandle<Result<Answer>>;
+
+/// A webhook POST on `connection` that sends `bomb` and never ends: the
+/// upload stays open until the answer.
+async fn stalled_stream(
+    connection: &h2::client::SendRequest<Bytes>,
+    addr: &str,
+    headers: &[(&str, &str)],
+    bomb: &Bytes,
+) -> Result<Stream> {
+    let mut c = connection.clone().ready().await?;
+    let (response, mut body) = c.send_request(h2_webhook_post(addr, headers)?, false)?;
+    body.send_data(bomb.clone(), false)?;
+    Ok(tokio::spawn(async move {
+        let answer = tokio::time::timeout(ANSWER_WITHIN, h2_answer(response)).await?;
+        drop(body);
+        answer
+    }))
+}
+
+async fn answers_of(streams: Vec<Stream>) -> Result<Vec<Answer>> {
+    let mut answers = Vec::new();
+    for s in streams {
+        answers.push(s.await??);
+    }
+    Ok(answers)
+}
+
 /// A body that inflates to just under the default `max_body_bytes` and
 /// never ends: before issue 16, each one pinned 16 MiB until the client
 /// left.
@@ -136,21 +164,10 @@ async fn one_http2_connection_with_many_streams_stays_within_the_memory_bound() 
     let connection = h2c(&addr).await?;
     let mut streams = Vec::new();
     for _ in 0..STREAMS {
-        let mut c = connection.clone().ready().await?;
-        let request = h2_webhook_post(&addr, &[("content-encoding", "gzip")])?;
-        let (response, mut body) = c.send_request(request, false)?;
-        body.send_data(bomb.clone(), false)?;
-        streams.push(tokio::spawn(async move {
-            let answer = tokio::time::timeout(ANSWER_WITHIN, h2_answer(response)).await?;
-            // The upload stays open until the answer: it never ends on its own.
-            drop(body);
-            answer
-        }));
+        let headers = [("content-encoding", "gzip")];
+        streams.push(stalled_stream(&connection, &addr, &headers, &bomb).await?);
     }
-    let mut answers = Vec::new();
-    for s in streams {
-        answers.push(s.await??);
-    }
+    let answers = answers_of(streams).await?;
     // Read once answers came, so the server's settings certainly did.
     let max_streams = connection.current_max_send_streams();
     ensure!(max_streams == 16, "the server allows {max_streams} streams");
@@ -178,24 +195,14 @@ async fn every_connection_and_stream_at_once_stays_within_the_memory_bound() -> 
     for _ in 0..CONNECTIONS {
         let connection = h2c(&addr).await?;
         for _ in 0..STREAMS {
-            let mut c = connection.clone().ready().await?;
             let headers = [
                 ("content-encoding", "gzip"),
                 ("x-padding", padding.as_str()),
             ];
-            let (response, mut body) = c.send_request(h2_webhook_post(&addr, &headers)?, false)?;
-            body.send_data(bomb.clone(), false)?;
-            streams.push(tokio::spawn(async move {
-                let answer = tokio::time::timeout(ANSWER_WITHIN, h2_answer(response)).await?;
-                drop(body);
-                answer
-            }));
+            streams.push(stalled_stream(&connection, &addr, &headers, &bomb).await?);
         }
     }
-    let mut answers = Vec::new();
-    for s in streams {
-        answers.push(s.await??);
-    }
+    let answers = answers_of(streams).await?;
     let tally = tally(answers, ATTACK_ANSWERS)?;
     eprintln!("listener attack: {CONNECTIONS}x{STREAMS} stalled streams answered {tally:?}");
     ensure!(
