@@ -137,6 +137,7 @@ impl Server {
         let engine = Engine::new(Arc::clone(&config), store, sinks)?;
         let (handle, engine_thread) =
             engine::writer::spawn(engine, config.server.queue_batches).map_err(AppError::Thread)?;
+        spawn_sink_ticks(handle.clone(), shutdown.clone());
         if let Some(history) = &history {
             spawn_retention(handle.clone(), config.history.retention, shutdown.clone());
             spawn_store_watch(
@@ -299,6 +300,19 @@ fn spawn_store_watch(
                     })
                     .await;
                 }
+            }
+        }
+    });
+}
+
+/// Gives the sinks their clock-driven work every second, until shutdown.
+fn spawn_sink_ticks(engine: engine::Handle, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(engine::writer::TICK_INTERVAL);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => engine.request_tick(),
             }
         }
     });

@@ -1,5 +1,5 @@
 use crate::decode::Stage;
-use crate::model::{ChangeRecord, DriftTransition};
+use crate::model::{ChangeRecord, DriftClosed, DriftTransition};
 use crate::sinks::Finding;
 use crate::telemetry::events::{ChangesStored, DriftReconciled, Emit};
 
@@ -12,6 +12,8 @@ pub(super) struct Delivery {
     /// The records that are findings, with the stage they were raised at.
     pub findings: Vec<(usize, Stage)>,
     pub transitions: Vec<DriftTransition>,
+    /// The drifts the group closed, for the alerting sinks.
+    pub closed: Vec<DriftClosed>,
 }
 
 impl Delivery {

@@ -6,9 +6,12 @@ use std::time::Duration;
 use crate::classify::quiet::Quiet;
 use crate::classify::{self, Access, IgnoreReason, Verdict};
 use crate::correlate::{Observation, redact};
-use crate::decode::{Decoded, DecodedEvent};
+use crate::decode::{Decoded, DecodedEvent, Event};
 use crate::dedupe::Seen;
-use crate::model::{RequestId, Time, VerdictKind, effective_username};
+use crate::model::{
+    DriftClosed, DriftState, DriftTransition, ObjectRef, RequestId, Time, VerdictKind,
+    effective_username,
+};
 use crate::store::{StoreError, StoreKey};
 use crate::telemetry::events::Judged;
 
@@ -212,6 +215,9 @@ impl Engine {
         let recorded = recorded
             && (!matches!(verdict, Verdict::Allowed(_)) || self.config.history.store_system);
         if let Some(t) = &corr.transition {
+            if let Some(closed) = closed_by(t, cluster, ev) {
+                delivery.closed.push(closed);
+            }
             delivery.transitions.push(t.clone());
         }
         let keep = is_drift || (recorded && self.store.is_some());
@@ -277,6 +283,34 @@ fn count(judged: &mut Judged, verdict: &Verdict) {
         };
         judged.allowed[slot] += 1;
     }
+}
+
+/// The drift a pipeline's write closed, for the alerting sinks.
+fn closed_by(t: &DriftTransition, cluster: &str, ev: &Event<'_>) -> Option<DriftClosed> {
+    let DriftTransition::Reconciled {
+        id,
+        at,
+        pipeline,
+        actor,
+        seconds,
+        verification,
+        ..
+    } = t
+    else {
+        return None;
+    };
+    Some(DriftClosed {
+        id: id.clone(),
+        cluster: cluster.to_owned(),
+        object: ObjectRef::of(ev).parent(),
+        state: DriftState::Reconciled,
+        at: at.clone(),
+        by: actor.clone(),
+        pipeline: Some(pipeline.clone()),
+        verification: Some(*verification),
+        reason: None,
+        seconds: *seconds,
+    })
 }
 
 #[cfg(test)]

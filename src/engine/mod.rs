@@ -27,8 +27,8 @@ use crate::config::Config;
 use crate::correlate::Tracker;
 use crate::decode::{self, Arena, Decoded};
 use crate::dedupe::Dedupe;
-use crate::model::{DriftTransition, Time};
-use crate::sinks::Sinks;
+use crate::model::{DriftClosed, DriftState, DriftTransition, Time};
+use crate::sinks::{Batch, Sinks};
 use crate::store::{Probe, Store, StoreError};
 use crate::telemetry::events::{
     BatchAccepted, BatchJudged, BatchRefused, BodyDecoded, DriftsOpen, Emit, RetentionRan, Source,
@@ -211,7 +211,12 @@ impl Engine {
     /// state committed; on failure the staged state is undone. Findings
     /// already written may then be written again, with the same ids.
     fn deliver(&mut self, d: &Delivery) -> Result<(), IngestError> {
-        if let Err(e) = self.sinks.emit(&d.findings()) {
+        let findings = d.findings();
+        let batch = Batch {
+            findings: &findings,
+            closed: &d.closed,
+        };
+        if let Err(e) = self.sinks.emit(&batch) {
             self.rollback();
             return Err(IngestError::Sink(Arc::new(e)));
         }
@@ -239,17 +244,41 @@ impl Engine {
         by: &str,
         reason: &str,
     ) -> Result<AcceptOutcome, IngestError> {
-        let Some(store) = &mut self.store else {
+        if self.store.is_none() {
             return Ok(AcceptOutcome::NoStore);
-        };
+        }
         let Some(open) = self.tracker.accept(id) else {
             return Ok(AcceptOutcome::NotOpen);
         };
+        let at = Time::now();
+        let closed = DriftClosed {
+            seconds: (at.us - open.opened.us).max(0) as f64 / 1e6,
+            id: open.id.clone(),
+            cluster: open.cluster,
+            object: open.object,
+            state: DriftState::Accepted,
+            at: at.clone(),
+            by: by.to_owned(),
+            pipeline: None,
+            verification: None,
+            reason: Some(reason.to_owned()),
+        };
         let accepted = DriftTransition::Accepted {
             id: open.id,
-            at: Time::now(),
+            at,
             by: by.to_owned(),
             reason: reason.to_owned(),
+        };
+        let batch = Batch {
+            findings: &[],
+            closed: std::slice::from_ref(&closed),
+        };
+        if let Err(e) = self.sinks.emit(&batch) {
+            self.tracker.rollback();
+            return Err(IngestError::Sink(Arc::new(e)));
+        }
+        let Some(store) = &mut self.store else {
+            return Ok(AcceptOutcome::NoStore);
         };
         match store.write(&[], &[accepted]) {
             Ok(_) => {
@@ -262,6 +291,11 @@ impl Engine {
                 Err(IngestError::Store(Arc::new(e)))
             }
         }
+    }
+
+    /// The sinks' clock-driven work (alerts whose fold window ended).
+    pub fn tick(&mut self) {
+        self.sinks.tick(&Time::now());
     }
 
     /// Deletes history past `history.retention`; open drifts stay.

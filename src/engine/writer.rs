@@ -22,6 +22,7 @@ enum Work {
     },
     Retention,
     Probe,
+    Tick,
 }
 
 /// Most inputs delivered in one group.
@@ -111,6 +112,11 @@ impl Handle {
         let _ = self.queue.try_send(Work::Probe);
     }
 
+    /// Gives the sinks their clock-driven work, unless the queue is full.
+    pub fn request_tick(&self) {
+        let _ = self.queue.try_send(Work::Tick);
+    }
+
     /// Inputs waiting.
     pub fn depth(&self) -> usize {
         self.queue.max_capacity() - self.queue.capacity()
@@ -158,6 +164,7 @@ fn run(mut engine: Engine, mut work: mpsc::Receiver<Work>) {
                 }
                 Work::Retention => engine.retention(),
                 Work::Probe => engine.probe(),
+                Work::Tick => engine.tick(),
             }
         }
     }
@@ -170,6 +177,10 @@ fn ingest(engine: &mut Engine, group: Vec<(Input, oneshot::Sender<Outcome>)>) {
         let _ = reply.send(outcome);
     }
 }
+
+/// How often the sinks get their clock-driven work: alerts folded for a
+/// window go out within this of its end.
+pub const TICK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often the store is probed: `/readyz` follows a deleted database
 /// file or a full disk within this, and a store recovers within it.

@@ -201,3 +201,26 @@ pub fn fingerprint(value: &serde_json::Value) -> u64 {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
 }
+
+/// A drift that closed, as the sinks see it: alerting sinks end the drift's
+/// alert thread with it. Built where the closing is known (the pipeline's
+/// write, or an accept), with the object the drift was about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DriftClosed {
+    pub id: String,
+    pub cluster: String,
+    pub object: ObjectRef,
+    /// `Reconciled` or `Accepted`.
+    pub state: DriftState,
+    pub at: Time,
+    /// The pipeline's identity, or who accepted it.
+    pub by: String,
+    /// The pipeline that reconciled it; `None` for an accept.
+    pub pipeline: Option<String>,
+    /// How the reconcile was checked; `None` for an accept.
+    pub verification: Option<Verification>,
+    /// The accept's reason.
+    pub reason: Option<String>,
+    /// How long the drift was open.
+    pub seconds: f64,
+}

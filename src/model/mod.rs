@@ -22,8 +22,8 @@ pub(crate) use actor::effective_username;
 pub use actor::{Actor, Impersonator, client_of};
 pub use change::Change;
 pub use drift::{
-    DriftRef, DriftState, DriftTransition, DriftedPath, MAX_DRIFTED_PATHS, OpenDrift, Verification,
-    fingerprint,
+    DriftClosed, DriftRef, DriftState, DriftTransition, DriftedPath, MAX_DRIFTED_PATHS, OpenDrift,
+    Verification, fingerprint,
 };
 pub use object::{ManagedBy, ObjectRef, Owner};
 pub use path::{PathPattern, PatternError, pointer_tokens};

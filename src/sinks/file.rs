@@ -3,7 +3,7 @@ use std::io::Write;
 use std::path::Path;
 
 use super::finding::json_lines;
-use super::{Finding, Sink, SinkError};
+use super::{Batch, Sink, SinkError};
 
 /// Findings appended to a file as JSON lines.
 pub struct FileSink {
@@ -32,7 +32,8 @@ impl Sink for FileSink {
         "file"
     }
 
-    fn write(&mut self, findings: &[Finding<'_>]) -> Result<(), SinkError> {
+    fn write(&mut self, batch: &Batch<'_>) -> Result<(), SinkError> {
+        let findings = batch.findings;
         self.buffer.clear();
         json_lines(findings, &mut self.buffer);
         self.file

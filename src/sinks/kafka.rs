@@ -15,7 +15,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
 
-use super::{Finding, Sink, SinkError};
+use super::{Batch, Finding, Sink, SinkError};
 use crate::config::KafkaSinkConfig;
 use crate::telemetry::events::{Emit, KafkaDeliveryFailed};
 
@@ -93,7 +93,8 @@ impl Sink for KafkaSink {
         "kafka"
     }
 
-    fn write(&mut self, findings: &[Finding<'_>]) -> Result<(), SinkError> {
+    fn write(&mut self, batch: &Batch<'_>) -> Result<(), SinkError> {
+        let findings = batch.findings;
         if let Ok(mut failed) = self.reports.failed.lock() {
             failed.clear();
         }

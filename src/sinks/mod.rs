@@ -11,14 +11,38 @@ use std::io;
 
 pub use finding::Finding;
 
+use crate::model::{DriftClosed, Time};
+
 use crate::config::SinksConfig;
 use crate::telemetry::events::{Emit, SinkFailed};
 
+/// What one group of inputs (or one accept) gives the sinks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Batch<'a> {
+    /// The findings, in the order their events were judged.
+    pub findings: &'a [Finding<'a>],
+    /// The drifts this group closed, after the findings. The native stream
+    /// carries findings only; alerting sinks end a drift's thread with these.
+    pub closed: &'a [DriftClosed],
+}
+
+impl Batch<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.findings.is_empty() && self.closed.is_empty()
+    }
+}
+
 pub trait Sink: Send {
     fn name(&self) -> &'static str;
-    /// Writes `findings`, in order, and returns once they are flushed (or
-    /// acknowledged by the receiver).
-    fn write(&mut self, findings: &[Finding<'_>]) -> Result<(), SinkError>;
+    /// Writes the batch, in order, and returns once it is flushed (or
+    /// acknowledged by the receiver, or durably queued for it).
+    fn write(&mut self, batch: &Batch<'_>) -> Result<(), SinkError>;
+    /// Time passed without a batch: work that is due by the clock (alerts
+    /// folded for a window) is done here. Called from the same thread as
+    /// `write`.
+    fn tick(&mut self, _now: &Time) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,21 +115,31 @@ impl Sinks {
         Ok(Sinks::new(sinks))
     }
 
-    pub fn emit(&mut self, findings: &[Finding<'_>]) -> Result<(), SinkError> {
-        if findings.is_empty() {
+    pub fn emit(&mut self, batch: &Batch<'_>) -> Result<(), SinkError> {
+        if batch.is_empty() {
             return Ok(());
         }
         for sink in &mut self.sinks {
-            if let Err(e) = sink.write(findings) {
-                SinkFailed {
-                    sink: e.sink,
-                    kind: e.kind(),
-                    error: &e.source,
-                }
-                .emit();
-                return Err(e);
-            }
+            sink.write(batch).map_err(reported)?;
         }
         Ok(())
     }
+
+    /// Gives every sink its clock-driven work; a failure is logged and the
+    /// other sinks still get theirs.
+    pub fn tick(&mut self, now: &Time) {
+        for sink in &mut self.sinks {
+            let _ = sink.tick(now).map_err(reported);
+        }
+    }
+}
+
+fn reported(e: SinkError) -> SinkError {
+    SinkFailed {
+        sink: e.sink,
+        kind: e.kind(),
+        error: &e.source,
+    }
+    .emit();
+    e
 }

@@ -1,7 +1,7 @@
 use std::io::{self, Write};
 
 use super::finding::json_lines;
-use super::{Finding, Sink, SinkError};
+use super::{Batch, Sink, SinkError};
 
 /// Findings as JSON lines on stdout; logs never go there.
 #[derive(Default)]
@@ -14,7 +14,8 @@ impl Sink for StdoutSink {
         "stdout"
     }
 
-    fn write(&mut self, findings: &[Finding<'_>]) -> Result<(), SinkError> {
+    fn write(&mut self, batch: &Batch<'_>) -> Result<(), SinkError> {
+        let findings = batch.findings;
         self.buffer.clear();
         json_lines(findings, &mut self.buffer);
         let mut out = io::stdout().lock();

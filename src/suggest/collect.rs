@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use crate::config::Config;
 use crate::engine::{Engine, IngestError};
 use crate::model::{FindingType, Severity};
-use crate::sinks::{Finding, Sink, SinkError, Sinks};
+use crate::sinks::{Batch, Finding, Sink, SinkError, Sinks};
 use crate::sources::file::{ReplayError, replay_input};
 
 use super::SuggestError;
@@ -99,7 +99,8 @@ impl Sink for Collect {
         "suggest"
     }
 
-    fn write(&mut self, findings: &[Finding<'_>]) -> Result<(), SinkError> {
+    fn write(&mut self, batch: &Batch<'_>) -> Result<(), SinkError> {
+        let findings = batch.findings;
         let mut kept = self
             .0
             .lock()

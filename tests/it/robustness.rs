@@ -21,7 +21,7 @@ use driftwatch::config::Config;
 use driftwatch::decode::{self, Decoded};
 use driftwatch::engine::{Engine, IngestError, Input, Stats};
 use driftwatch::model::{FindingType, VerdictKind};
-use driftwatch::sinks::{Finding, Sink, SinkError, Sinks};
+use driftwatch::sinks::{Batch, Sink, SinkError, Sinks};
 use driftwatch::store::Store;
 use driftwatch::telemetry::events::Source;
 use proptest::prelude::*;
@@ -127,7 +127,8 @@ impl Sink for Capture {
     fn name(&self) -> &'static str {
         "capture"
     }
-    fn write(&mut self, findings: &[Finding<'_>]) -> Result<(), SinkError> {
+    fn write(&mut self, batch: &Batch<'_>) -> Result<(), SinkError> {
+        let findings = batch.findings;
         let mut lines = self.lines.lock().unwrap();
         driftwatch::sinks::finding::json_lines(findings, &mut lines);
         if self.down.load(std::sync::atomic::Ordering::SeqCst) {
