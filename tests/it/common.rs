@@ -573,12 +573,20 @@ pub fn webhook_head(addr: &str, length: usize, headers: &[&str]) -> String {
 
 /// An HTTP/2 connection with prior knowledge (h2c), for the streams of
 /// one connection.
+/// The connection has the server's SETTINGS once one answer came: until
+/// then a client assumes no stream limit, and the streams it opens past the
+/// server's are refused (`REFUSED_STREAM`) instead of queued.
 pub async fn h2c(addr: &str) -> Result<h2::client::SendRequest<bytes::Bytes>> {
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let (send, connection) = h2::client::handshake(tcp).await?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
+    let mut send = send.ready().await?;
+    let probe = axum::http::Request::get(format!("http://{addr}/healthz")).body(())?;
+    let (response, _) = send.send_request(probe, true)?;
+    let status = response.await?.status();
+    ensure!(status.is_success(), "GET /healthz over HTTP/2: {status}");
     Ok(send.ready().await?)
 }
 
