@@ -4,7 +4,9 @@
 
 pub mod file;
 pub mod finding;
+pub mod format;
 pub mod kafka;
+pub mod shape;
 pub mod stdout;
 
 use std::io;
