@@ -111,8 +111,8 @@ impl Sinks {
         if let Some(kafka) = &config.kafka {
             sinks.push(Box::new(kafka::KafkaSink::new(kafka)?));
         }
-        if let Some(path) = &config.file {
-            sinks.push(Box::new(file::FileSink::open(path)?));
+        if let Some(file) = &config.file {
+            sinks.push(Box::new(file::FileSink::open(file, &config.alerts)?));
         }
         Ok(Sinks::new(sinks))
     }
