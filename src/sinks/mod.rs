@@ -8,6 +8,8 @@ pub mod format;
 pub mod kafka;
 pub mod shape;
 pub mod stdout;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::io;
 
