@@ -83,3 +83,6 @@ fn native_value(f: &Finding<'_>) -> serde_json::Value {
 fn json<T: serde::Serialize>(value: &T, out: &mut Vec<u8>) {
     let _ = serde_json::to_writer(out, value);
 }
+
+#[cfg(test)]
+mod tests;
