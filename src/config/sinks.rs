@@ -124,7 +124,11 @@ fn word<T: Copy>(
         p.at(
             v,
             key,
-            format!("unknown value {:?}: expected one of {}", v.value, names.join(", ")),
+            format!(
+                "unknown value {:?}: expected one of {}",
+                v.value,
+                names.join(", ")
+            ),
         );
     }
     found
@@ -133,10 +137,22 @@ fn word<T: Copy>(
 fn file(f: &RawFileSink, p: &mut Problems) -> FileSinkConfig {
     p.non_empty(&f.path, "sinks.file.path");
     let mut c = FileSinkConfig::new(&f.path.value);
-    if let Some(format) = word(&f.format, "sinks.file.format", &Format::ALL, Format::as_str, p) {
+    if let Some(format) = word(
+        &f.format,
+        "sinks.file.format",
+        &Format::ALL,
+        Format::as_str,
+        p,
+    ) {
         c.format = format;
     }
-    if let Some(stream) = word(&f.stream, "sinks.file.stream", &Stream::ALL, Stream::as_str, p) {
+    if let Some(stream) = word(
+        &f.stream,
+        "sinks.file.stream",
+        &Stream::ALL,
+        Stream::as_str,
+        p,
+    ) {
         c.stream = stream;
     }
     // Smaller than one finding would rotate on every write.

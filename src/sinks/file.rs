@@ -198,6 +198,5 @@ fn sync_dir(path: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-
 #[cfg(test)]
 mod tests;

@@ -393,7 +393,12 @@ mod tests {
         let mut out = Vec::new();
         for n in 0..20 {
             let path = format!("spec.template.spec.containers[name=app].env[{}]", n % 3);
-            out.extend(offer(&mut s, &[change(n, &path, Severity::High)], &[], i64::from(n)));
+            out.extend(offer(
+                &mut s,
+                &[change(n, &path, Severity::High)],
+                &[],
+                i64::from(n),
+            ));
         }
         assert_eq!(kinds(&out), [(AlertKind::Opened, 1)], "updates are held");
         out.extend(offer(&mut s, &[], &[reconciled(30)], 30));
@@ -441,7 +446,12 @@ mod tests {
         let mut s = Shaper::new(WINDOW, 100);
         offer(&mut s, &[change(0, "a", Severity::High)], &[], 0);
         assert!(offer(&mut s, &[change(1, "b", Severity::High)], &[], 1).is_empty());
-        let now = offer(&mut s, &[change(2, "privileged", Severity::Critical)], &[], 2);
+        let now = offer(
+            &mut s,
+            &[change(2, "privileged", Severity::Critical)],
+            &[],
+            2,
+        );
         assert_eq!(kinds(&now), [(AlertKind::Updated, 2)]);
         assert_eq!(now[0].severity, Severity::Critical);
         // Already alerted as critical: the next critical change folds.
@@ -474,7 +484,10 @@ mod tests {
     fn a_finding_outside_a_drift_is_alerted_alone() {
         let mut s = Shaper::new(WINDOW, 100);
         let out = offer(&mut s, &[exec(), exec()], &[], 0);
-        assert_eq!(kinds(&out), [(AlertKind::Single, 1), (AlertKind::Single, 1)]);
+        assert_eq!(
+            kinds(&out),
+            [(AlertKind::Single, 1), (AlertKind::Single, 1)]
+        );
         assert_eq!(out[0].drift_id, None);
         assert_eq!(s.held(), 0);
     }

@@ -5,9 +5,9 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::model::{DriftState, Severity};
+use crate::sinks::Batch;
 use crate::sinks::shape::{AlertKind, OwnedFinding, Shaper};
 use crate::sinks::testing::{at, change, exec, reconciled};
-use crate::sinks::Batch;
 
 fn json_of(format: Format, f: &OwnedFinding) -> Value {
     let mut out = Vec::new();
@@ -27,12 +27,22 @@ fn alerts() -> Vec<Alert> {
     let mut s = Shaper::new(std::time::Duration::from_secs(300), 10);
     let fs = [
         change(0, "spec.replicas", Severity::High),
-        change(1, "spec.template.spec.containers[name=app].image", Severity::High),
+        change(
+            1,
+            "spec.template.spec.containers[name=app].image",
+            Severity::High,
+        ),
         exec(),
     ];
     let views: Vec<_> = fs.iter().map(OwnedFinding::view).collect();
     let closed = [reconciled(60)];
-    let mut out = s.offer(&Batch { findings: &views, closed: &closed }, &at(60));
+    let mut out = s.offer(
+        &Batch {
+            findings: &views,
+            closed: &closed,
+        },
+        &at(60),
+    );
     let mut accepted = reconciled(90);
     accepted.id = "f-other".into();
     accepted.state = DriftState::Accepted;
@@ -40,11 +50,23 @@ fn alerts() -> Vec<Alert> {
     accepted.pipeline = None;
     accepted.verification = None;
     accepted.reason = Some("hotfix | kept = on purpose\nsee INC-1".into());
-    out.extend(s.offer(&Batch { findings: &[], closed: &[accepted] }, &at(90)));
+    out.extend(s.offer(
+        &Batch {
+            findings: &[],
+            closed: &[accepted],
+        },
+        &at(90),
+    ));
     let got: Vec<AlertKind> = out.iter().map(|a| a.kind).collect();
     assert_eq!(
         got,
-        [AlertKind::Opened, AlertKind::Single, AlertKind::Updated, AlertKind::Closed, AlertKind::Closed]
+        [
+            AlertKind::Opened,
+            AlertKind::Single,
+            AlertKind::Updated,
+            AlertKind::Closed,
+            AlertKind::Closed
+        ]
     );
     out
 }
@@ -76,7 +98,10 @@ fn native_alert_fields() {
     assert_eq!(v["drift_id"], "f-0");
     assert_eq!(v["state"], "open");
     assert_eq!(v["folded"], 1);
-    assert_eq!(v["paths"], json!(["spec.template.spec.containers[name=app].image"]));
+    assert_eq!(
+        v["paths"],
+        json!(["spec.template.spec.containers[name=app].image"])
+    );
     assert_eq!(v["severity"], "high");
     assert_eq!(v["finding"]["id"], "f-1");
     assert_eq!(v["finding"]["schema"], "driftwatch.finding/v1");
@@ -92,7 +117,10 @@ fn native_alert_fields() {
 // ---- OCSF ----
 
 fn schema() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ocsf/schema-1.3.0-subset.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/ocsf/schema-1.3.0-subset.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -127,21 +155,33 @@ fn check(schema: &Value, ty: &str, v: &Value, at: &str, problems: &mut Vec<Strin
 fn check_attributes(schema: &Value, def: &Value, v: &Value, at: &str, problems: &mut Vec<String>) {
     for (name, ty) in def["required"].as_object().into_iter().flatten() {
         match v.get(name) {
-            Some(value) if !value.is_null() => {
-                check(schema, ty.as_str().unwrap(), value, &format!("{at}.{name}"), problems)
-            }
+            Some(value) if !value.is_null() => check(
+                schema,
+                ty.as_str().unwrap(),
+                value,
+                &format!("{at}.{name}"),
+                problems,
+            ),
             _ => problems.push(format!("{at}.{name}: required, missing")),
         }
     }
     for (name, ty) in def["optional_types"].as_object().into_iter().flatten() {
         if let Some(value) = v.get(name).filter(|x| !x.is_null()) {
-            check(schema, ty.as_str().unwrap(), value, &format!("{at}.{name}"), problems);
+            check(
+                schema,
+                ty.as_str().unwrap(),
+                value,
+                &format!("{at}.{name}"),
+                problems,
+            );
         }
     }
-    if let Some(any) = def["at_least_one"].as_array() {
-        if !any.iter().any(|n| v.get(n.as_str().unwrap()).is_some_and(|x| !x.is_null())) {
-            problems.push(format!("{at}: none of {any:?}"));
-        }
+    if let Some(any) = def["at_least_one"].as_array()
+        && !any
+            .iter()
+            .any(|n| v.get(n.as_str().unwrap()).is_some_and(|x| !x.is_null()))
+    {
+        problems.push(format!("{at}: none of {any:?}"));
     }
 }
 
@@ -151,15 +191,34 @@ fn ocsf_problems(schema: &Value, v: &Value, has_call: bool) -> Vec<String> {
     let mut problems = Vec::new();
     let df = &schema["classes"]["detection_finding"];
     check_attributes(schema, df, v, "finding", &mut problems);
-    check(schema, "evidences[]", &v["evidences"], "finding.evidences", &mut problems);
-    check(schema, "resource_details[]", &v["resources"], "finding.resources", &mut problems);
+    check(
+        schema,
+        "evidences[]",
+        &v["evidences"],
+        "finding.evidences",
+        &mut problems,
+    );
+    check(
+        schema,
+        "resource_details[]",
+        &v["resources"],
+        "finding.resources",
+        &mut problems,
+    );
     for key in ["activity_id", "severity_id", "status_id"] {
         let allowed = df["enums"][key].as_array().unwrap();
-        assert!(allowed.contains(&v[key]), "{key} {} not in the enum", v[key]);
+        assert!(
+            allowed.contains(&v[key]),
+            "{key} {} not in the enum",
+            v[key]
+        );
     }
     assert_eq!(v["class_uid"], df["uid"]);
     assert_eq!(v["category_uid"], df["category_uid"]);
-    assert_eq!(v["type_uid"].as_i64().unwrap(), 2004 * 100 + v["activity_id"].as_i64().unwrap());
+    assert_eq!(
+        v["type_uid"].as_i64().unwrap(),
+        2004 * 100 + v["activity_id"].as_i64().unwrap()
+    );
     let api = &schema["classes"]["api_activity"];
     let mut activity = v["evidences"][0].clone();
     for base in api["base_event"].as_array().unwrap() {
@@ -169,7 +228,10 @@ fn ocsf_problems(schema: &Value, v: &Value, has_call: bool) -> Vec<String> {
     let mut required = api.clone();
     if !has_call {
         // A closed drift's evidence is who closed it: no call, no endpoint.
-        required["required"].as_object_mut().unwrap().remove("src_endpoint");
+        required["required"]
+            .as_object_mut()
+            .unwrap()
+            .remove("src_endpoint");
     }
     check_attributes(schema, &required, &activity, "api_activity", &mut problems);
     problems
@@ -179,14 +241,28 @@ fn ocsf_problems(schema: &Value, v: &Value, has_call: bool) -> Vec<String> {
 fn ocsf_has_every_required_attribute_of_both_classes() {
     let schema = schema();
     assert_eq!(schema["version"], OCSF_VERSION);
-    for f in [change(0, "spec.replicas", Severity::High), change(3, "a", Severity::Low), exec()] {
+    for f in [
+        change(0, "spec.replicas", Severity::High),
+        change(3, "a", Severity::Low),
+        exec(),
+    ] {
         let v = json_of(Format::Ocsf, &f);
-        assert_eq!(ocsf_problems(&schema, &v, true), Vec::<String>::new(), "{}", f.record.id);
+        assert_eq!(
+            ocsf_problems(&schema, &v, true),
+            Vec::<String>::new(),
+            "{}",
+            f.record.id
+        );
     }
     for a in alerts() {
         let v = alert_json(Format::Ocsf, &a);
         let has_call = a.kind != AlertKind::Closed;
-        assert_eq!(ocsf_problems(&schema, &v, has_call), Vec::<String>::new(), "{:?}", a.kind);
+        assert_eq!(
+            ocsf_problems(&schema, &v, has_call),
+            Vec::<String>::new(),
+            "{:?}",
+            a.kind
+        );
     }
 }
 
@@ -202,7 +278,10 @@ fn ocsf_fields() {
     assert_eq!(opened["metadata"]["version"], "1.3.0");
     assert_eq!(opened["metadata"]["product"]["name"], "driftwatch");
     assert_eq!(opened["finding_info"]["uid"], "f-0");
-    assert_eq!(opened["finding_info"]["types"], json!(["out_of_band_change"]));
+    assert_eq!(
+        opened["finding_info"]["types"],
+        json!(["out_of_band_change"])
+    );
     let e = &opened["evidences"][0];
     assert_eq!(e["actor"]["user"]["name"], "alice@example.com");
     assert_eq!(e["actor"]["user"]["uid"], "u-123");
@@ -210,17 +289,34 @@ fn ocsf_fields() {
     assert_eq!(e["api"]["operation"], "patch");
     assert_eq!(e["api"]["request"]["uid"], "audit-0");
     assert_eq!(e["src_endpoint"]["ip"], "10.0.0.7");
-    assert!(e["http_request"]["user_agent"].as_str().unwrap().starts_with("kubectl/"));
+    assert!(
+        e["http_request"]["user_agent"]
+            .as_str()
+            .unwrap()
+            .starts_with("kubectl/")
+    );
     let r = &opened["resources"][0];
-    assert_eq!((&r["name"], &r["namespace"], &r["type"]), (&json!("api"), &json!("shop"), &json!("deployments")));
+    assert_eq!(
+        (&r["name"], &r["namespace"], &r["type"]),
+        (&json!("api"), &json!("shop"), &json!("deployments"))
+    );
     assert_eq!(r["cloud_partition"], "prod");
     let single = alert_json(Format::Ocsf, &all[1]);
     assert_eq!(single["evidences"][0]["actor"]["invoked_by"], "mallory");
     let updated = alert_json(Format::Ocsf, &all[2]);
-    assert_eq!((updated["activity_id"].clone(), updated["status_id"].clone()), (json!(2), json!(2)));
-    assert_eq!(updated["finding_info"]["uid"], "f-0", "one finding across the drift");
+    assert_eq!(
+        (updated["activity_id"].clone(), updated["status_id"].clone()),
+        (json!(2), json!(2))
+    );
+    assert_eq!(
+        updated["finding_info"]["uid"], "f-0",
+        "one finding across the drift"
+    );
     let closed = alert_json(Format::Ocsf, &all[3]);
-    assert_eq!((closed["activity_id"].clone(), closed["status"].clone()), (json!(3), json!("Resolved")));
+    assert_eq!(
+        (closed["activity_id"].clone(), closed["status"].clone()),
+        (json!(3), json!("Resolved"))
+    );
     let accepted = alert_json(Format::Ocsf, &all[4]);
     assert_eq!(accepted["status"], "Suppressed");
     assert_eq!(accepted["evidences"][0]["actor"]["user"]["name"], "bob");
@@ -241,26 +337,43 @@ fn ecs_fields() {
     assert_eq!(v["event"]["id"], "f-0");
     assert_eq!(v["user"]["name"], "alice@example.com");
     assert_eq!(v["user"]["id"], "u-123");
-    assert_eq!(v["user"]["group"]["name"], json!(["devs", "system:authenticated"]));
-    assert!(v["user_agent"]["original"].as_str().unwrap().starts_with("kubectl/"));
+    assert_eq!(
+        v["user"]["group"]["name"],
+        json!(["devs", "system:authenticated"])
+    );
+    assert!(
+        v["user_agent"]["original"]
+            .as_str()
+            .unwrap()
+            .starts_with("kubectl/")
+    );
     assert_eq!(v["source"]["ip"], "10.0.0.7");
     let o = &v["orchestrator"];
     assert_eq!(o["type"], "kubernetes");
     assert_eq!(o["cluster"]["name"], "prod");
     assert_eq!(o["namespace"], "shop");
     assert_eq!(o["api_version"], "apps/v1");
-    assert_eq!(o["resource"], json!({"type": "deployments", "name": "api", "id": "4f1c-uid"}));
+    assert_eq!(
+        o["resource"],
+        json!({"type": "deployments", "name": "api", "id": "4f1c-uid"})
+    );
     assert_eq!(v["rule"]["name"], "out_of_band_change");
     assert_eq!(v["driftwatch"]["drift"]["id"], "f-0");
     assert_eq!(v["driftwatch"]["changes"][0]["path"], "spec.replicas");
     let ex = json_of(Format::Ecs, &exec());
     assert_eq!(ex["user"]["name"], "mallory", "who acted");
-    assert_eq!(ex["user"]["effective"]["name"], "system:serviceaccount:shop:default");
+    assert_eq!(
+        ex["user"]["effective"]["name"],
+        "system:serviceaccount:shop:default"
+    );
     assert_eq!(ex["event"]["type"], json!(["creation"]));
     let closed = alert_json(Format::Ecs, &alerts()[3]);
     assert_eq!(closed["event"]["dataset"], "driftwatch.alert");
     assert_eq!(closed["driftwatch"]["alert"]["kind"], "closed");
-    assert_eq!(closed["user"]["name"], "system:serviceaccount:argocd:argocd-application-controller");
+    assert_eq!(
+        closed["user"]["name"],
+        "system:serviceaccount:argocd:argocd-application-controller"
+    );
 }
 
 // ---- CEF ----
@@ -273,7 +386,7 @@ fn cef(f: &OwnedFinding) -> String {
 
 /// Splits a CEF extension on unescaped `key=` boundaries.
 fn extension(line: &str) -> Vec<(String, String)> {
-    let ext = line.splitn(8, |c| c == '|').nth(7).unwrap_or("");
+    let ext = line.splitn(8, '|').nth(7).unwrap_or("");
     let mut fields = Vec::new();
     let mut rest = ext;
     while let Some(eq) = rest.find('=') {
@@ -284,14 +397,21 @@ fn extension(line: &str) -> Vec<(String, String)> {
         while let Some((i, c)) = chars.next() {
             if c == '\\' {
                 if let Some((_, n)) = chars.next() {
-                    value.push(match n { 'n' => '\n', 'r' => '\r', n => n });
+                    value.push(match n {
+                        'n' => '\n',
+                        'r' => '\r',
+                        n => n,
+                    });
                 }
                 continue;
             }
             if c == ' ' {
                 let tail = &rest[eq + 1 + i + 1..];
                 let next_key = tail.split('=').next().unwrap_or("");
-                if tail.contains('=') && !next_key.is_empty() && next_key.chars().all(|k| k.is_ascii_alphanumeric()) {
+                if tail.contains('=')
+                    && !next_key.is_empty()
+                    && next_key.chars().all(|k| k.is_ascii_alphanumeric())
+                {
                     end = i;
                     break;
                 }
@@ -312,13 +432,20 @@ fn cef_fields() {
         env!("CARGO_PKG_VERSION")
     )), "{line}");
     let ext = extension(&line);
-    let get = |k: &str| ext.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+    let get = |k: &str| {
+        ext.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
     assert_eq!(get("suser"), Some("alice@example.com"));
     assert_eq!(get("src"), Some("10.0.0.7"));
     assert_eq!(get("act"), Some("patch"));
     assert_eq!(get("rt"), Some("1700000000000"));
     assert_eq!(get("externalId"), Some("f-0"));
-    assert_eq!(get("request"), Some("/apis/apps/v1/namespaces/shop/deployments/api?fieldManager=kubectl-edit"));
+    assert_eq!(
+        get("request"),
+        Some("/apis/apps/v1/namespaces/shop/deployments/api?fieldManager=kubectl-edit")
+    );
     assert_eq!(get("cs1Label"), Some("cluster"));
     assert_eq!(get("cs1"), Some("prod"));
     assert_eq!(get("cs3"), Some("deployments.apps shop/api"));
@@ -351,12 +478,23 @@ fn cef_escapes_hostile_values() {
         parts
     };
     assert_eq!(header.len(), 7);
-    assert_eq!(header[5], "Out-of-band change: deployments.apps shop/x\\|y\\\\z CEF:0\\|forged");
+    assert_eq!(
+        header[5],
+        "Out-of-band change: deployments.apps shop/x\\|y\\\\z CEF:0\\|forged"
+    );
     assert_eq!(header[6], "10");
     let ext = extension(&line);
-    let get = |k: &str| ext.iter().find(|(key, _)| key == k).map(|(_, v)| v.to_owned());
+    let get = |k: &str| {
+        ext.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.to_owned())
+    };
     assert_eq!(get("suser").as_deref(), Some("eve act=delete\\"));
-    assert_eq!(ext.iter().filter(|(k, _)| k == "act").count(), 1, "no forged key");
+    assert_eq!(
+        ext.iter().filter(|(k, _)| k == "act").count(),
+        1,
+        "no forged key"
+    );
     assert_eq!(get("msg").as_deref(), Some("line1\nline2\r="));
     assert_eq!(get("cs5").as_deref(), Some("data.a=b c=d"));
 }
@@ -369,18 +507,30 @@ fn alert_text_says_who_what_where_and_how_to_see_history() {
     let t = alert_text(&all[0]);
     assert!(t.contains("[HIGH]"), "{t}");
     assert!(t.contains("deployments.apps shop/api"), "{t}");
-    assert!(t.contains("`alice@example.com` ran `patch` with kubectl"), "{t}");
+    assert!(
+        t.contains("`alice@example.com` ran `patch` with kubectl"),
+        "{t}"
+    );
     assert!(t.contains("`spec.replicas`"), "{t}");
     assert!(t.contains("Drift state: open."), "{t}");
-    assert!(t.contains("driftwatch who-changed deployments.apps/api -n shop --cluster prod"), "{t}");
+    assert!(
+        t.contains("driftwatch who-changed deployments.apps/api -n shop --cluster prod"),
+        "{t}"
+    );
     let mut hostile = all[1].clone();
     if let Some(f) = &mut hostile.finding {
         f.record.actor.impersonated_by = None;
         f.record.actor.username = "<!channel> `x` & y".into();
     }
     let t = alert_text(&hostile);
-    assert!(!t.contains("<!channel>") && t.contains("&lt;!channel&gt; 'x' &amp; y"), "{t}");
+    assert!(
+        !t.contains("<!channel>") && t.contains("&lt;!channel&gt; 'x' &amp; y"),
+        "{t}"
+    );
     let closed = alert_text(&all[4]);
-    assert!(closed.contains("accepted by `bob`") && closed.contains("hotfix"), "{closed}");
+    assert!(
+        closed.contains("accepted by `bob`") && closed.contains("hotfix"),
+        "{closed}"
+    );
     assert!(!closed.contains('\n'), "one paragraph");
 }
