@@ -69,24 +69,24 @@ impl FileSink {
         let lines = std::mem::take(&mut self.lines);
         let mut chunk: Vec<u8> = Vec::new();
         for line in &lines {
-            let len = (chunk.len() + line.len()) as u64;
-            if self.over(len) {
+            if self.over(chunk.len() as u64, line.len() as u64) {
                 self.append(&chunk)?;
                 chunk.clear();
-                if self.over(line.len() as u64) {
-                    self.rotate()?;
-                }
+                self.rotate()?;
             }
             chunk.extend_from_slice(line);
         }
         self.append(&chunk)
     }
 
-    /// Whether `more` bytes would take a non-empty file past the limit.
-    fn over(&self, more: u64) -> bool {
+    /// Whether a line of `more` bytes after `pending` unwritten ones would
+    /// take a non-empty file past the limit (a line alone larger than the
+    /// limit still gets a file of its own).
+    fn over(&self, pending: u64, more: u64) -> bool {
+        let used = self.size + pending;
         self.config
             .max_bytes
-            .is_some_and(|max| self.size > 0 && self.size + more > max)
+            .is_some_and(|max| used > 0 && used + more > max)
     }
 
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {

@@ -71,7 +71,7 @@ fn rotates_by_size_keeping_every_line_in_order() {
 fn keeps_only_keep_rotated_files_the_oldest_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = sink(dir.path(), Some(4096), 2, Stream::Findings);
-    // A batch larger than the limit still goes whole into one file.
+    // A batch larger than the limit is split between files, by line.
     for n in 0..5 {
         let batch: Vec<_> = (0..8)
             .map(|i| change(n * 8 + i, "a", Severity::Low))
