@@ -4,8 +4,12 @@
 
 pub mod file;
 pub mod finding;
+pub mod format;
 pub mod kafka;
+pub mod shape;
 pub mod stdout;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::io;
 
@@ -109,8 +113,8 @@ impl Sinks {
         if let Some(kafka) = &config.kafka {
             sinks.push(Box::new(kafka::KafkaSink::new(kafka)?));
         }
-        if let Some(path) = &config.file {
-            sinks.push(Box::new(file::FileSink::open(path)?));
+        if let Some(file) = &config.file {
+            sinks.push(Box::new(file::FileSink::open(file, &config.alerts)?));
         }
         Ok(Sinks::new(sinks))
     }
