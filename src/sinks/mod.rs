@@ -5,6 +5,7 @@
 pub mod file;
 pub mod finding;
 pub mod kafka;
+pub mod outbox;
 pub mod stdout;
 
 use std::io;
