@@ -4,8 +4,10 @@
 
 pub mod file;
 pub mod finding;
+pub mod format;
 pub mod kafka;
 pub mod outbox;
+pub mod shape;
 pub mod stdout;
 
 use std::io;
