@@ -8,6 +8,8 @@ pub struct SinksConfig {
     pub stdout: bool,
     pub file: Option<PathBuf>,
     pub kafka: Option<KafkaSinkConfig>,
+    /// HTTP and syslog sinks, each with an outbox.
+    pub net: super::netsinks::NetSinksConfig,
 }
 
 impl Default for SinksConfig {
@@ -16,6 +18,7 @@ impl Default for SinksConfig {
             stdout: true,
             file: None,
             kafka: None,
+            net: super::netsinks::NetSinksConfig::default(),
         }
     }
 }
@@ -55,5 +58,6 @@ pub(super) fn compile(raw: &RawSinks, p: &mut Problems) -> SinksConfig {
                 .unwrap_or(30_000),
         }
     });
+    s.net = super::netsinks::compile(raw, p);
     s
 }

@@ -377,6 +377,22 @@ impl Reader {
         state.head != self.at
     }
 
+    /// Sleeps `d`, or until the outbox is closed when it is not yet (so
+    /// that a backoff does not hold up shutdown, and a backoff during the
+    /// shutdown grace still waits).
+    pub fn sleep(&self, d: Duration) {
+        let state = self.shared.lock();
+        if state.closing {
+            drop(state);
+            std::thread::sleep(d);
+            return;
+        }
+        let _ = self
+            .shared
+            .changed
+            .wait_timeout_while(state, d, |s| !s.closing);
+    }
+
     pub fn is_closing(&self) -> bool {
         self.shared.lock().closing
     }

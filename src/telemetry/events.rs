@@ -851,7 +851,11 @@ pub struct SinkDelivered {
 impl Emit for SinkDelivered {
     fn emit(self) {
         counter!(m::SINK_SENT_RECORDS, "sink" => self.sink).increment(self.records as u64);
-        debug!(sink = self.sink, records = self.records, "Delivered records.");
+        debug!(
+            sink = self.sink,
+            records = self.records,
+            "Delivered records."
+        );
     }
 }
 

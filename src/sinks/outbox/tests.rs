@@ -74,7 +74,10 @@ fn delivered_segments_are_deleted_and_reading_crosses_segments() {
     }
     assert_eq!(seen, 10);
     assert_eq!(r.depth(), Depth::default());
-    assert_eq!(list_segments(dir.path()).unwrap(), [*segments.last().unwrap()]);
+    assert_eq!(
+        list_segments(dir.path()).unwrap(),
+        [*segments.last().unwrap()]
+    );
     // And the writer goes on after them.
     w.append(2, &records(0, 1)).unwrap();
     assert_eq!(all(&mut r), ids_of(0, 1));
@@ -136,7 +139,10 @@ fn past_the_limit_records_are_dropped_and_counted_until_there_is_room() {
     let p = r.peek(2, usize::MAX).unwrap();
     r.commit(&p).unwrap();
     assert_eq!(w.append(1, &records(6, 2)).unwrap().written, 2);
-    assert_eq!(all(&mut r), ["{\"id\":\"f2\"}", "{\"id\":\"f6\"}", "{\"id\":\"f7\"}"]);
+    assert_eq!(
+        all(&mut r),
+        ["{\"id\":\"f2\"}", "{\"id\":\"f6\"}", "{\"id\":\"f7\"}"]
+    );
 }
 
 #[test]
