@@ -269,19 +269,19 @@ fn check_url(url: &Spanned<String>, key: &str, p: &mut Problems) {
 fn delivery(h: &RawHttpSink, key: &str, p: &mut Problems) -> DeliveryConfig {
     let mut d = DeliveryConfig::default();
     let k = |name: &str| format!("{key}.{name}");
-    if let Some(t) = p.duration(&h.timeout, &k("timeout")) {
+    if let Some(t) = duration(&h.timeout, &k("timeout"), p) {
         d.timeout = t;
     }
     if let Some(n) = p.at_least(&h.batch_max_items, 1, &k("batch_max_items")) {
         d.batch_max_items = n;
     }
-    if let Some(t) = p.duration(&h.batch_max_wait, &k("batch_max_wait")) {
+    if let Some(t) = duration(&h.batch_max_wait, &k("batch_max_wait"), p) {
         d.batch_max_wait = t;
     }
-    if let Some(t) = p.duration(&h.retry_initial_backoff, &k("retry_initial_backoff")) {
+    if let Some(t) = duration(&h.retry_initial_backoff, &k("retry_initial_backoff"), p) {
         d.retry_initial_backoff = t;
     }
-    if let Some(t) = p.duration(&h.retry_max_backoff, &k("retry_max_backoff")) {
+    if let Some(t) = duration(&h.retry_max_backoff, &k("retry_max_backoff"), p) {
         d.retry_max_backoff = t;
     }
     if d.retry_max_backoff < d.retry_initial_backoff
@@ -295,6 +295,29 @@ fn delivery(h: &RawHttpSink, key: &str, p: &mut Problems) -> DeliveryConfig {
     }
     d.outbox_max_bytes = outbox_max(&h.outbox_max_bytes, key, p);
     d
+}
+
+/// A duration as `p.duration` reads it, or in milliseconds (`500ms`):
+/// delivery timings are often below a second.
+fn duration(v: &Option<Spanned<String>>, key: &str, p: &mut Problems) -> Option<Duration> {
+    let spanned = v.as_ref()?;
+    let Some(ms) = spanned.value.trim().strip_suffix("ms") else {
+        return p.duration(v, key);
+    };
+    match ms.trim().parse::<u64>() {
+        Ok(n) if n > 0 => Some(Duration::from_millis(n)),
+        _ => {
+            p.at(
+                spanned,
+                key,
+                format!(
+                    "invalid duration {:?}: expected a positive whole number of ms, or s, m, h",
+                    spanned.value
+                ),
+            );
+            None
+        }
+    }
 }
 
 fn outbox_max(v: &Option<Spanned<u64>>, key: &str, p: &mut Problems) -> u64 {
