@@ -23,7 +23,7 @@ pub use netsinks::{
 };
 pub use raw::RawConfig;
 pub use server::{AuthConfig, ServerConfig, TlsConfig};
-pub use sinks::{KafkaSinkConfig, SinksConfig};
+pub use sinks::{AlertsConfig, FileSinkConfig, KafkaSinkConfig, SinksConfig};
 pub use sources::{ClusterFrom, KafkaSourceConfig};
 
 use crate::classify::Policy;
@@ -61,6 +61,8 @@ pub struct Config {
     /// A drift persisting longer than this counts as overdue
     /// (`driftwatch_drifts_persisting_overdue`, a warning in the log).
     pub persisting_alert_after: std::time::Duration,
+    /// `alerts:`: how the alert stream folds a drift's changes.
+    pub alerts: AlertsConfig,
 }
 
 /// One hour: past a pipeline's sync interval and an on-call's patience.
@@ -81,6 +83,7 @@ impl Default for Config {
             kafka_source: None,
             redaction: Vec::new(),
             persisting_alert_after: DEFAULT_PERSISTING_ALERT_AFTER,
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -167,6 +170,8 @@ fn compile(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     config.server = server::compile(&raw.server, &mut p);
     config.policy = policy::compile(&raw, &mut p);
     config.sinks = sinks::compile(&raw.sinks, &mut p);
+    config.alerts = sinks::compile_alerts(&raw.alerts, &mut p);
+    config.sinks.alerts = config.alerts;
     config.kafka_source = sources::compile(&raw.sources, &mut p);
     config.history = history::compile(&raw.history, &mut p);
     for (i, path) in raw.redaction.paths.iter().enumerate() {

@@ -38,6 +38,17 @@ pub struct RawConfig {
     pub quiet_rules: super::allow::RawQuietRules,
     #[serde(default)]
     pub drifts: RawDrifts,
+    // -- alert shaping (formats branch) --
+    #[serde(default)]
+    pub alerts: RawAlerts,
+}
+
+/// `alerts:`: how the alert stream folds a drift's changes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    pub fold_window: Option<Spanned<String>>,
+    pub max_drifts: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -242,6 +253,11 @@ pub struct RawStdoutSink {
 #[serde(deny_unknown_fields)]
 pub struct RawFileSink {
     pub path: Spanned<String>,
+    // -- format, stream and rotation (formats branch) --
+    pub format: Option<Spanned<String>>,
+    pub stream: Option<Spanned<String>>,
+    pub max_bytes: Option<Spanned<u64>>,
+    pub keep: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

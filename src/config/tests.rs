@@ -194,3 +194,43 @@ server:
     assert!(d.max_inflight_body_bytes >= d.max_body_bytes + crate::http::body::INFLATER_BYTES);
     assert!(!d.auth.allow_any_cluster);
 }
+
+// -- formats branch: alerts and the file sink --
+
+#[test]
+fn alerts_and_file_sink_keys() {
+    use crate::sinks::format::Format;
+    use crate::sinks::shape::Stream;
+    let c = Config::from_yaml(
+        "alerts:\n  fold_window: 2s\n  max_drifts: 50\nsinks:\n  file:\n    path: /tmp/a.log\n    format: ocsf\n    stream: alerts\n    max_bytes: 1048576\n    keep: 3\n",
+        "c.yaml",
+    )
+    .unwrap();
+    assert_eq!(c.alerts.fold_window, std::time::Duration::from_secs(2));
+    assert_eq!(c.alerts.max_drifts, 50);
+    assert_eq!(c.sinks.alerts, c.alerts);
+    let f = c.sinks.file.unwrap();
+    assert_eq!(
+        (f.format, f.stream, f.max_bytes, f.keep),
+        (Format::Ocsf, Stream::Alerts, Some(1 << 20), 3)
+    );
+    let d = Config::from_yaml("sinks:\n  file:\n    path: x.log\n", "c.yaml").unwrap();
+    let f = d.sinks.file.unwrap();
+    assert_eq!(
+        (f.format, f.stream, f.max_bytes, f.keep),
+        (Format::Native, Stream::Findings, None, 5)
+    );
+    assert_eq!(d.alerts.fold_window, std::time::Duration::from_secs(300));
+    let yaml = "alerts:\n  fold_window: soon\n  max_drifts: 0\nsinks:\n  file:\n    path: x\n    format: xml\n    stream: pages\n    max_bytes: 10\n    keep: 0\n";
+    let text = Config::from_yaml(yaml, "c.yaml").unwrap_err().to_string();
+    for expected in [
+        "c.yaml:2: alerts.fold_window: invalid duration",
+        "c.yaml:3: alerts.max_drifts: must be at least 1",
+        "c.yaml:7: sinks.file.format: unknown value \"xml\": expected one of native, ocsf, ecs, cef",
+        "c.yaml:8: sinks.file.stream: unknown value \"pages\": expected one of findings, alerts",
+        "c.yaml:9: sinks.file.max_bytes: must be at least 4096",
+        "c.yaml:10: sinks.file.keep: must be at least 1",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}

@@ -10,6 +10,8 @@ pub mod net;
 pub mod outbox;
 pub mod shape;
 pub mod stdout;
+#[cfg(test)]
+pub(crate) mod testing;
 
 use std::io;
 use std::path::Path;
@@ -116,8 +118,8 @@ impl Sinks {
         if let Some(kafka) = &config.kafka {
             sinks.push(Box::new(kafka::KafkaSink::new(kafka)?));
         }
-        if let Some(path) = &config.file {
-            sinks.push(Box::new(file::FileSink::open(path)?));
+        if let Some(file) = &config.file {
+            sinks.push(Box::new(file::FileSink::open(file, &config.alerts)?));
         }
         let outbox_dir = config
             .net
@@ -125,10 +127,14 @@ impl Sinks {
             .clone()
             .unwrap_or_else(|| data_dir.join("outbox"));
         for h in &config.net.http {
-            sinks.push(Box::new(net::http::start(h, &outbox_dir)?));
+            sinks.push(Box::new(net::http::start(h, &outbox_dir, &config.alerts)?));
         }
         for s in &config.net.syslog {
-            sinks.push(Box::new(net::syslog::start(s, &outbox_dir)?));
+            sinks.push(Box::new(net::syslog::start(
+                s,
+                &outbox_dir,
+                &config.alerts,
+            )?));
         }
         Ok(Sinks::new(sinks))
     }

@@ -364,3 +364,139 @@ fn single(kind: AlertKind, f: &Finding<'_>) -> Alert {
 fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sinks::testing::{DRIFT, at, change, exec, reconciled};
+
+    const WINDOW: Duration = Duration::from_secs(300);
+
+    fn offer(s: &mut Shaper, fs: &[OwnedFinding], closed: &[DriftClosed], now: i64) -> Vec<Alert> {
+        let views: Vec<Finding<'_>> = fs.iter().map(OwnedFinding::view).collect();
+        s.offer(
+            &Batch {
+                findings: &views,
+                closed,
+            },
+            &at(now),
+        )
+    }
+
+    fn kinds(alerts: &[Alert]) -> Vec<(AlertKind, usize)> {
+        alerts.iter().map(|a| (a.kind, a.folded)).collect()
+    }
+
+    #[test]
+    fn an_edit_loop_is_three_alerts() {
+        let mut s = Shaper::new(WINDOW, 100);
+        let mut out = Vec::new();
+        for n in 0..20 {
+            let path = format!("spec.template.spec.containers[name=app].env[{}]", n % 3);
+            out.extend(offer(
+                &mut s,
+                &[change(n, &path, Severity::High)],
+                &[],
+                i64::from(n),
+            ));
+        }
+        assert_eq!(kinds(&out), [(AlertKind::Opened, 1)], "updates are held");
+        out.extend(offer(&mut s, &[], &[reconciled(30)], 30));
+        assert_eq!(
+            kinds(&out),
+            [
+                (AlertKind::Opened, 1),
+                (AlertKind::Updated, 19),
+                (AlertKind::Closed, 0)
+            ]
+        );
+        let update = &out[1];
+        assert_eq!(update.drift_id.as_deref(), Some(DRIFT));
+        assert_eq!(update.paths.len(), 3, "the union of the paths");
+        assert_eq!(update.first, at(1));
+        assert_eq!(update.last, at(19));
+        let latest = update.finding.as_ref().map(|f| f.record.id.as_str());
+        assert_eq!(latest, Some("f-19"));
+        let closed = &out[2];
+        assert_eq!(closed.state, Some(DriftState::Reconciled));
+        assert_eq!(closed.severity, Severity::High);
+        assert_eq!(closed.first, at(0));
+        assert!(closed.closed.is_some());
+        assert_eq!(s.held(), 0, "a closed drift is forgotten");
+    }
+
+    #[test]
+    fn the_window_ends_by_the_clock() {
+        let mut s = Shaper::new(WINDOW, 100);
+        offer(&mut s, &[change(0, "a", Severity::Medium)], &[], 0);
+        offer(&mut s, &[change(1, "b", Severity::Medium)], &[], 10);
+        offer(&mut s, &[change(2, "c", Severity::High)], &[], 100);
+        assert!(s.due(&at(309)).is_empty(), "5m from the first folded one");
+        let due = s.due(&at(310));
+        assert_eq!(kinds(&due), [(AlertKind::Updated, 2)]);
+        assert_eq!(due[0].severity, Severity::High, "the highest");
+        assert!(s.due(&at(10_000)).is_empty(), "sent once");
+        // A later change starts a new window.
+        offer(&mut s, &[change(3, "d", Severity::Low)], &[], 400);
+        assert_eq!(kinds(&s.drain()), [(AlertKind::Updated, 1)]);
+    }
+
+    #[test]
+    fn a_rise_to_critical_goes_out_at_once() {
+        let mut s = Shaper::new(WINDOW, 100);
+        offer(&mut s, &[change(0, "a", Severity::High)], &[], 0);
+        assert!(offer(&mut s, &[change(1, "b", Severity::High)], &[], 1).is_empty());
+        let now = offer(
+            &mut s,
+            &[change(2, "privileged", Severity::Critical)],
+            &[],
+            2,
+        );
+        assert_eq!(kinds(&now), [(AlertKind::Updated, 2)]);
+        assert_eq!(now[0].severity, Severity::Critical);
+        // Already alerted as critical: the next critical change folds.
+        assert!(offer(&mut s, &[change(3, "c", Severity::Critical)], &[], 3).is_empty());
+        assert_eq!(kinds(&s.drain()), [(AlertKind::Updated, 1)]);
+    }
+
+    #[test]
+    fn past_the_bound_the_oldest_update_goes_out_early() {
+        let mut s = Shaper::new(WINDOW, 2);
+        let mut flushed = Vec::new();
+        for d in 0..3u32 {
+            // Three drifts, each with one folded change.
+            let mut f = change(d * 10 + 1, "a", Severity::Low);
+            let id = format!("drift-{d}");
+            f.record.drift = Some(crate::model::DriftRef {
+                id: id.clone(),
+                state: Some(DriftState::Open),
+            });
+            flushed.extend(offer(&mut s, &[f], &[], i64::from(d)));
+        }
+        assert_eq!(s.held(), 2);
+        assert_eq!(kinds(&flushed), [(AlertKind::Updated, 1)]);
+        assert_eq!(flushed[0].drift_id.as_deref(), Some("drift-0"));
+        let rest: Vec<_> = s.drain().into_iter().map(|a| a.drift_id).collect();
+        assert_eq!(rest, [Some("drift-1".into()), Some("drift-2".into())]);
+    }
+
+    #[test]
+    fn a_finding_outside_a_drift_is_alerted_alone() {
+        let mut s = Shaper::new(WINDOW, 100);
+        let out = offer(&mut s, &[exec(), exec()], &[], 0);
+        assert_eq!(
+            kinds(&out),
+            [(AlertKind::Single, 1), (AlertKind::Single, 1)]
+        );
+        assert_eq!(out[0].drift_id, None);
+        assert_eq!(s.held(), 0);
+    }
+
+    #[test]
+    fn spellings_round_trip() {
+        for st in Stream::ALL {
+            assert_eq!(Stream::parse(st.as_str()), Some(st));
+        }
+        assert_eq!(Stream::parse("nope"), None);
+    }
+}

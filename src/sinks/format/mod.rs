@@ -2,6 +2,7 @@
 //! JSON, OCSF, Elastic ECS or CEF. Pure functions: no I/O, no clock.
 
 mod cef;
+mod common;
 mod ecs;
 mod native;
 mod ocsf;
@@ -10,7 +11,9 @@ mod text;
 use super::Finding;
 use super::shape::Alert;
 
+pub use ecs::ECS_VERSION;
 pub use native::ALERT_SCHEMA;
+pub use ocsf::OCSF_VERSION;
 pub use text::alert_text;
 
 /// The encoding a sink writes.
@@ -72,6 +75,14 @@ pub fn render_alert(format: Format, a: &Alert, out: &mut Vec<u8>) {
 
 /// Serializing a `serde_json::Value` or our own structs to a Vec cannot
 /// fail (no maps with non-string keys, no I/O).
+/// A finding's native JSON as a value, for formats that carry it whole.
+fn native_value(f: &Finding<'_>) -> serde_json::Value {
+    serde_json::to_value(f).unwrap_or(serde_json::Value::Null)
+}
+
 fn json<T: serde::Serialize>(value: &T, out: &mut Vec<u8>) {
     let _ = serde_json::to_writer(out, value);
 }
+
+#[cfg(test)]
+mod tests;

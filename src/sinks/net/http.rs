@@ -12,14 +12,18 @@ use serde_json::value::RawValue;
 
 use super::deliver::{SendError, Transport};
 use super::{Encoder, NetSink};
-use crate::config::{ClientTlsConfig, HttpPreset, HttpSinkConfig};
+use crate::config::{AlertsConfig, ClientTlsConfig, HttpPreset, HttpSinkConfig};
 use crate::sinks::format::{self, Format, alert_text};
 use crate::sinks::outbox::Record;
 use crate::sinks::shape::{Alert, AlertKind, OwnedFinding};
 use crate::sinks::{Finding, SinkError};
 
 /// Starts an HTTP sink; a bad CA, certificate or header stops the start.
-pub fn start(config: &HttpSinkConfig, outbox_dir: &Path) -> Result<NetSink, SinkError> {
+pub fn start(
+    config: &HttpSinkConfig,
+    outbox_dir: &Path,
+    alerts: &AlertsConfig,
+) -> Result<NetSink, SinkError> {
     let fail = |message: String| {
         SinkError::fatal(
             leak(&config.name),
@@ -30,6 +34,7 @@ pub fn start(config: &HttpSinkConfig, outbox_dir: &Path) -> Result<NetSink, Sink
     NetSink::start(
         &config.name,
         config.stream,
+        alerts,
         outbox_dir,
         &config.delivery,
         Box::new(HttpEncoder {

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::outbox::{self, Writer};
 use super::shape::{Alert, Shaper, Stream};
 use super::{Batch, Finding, Sink, SinkError};
-use crate::config::DeliveryConfig;
+use crate::config::{AlertsConfig, DeliveryConfig};
 use crate::model::Time;
 use crate::telemetry::events::{Emit, OutboxDepth, OutboxFull};
 
@@ -26,11 +26,6 @@ pub use deliver::{SendError, Transport};
 /// How long delivery goes on at shutdown; what is left stays on disk for
 /// the next start.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-
-/// How an alert is folded on the alert stream. Placeholders until the
-/// `alerts` config lands.
-const FOLD_WINDOW: Duration = Duration::from_secs(60);
-const MAX_DRIFTS: usize = 10_000;
 
 /// Turns findings and alerts into the records a transport sends.
 pub trait Encoder: Send {
@@ -52,6 +47,7 @@ impl NetSink {
     pub fn start(
         name: &str,
         stream: Stream,
+        alerts: &AlertsConfig,
         outbox_dir: &Path,
         delivery: &DeliveryConfig,
         encoder: Box<dyn Encoder>,
@@ -81,7 +77,8 @@ impl NetSink {
         Ok(NetSink {
             name,
             encoder,
-            shaper: (stream == Stream::Alerts).then(|| Shaper::new(FOLD_WINDOW, MAX_DRIFTS)),
+            shaper: (stream == Stream::Alerts)
+                .then(|| Shaper::new(alerts.fold_window, alerts.max_drifts)),
             outbox: writer,
             limit: delivery.outbox_max_bytes,
             delivery: Some(thread),

@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 
 use super::deliver::{SendError, Transport};
 use super::{Encoder, NetSink};
-use crate::config::{ClientTlsConfig, SyslogSinkConfig, SyslogTransport};
+use crate::config::{AlertsConfig, ClientTlsConfig, SyslogSinkConfig, SyslogTransport};
 use crate::model::{FindingType, Severity};
 use crate::sinks::format::{self, Format};
 use crate::sinks::outbox::Record;
@@ -28,7 +28,11 @@ use crate::sinks::{Finding, SinkError};
 /// 7.2.2 asks for one; 32473 is the one set aside for documentation).
 pub const SD_ID: &str = "driftwatch@32473";
 
-pub fn start(config: &SyslogSinkConfig, outbox_dir: &Path) -> Result<NetSink, SinkError> {
+pub fn start(
+    config: &SyslogSinkConfig,
+    outbox_dir: &Path,
+    alerts: &AlertsConfig,
+) -> Result<NetSink, SinkError> {
     let fail = |message: String| {
         SinkError::fatal(
             Box::leak(config.name.clone().into_boxed_str()),
@@ -40,6 +44,7 @@ pub fn start(config: &SyslogSinkConfig, outbox_dir: &Path) -> Result<NetSink, Si
     NetSink::start(
         &config.name,
         config.stream,
+        alerts,
         outbox_dir,
         &config.delivery,
         Box::new(SyslogEncoder {
