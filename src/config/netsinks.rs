@@ -487,3 +487,117 @@ fn client_tls(
         identity,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn problems(yaml: &str) -> String {
+        Config::from_yaml(yaml, "c.yaml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_documented_example_compiles_with_its_defaults() {
+        let c = Config::from_yaml(
+            "\
+sinks:
+  outbox_dir: /var/lib/driftwatch/outbox
+  http:
+    - name: splunk
+      preset: splunk_hec
+      url: https://splunk:8088/services/collector/event
+      format: ocsf
+      headers: {X-Team: sec}
+      retry_initial_backoff: 250ms
+    - name: chat
+      preset: slack
+      url: https://hooks.slack.com/services/T/B/X
+  syslog:
+    - name: siem
+      address: siem.example:6514
+      ca_file: /etc/ca.crt
+",
+            "c.yaml",
+        )
+        .unwrap();
+        let net = &c.sinks.net;
+        assert_eq!(
+            net.outbox_dir.as_deref(),
+            Some(Path::new("/var/lib/driftwatch/outbox"))
+        );
+        let splunk = &net.http[0];
+        assert_eq!(splunk.preset, HttpPreset::SplunkHec);
+        assert_eq!(splunk.format, Format::Ocsf);
+        assert_eq!(splunk.stream, Stream::Findings);
+        assert_eq!(
+            splunk.delivery.retry_initial_backoff,
+            Duration::from_millis(250)
+        );
+        assert_eq!(splunk.delivery.outbox_max_bytes, DEFAULT_OUTBOX_MAX_BYTES);
+        assert_eq!(splunk.headers, [("X-Team".to_owned(), "sec".to_owned())]);
+        let chat = &net.http[1];
+        assert_eq!(
+            (chat.stream, chat.delivery.batch_max_items),
+            (Stream::Alerts, 1)
+        );
+        let siem = &net.syslog[0];
+        assert_eq!(siem.transport, SyslogTransport::Tls);
+        assert_eq!(siem.host, "siem.example");
+        assert_eq!(
+            (siem.format, siem.facility),
+            (Format::Cef, DEFAULT_FACILITY)
+        );
+        assert_eq!(siem.app_name, "driftwatch");
+    }
+
+    #[test]
+    fn every_mistake_is_named_with_its_key() {
+        let text = problems(
+            "\
+sinks:
+  http:
+    - name: Siem
+      url: splunk:8088
+      preset: splunk
+      batch_max_wait: 0ms
+    - name: dup
+      url: http://a/
+      client_cert_file: /c.crt
+  syslog:
+    - name: dup
+      address: siem.example
+      transport: udp
+      facility: local9
+      app_name: drift watch
+",
+        );
+        for needle in [
+            "c.yaml:3: sinks.http[0].name: invalid sink name \"Siem\"",
+            "c.yaml:4: sinks.http[0].url: invalid URL \"splunk:8088\"",
+            "c.yaml:5: sinks.http[0].preset: \"splunk\": expected generic, splunk_hec or slack",
+            "c.yaml:6: sinks.http[0].batch_max_wait: invalid duration \"0ms\"",
+            "c.yaml:9: sinks.http[1].client_cert_file: client_cert_file and client_key_file go together",
+            "c.yaml:11: sinks.syslog[0].name: duplicate sink name \"dup\"",
+            "c.yaml:12: sinks.syslog[0].address: invalid address \"siem.example\"",
+            "c.yaml:13: sinks.syslog[0].transport: \"udp\": expected tcp or tls",
+            "c.yaml:14: sinks.syslog[0].facility: \"local9\"",
+            "c.yaml:15: sinks.syslog[0].app_name: \"drift watch\"",
+        ] {
+            assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn tls_syslog_needs_the_ca_that_signs_the_receiver() {
+        let text = problems("sinks:\n  syslog:\n    - name: s\n      address: h:6514\n");
+        assert!(
+            text.contains("sinks.syslog[0].ca_file: transport tls needs ca_file"),
+            "{text}"
+        );
+    }
+}
