@@ -116,6 +116,9 @@ pub fn open(dir: &Path, max_bytes: u64) -> io::Result<(Writer, Reader)> {
             offset: end,
         };
     }
+    // A cursor past what reads back whole (a segment cut short by hand)
+    // resumes at the end of what does.
+    let start = start.min(head);
     let file = open_segment(dir, head.segment)?;
     // Cut off a torn tail, so that the next append continues a whole log.
     file.set_len(head.offset)?;

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use super::deliver::{SendError, Transport};
 use super::{Encoder, NetSink};
 use crate::config::{AlertsConfig, ClientTlsConfig, SyslogSinkConfig, SyslogTransport};
-use crate::model::{FindingType, Severity};
+use crate::model::Severity;
 use crate::sinks::format::{self, Format};
 use crate::sinks::outbox::Record;
 use crate::sinks::shape::Alert;
@@ -39,7 +39,7 @@ pub fn start(
             std::io::Error::other(format!("sinks.syslog {}: {message}", config.name)),
         )
     };
-    let transport = SyslogTransportImpl::new(config).map_err(fail)?;
+    let transport = Connection::new(config).map_err(fail)?;
     let hostname = config.hostname.clone().unwrap_or_else(machine_hostname);
     NetSink::start(
         &config.name,
@@ -174,25 +174,21 @@ pub fn escape(v: &str) -> String {
     out
 }
 
-/// The MSGID of a finding type (kept here so tests name it once).
-pub fn msgid(t: FindingType) -> &'static str {
-    t.as_str()
-}
+/// A TCP or TLS stream to the receiver.
+trait Wire: AsyncWrite + Unpin + Send {}
+impl<T: AsyncWrite + Unpin + Send> Wire for T {}
 
-trait Stream: AsyncWrite + Unpin + Send {}
-impl<T: AsyncWrite + Unpin + Send> Stream for T {}
-
-struct SyslogTransportImpl {
+struct Connection {
     runtime: tokio::runtime::Runtime,
     address: String,
     server_name: ServerName<'static>,
     tls: Option<tokio_rustls::TlsConnector>,
     timeout: Duration,
-    connection: Option<Box<dyn Stream>>,
+    connection: Option<Box<dyn Wire>>,
 }
 
-impl SyslogTransportImpl {
-    fn new(config: &SyslogSinkConfig) -> Result<SyslogTransportImpl, String> {
+impl Connection {
+    fn new(config: &SyslogSinkConfig) -> Result<Connection, String> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -205,7 +201,7 @@ impl SyslogTransportImpl {
         };
         let server_name = ServerName::try_from(config.host.clone())
             .map_err(|e| format!("address {:?}: {e}", config.address))?;
-        Ok(SyslogTransportImpl {
+        Ok(Connection {
             runtime,
             address: config.address.clone(),
             server_name,
@@ -215,7 +211,7 @@ impl SyslogTransportImpl {
         })
     }
 
-    async fn connect(&self) -> Result<Box<dyn Stream>, String> {
+    async fn connect(&self) -> Result<Box<dyn Wire>, String> {
         let tcp = TcpStream::connect(&self.address)
             .await
             .map_err(|e| format!("connecting to {}: {e}", self.address))?;
@@ -243,7 +239,7 @@ fn frames(records: &[Record]) -> Vec<u8> {
     out
 }
 
-impl Transport for SyslogTransportImpl {
+impl Transport for Connection {
     fn send(&mut self, records: &[Record]) -> Result<(), SendError> {
         let bytes = frames(records);
         let timeout = self.timeout;
