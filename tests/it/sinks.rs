@@ -109,6 +109,53 @@ fn the_generic_preset_posts_json_arrays_with_the_bearer_token_and_retries_500s()
     assert!(metric_now(&svc, "driftwatch_sink_retries_total", "sink=\"hook\"")? >= 2.0);
     let sent = metric_now(&svc, "driftwatch_sink_sent_records_total", "sink=\"hook\"")?;
     assert_eq!(sent, posted.len() as f64);
+
+    // A rotated token is used from the next send on, without a restart.
+    token_file(tokens.path(), "rotated")?;
+    let more = post_more(&svc, &[patch("checkout-4")], posted.len())?;
+    let last = receiver.wait_for("the finding after the rotation", |r| {
+        let ids = delivered_ids(r);
+        ids.ends_with(&more).then(|| r.last().cloned()).flatten()
+    })?;
+    assert_eq!(last.header("authorization"), "Bearer rotated");
+    Ok(())
+}
+
+/// Posts one more batch after `before` findings; returns its ids.
+fn post_more(svc: &Service, batch: &[Ev], before: usize) -> Result<Vec<String>> {
+    let refs: Vec<&Ev> = batch.iter().collect();
+    block_on(post_events(svc, &refs))?;
+    let findings = svc.wait_for_findings(before + batch.len())?;
+    ids(&findings[before..])
+}
+
+#[test]
+fn a_batch_the_receiver_refuses_is_dropped_and_counted_and_the_next_goes_through() -> Result<()> {
+    let receiver = RecordingHttp::start()?;
+    receiver.fail_next(1, 400, None);
+    let svc = Service::start(Some(&config(&format!(
+        "  http:\n    - name: strict\n      url: {}\n      batch_max_wait: 100ms\n",
+        receiver.url("/in"),
+    ))))?;
+    let refused = post(&svc, &[vec![patch("poison-1"), patch("poison-2")]])?;
+    receiver.wait_for("the refusal", |r| r.first().map(|_| ()))?;
+    let next = post_more(&svc, &[patch("fine-1")], refused.len())?;
+    let requests = receiver.wait_for("the next batch", |r| {
+        (!delivered_ids(r).is_empty()).then(|| r.to_vec())
+    })?;
+    assert_eq!(requests[0].status, 400);
+    assert_eq!(
+        delivered_ids(&requests),
+        next,
+        "the refused batch is not sent again"
+    );
+    let dropped = metric_now(
+        &svc,
+        "driftwatch_sink_refused_records_total",
+        "sink=\"strict\"",
+    )?;
+    assert_eq!(dropped, refused.len() as f64);
+    assert!(!svc.logs_with("refused a batch").is_empty());
     Ok(())
 }
 
