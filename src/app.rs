@@ -120,7 +120,7 @@ impl Server {
             max_connections: config.server.max_connections,
             max_concurrent_streams: config.server.max_concurrent_streams,
         };
-        let sinks = Sinks::from_config(&config.sinks)?;
+        let sinks = Sinks::from_config(&config.sinks, &config.history.data_dir)?;
         let config = Arc::new(config);
         let store = if config.history.enabled {
             let mut store = Store::open(&config.history.data_dir)?;

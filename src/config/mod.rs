@@ -5,6 +5,7 @@
 mod allow;
 mod check;
 mod history;
+mod netsinks;
 mod policy;
 mod raw;
 mod server;
@@ -16,6 +17,10 @@ use std::path::Path;
 
 pub use allow::{PACKS, RawPack, pack};
 pub use history::{Durability, HistoryConfig};
+pub use netsinks::{
+    ClientTlsConfig, DeliveryConfig, HttpPreset, HttpSinkConfig, NetSinksConfig, SyslogSinkConfig,
+    SyslogTransport,
+};
 pub use raw::RawConfig;
 pub use server::{AuthConfig, ServerConfig, TlsConfig};
 pub use sinks::{AlertsConfig, FileSinkConfig, KafkaSinkConfig, SinksConfig};

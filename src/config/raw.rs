@@ -190,6 +190,13 @@ pub struct RawSinks {
     pub stdout: Option<RawStdoutSink>,
     pub file: Option<RawFileSink>,
     pub kafka: Option<RawKafkaSink>,
+    // Network sinks (HTTP, syslog) and their outboxes: see netsinks.rs.
+    #[serde(default)]
+    pub outbox_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    pub http: Vec<RawHttpSink>,
+    #[serde(default)]
+    pub syslog: Vec<RawSyslogSink>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -264,4 +271,46 @@ pub struct RawHistory {
     pub durability: Option<Spanned<String>>,
     pub max_tracked_bytes: Option<Spanned<usize>>,
     pub integrity_check_interval: Option<Spanned<String>>,
+}
+
+// ---------------------------------------------------------------------------
+// Network sinks (HTTP, syslog): compiled by netsinks.rs.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpSink {
+    pub name: Spanned<String>,
+    pub preset: Option<Spanned<String>>,
+    pub url: Spanned<String>,
+    pub format: Option<Spanned<String>>,
+    pub stream: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub ca_file: Option<Spanned<String>>,
+    pub client_cert_file: Option<Spanned<String>>,
+    pub client_key_file: Option<Spanned<String>>,
+    pub timeout: Option<Spanned<String>>,
+    pub batch_max_items: Option<Spanned<usize>>,
+    pub batch_max_wait: Option<Spanned<String>>,
+    pub retry_initial_backoff: Option<Spanned<String>>,
+    pub retry_max_backoff: Option<Spanned<String>>,
+    pub outbox_max_bytes: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSyslogSink {
+    pub name: Spanned<String>,
+    pub address: Spanned<String>,
+    pub transport: Option<Spanned<String>>,
+    pub format: Option<Spanned<String>>,
+    pub stream: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub client_cert_file: Option<Spanned<String>>,
+    pub client_key_file: Option<Spanned<String>>,
+    pub app_name: Option<Spanned<String>>,
+    pub facility: Option<Spanned<String>>,
+    pub hostname: Option<Spanned<String>>,
+    pub outbox_max_bytes: Option<Spanned<u64>>,
 }

@@ -10,6 +10,8 @@ pub struct SinksConfig {
     pub stdout: bool,
     pub file: Option<FileSinkConfig>,
     pub kafka: Option<KafkaSinkConfig>,
+    /// HTTP and syslog sinks, each with an outbox.
+    pub net: super::netsinks::NetSinksConfig,
     /// `alerts:`, as [`super::Config::alerts`]: here too so that every sink
     /// built from this config can shape alerts.
     pub alerts: AlertsConfig,
@@ -21,6 +23,7 @@ impl Default for SinksConfig {
             stdout: true,
             file: None,
             kafka: None,
+            net: super::netsinks::NetSinksConfig::default(),
             alerts: AlertsConfig::default(),
         }
     }
@@ -58,6 +61,7 @@ pub(super) fn compile(raw: &RawSinks, p: &mut Problems) -> SinksConfig {
                 .unwrap_or(30_000),
         }
     });
+    s.net = super::netsinks::compile(raw, p);
     s
 }
 

@@ -6,12 +6,15 @@ pub mod file;
 pub mod finding;
 pub mod format;
 pub mod kafka;
+pub mod net;
+pub mod outbox;
 pub mod shape;
 pub mod stdout;
 #[cfg(test)]
 pub(crate) mod testing;
 
 use std::io;
+use std::path::Path;
 
 pub use finding::Finding;
 
@@ -105,7 +108,9 @@ impl Sinks {
         Sinks { sinks }
     }
 
-    pub fn from_config(config: &SinksConfig) -> Result<Self, SinkError> {
+    /// The configured sinks; network sinks keep their outboxes under
+    /// `sinks.outbox_dir`, or `<data_dir>/outbox`.
+    pub fn from_config(config: &SinksConfig, data_dir: &Path) -> Result<Self, SinkError> {
         let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
         if config.stdout {
             sinks.push(Box::new(stdout::StdoutSink::default()));
@@ -115,6 +120,21 @@ impl Sinks {
         }
         if let Some(file) = &config.file {
             sinks.push(Box::new(file::FileSink::open(file, &config.alerts)?));
+        }
+        let outbox_dir = config
+            .net
+            .outbox_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("outbox"));
+        for h in &config.net.http {
+            sinks.push(Box::new(net::http::start(h, &outbox_dir, &config.alerts)?));
+        }
+        for s in &config.net.syslog {
+            sinks.push(Box::new(net::syslog::start(
+                s,
+                &outbox_dir,
+                &config.alerts,
+            )?));
         }
         Ok(Sinks::new(sinks))
     }

@@ -796,3 +796,139 @@ impl Emit for Shutdown {
         }
     }
 }
+
+// Network sinks (HTTP, syslog) and their outboxes.
+
+static OUTBOX_DROPS: RateLimit = RateLimit::new();
+
+/// Records a network sink could not queue: its outbox is full because the
+/// receiver has been down or slow for long.
+pub struct OutboxFull {
+    pub sink: &'static str,
+    pub dropped: usize,
+    pub limit: u64,
+}
+
+impl Emit for OutboxFull {
+    fn emit(self) {
+        counter!(m::SINK_DROPPED_FINDINGS, "sink" => self.sink).increment(self.dropped as u64);
+        if let Some(suppressed) = OUTBOX_DROPS.allow() {
+            error!(
+                sink = self.sink,
+                dropped = self.dropped,
+                outbox_max_bytes = self.limit,
+                suppressed,
+                "Dropped findings: the sink's outbox is full (its receiver is down or too slow); they will never reach it."
+            );
+        }
+    }
+}
+
+/// A network sink's outbox depth, after each append and each delivery.
+pub struct OutboxDepth {
+    pub sink: &'static str,
+    pub records: u64,
+    pub bytes: u64,
+    /// `None` when the age is not known at this point (an append).
+    pub oldest_seconds: Option<f64>,
+}
+
+impl Emit for OutboxDepth {
+    fn emit(self) {
+        gauge!(m::SINK_OUTBOX_RECORDS, "sink" => self.sink).set(self.records as f64);
+        gauge!(m::SINK_OUTBOX_BYTES, "sink" => self.sink).set(self.bytes as f64);
+        if let Some(age) = self.oldest_seconds {
+            gauge!(m::SINK_OUTBOX_OLDEST_SECONDS, "sink" => self.sink).set(age);
+        }
+    }
+}
+
+pub struct SinkDelivered {
+    pub sink: &'static str,
+    pub records: usize,
+}
+
+impl Emit for SinkDelivered {
+    fn emit(self) {
+        counter!(m::SINK_SENT_RECORDS, "sink" => self.sink).increment(self.records as u64);
+        debug!(
+            sink = self.sink,
+            records = self.records,
+            "Delivered records."
+        );
+    }
+}
+
+static SEND_RETRIES: RateLimit = RateLimit::new();
+
+/// A send that failed and will be retried.
+pub struct SinkSendRetried<'a> {
+    pub sink: &'static str,
+    pub error: &'a str,
+    pub retry_in: std::time::Duration,
+}
+
+impl Emit for SinkSendRetried<'_> {
+    fn emit(self) {
+        counter!(m::SINK_RETRIES, "sink" => self.sink).increment(1);
+        if let Some(suppressed) = SEND_RETRIES.allow() {
+            warn!(
+                sink = self.sink,
+                error = self.error,
+                retry_in = ?self.retry_in,
+                suppressed,
+                "Could not deliver to the sink's receiver; will retry, findings wait in the outbox."
+            );
+        }
+    }
+}
+
+static SEND_REFUSALS: RateLimit = RateLimit::new();
+
+/// The receiver refused a batch for good (a 4xx other than 408/429): it
+/// is dropped, so that one bad record does not stop the sink forever.
+pub struct SinkBatchRefused<'a> {
+    pub sink: &'static str,
+    pub error: &'a str,
+    pub records: usize,
+}
+
+impl Emit for SinkBatchRefused<'_> {
+    fn emit(self) {
+        counter!(m::SINK_REFUSED_RECORDS, "sink" => self.sink).increment(self.records as u64);
+        if let Some(suppressed) = SEND_REFUSALS.allow() {
+            error!(
+                sink = self.sink,
+                error = self.error,
+                records = self.records,
+                suppressed,
+                "The sink's receiver refused a batch; it is dropped and will not be sent again. Fix the sink's config or the receiver."
+            );
+        }
+    }
+}
+
+static OUTBOX_DAMAGE: RateLimit = RateLimit::new();
+
+/// A frame in an outbox segment that does not read back whole (disk
+/// damage, not a torn tail): the rest of that segment is skipped.
+pub struct OutboxDamaged<'a> {
+    pub dir: &'a std::path::Path,
+    pub segment: u64,
+    pub offset: u64,
+}
+
+impl Emit for OutboxDamaged<'_> {
+    fn emit(self) {
+        counter!(m::SINK_OUTBOX_DAMAGED).increment(1);
+        if let Some(suppressed) = OUTBOX_DAMAGE.allow() {
+            error!(
+                dir = %self.dir.display(),
+                segment = self.segment,
+                offset = self.offset,
+                suppressed,
+                "Skipped the rest of a damaged outbox segment; its records are lost."
+            );
+        }
+    }
+}

@@ -35,6 +35,17 @@ pub const CONNECTION_LIMIT_WAITS: &str = "driftwatch_connection_limit_waits_tota
 pub const INFLIGHT_BODY_BYTES: &str = "driftwatch_inflight_body_bytes";
 pub const BODIES_REFUSED: &str = "driftwatch_bodies_refused_total";
 
+// Network sinks (HTTP, syslog) and their outboxes; `sink` is the configured
+// name, a set the config closes.
+pub const SINK_DROPPED_FINDINGS: &str = "driftwatch_sink_dropped_findings_total";
+pub const SINK_OUTBOX_BYTES: &str = "driftwatch_sink_outbox_bytes";
+pub const SINK_OUTBOX_RECORDS: &str = "driftwatch_sink_outbox_records";
+pub const SINK_OUTBOX_OLDEST_SECONDS: &str = "driftwatch_sink_outbox_oldest_seconds";
+pub const SINK_SENT_RECORDS: &str = "driftwatch_sink_sent_records_total";
+pub const SINK_RETRIES: &str = "driftwatch_sink_retries_total";
+pub const SINK_REFUSED_RECORDS: &str = "driftwatch_sink_refused_records_total";
+pub const SINK_OUTBOX_DAMAGED: &str = "driftwatch_sink_outbox_damaged_total";
+
 /// Registers descriptions so that `/metrics` explains itself.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
@@ -194,5 +205,50 @@ pub fn describe() {
         BODIES_REFUSED,
         Unit::Count,
         "Request bodies refused while being read, by reason (deadline, too_large, budget)."
+    );
+    describe_net_sinks();
+}
+
+fn describe_net_sinks() {
+    use metrics::{Unit, describe_counter, describe_gauge};
+    describe_counter!(
+        SINK_DROPPED_FINDINGS,
+        Unit::Count,
+        "Findings or alerts a network sink dropped because its outbox was at outbox_max_bytes, by sink."
+    );
+    describe_gauge!(
+        SINK_OUTBOX_BYTES,
+        Unit::Bytes,
+        "Bytes in a network sink's outbox not yet delivered, by sink."
+    );
+    describe_gauge!(
+        SINK_OUTBOX_RECORDS,
+        Unit::Count,
+        "Records in a network sink's outbox not yet delivered, by sink."
+    );
+    describe_gauge!(
+        SINK_OUTBOX_OLDEST_SECONDS,
+        Unit::Seconds,
+        "Age of the oldest undelivered record in a network sink's outbox (0 when empty), by sink."
+    );
+    describe_counter!(
+        SINK_SENT_RECORDS,
+        Unit::Count,
+        "Records a network sink's receiver acknowledged, by sink."
+    );
+    describe_counter!(
+        SINK_RETRIES,
+        Unit::Count,
+        "Failed sends a network sink will retry (receiver down, 5xx, 408, 429, timeout), by sink."
+    );
+    describe_counter!(
+        SINK_REFUSED_RECORDS,
+        Unit::Count,
+        "Records dropped because the receiver refused their batch (a 4xx other than 408 and 429), by sink."
+    );
+    describe_counter!(
+        SINK_OUTBOX_DAMAGED,
+        Unit::Count,
+        "Damaged outbox frames skipped with the rest of their segment."
     );
 }

@@ -1507,3 +1507,70 @@ impl Drop for LoopFs {
         // `dir`, the image in it, goes after this.
     }
 }
+
+// ---------------------------------------------------------------------------
+// Test certificates.
+
+/// A CA (`ca.crt`), a server certificate for 127.0.0.1 and localhost
+/// (`tls.crt`, `tls.key`), client certificates by common name
+/// (`kube-apiserver-prod-eu-1.crt`...), and one from another CA (`rogue`).
+pub struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn new() -> Result<Pki> {
+        let dir = tempfile::tempdir()?;
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "driftwatch test CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate()?)?;
+        std::fs::write(dir.path().join("ca.crt"), ca.pem())?;
+
+        let mut server =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
+        server.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = rcgen::KeyPair::generate()?;
+        let cert = server.signed_by(&key, &ca)?;
+        std::fs::write(dir.path().join("tls.crt"), cert.pem())?;
+        std::fs::write(dir.path().join("tls.key"), key.serialize_pem())?;
+
+        // The third is in no `client_clusters` entry.
+        for cn in [
+            "kube-apiserver-prod-eu-1",
+            "kube-apiserver-prod-us-2",
+            "kube-apiserver-unmapped",
+        ] {
+            let mut client = rcgen::CertificateParams::new(Vec::<String>::new())?;
+            client
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, cn);
+            client.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+            let key = rcgen::KeyPair::generate()?;
+            let cert = client.signed_by(&key, &ca)?;
+            std::fs::write(dir.path().join(format!("{cn}.crt")), cert.pem())?;
+            std::fs::write(dir.path().join(format!("{cn}.key")), key.serialize_pem())?;
+        }
+        // A client certificate from a CA the server does not trust.
+        let mut rogue_ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        rogue_ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let rogue_ca =
+            rcgen::CertifiedIssuer::self_signed(rogue_ca_params, rcgen::KeyPair::generate()?)?;
+        let mut rogue = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        rogue
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "kube-apiserver-prod-eu-1");
+        rogue.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = rcgen::KeyPair::generate()?;
+        let cert = rogue.signed_by(&key, &rogue_ca)?;
+        std::fs::write(dir.path().join("rogue.crt"), cert.pem())?;
+        std::fs::write(dir.path().join("rogue.key"), key.serialize_pem())?;
+        Ok(Pki { dir })
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}

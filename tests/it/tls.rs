@@ -3,76 +3,14 @@
 //! running service, with certificates made here.
 
 use std::cell::RefCell;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Result;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair,
-};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use serde_json::json;
 
-use crate::common::{Ev, Service, wait_until};
-
-/// A CA, a server certificate for 127.0.0.1, and client certificates.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Result<Pki> {
-        let dir = tempfile::tempdir()?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "driftwatch test CA");
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
-        std::fs::write(dir.path().join("ca.crt"), ca.pem())?;
-
-        let mut server =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
-        server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let key = KeyPair::generate()?;
-        let cert = server.signed_by(&key, &ca)?;
-        std::fs::write(dir.path().join("tls.crt"), cert.pem())?;
-        std::fs::write(dir.path().join("tls.key"), key.serialize_pem())?;
-
-        // The third is in no `client_clusters` entry.
-        for cn in [
-            "kube-apiserver-prod-eu-1",
-            "kube-apiserver-prod-us-2",
-            "kube-apiserver-unmapped",
-        ] {
-            let mut client = CertificateParams::new(Vec::<String>::new())?;
-            client.distinguished_name.push(DnType::CommonName, cn);
-            client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-            let key = KeyPair::generate()?;
-            let cert = client.signed_by(&key, &ca)?;
-            std::fs::write(dir.path().join(format!("{cn}.crt")), cert.pem())?;
-            std::fs::write(dir.path().join(format!("{cn}.key")), key.serialize_pem())?;
-        }
-        // A client certificate from a CA the server does not trust.
-        let mut rogue_ca_params = CertificateParams::new(Vec::<String>::new())?;
-        rogue_ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let rogue_ca = CertifiedIssuer::self_signed(rogue_ca_params, KeyPair::generate()?)?;
-        let mut rogue = CertificateParams::new(Vec::<String>::new())?;
-        rogue
-            .distinguished_name
-            .push(DnType::CommonName, "kube-apiserver-prod-eu-1");
-        rogue.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let key = KeyPair::generate()?;
-        let cert = rogue.signed_by(&key, &rogue_ca)?;
-        std::fs::write(dir.path().join("rogue.crt"), cert.pem())?;
-        std::fs::write(dir.path().join("rogue.key"), key.serialize_pem())?;
-        Ok(Pki { dir })
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
+use crate::common::{Ev, Pki, Service, wait_until};
 
 /// A client that trusts only `ca`, with an optional client certificate.
 fn client(ca: &Path, identity: Option<(&Path, &Path)>, http1: bool) -> Result<reqwest::Client> {
