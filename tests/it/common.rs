@@ -1574,3 +1574,394 @@ impl Pki {
         self.dir.path().join(name)
     }
 }
+
+// ---------------------------------------------------------------------------
+// An Argo CD-managed Deployment through its life: the controller creates
+// it, people `kubectl edit` it, the controller's next sync puts Git's spec
+// back. Each write is one event with the patch and the object after it, at
+// `RequestResponse`, as the audit policy in deploy/ logs writes.
+
+/// A Deployment of the Argo CD application `shop`, and what Git says it is.
+#[derive(Clone, Debug)]
+pub struct ArgoDeployment {
+    pub ns: String,
+    pub name: String,
+    replicas: u64,
+    image: String,
+    env: Vec<(String, String)>,
+    privileged: bool,
+    resource_version: u64,
+    generation: u64,
+    /// Field managers, in the order they first wrote.
+    managers: Vec<&'static str>,
+    /// When the next event happens; each write moves it on a second.
+    clock: Timestamp,
+}
+
+/// Git's spec of every [`ArgoDeployment`].
+const GIT_REPLICAS: u64 = 3;
+
+impl ArgoDeployment {
+    /// Not created yet; its first event happens at `start`.
+    pub fn new(ns: &str, name: &str, start: Timestamp) -> ArgoDeployment {
+        ArgoDeployment {
+            ns: ns.to_owned(),
+            name: name.to_owned(),
+            replicas: GIT_REPLICAS,
+            image: Self::git_image(name),
+            env: Vec::new(),
+            privileged: false,
+            resource_version: 48_213,
+            generation: 1,
+            managers: vec!["argocd-controller"],
+            clock: start,
+        }
+    }
+
+    fn git_image(name: &str) -> String {
+        format!("registry.example.com/shop/{name}:1.8.3")
+    }
+
+    fn uri(&self, query: &str) -> String {
+        format!(
+            "/apis/apps/v1/namespaces/{}/deployments/{}?{query}",
+            self.ns, self.name
+        )
+    }
+
+    fn tick(&mut self) -> Timestamp {
+        let t = self.clock;
+        self.clock = t + SignedDuration::from_secs(1);
+        self.resource_version += 17;
+        self.generation += 1;
+        t
+    }
+
+    /// The object as the API server returns it after a write.
+    pub fn object(&self) -> Value {
+        let managed: Vec<Value> = self
+            .managers
+            .iter()
+            .map(|m| {
+                json!({
+                    "manager": m,
+                    "operation": "Update",
+                    "apiVersion": "apps/v1",
+                    "time": "2026-11-20T09:10:00Z",
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {"f:spec": {"f:containers": {}}}}}
+                })
+            })
+            .collect();
+        let mut container = json!({
+            "name": "app",
+            "image": self.image,
+            "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+            "resources": {"limits": {"cpu": "500m", "memory": "256Mi"}}
+        });
+        if !self.env.is_empty() {
+            container["env"] = self
+                .env
+                .iter()
+                .map(|(k, v)| json!({"name": k, "value": v}))
+                .collect();
+        }
+        if self.privileged {
+            container["securityContext"] = json!({"privileged": true});
+        }
+        json!({
+            "kind": "Deployment",
+            "apiVersion": "apps/v1",
+            "metadata": {
+                "name": self.name,
+                "namespace": self.ns,
+                "uid": "3f9a1c5e-7b2d-4e8f-a6c1-9d0b2e4f6a81",
+                "resourceVersion": self.resource_version.to_string(),
+                "generation": self.generation,
+                "creationTimestamp": "2026-11-20T09:10:00Z",
+                "labels": {"app.kubernetes.io/name": self.name, "app.kubernetes.io/part-of": "shop"},
+                "annotations": {
+                    "argocd.argoproj.io/tracking-id":
+                        format!("shop:apps/Deployment:{}/{}", self.ns, self.name)
+                },
+                "managedFields": managed
+            },
+            "spec": {
+                "replicas": self.replicas,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": self.name}},
+                "template": {
+                    "metadata": {"labels": {"app.kubernetes.io/name": self.name}},
+                    "spec": {"containers": [container]}
+                },
+                "revisionHistoryLimit": 10
+            }
+        })
+    }
+
+    /// Argo CD creates it from Git.
+    pub fn create(&mut self) -> Ev {
+        let at = self.tick();
+        let mut manifest = self.object();
+        if let Some(meta) = manifest["metadata"].as_object_mut() {
+            for k in [
+                "uid",
+                "resourceVersion",
+                "generation",
+                "creationTimestamp",
+                "managedFields",
+            ] {
+                meta.remove(k);
+            }
+        }
+        Ev::at(
+            "create",
+            &format!(
+                "/apis/apps/v1/namespaces/{}/deployments?fieldManager=argocd-controller",
+                self.ns
+            ),
+            at,
+        )
+        .by_argocd()
+        .named(&self.name)
+        .bodies(manifest, self.object())
+    }
+
+    /// alice's `kubectl edit`: a strategic merge patch of what she changed.
+    fn edit(&mut self, patch: Value) -> Ev {
+        let at = self.tick();
+        if !self.managers.contains(&"kubectl-edit") {
+            self.managers.push("kubectl-edit");
+        }
+        Ev::at(
+            "patch",
+            &self.uri("fieldManager=kubectl-edit&fieldValidation=Strict"),
+            at,
+        )
+        .bodies(patch, self.object())
+    }
+
+    /// `kubectl edit` of `spec.replicas`.
+    pub fn edit_replicas(&mut self, replicas: u64) -> Ev {
+        self.replicas = replicas;
+        self.edit(json!({"spec": {"replicas": replicas}}))
+    }
+
+    /// `kubectl edit` of one environment variable of the `app` container.
+    pub fn edit_env(&mut self, name: &str, value: &str) -> Ev {
+        match self.env.iter_mut().find(|(k, _)| k == name) {
+            Some(e) => e.1 = value.to_owned(),
+            None => self.env.push((name.to_owned(), value.to_owned())),
+        }
+        self.edit(json!({"spec": {"template": {"spec": {
+            "$setElementOrder/containers": [{"name": "app"}],
+            "containers": [{"name": "app", "env": [{"name": name, "value": value}]}]
+        }}}}))
+    }
+
+    /// `kubectl edit` of the `app` container's image.
+    pub fn edit_image(&mut self, tag: &str) -> Ev {
+        self.image = format!("registry.example.com/shop/{}:{tag}", self.name);
+        let image = self.image.clone();
+        self.edit(json!({"spec": {"template": {"spec": {
+            "$setElementOrder/containers": [{"name": "app"}],
+            "containers": [{"name": "app", "image": image}]
+        }}}}))
+    }
+
+    /// `kubectl edit` that makes the `app` container privileged.
+    pub fn edit_privileged(&mut self) -> Ev {
+        self.privileged = true;
+        self.edit(json!({"spec": {"template": {"spec": {
+            "$setElementOrder/containers": [{"name": "app"}],
+            "containers": [{"name": "app", "securityContext": {"privileged": true}}]
+        }}}}))
+    }
+
+    /// Argo CD's next sync: Git's spec applied again, every drifted field
+    /// back in the object after it.
+    pub fn sync(&mut self) -> Ev {
+        let at = self.tick();
+        self.replicas = GIT_REPLICAS;
+        self.image = Self::git_image(&self.name);
+        self.env.clear();
+        self.privileged = false;
+        let spec = self.object()["spec"].clone();
+        Ev::at("patch", &self.uri("fieldManager=argocd-controller"), at)
+            .by_argocd()
+            .bodies(json!({ "spec": spec }), self.object())
+    }
+}
+
+/// A start for a test's events: an hour ago, on a whole second, so that
+/// retention (which runs at start-up) keeps them and times read well.
+pub fn an_hour_ago() -> Timestamp {
+    Timestamp::from_second(Timestamp::now().as_second() - 3600).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+// ---------------------------------------------------------------------------
+// Files a sink writes.
+
+/// The JSON lines of `path` so far (none while it does not exist).
+pub fn json_lines_of(path: &std::path::Path) -> Result<Vec<Value>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| path.display().to_string()),
+    };
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).with_context(|| format!("not a JSON line: {l}")))
+        .collect()
+}
+
+/// Waits (30 s at most) until `path` holds at least `n` JSON lines.
+pub fn wait_for_lines(path: &std::path::Path, n: usize) -> Result<Vec<Value>> {
+    wait_until(
+        Duration::from_secs(30),
+        || {
+            format!(
+                "{n} line(s) in {}: {:#?}",
+                path.display(),
+                json_lines_of(path)
+            )
+        },
+        || json_lines_of(path).ok().filter(|l| l.len() >= n),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// OCSF: a received document against the schema subset the unit tests use
+// (tests/fixtures/ocsf/schema-1.3.0-subset.json). The same checks as
+// `ocsf_problems` in src/sinks/format/tests.rs, which is private to the
+// crate.
+
+pub fn ocsf_schema() -> Result<Value> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/ocsf/schema-1.3.0-subset.json");
+    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// What in `v` breaks the subset: Detection Finding's required attributes
+/// and enums, its evidence (with the event's base attributes) as an API
+/// Activity, and every object in them; empty when it conforms. `has_call`
+/// is false for a closed drift's alert, whose evidence names no endpoint.
+pub fn ocsf_problems(schema: &Value, v: &Value, has_call: bool) -> Vec<String> {
+    let mut problems = Vec::new();
+    let df = &schema["classes"]["detection_finding"];
+    ocsf_attributes(schema, df, v, "finding", &mut problems);
+    ocsf_check(
+        schema,
+        "evidences[]",
+        &v["evidences"],
+        "finding.evidences",
+        &mut problems,
+    );
+    ocsf_check(
+        schema,
+        "resource_details[]",
+        &v["resources"],
+        "finding.resources",
+        &mut problems,
+    );
+    for key in ["activity_id", "severity_id", "status_id"] {
+        let allowed = df["enums"][key].as_array().cloned().unwrap_or_default();
+        if !allowed.contains(&v[key]) {
+            problems.push(format!(
+                "finding.{key}: {} is not in the enum {allowed:?}",
+                v[key]
+            ));
+        }
+    }
+    for key in ["class_uid", "category_uid"] {
+        let want = if key == "class_uid" {
+            &df["uid"]
+        } else {
+            &df[key]
+        };
+        if &v[key] != want {
+            problems.push(format!("finding.{key}: {} is not {want}", v[key]));
+        }
+    }
+    let type_uid = v["activity_id"].as_i64().map(|a| 2004 * 100 + a);
+    if v["type_uid"].as_i64() != type_uid {
+        problems.push(format!(
+            "finding.type_uid: {} for activity {}",
+            v["type_uid"], v["activity_id"]
+        ));
+    }
+    let api = &schema["classes"]["api_activity"];
+    let mut activity = v["evidences"][0].clone();
+    for base in api["base_event"].as_array().into_iter().flatten() {
+        if let Some(base) = base.as_str() {
+            activity[base] = v[base].clone();
+        }
+    }
+    let mut required = api.clone();
+    if !has_call && let Some(r) = required["required"].as_object_mut() {
+        r.remove("src_endpoint");
+    }
+    ocsf_attributes(schema, &required, &activity, "api_activity", &mut problems);
+    problems
+}
+
+fn ocsf_check(schema: &Value, ty: &str, v: &Value, at: &str, problems: &mut Vec<String>) {
+    if let Some(inner) = ty.strip_suffix("[]") {
+        match v.as_array() {
+            Some(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    ocsf_check(schema, inner, item, &format!("{at}[{i}]"), problems);
+                }
+            }
+            None => problems.push(format!("{at}: not an array")),
+        }
+        return;
+    }
+    let ok = match ty {
+        "integer_t" | "long_t" | "timestamp_t" => v.is_i64() || v.is_u64(),
+        "string_t" => v.is_string(),
+        _ => v.is_object(),
+    };
+    if !ok {
+        problems.push(format!("{at}: not a {ty}: {v}"));
+        return;
+    }
+    if let Some(object) = schema["objects"].get(ty) {
+        ocsf_attributes(schema, object, v, at, problems);
+    }
+}
+
+fn ocsf_attributes(schema: &Value, def: &Value, v: &Value, at: &str, problems: &mut Vec<String>) {
+    for (name, ty) in def["required"].as_object().into_iter().flatten() {
+        match v.get(name) {
+            Some(value) if !value.is_null() => ocsf_check(
+                schema,
+                ty.as_str().unwrap_or(""),
+                value,
+                &format!("{at}.{name}"),
+                problems,
+            ),
+            _ => problems.push(format!("{at}.{name}: required, missing")),
+        }
+    }
+    for (name, ty) in def["optional_types"].as_object().into_iter().flatten() {
+        if let Some(value) = v.get(name).filter(|x| !x.is_null()) {
+            ocsf_check(
+                schema,
+                ty.as_str().unwrap_or(""),
+                value,
+                &format!("{at}.{name}"),
+                problems,
+            );
+        }
+    }
+    if let Some(any) = def["at_least_one"].as_array()
+        && !any.iter().any(|n| {
+            n.as_str()
+                .and_then(|n| v.get(n))
+                .is_some_and(|x| !x.is_null())
+        })
+    {
+        problems.push(format!("{at}: none of {any:?}"));
+    }
+}

@@ -416,3 +416,84 @@ fn parse_sd(s: &str) -> Result<(String, BTreeMap<String, String>, String)> {
         rest = &value[end + 1..];
     }
 }
+
+/// A syslog receiver over TCP that can stop listening, closing every
+/// connection it holds (as a receiver restarting does), and listen again
+/// on the same port; it keeps the messages of all its lives.
+pub struct RestartableSyslog {
+    pub addr: SocketAddr,
+    frames: Arc<Mutex<Vec<String>>>,
+    runtime: tokio::runtime::Runtime,
+    serving: Option<JoinSet<()>>,
+}
+
+impl RestartableSyslog {
+    pub fn start() -> Result<RestartableSyslog> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0"))?;
+        let mut receiver = RestartableSyslog {
+            addr: listener.local_addr()?,
+            frames: Arc::default(),
+            runtime,
+            serving: None,
+        };
+        receiver.serve(listener);
+        Ok(receiver)
+    }
+
+    /// Stops listening and closes its connections.
+    pub fn down(&mut self) {
+        if let Some(mut tasks) = self.serving.take() {
+            self.runtime.block_on(async {
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+            });
+        }
+    }
+
+    /// Listens again on the same port.
+    pub fn up(&mut self) -> Result<()> {
+        let listener = self.runtime.block_on(TcpListener::bind(self.addr))?;
+        self.serve(listener);
+        Ok(())
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let kept = Arc::clone(&self.frames);
+        let mut tasks = JoinSet::new();
+        let _guard = self.runtime.enter();
+        tasks.spawn(async move {
+            // Dropped with this task: `down` closes the connections too.
+            let mut open = JoinSet::new();
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                open.spawn(read_frames(tcp, Arc::clone(&kept)));
+            }
+        });
+        self.serving = Some(tasks);
+    }
+
+    /// Every message so far, parsed.
+    pub fn messages(&self) -> Result<Vec<Syslog>> {
+        let frames = self.frames.lock().unwrap().clone();
+        frames.iter().map(|f| parse_5424(f)).collect()
+    }
+
+    /// Waits until `ready` holds for the messages so far.
+    pub fn wait_for<T>(
+        &self,
+        what: &str,
+        mut ready: impl FnMut(&[Syslog]) -> Option<T>,
+    ) -> Result<T> {
+        wait_until(
+            Duration::from_secs(60),
+            || format!("{what}; got {:#?}", self.frames.lock().unwrap()),
+            || ready(&self.messages().ok()?),
+        )
+    }
+}
