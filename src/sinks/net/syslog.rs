@@ -12,7 +12,7 @@ use std::time::Duration;
 use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::deliver::{SendError, Transport};
@@ -174,9 +174,32 @@ pub fn escape(v: &str) -> String {
     out
 }
 
-/// A TCP or TLS stream to the receiver.
-trait Wire: AsyncWrite + Unpin + Send {}
-impl<T: AsyncWrite + Unpin + Send> Wire for T {}
+/// A TCP or TLS stream to the receiver; read only to see it closed.
+trait Wire: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Wire for T {}
+
+/// How long a send looks for the receiver having closed the connection: it
+/// lets the runtime take in a FIN or RST that came since the last send.
+const CLOSED_CHECK: Duration = Duration::from_millis(1);
+
+/// Whether the receiver closed (or reset) the connection since the last
+/// send. A syslog receiver never writes, so end-of-stream or an error on a
+/// read means it is gone (a restart, an idle timeout); writing to it
+/// anyway would succeed in the kernel and be lost with the RST that
+/// answers it. Over TLS the read goes through rustls, which takes the
+/// session tickets a server sends and sees `close_notify`.
+async fn closed_by_peer(stream: &mut Box<dyn Wire>) -> bool {
+    let mut buf = [0u8; 1024];
+    // Bytes a receiver sends are not syslog: read past a few reads' worth.
+    for _ in 0..16 {
+        match tokio::time::timeout(CLOSED_CHECK, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
+    false
+}
 
 struct Connection {
     runtime: tokio::runtime::Runtime,
@@ -246,6 +269,11 @@ impl Transport for Connection {
         let mut connection = self.connection.take();
         let result = self.runtime.block_on(async {
             let sent = tokio::time::timeout(timeout, async {
+                if let Some(open) = &mut connection
+                    && closed_by_peer(open).await
+                {
+                    connection = None;
+                }
                 let stream = match &mut connection {
                     Some(s) => s,
                     None => connection.insert(self.connect().await?),
