@@ -9,6 +9,7 @@ mod cluster;
 mod common;
 mod corpus;
 mod crash;
+mod deploy;
 mod envelopes;
 mod history;
 mod kafka;
