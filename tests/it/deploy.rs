@@ -10,11 +10,12 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 
-use crate::common::{Cluster, Run, bin, repo_script, run, yaml_documents};
+use crate::common::{Cluster, Run, bin, repo_script, run, wait_until, yaml_documents};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -56,7 +57,10 @@ fn helm(cmd: &str, values: Option<&str>) -> Result<Run> {
 
 /// `helm template` of one value set, as text.
 fn template(values: Option<&str>) -> Result<String> {
-    ok(helm("template", values)?, &format!("helm template {values:?}"))
+    ok(
+        helm("template", values)?,
+        &format!("helm template {values:?}"),
+    )
 }
 
 fn kind(doc: &Value) -> &str {
@@ -106,7 +110,12 @@ fn policy_check(config: &str, what: &str) -> Result<()> {
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, config)?;
     let run = run(
-        &["policy", "check", "--config", path.to_str().context("path")?],
+        &[
+            "policy",
+            "check",
+            "--config",
+            path.to_str().context("path")?,
+        ],
         None,
     )?;
     ensure!(
@@ -270,8 +279,55 @@ fn every_manifest_and_chart_value_set_is_accepted_by_the_api_server() -> Result<
             "crd/servicemonitors.monitoring.coreos.com",
         ],
     )?;
+    // kubectl validates against the server's OpenAPI document, which
+    // publishes a new CRD's schema a few seconds after it is established;
+    // until then a CR would pass unvalidated. Wait until both are explained.
+    for field in [
+        "certificates.spec.secretName",
+        "servicemonitors.spec.endpoints",
+    ] {
+        wait_until(
+            Duration::from_secs(60),
+            || format!("the OpenAPI schema of {field}"),
+            || {
+                std::thread::sleep(Duration::from_millis(250));
+                let run = cluster
+                    .kubectl_with("admin", &["explain", field], None, &[])
+                    .ok()?;
+                (run.code == 0).then_some(())
+            },
+        )?;
+    }
     cluster.kubectl("admin", &["create", "namespace", "driftwatch"])?;
     cluster.kubectl("admin", &["create", "namespace", CHART_NAMESPACE])?;
+
+    // The check can fail: a misspelled field in a CR (validated against the
+    // CRD's schema) and in a built-in kind are refused, not dropped.
+    for (bad, field) in [
+        (
+            "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata: {name: x, namespace: dw-chart}\n\
+             spec: {secretName: s, issuerRef: {name: i}, dnsNamez: [a]}\n",
+            "dnsNamez",
+        ),
+        (
+            "apiVersion: v1\nkind: Service\nmetadata: {name: x, namespace: dw-chart}\n\
+             spec: {ports: [{port: 443, targetPorts: https}]}\n",
+            "targetPorts",
+        ),
+    ] {
+        let run = cluster.kubectl_with(
+            "admin",
+            &["apply", "--dry-run=server", "-f", "-"],
+            Some(bad.as_bytes()),
+            &[],
+        )?;
+        assert_ne!(run.code, 0, "{bad}");
+        assert!(
+            run.stderr.contains(&format!("unknown field \"{field}\"")),
+            "{}",
+            run.stderr
+        );
+    }
 
     let plain = plain_manifests()?;
     let accepted = dry_run(&cluster, &plain, "deploy/kubernetes")?;
@@ -352,7 +408,11 @@ fn assert_locked_down(deployment: &Value, what: &str) {
     let sc = &c["securityContext"];
     assert_eq!(sc["allowPrivilegeEscalation"], false, "{what}");
     assert_eq!(sc["readOnlyRootFilesystem"], true, "{what}");
-    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]), "{what}");
+    assert_eq!(
+        sc["capabilities"]["drop"],
+        serde_json::json!(["ALL"]),
+        "{what}"
+    );
     for kind in ["requests", "limits"] {
         for res in ["cpu", "memory"] {
             assert!(
@@ -400,7 +460,10 @@ fn shipped_deployments_are_locked_down_with_probes_and_history_volume() -> Resul
         volume(d, "history")["persistentVolumeClaim"]["claimName"],
         "driftwatch-history"
     );
-    assert!(one(&plain, "Namespace")?["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted");
+    assert!(
+        one(&plain, "Namespace")?["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+            == "restricted"
+    );
 
     for values in VALUE_SETS {
         let docs = yaml_documents(&template(values)?)?;
@@ -413,8 +476,7 @@ fn shipped_deployments_are_locked_down_with_probes_and_history_volume() -> Resul
                 assert!(history["emptyDir"].is_object(), "{what}: {history}")
             }
             _ => assert_eq!(
-                history["persistentVolumeClaim"]["claimName"],
-                "dw-driftwatch-history",
+                history["persistentVolumeClaim"]["claimName"], "dw-driftwatch-history",
                 "{what}"
             ),
         }
@@ -483,7 +545,10 @@ fn shipped_configs_pass_policy_check() -> Result<()> {
             assert_eq!(parsed["sinks"]["outbox_dir"], "/var/lib/driftwatch/outbox");
             assert_eq!(parsed["sinks"]["kafka"]["topic"], "driftwatch-findings");
             assert_eq!(parsed["alerts"]["fold_window"], "5m");
-            assert_eq!(parsed["sources"]["kafka"]["dead_letter_topic"], "k8s-audit-dlq");
+            assert_eq!(
+                parsed["sources"]["kafka"]["dead_letter_topic"],
+                "k8s-audit-dlq"
+            );
             assert_eq!(parsed["sources"]["kafka"]["cluster_from"], "header");
             assert_eq!(
                 parsed["sources"]["kafka"]["properties"]["security.protocol"],
@@ -511,7 +576,13 @@ fn chart_schema_refuses_misspelled_values() -> Result<()> {
         std::fs::write(&path, text)?;
         let run = repo_script(
             "helm-dev",
-            &["template", RELEASE, CHART, "-f", path.to_str().context("path")?],
+            &[
+                "template",
+                RELEASE,
+                CHART,
+                "-f",
+                path.to_str().context("path")?,
+            ],
         )?;
         assert_eq!(run.code, 1, "{text}: {}", run.stdout);
         assert!(
@@ -537,7 +608,10 @@ fn rules(docs: &[Value]) -> Result<Value> {
 fn rbac_is_read_only_never_secrets_and_the_same_in_chart_and_manifests() -> Result<()> {
     let plain = rules(&yaml_documents(&plain_manifests()?)?)?;
     let chart = rules(&yaml_documents(&template(None)?)?)?;
-    assert_eq!(plain, chart, "deploy/kubernetes and the chart grant the same");
+    assert_eq!(
+        plain, chart,
+        "deploy/kubernetes and the chart grant the same"
+    );
     let rules = plain.as_array().context("rules")?;
     assert!(rules.len() >= 10, "{plain}");
     for rule in rules {
@@ -547,10 +621,7 @@ fn rbac_is_read_only_never_secrets_and_the_same_in_chart_and_manifests() -> Resu
             .iter()
             .filter_map(Value::as_str)
             .collect();
-        assert!(
-            verbs.is_subset(&["get", "list", "watch"].into()),
-            "{rule}"
-        );
+        assert!(verbs.is_subset(&["get", "list", "watch"].into()), "{rule}");
         for r in rule["resources"].as_array().context("resources")? {
             let r = r.as_str().context("resource")?;
             assert!(r != "secrets" && r != "*" && !r.contains('/'), "{rule}");
@@ -576,8 +647,14 @@ fn notes_print_the_apiserver_flags_and_webhook_kubeconfig() -> Result<()> {
     }
     // Defaults: no authentication and no API server range, and it says so.
     let notes = ok(helm("notes", None)?, "helm notes")?;
-    assert!(notes.contains("WARNING: neither clientCa nor tokens"), "{notes}");
-    assert!(notes.contains("networkPolicy.apiServerCidrs is empty"), "{notes}");
+    assert!(
+        notes.contains("WARNING: neither clientCa nor tokens"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("networkPolicy.apiServerCidrs is empty"),
+        "{notes}"
+    );
     Ok(())
 }
 
@@ -658,7 +735,12 @@ fn packed_image_holds_the_binary_and_its_libraries_and_runs_as_nonroot() -> Resu
         "missing: {:?}",
         expected.difference(&listed).collect::<Vec<_>>()
     );
-    assert!(!listed.iter().any(|f| f.starts_with("/bin/") || f.starts_with("/usr/bin/")), "{listed:?}");
+    assert!(
+        !listed
+            .iter()
+            .any(|f| f.starts_with("/bin/") || f.starts_with("/usr/bin/")),
+        "{listed:?}"
+    );
     let passwd = std::fs::read_to_string(stage.path().join("rootfs/etc/passwd"))?;
     assert!(passwd.contains(":65532:65532:"), "{passwd}");
 
@@ -678,7 +760,10 @@ fn packed_image_holds_the_binary_and_its_libraries_and_runs_as_nonroot() -> Resu
         &["image", "inspect", "--format", "{{json .Config}}", &image.0],
     )?)?;
     assert_eq!(config["User"], "65532:65532", "{config}");
-    assert_eq!(config["Entrypoint"], serde_json::json!(["/driftwatch", "serve"]));
+    assert_eq!(
+        config["Entrypoint"],
+        serde_json::json!(["/driftwatch", "serve"])
+    );
     assert_eq!(
         config["Cmd"],
         serde_json::json!(["--config", "/etc/driftwatch/config.yaml"])
@@ -688,7 +773,17 @@ fn packed_image_holds_the_binary_and_its_libraries_and_runs_as_nonroot() -> Resu
     let saved = tempfile::tempdir()?;
     let archive = saved.path().join("image.tar");
     let archive = archive.to_str().context("path")?;
-    sh("podman", &["save", "--format", "docker-archive", "-o", archive, &image.0])?;
+    sh(
+        "podman",
+        &[
+            "save",
+            "--format",
+            "docker-archive",
+            "-o",
+            archive,
+            &image.0,
+        ],
+    )?;
     let manifest: Value = serde_json::from_str(&sh("tar", &["-xOf", archive, "manifest.json"])?)?;
     let mut files = BTreeSet::new();
     for layer in manifest[0]["Layers"].as_array().context("layers")? {
@@ -697,7 +792,10 @@ fn packed_image_holds_the_binary_and_its_libraries_and_runs_as_nonroot() -> Resu
             "sh",
             &["-c", &format!("tar -xOf '{archive}' '{layer}' | tar -t")],
         )?;
-        files.extend(list.lines().map(|l| format!("/{}", l.trim_start_matches("./"))));
+        files.extend(
+            list.lines()
+                .map(|l| format!("/{}", l.trim_start_matches("./"))),
+        );
     }
     assert!(
         expected.is_subset(&files),
