@@ -1,5 +1,6 @@
 //! What `deploy/` ships, checked by the real tools: the Helm chart rendered by
-//! Helm's own engine (helm.sh/helm/v4 v4.2.3 through `scripts/helm-dev`), every
+//! Helm's own engine (helm.sh/helm/v4 v4.2.3 through `scripts/helm-dev`, and
+//! the official helm v3.17.1 binary for comparison), every
 //! rendered object and every plain manifest sent to a real kube-apiserver
 //! (1.20.2, `scripts/kube-dev-cluster`) with `kubectl apply --dry-run=server`,
 //! every config they carry run through `driftwatch policy check`, and the
@@ -597,6 +598,43 @@ fn chart_schema_refuses_misspelled_values() -> Result<()> {
         repo_script("helm-dev", &["lint", CHART, "--kube-version", "v1.20.2"])?,
         "helm lint",
     )?;
+    Ok(())
+}
+
+/// Two independent real Helms agree: the Go SDK v4.2.3 behind
+/// `scripts/helm-dev template` and the official helm v3.17.1 binary
+/// (`scripts/helm-dev helm3`). The SDK path is a driver of Helm's install
+/// action, not `helm template` itself; this shows it renders what the CLI
+/// renders (their texts differ only in blank lines between documents).
+#[test]
+fn helm_v4_sdk_and_helm_v3_cli_render_the_chart_alike() -> Result<()> {
+    for values in VALUE_SETS {
+        let v4 = yaml_documents(&template(values)?)?;
+        let file = values.map(|v| format!("{CHART}/ci/{v}"));
+        let mut args = vec!["helm3", "template", RELEASE, CHART, "-n", CHART_NAMESPACE];
+        if let Some(f) = &file {
+            args.extend(["-f", f]);
+        }
+        let v3 = yaml_documents(&ok(repo_script("helm-dev", &args)?, "helm v3 template")?)?;
+        assert!(!v3.is_empty());
+        assert_eq!(v3, v4, "{values:?}");
+    }
+    let dir = tempfile::tempdir()?;
+    let typo = dir.path().join("typo.yaml");
+    std::fs::write(&typo, "persistance:\n  enabled: false\n")?;
+    let run = repo_script(
+        "helm-dev",
+        &[
+            "helm3",
+            "template",
+            RELEASE,
+            CHART,
+            "-f",
+            typo.to_str().context("path")?,
+        ],
+    )?;
+    assert_ne!(run.code, 0, "helm v3 accepted a misspelled value");
+    assert!(run.stderr.contains("persistance"), "{}", run.stderr);
     Ok(())
 }
 
