@@ -823,18 +823,34 @@ fn packed_image_holds_the_binary_and_its_libraries_and_runs_as_nonroot() -> Resu
         ],
     )?;
     let manifest: Value = serde_json::from_str(&sh("tar", &["-xOf", archive, "manifest.json"])?)?;
-    let mut files = BTreeSet::new();
+    // path -> owner (uid/gid), from `tar -tv --numeric-owner` of each layer.
+    let mut owners = std::collections::BTreeMap::new();
     for layer in manifest[0]["Layers"].as_array().context("layers")? {
         let layer = layer.as_str().context("layer")?;
         let list = sh(
             "sh",
-            &["-c", &format!("tar -xOf '{archive}' '{layer}' | tar -t")],
+            &[
+                "-c",
+                &format!("tar -xOf '{archive}' '{layer}' | tar -tv --numeric-owner"),
+            ],
         )?;
-        files.extend(
-            list.lines()
-                .map(|l| format!("/{}", l.trim_start_matches("./"))),
-        );
+        for line in list.lines() {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            if let (Some(owner), Some(path)) = (w.get(1), w.get(5)) {
+                let path = format!("/{}", path.trim_start_matches("./"));
+                owners.insert(path, (*owner).to_owned());
+            }
+        }
     }
+    let files: BTreeSet<String> = owners.keys().cloned().collect();
+    // The data dir alone belongs to the runtime user; the binary, libraries
+    // and /var/lib stay root's (not writable by the process).
+    assert_eq!(
+        owners.get("/var/lib/driftwatch/").map(String::as_str),
+        Some("65532/65532")
+    );
+    assert_eq!(owners.get("/var/lib/").map(String::as_str), Some("0/0"));
+    assert_eq!(owners.get("/driftwatch").map(String::as_str), Some("0/0"));
     assert!(
         expected.is_subset(&files),
         "missing in the image: {:?}",
