@@ -86,6 +86,7 @@ wins. Paths are those of the projected volume in deployment.yaml.
 {{- if .enabled }}
 {{- $file := dict "path" .path }}
 {{- with .format }}{{ $_ := set $file "format" . }}{{ end }}
+{{- with .stream }}{{ $_ := set $file "stream" . }}{{ end }}
 {{- if hasKey . "maxBytes" }}{{ $_ := set $file "max_bytes" (int64 .maxBytes) }}{{ end }}
 {{- if hasKey . "keep" }}{{ $_ := set $file "keep" (int .keep) }}{{ end }}
 {{- $_ := set $sinks "file" $file }}
@@ -111,6 +112,10 @@ wins. Paths are those of the projected volume in deployment.yaml.
 {{- with .headers }}{{ $_ := set $h "headers" . }}{{ end }}
 {{- with .timeout }}{{ $_ := set $h "timeout" . }}{{ end }}
 {{- with .outboxMaxBytes }}{{ $_ := set $h "outbox_max_bytes" (int64 .) }}{{ end }}
+{{- with .batchMaxItems }}{{ $_ := set $h "batch_max_items" (int .) }}{{ end }}
+{{- with .batchMaxWait }}{{ $_ := set $h "batch_max_wait" . }}{{ end }}
+{{- with .retryInitialBackoff }}{{ $_ := set $h "retry_initial_backoff" . }}{{ end }}
+{{- with .retryMaxBackoff }}{{ $_ := set $h "retry_max_backoff" . }}{{ end }}
 {{- if .tokenSecret }}{{ $_ := set $h "token_file" (printf "/etc/driftwatch/sinks/%s/token" .name) }}{{ end }}
 {{- if .caSecret }}{{ $_ := set $h "ca_file" (printf "/etc/driftwatch/sinks/%s/ca.crt" .name) }}{{ end }}
 {{- $list = append $list $h }}
@@ -124,6 +129,10 @@ wins. Paths are those of the projected volume in deployment.yaml.
 {{- with .transport }}{{ $_ := set $s "transport" . }}{{ end }}
 {{- with .format }}{{ $_ := set $s "format" . }}{{ end }}
 {{- with .stream }}{{ $_ := set $s "stream" . }}{{ end }}
+{{- with .appName }}{{ $_ := set $s "app_name" . }}{{ end }}
+{{- with .facility }}{{ $_ := set $s "facility" . }}{{ end }}
+{{- with .hostname }}{{ $_ := set $s "hostname" . }}{{ end }}
+{{- with .outboxMaxBytes }}{{ $_ := set $s "outbox_max_bytes" (int64 .) }}{{ end }}
 {{- if .caSecret }}{{ $_ := set $s "ca_file" (printf "/etc/driftwatch/sinks/%s/ca.crt" .name) }}{{ end }}
 {{- $list = append $list $s }}
 {{- end }}
