@@ -1965,3 +1965,29 @@ fn ocsf_attributes(schema: &Value, def: &Value, v: &Value, at: &str, problems: &
         problems.push(format!("{at}: none of {any:?}"));
     }
 }
+
+// ---------------------------------------------------------------------------
+// The repo's own scripts (scripts/helm-dev, scripts/pack-image), as a user
+// runs them from the checkout.
+
+/// Runs `scripts/NAME ARGS...` from the repo root; any exit code is returned.
+pub fn repo_script(name: &str, args: &[&str]) -> Result<Run> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(root.join("scripts").join(name))
+        .args(args)
+        .current_dir(&root)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running scripts/{name}"))?;
+    Ok(Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// Every YAML document of `text` (a manifest stream), empty ones left out.
+pub fn yaml_documents(text: &str) -> Result<Vec<Value>> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(text).context("parsing YAML documents")?;
+    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
+}

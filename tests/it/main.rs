@@ -10,6 +10,7 @@ mod cluster;
 mod common;
 mod corpus;
 mod crash;
+mod deploy;
 mod envelopes;
 mod history;
 mod kafka;

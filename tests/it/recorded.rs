@@ -1,5 +1,5 @@
 //! Replays of what a real API server wrote: the audit logs (its log backend,
-//! `--audit-log-path`, with `deploy/audit-policy.yaml`) of two runs of the
+//! `--audit-log-path`, with `deploy/audit/policy.yaml`) of two runs of the
 //! cluster tests against kube-apiserver 1.20.2, kept in
 //! `tests/fixtures/real-apiserver/`. They pin, without a control plane,
 //! what the live tests showed: the findings of a kubectl session, and none
