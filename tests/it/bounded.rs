@@ -172,8 +172,9 @@ async fn rejections_are_listed_and_logged_up_to_a_bound_and_counted() -> Result<
         a.json.to_string()
     );
     svc.wait_for_finding("among-bad-lines")?;
+    // The summary is logged after the listed lines: once it is read, they are.
+    let summary = svc.wait_for_log("Rejected more documents in the same body")?;
     let listed = svc.logs_with("Rejected a document that is not an audit event.");
-    let summary = svc.logs_with("Rejected more documents in the same body");
     ensure!(listed.len() == 3, "{listed:#?}");
     ensure!(
         summary.len() == 1 && summary[0].contains("rejected=100000"),
@@ -212,7 +213,7 @@ async fn eight_million_bad_lines_are_refused_within_the_budget() -> Result<()> {
         bad.json
     );
     // One line says so; none per rejected line.
-    let refused = svc.logs_with("Refused a batch");
+    let refused = svc.wait_for_log("Refused a batch")?;
     ensure!(
         refused.len() == 1 && refused[0].contains("decode_budget"),
         "{refused:#?}"

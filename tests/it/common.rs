@@ -246,6 +246,16 @@ impl Service {
             .collect()
     }
 
+    /// Waits (10 s at most) for a log line containing `needle`: stderr is
+    /// read on a thread of its own, so a line logged before an answer may
+    /// be read after it.
+    pub fn wait_for_log(&self, needle: &str) -> Result<Vec<String>> {
+        let what = || format!("a log line with {needle:?}");
+        wait_until(Duration::from_secs(10), what, || {
+            Some(self.logs_with(needle)).filter(|l| !l.is_empty())
+        })
+    }
+
     /// Bytes of log (stderr) so far, newlines included.
     pub fn log_bytes(&self) -> usize {
         self.logs.lock().unwrap().iter().map(|l| l.len() + 1).sum()

@@ -287,10 +287,8 @@ fn past_the_outbox_limit_findings_are_dropped_and_counted() -> Result<()> {
     assert_eq!(dropped + kept, posted.len() as f64);
     let bytes = metric_now(&svc, "driftwatch_sink_outbox_bytes", "sink=\"tiny\"")?;
     assert!(bytes <= 65536.0, "{bytes}");
-    assert!(
-        !svc.logs_with("outbox is full").is_empty(),
-        "a loud log line about the drops"
-    );
+    svc.wait_for_log("outbox is full")
+        .context("a loud log line about the drops")?;
     Ok(())
 }
 
