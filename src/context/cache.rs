@@ -134,9 +134,9 @@ mod tests {
         });
         cache.put(key("a"), Answer::Found(Arc::new(Meta::default())));
         cache.put(key("gone"), Answer::NotFound);
-        assert!(cache.get(&key("a")).fresh.is_some());
         let gone = cache.get(&key("gone"));
         assert!(gone.fresh.is_none() && gone.stale.is_some());
+        assert!(cache.get(&key("a")).fresh.is_some());
         cache.put(key("c"), Answer::Forbidden);
         // `a` was used last, so `gone` went.
         assert!(cache.get(&key("gone")).stale.is_none());
