@@ -74,8 +74,8 @@ impl Enricher {
                 continue;
             }
             match self.plan(r) {
-                Ok(res) => apply(r, res),
-                Err(job) => {
+                Plan::Ready(res) => apply(r, res),
+                Plan::Lookup(job) => {
                     let shared = Arc::clone(&self.shared);
                     pending.push((i, self.runtime.spawn(resolve(shared, job))));
                 }
@@ -104,12 +104,12 @@ impl Enricher {
     }
 
     /// A resolution from the cache alone, or the lookup to run.
-    fn plan(&self, r: &ChangeRecord) -> Result<Resolution, Job> {
+    fn plan(&self, r: &ChangeRecord) -> Plan {
         let Some(name) = r.resource.name.clone() else {
-            return Ok(Resolution::unavailable(Unavailable::NoObject));
+            return Plan::Ready(Resolution::unavailable(Unavailable::NoObject));
         };
         if self.shared.clients.get(&r.cluster).is_none() {
-            return Ok(Resolution::unavailable(Unavailable::NoClient));
+            return Plan::Ready(Resolution::unavailable(Unavailable::NoClient));
         }
         let o = &r.resource;
         let job = Job {
@@ -124,8 +124,17 @@ impl Enricher {
             time_us: r.time.us,
             need_after: !r.had_body,
         };
-        from_cache(&self.shared.cache, &job).ok_or(job)
+        match from_cache(&self.shared.cache, &job) {
+            Some(res) => Plan::Ready(res),
+            None => Plan::Lookup(job),
+        }
     }
+}
+
+/// A record's context known at once, or the lookup that will find it.
+enum Plan {
+    Ready(Resolution),
+    Lookup(Job),
 }
 
 /// The whole chain from the cache, or `None` at the first miss.
