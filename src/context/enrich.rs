@@ -143,6 +143,8 @@ fn from_cache(cache: &Cache, job: &Job) -> Option<Resolution> {
     let entry = found.fresh.filter(|e| usable(e, job))?;
     let mut res = Resolution::of(&entry, ContextState::Cached, job.time_us);
     let Answer::Found(meta) = &entry.answer else {
+        // A cached 404 or 403: answered without a request all the same.
+        ContextLookup::hit();
         return Some(res);
     };
     let mut next = meta.controller.clone();
