@@ -106,7 +106,9 @@ fn compile_limits(raw: &RawKubernetes, k: &mut KubernetesConfig, p: &mut Problem
     ) {
         k.max_concurrent_lookups = n;
     }
-    if let Some(d) = p.duration(&raw.lookup_timeout, "kubernetes.lookup_timeout") {
+    // `500ms` reads as it should: a lookup budget is often under a second.
+    if let Some(d) = super::netsinks::duration(&raw.lookup_timeout, "kubernetes.lookup_timeout", p)
+    {
         if d > MAX_LOOKUP_TIMEOUT
             && let Some(at) = &raw.lookup_timeout
         {

@@ -2,6 +2,7 @@
 //! cache hits at once, misses fetched concurrently on the runtime, all
 //! waited for with one deadline.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -68,7 +69,10 @@ impl Enricher {
     /// (engine) thread for at most `lookup_timeout`; never fails a record.
     pub fn enrich(&self, records: &mut [ChangeRecord]) {
         let deadline = Instant::now() + self.timeout;
-        let mut pending = Vec::new();
+        let mut tasks = Vec::new();
+        // Records waiting for a task; records on one object share its task.
+        let mut waiting: Vec<(usize, usize)> = Vec::new();
+        let mut by_key: HashMap<Key, usize> = HashMap::new();
         for (i, r) in records.iter_mut().enumerate() {
             if !matches!(r.verdict, VerdictKind::Drift | VerdictKind::Sanctioned) {
                 continue;
@@ -76,26 +80,30 @@ impl Enricher {
             match self.plan(r) {
                 Plan::Ready(res) => apply(r, res),
                 Plan::Lookup(job) => {
-                    let shared = Arc::clone(&self.shared);
-                    pending.push((i, self.runtime.spawn(resolve(shared, job))));
+                    let task = *by_key.entry(job.key.clone()).or_insert_with(|| {
+                        let shared = Arc::clone(&self.shared);
+                        tasks.push(self.runtime.spawn(resolve(shared, job)));
+                        tasks.len() - 1
+                    });
+                    waiting.push((i, task));
                 }
             }
         }
-        if pending.is_empty() {
+        if tasks.is_empty() {
             return;
         }
         let answers = self.runtime.block_on(async move {
-            let mut answers = Vec::with_capacity(pending.len());
-            for (i, task) in pending {
+            let mut answers = Vec::with_capacity(tasks.len());
+            for task in tasks {
                 // A task not done by the deadline goes on: its answer fills
                 // the cache for the next finding on the object.
                 let answer = tokio::time::timeout_at(deadline.into(), task).await;
-                answers.push((i, answer.ok().and_then(Result::ok)));
+                answers.push(answer.ok().and_then(Result::ok));
             }
             answers
         });
-        for (i, answer) in answers {
-            let res = answer.unwrap_or_else(|| {
+        for (i, task) in waiting {
+            let res = answers[task].clone().unwrap_or_else(|| {
                 ContextTimedOut.emit();
                 Resolution::unavailable(Unavailable::Timeout)
             });
