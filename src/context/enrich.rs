@@ -169,9 +169,10 @@ fn from_cache(cache: &Cache, job: &Job) -> Option<Resolution> {
 }
 
 /// An entry answers a lookup unless the fields must postdate the event and
-/// it was fetched before it.
+/// it was fetched before it. A 403 says nothing about the object's state,
+/// so it stands until `negative_ttl` whatever the event's time.
 fn usable(e: &Entry, job: &Job) -> bool {
-    !job.need_after || e.wall_us >= job.time_us
+    matches!(e.answer, Answer::Forbidden) || !job.need_after || e.wall_us >= job.time_us
 }
 
 /// The lookup of an object and its controllers, each level from the cache

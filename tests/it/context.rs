@@ -405,6 +405,19 @@ fn live_context_fills_in_what_metadata_level_events_leave_out() -> Result<()> {
     );
     assert_eq!(f["type"], "out_of_band_change");
     assert!(s.lookups("forbidden") >= 1.0);
+    // A later write to it: the 403 stands for negative_ttl, no request.
+    let asked = s.proxy.count("/secrets/creds");
+    alice(&["-n", "shop", "label", "secret", "creds", "rotated=yes"])?;
+    let label = s.by_alice("patch", "secrets", "creds")?;
+    s.post("dw-ctx", std::slice::from_ref(&label))?;
+    let f = s.finding(id(&label))?;
+    assert_eq!(f["context"]["reason"], "forbidden", "{f:#}");
+    assert_eq!(
+        s.proxy.count("/secrets/creds"),
+        asked,
+        "{:?}",
+        s.proxy.seen()
+    );
     Ok(())
 }
 
