@@ -78,6 +78,8 @@ pub enum AppError {
     Tls(#[from] crate::http::tls::TlsError),
     #[error(transparent)]
     Auth(#[from] crate::http::auth::AuthError),
+    #[error(transparent)]
+    Context(#[from] crate::context::ContextError),
     #[error("cannot start the engine thread: {0}")]
     Thread(std::io::Error),
     #[error("server error: {0}")]
@@ -134,7 +136,12 @@ impl Server {
             readers: s.readers(),
             health: s.health(),
         });
-        let engine = Engine::new(Arc::clone(&config), store, sinks)?;
+        let mut engine = Engine::new(Arc::clone(&config), store, sinks)?;
+        if let Some(kube) = &config.kubernetes {
+            let clients = crate::context::Clients::connect(kube, &config.cluster).await?;
+            let runtime = tokio::runtime::Handle::current();
+            engine.set_enricher(crate::context::Enricher::new(clients, kube, runtime));
+        }
         let (handle, engine_thread) =
             engine::writer::spawn(engine, config.server.queue_batches).map_err(AppError::Thread)?;
         spawn_sink_ticks(handle.clone(), shutdown.clone());

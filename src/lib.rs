@@ -19,6 +19,7 @@ pub mod app;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod correlate;
 pub mod decode;
 pub mod dedupe;

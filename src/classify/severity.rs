@@ -113,11 +113,19 @@ fn builtin(s: &Target<'_>) -> Severity {
 /// Called once correlation knows the object's markers (from this event's
 /// bodies or an earlier one's).
 pub fn raise_for_managed(drift: &mut Drift, managed: &ManagedBy) {
-    if drift.severity < Severity::High {
-        drift.severity = Severity::High;
-        drift
-            .reasons
-            .push(format!("the object is managed by {managed}"));
+    raise_severity_for_managed(&mut drift.severity, &mut drift.reasons, managed);
+}
+
+/// The same rule on a finding already assembled: live-object context
+/// learns the markers after judging (see [`crate::context`]).
+pub fn raise_severity_for_managed(
+    severity: &mut Severity,
+    reasons: &mut Vec<String>,
+    managed: &ManagedBy,
+) {
+    if *severity < Severity::High {
+        *severity = Severity::High;
+        reasons.push(format!("the object is managed by {managed}"));
     }
 }
 

@@ -5,6 +5,7 @@
 mod allow;
 mod check;
 mod history;
+mod kubernetes;
 mod netsinks;
 mod policy;
 mod raw;
@@ -17,6 +18,7 @@ use std::path::Path;
 
 pub use allow::{PACKS, RawPack, pack};
 pub use history::{Durability, HistoryConfig};
+pub use kubernetes::{KubeAuth, KubeCacheConfig, KubernetesConfig};
 pub use netsinks::{
     ClientTlsConfig, DeliveryConfig, HttpPreset, HttpSinkConfig, NetSinksConfig, SyslogSinkConfig,
     SyslogTransport,
@@ -63,6 +65,8 @@ pub struct Config {
     pub persisting_alert_after: std::time::Duration,
     /// `alerts:`: how the alert stream folds a drift's changes.
     pub alerts: AlertsConfig,
+    /// `kubernetes:`: live-object context; `None` when not enabled.
+    pub kubernetes: Option<KubernetesConfig>,
 }
 
 /// One hour: past a pipeline's sync interval and an on-call's patience.
@@ -84,6 +88,7 @@ impl Default for Config {
             redaction: Vec::new(),
             persisting_alert_after: DEFAULT_PERSISTING_ALERT_AFTER,
             alerts: AlertsConfig::default(),
+            kubernetes: None,
         }
     }
 }
@@ -174,6 +179,7 @@ fn compile(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     config.sinks.alerts = config.alerts;
     config.kafka_source = sources::compile(&raw.sources, &mut p);
     config.history = history::compile(&raw.history, &mut p);
+    config.kubernetes = kubernetes::compile(&raw.kubernetes, &mut p);
     for (i, path) in raw.redaction.paths.iter().enumerate() {
         match crate::correlate::redact::Pattern::parse(&path.value) {
             Ok(pattern) => config.redaction.push(pattern),

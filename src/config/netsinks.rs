@@ -299,7 +299,11 @@ fn delivery(h: &RawHttpSink, key: &str, p: &mut Problems) -> DeliveryConfig {
 
 /// A duration as `p.duration` reads it, or in milliseconds (`500ms`):
 /// delivery timings are often below a second.
-fn duration(v: &Option<Spanned<String>>, key: &str, p: &mut Problems) -> Option<Duration> {
+pub(super) fn duration(
+    v: &Option<Spanned<String>>,
+    key: &str,
+    p: &mut Problems,
+) -> Option<Duration> {
     let spanned = v.as_ref()?;
     let Some(ms) = spanned.value.trim().strip_suffix("ms") else {
         return p.duration(v, key);

@@ -41,6 +41,8 @@ pub struct RawConfig {
     // -- alert shaping (formats branch) --
     #[serde(default)]
     pub alerts: RawAlerts,
+    #[serde(default)]
+    pub kubernetes: RawKubernetes,
 }
 
 /// `alerts:`: how the alert stream folds a drift's changes.
@@ -313,4 +315,37 @@ pub struct RawSyslogSink {
     pub facility: Option<Spanned<String>>,
     pub hostname: Option<Spanned<String>>,
     pub outbox_max_bytes: Option<Spanned<u64>>,
+}
+
+// ---------------------------------------------------------------------------
+// Live-object context from the Kubernetes API: compiled by kubernetes.rs.
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKubernetes {
+    pub enabled: Option<bool>,
+    pub kubeconfig: Option<Spanned<String>>,
+    /// The kubeconfig context of the default cluster (`cluster:`).
+    pub context: Option<Spanned<String>>,
+    /// Cluster name (as findings name it) -> its kubeconfig context.
+    #[serde(default)]
+    pub clusters: std::collections::BTreeMap<String, RawKubeCluster>,
+    #[serde(default)]
+    pub cache: RawKubeCache,
+    pub max_concurrent_lookups: Option<Spanned<usize>>,
+    pub lookup_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKubeCluster {
+    pub context: Spanned<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKubeCache {
+    pub capacity: Option<Spanned<usize>>,
+    pub ttl: Option<Spanned<String>>,
+    pub negative_ttl: Option<Spanned<String>>,
 }

@@ -234,3 +234,49 @@ fn alerts_and_file_sink_keys() {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
 }
+
+#[test]
+fn kubernetes_is_off_unless_enabled_and_checked_either_way() {
+    assert!(
+        Config::from_yaml("", "x.yaml")
+            .unwrap()
+            .kubernetes
+            .is_none()
+    );
+    let on = "\
+cluster: prod-eu-1
+kubernetes:
+  enabled: true
+  kubeconfig: /etc/kube/config
+  context: eu
+  clusters:
+    prod-us-1: {context: us}
+  cache: {capacity: 10, ttl: 1m, negative_ttl: 10s}
+  max_concurrent_lookups: 4
+  lookup_timeout: 500ms
+";
+    let k = Config::from_yaml(on, "x.yaml").unwrap().kubernetes.unwrap();
+    assert_eq!(k.auth, KubeAuth::Kubeconfig("/etc/kube/config".into()));
+    assert_eq!(k.context.as_deref(), Some("eu"));
+    assert_eq!(k.clusters["prod-us-1"], "us");
+    assert_eq!(k.cache.capacity, 10);
+    assert_eq!(k.lookup_timeout, std::time::Duration::from_millis(500));
+    let bad = "\
+kubernetes:
+  clusters:
+    prod-us-1: {context: us}
+  cache:
+    negative_ttl: soon
+  max_concurrent_lookups: 0
+  lookup_timeout: 1m
+";
+    let text = Config::from_yaml(bad, "d.yaml").unwrap_err().to_string();
+    for needle in [
+        "d.yaml:3: kubernetes.clusters.prod-us-1.context: needs kubernetes.kubeconfig",
+        "d.yaml:5: kubernetes.cache.negative_ttl: invalid duration",
+        "d.yaml:6: kubernetes.max_concurrent_lookups: must be at least 1",
+        "d.yaml:7: kubernetes.lookup_timeout: \"1m\" is too long",
+    ] {
+        assert!(text.contains(needle), "{needle} in:\n{text}");
+    }
+}

@@ -107,45 +107,7 @@ pub fn facts(body: &RawValue) -> ObjectFacts {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.clone().into_owned())
     };
-    let managed_by = if let Some(id) = find(&annotations, "argocd.argoproj.io/tracking-id") {
-        // `app:group/Kind:namespace/name`: the application comes first.
-        Some(ManagedBy {
-            tool: "argocd".to_owned(),
-            name: id.split(':').next().map(str::to_owned),
-        })
-    } else if let Some(app) = find(&labels, "argocd.argoproj.io/instance") {
-        Some(ManagedBy {
-            tool: "argocd".to_owned(),
-            name: Some(app),
-        })
-    } else if let Some(ks) = find(&labels, "kustomize.toolkit.fluxcd.io/name") {
-        Some(ManagedBy {
-            tool: "flux".to_owned(),
-            name: Some(ks),
-        })
-    } else if let Some(hr) = find(&labels, "helm.toolkit.fluxcd.io/name") {
-        Some(ManagedBy {
-            tool: "flux".to_owned(),
-            name: Some(hr),
-        })
-    } else if let Some(release) = find(&annotations, "meta.helm.sh/release-name") {
-        Some(ManagedBy {
-            tool: "helm".to_owned(),
-            name: Some(release),
-        })
-    } else if find(&labels, "app.kubernetes.io/managed-by").as_deref() == Some("Helm") {
-        Some(ManagedBy {
-            tool: "helm".to_owned(),
-            name: find(&labels, "app.kubernetes.io/instance"),
-        })
-    } else {
-        // `app.kubernetes.io/instance` alone is Argo CD's default tracking
-        // label, but Helm charts set it too: only trust it without Helm marks.
-        find(&labels, "app.kubernetes.io/instance").map(|app| ManagedBy {
-            tool: "argocd".to_owned(),
-            name: Some(app),
-        })
-    };
+    let managed_by = managed_by(|k| find(&labels, k), |k| find(&annotations, k));
     let owner = meta.owner_references.and_then(|refs| {
         let pick = refs
             .iter()
@@ -165,6 +127,54 @@ pub fn facts(body: &RawValue) -> ObjectFacts {
         uid: meta.uid.map(Cow::into_owned),
         managed_by,
         owner,
+    }
+}
+
+/// The GitOps tool whose markers an object carries, from its labels and
+/// annotations (by key). Shared by the bodies read here and the live
+/// objects of [`crate::context`], so both read the same markers.
+pub fn managed_by(
+    label: impl Fn(&str) -> Option<String>,
+    annotation: impl Fn(&str) -> Option<String>,
+) -> Option<ManagedBy> {
+    if let Some(id) = annotation("argocd.argoproj.io/tracking-id") {
+        // `app:group/Kind:namespace/name`: the application comes first.
+        Some(ManagedBy {
+            tool: "argocd".to_owned(),
+            name: id.split(':').next().map(str::to_owned),
+        })
+    } else if let Some(app) = label("argocd.argoproj.io/instance") {
+        Some(ManagedBy {
+            tool: "argocd".to_owned(),
+            name: Some(app),
+        })
+    } else if let Some(ks) = label("kustomize.toolkit.fluxcd.io/name") {
+        Some(ManagedBy {
+            tool: "flux".to_owned(),
+            name: Some(ks),
+        })
+    } else if let Some(hr) = label("helm.toolkit.fluxcd.io/name") {
+        Some(ManagedBy {
+            tool: "flux".to_owned(),
+            name: Some(hr),
+        })
+    } else if let Some(release) = annotation("meta.helm.sh/release-name") {
+        Some(ManagedBy {
+            tool: "helm".to_owned(),
+            name: Some(release),
+        })
+    } else if label("app.kubernetes.io/managed-by").as_deref() == Some("Helm") {
+        Some(ManagedBy {
+            tool: "helm".to_owned(),
+            name: label("app.kubernetes.io/instance"),
+        })
+    } else {
+        // `app.kubernetes.io/instance` alone is Argo CD's default tracking
+        // label, but Helm charts set it too: only trust it without Helm marks.
+        label("app.kubernetes.io/instance").map(|app| ManagedBy {
+            tool: "argocd".to_owned(),
+            name: Some(app),
+        })
     }
 }
 

@@ -5,7 +5,7 @@
 use crate::classify::Verdict;
 use crate::correlate::Correlation;
 use crate::decode::Event;
-use crate::model::{Actor, ChangeRecord, RequestId, Time};
+use crate::model::{Actor, ChangeRecord, ChangesSource, RequestId, Time};
 
 /// What is known of one event once it is judged and correlated.
 pub(super) struct Judged<'a> {
@@ -49,6 +49,7 @@ pub(super) fn assemble(j: Judged<'_>, corr: Correlation) -> ChangeRecord {
             .collect();
         changes.dedup_by(|a, b| a.path == b.path);
     }
+    let changes_source = (!changes.is_empty()).then_some(ChangesSource::Body);
     ChangeRecord {
         id: j.id,
         time: j.time,
@@ -69,6 +70,10 @@ pub(super) fn assemble(j: Judged<'_>, corr: Correlation) -> ChangeRecord {
         drift: corr.transition.as_ref().map(|t| t.drift_ref()),
         managed_by: corr.managed_by,
         owner: corr.owner,
+        context: None,
+        field_managers: Vec::new(),
+        changes_source,
+        had_body: ev.request_object.is_some() || ev.response_object.is_some(),
         request: j.request,
         corrupt: None,
         truncated: false,

@@ -24,6 +24,7 @@ pub use stats::Stats;
 pub use writer::{Busy, Handle};
 
 use crate::config::Config;
+use crate::context::Enricher;
 use crate::correlate::Tracker;
 use crate::decode::{self, Arena, Decoded};
 use crate::dedupe::Dedupe;
@@ -43,6 +44,8 @@ pub struct Engine {
     tracker: Tracker,
     store: Option<Store>,
     sinks: Sinks,
+    /// Live-object context (`kubernetes:`); none in replay and suggest.
+    enricher: Option<Enricher>,
     /// Overdue persisting drifts at the last report, so each is warned once.
     overdue_reported: usize,
 }
@@ -68,6 +71,7 @@ impl Engine {
             tracker,
             store,
             sinks,
+            enricher: None,
             overdue_reported: 0,
         };
         engine.report_drifts();
@@ -98,6 +102,11 @@ impl Engine {
         self.overdue_reported = overdue;
     }
 
+    /// Adds live-object context to the drift and sanctioned records.
+    pub fn set_enricher(&mut self, enricher: Enricher) {
+        self.enricher = Some(enricher);
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -125,6 +134,12 @@ impl Engine {
                 }
                 Err(e) => judged.push(Err(e)),
             }
+        }
+        if let Some(enricher) = &self.enricher {
+            // After judging, before anything leaves: waits at most
+            // `kubernetes.lookup_timeout` for the whole group (README,
+            // Live-object context, says why here).
+            enricher.enrich(&mut delivery.records);
         }
         if let Err(e) = self.deliver(&delivery) {
             return self.refuse_all(&inputs, &e);

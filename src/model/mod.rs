@@ -9,9 +9,10 @@
 
 mod actor;
 mod change;
+mod context;
 mod drift;
 mod object;
-mod path;
+pub(crate) mod path;
 mod record;
 mod request;
 mod risk;
@@ -21,6 +22,7 @@ mod verdict;
 pub(crate) use actor::effective_username;
 pub use actor::{Actor, Impersonator, client_of};
 pub use change::Change;
+pub use context::{ChangesSource, ContextState, FieldManagers, LiveContext, Unavailable};
 pub use drift::{
     DriftClosed, DriftRef, DriftState, DriftTransition, DriftedPath, MAX_DRIFTED_PATHS, OpenDrift,
     Verification, fingerprint,

@@ -1,8 +1,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Actor, Change, DriftRef, FindingType, ManagedBy, ObjectRef, Owner, RequestId, Risk, Severity,
-    Time, VerdictKind,
+    Actor, Change, ChangesSource, DriftRef, FieldManagers, FindingType, LiveContext, ManagedBy,
+    ObjectRef, Owner, RequestId, Risk, Severity, Time, VerdictKind,
 };
 
 /// One attributed change: who changed which object, when, which fields, and
@@ -40,6 +40,18 @@ pub struct ChangeRecord {
     pub drift: Option<DriftRef>,
     pub managed_by: Option<ManagedBy>,
     pub owner: Option<Owner>,
+    /// From the live object; absent without a Kubernetes client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<LiveContext>,
+    /// The managers of each changed field (live context).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub field_managers: Vec<FieldManagers>,
+    /// Where `changes` came from, when there are any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes_source: Option<ChangesSource>,
+    /// The event carried a request or response body; in memory only.
+    #[serde(skip)]
+    pub had_body: bool,
     /// The request's identity; in memory only (the store keeps its key).
     #[serde(skip)]
     pub request: RequestId,

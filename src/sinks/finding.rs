@@ -6,7 +6,8 @@ use serde::Serialize;
 
 use crate::decode::Stage;
 use crate::model::{
-    Actor, Change, ChangeRecord, DriftRef, FindingType, ManagedBy, ObjectRef, Owner, Risk, Severity,
+    Actor, Change, ChangeRecord, ChangesSource, DriftRef, FieldManagers, FindingType, LiveContext,
+    ManagedBy, ObjectRef, Owner, Risk, Severity,
 };
 
 pub const SCHEMA: &str = "driftwatch.finding/v1";
@@ -62,8 +63,17 @@ struct Wire<'a> {
     stage: &'static str,
     /// The GitOps tool whose markers the object carries, if any.
     managed_by: Option<&'a ManagedBy>,
-    /// The object's controller owner (a ReplicaSet's Deployment).
+    /// The object's controller owner (a ReplicaSet's Deployment); with
+    /// live context, the top of the controller chain.
     owner: Option<&'a Owner>,
+    /// Live-object context: absent when no Kubernetes client is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<&'a LiveContext>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    field_managers: &'a [FieldManagers],
+    /// `body` or `managed_fields` (best effort, values unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changes_source: Option<ChangesSource>,
 }
 
 impl Serialize for Finding<'_> {
@@ -92,6 +102,9 @@ impl Serialize for Finding<'_> {
             stage: self.stage.as_str(),
             managed_by: r.managed_by.as_ref(),
             owner: r.owner.as_ref(),
+            context: r.context.as_ref(),
+            field_managers: &r.field_managers,
+            changes_source: r.changes_source,
         }
         .serialize(s)
     }

@@ -932,3 +932,96 @@ impl Emit for OutboxDamaged<'_> {
         }
     }
 }
+
+/// How one live-object lookup ended; the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Hit,
+    MissOk,
+    NotFound,
+    Forbidden,
+    Timeout,
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::MissOk => "miss_ok",
+            Outcome::NotFound => "not_found",
+            Outcome::Forbidden => "forbidden",
+            Outcome::Timeout => "timeout",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// A request to the API server for an object's metadata answered (a cache
+/// hit has no duration).
+pub struct ContextLookup {
+    pub outcome: Outcome,
+    pub seconds: f64,
+}
+
+static CONTEXT_ERRORS: RateLimit = RateLimit::new();
+
+impl ContextLookup {
+    /// A record's context answered from the cache alone.
+    pub fn hit() {
+        counter!(m::CONTEXT_LOOKUPS, "outcome" => Outcome::Hit.as_str()).increment(1);
+    }
+
+    /// A request that failed for a reason that says nothing about the
+    /// object (a 500, a refused connection, a request past its timeout).
+    pub fn failed(seconds: f64, resource: &str, error: &dyn std::fmt::Display) {
+        ContextLookup {
+            outcome: Outcome::Error,
+            seconds,
+        }
+        .emit();
+        if let Some(suppressed) = CONTEXT_ERRORS.allow() {
+            warn!(
+                resource,
+                %error,
+                suppressed,
+                "Could not read an object's metadata from the Kubernetes API; its finding is marked context unavailable."
+            );
+        }
+    }
+}
+
+impl Emit for ContextLookup {
+    fn emit(self) {
+        counter!(m::CONTEXT_LOOKUPS, "outcome" => self.outcome.as_str()).increment(1);
+        histogram!(m::CONTEXT_LOOKUP_SECONDS).record(self.seconds);
+        if self.outcome == Outcome::Forbidden
+            && let Some(suppressed) = CONTEXT_ERRORS.allow()
+        {
+            warn!(
+                suppressed,
+                "The Kubernetes API refused driftwatch an object's metadata (403); see the ClusterRole in deploy/kubernetes/20-rbac.yaml."
+            );
+        }
+    }
+}
+
+/// A finding went out without its context: the lookup was not back by
+/// `kubernetes.lookup_timeout` (it goes on and fills the cache).
+pub struct ContextTimedOut;
+
+impl Emit for ContextTimedOut {
+    fn emit(self) {
+        counter!(m::CONTEXT_LOOKUPS, "outcome" => Outcome::Timeout.as_str()).increment(1);
+    }
+}
+
+pub struct ContextCacheEntries {
+    pub entries: usize,
+}
+
+impl Emit for ContextCacheEntries {
+    fn emit(self) {
+        gauge!(m::CONTEXT_CACHE_ENTRIES).set(self.entries as f64);
+    }
+}

@@ -46,6 +46,11 @@ pub const SINK_RETRIES: &str = "driftwatch_sink_retries_total";
 pub const SINK_REFUSED_RECORDS: &str = "driftwatch_sink_refused_records_total";
 pub const SINK_OUTBOX_DAMAGED: &str = "driftwatch_sink_outbox_damaged_total";
 
+// Live-object context (kubernetes:).
+pub const CONTEXT_LOOKUPS: &str = "driftwatch_context_lookups_total";
+pub const CONTEXT_CACHE_ENTRIES: &str = "driftwatch_context_cache_entries";
+pub const CONTEXT_LOOKUP_SECONDS: &str = "driftwatch_context_lookup_seconds";
+
 /// Registers descriptions so that `/metrics` explains itself.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
@@ -90,6 +95,21 @@ pub fn describe() {
         "Webhook requests answered, by status code."
     );
     describe_histogram!(BATCH_EVENTS, Unit::Count, "Events per accepted batch.");
+    describe_counter!(
+        CONTEXT_LOOKUPS,
+        Unit::Count,
+        "Live-object lookups by outcome: hit (cache), miss_ok, not_found, forbidden, error (each API request), timeout (a finding whose context was not back by kubernetes.lookup_timeout)."
+    );
+    describe_gauge!(
+        CONTEXT_CACHE_ENTRIES,
+        Unit::Count,
+        "Objects in the live-object cache (negative answers included)."
+    );
+    describe_histogram!(
+        CONTEXT_LOOKUP_SECONDS,
+        Unit::Seconds,
+        "Duration of each live-object request to the API server."
+    );
     describe_histogram!(
         BATCH_PROCESSING_SECONDS,
         Unit::Seconds,

@@ -8,6 +8,7 @@ mod alerts;
 mod bounded;
 mod cluster;
 mod common;
+mod context;
 mod corpus;
 mod crash;
 mod deploy;

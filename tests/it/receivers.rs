@@ -497,3 +497,156 @@ impl RestartableSyslog {
         )
     }
 }
+
+// ---------------------------------------------------------------------------
+// A recording HTTP proxy in front of a real server.
+
+/// What the proxy does to requests whose path contains a pattern.
+#[derive(Default)]
+struct ProxyRules {
+    delays: Vec<(String, Duration)>,
+    failures: Vec<(String, u16)>,
+}
+
+#[derive(Default)]
+struct ProxyShared {
+    /// Path and query of every request, in arrival order.
+    seen: Mutex<Vec<String>>,
+    rules: Mutex<ProxyRules>,
+}
+
+/// A plain-HTTP reverse proxy on loopback in front of an HTTPS server (a
+/// real kube-apiserver): records every request's path, and delays or fails
+/// the paths it is told to. It exists because a real server will not be
+/// slow or answer 500 on demand; everything else is the server's own answer.
+pub struct RecordingProxy {
+    pub addr: SocketAddr,
+    shared: Arc<ProxyShared>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl RecordingProxy {
+    /// Forwards to `upstream` (`https://127.0.0.1:PORT`), trusting `ca_pem`.
+    pub fn start(upstream: &str, ca_pem: &[u8]) -> Result<RecordingProxy> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let client = driftwatch::http::client_builder()
+            .tls_certs_only(reqwest::Certificate::from_pem_bundle(ca_pem)?)
+            .build()?;
+        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0"))?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(ProxyShared::default());
+        let upstream = upstream.trim_end_matches('/').to_owned();
+        let state = (Arc::clone(&shared), client, upstream);
+        runtime.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let (shared, client, upstream) = state.clone();
+                        forward(shared, client, upstream, req)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(RecordingProxy {
+            addr,
+            shared,
+            _runtime: runtime,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Holds requests whose path contains `pattern` for `delay` first.
+    pub fn delay(&self, pattern: &str, delay: Duration) {
+        let mut rules = self.shared.rules.lock().unwrap();
+        rules.delays.push((pattern.to_owned(), delay));
+    }
+
+    /// Answers requests whose path contains `pattern` with `status` itself.
+    pub fn fail(&self, pattern: &str, status: u16) {
+        let mut rules = self.shared.rules.lock().unwrap();
+        rules.failures.push((pattern.to_owned(), status));
+    }
+
+    /// Requests so far whose path contains `pattern`.
+    pub fn count(&self, pattern: &str) -> usize {
+        let seen = self.shared.seen.lock().unwrap();
+        seen.iter().filter(|p| p.contains(pattern)).count()
+    }
+
+    pub fn seen(&self) -> Vec<String> {
+        self.shared.seen.lock().unwrap().clone()
+    }
+}
+
+async fn forward(
+    shared: Arc<ProxyShared>,
+    client: reqwest::Client,
+    upstream: String,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or("/".to_owned(), |p| p.as_str().to_owned());
+    shared.seen.lock().unwrap().push(target.clone());
+    let (delay, failure) = {
+        let rules = shared.rules.lock().unwrap();
+        let delay = rules
+            .delays
+            .iter()
+            .find(|(p, _)| target.contains(p.as_str()));
+        let failure = rules
+            .failures
+            .iter()
+            .find(|(p, _)| target.contains(p.as_str()));
+        (delay.map(|d| d.1), failure.map(|f| f.1))
+    };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
+    let status_only = |code: u16, text: &str| {
+        let mut r = Response::new(Full::new(Bytes::from(text.to_owned())));
+        *r.status_mut() =
+            hyper::StatusCode::from_u16(code).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
+        r
+    };
+    if let Some(code) = failure {
+        return Ok(status_only(code, "injected by the test proxy"));
+    }
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+        .unwrap_or(reqwest::Method::GET);
+    let mut out = client.request(method, format!("{upstream}{target}"));
+    for name in ["authorization", "accept", "content-type", "user-agent"] {
+        if let Some(v) = req.headers().get(name) {
+            out = out.header(name, v.as_bytes());
+        }
+    }
+    let body = req.into_body().collect().await?.to_bytes();
+    let answer = match out.body(body.to_vec()).send().await {
+        Ok(a) => a,
+        Err(e) => return Ok(status_only(502, &e.to_string())),
+    };
+    let code = answer.status().as_u16();
+    let content_type = answer.headers().get("content-type").cloned();
+    let bytes = answer.bytes().await.unwrap_or_default();
+    let mut r = status_only(code, "");
+    *r.body_mut() = Full::new(bytes);
+    if let Some(ct) = content_type {
+        r.headers_mut()
+            .insert("content-type", ct.as_bytes().try_into().unwrap());
+    }
+    Ok(r)
+}

@@ -1,0 +1,25 @@
+//! Live-object context: what the Kubernetes API says about a changed object
+//! when the audit event does not (`Metadata` level logs no bodies).
+//!
+//! correlate -> **context** -> store/sinks. For drift and sanctioned
+//! records only, after judging: the object's metadata
+//! (`PartialObjectMetadata`: labels, annotations, ownerReferences,
+//! managedFields) through an LRU cache with TTLs and negative entries, a
+//! concurrency limit and one deadline per group of batches. A lookup that
+//! fails or is late leaves the finding as it was, marked `unavailable`.
+//!
+//! - [`client`]: one client per cluster name, the metadata fetch.
+//! - [`cache`]: the answers, 404 and 403 included.
+//! - [`enrich`]: the [`Enricher`] the engine calls.
+//! - [`apply`]: `managed_by`, owner roll-up, `field_managers`, `changes`.
+//! - [`fields`]: managedFields' FieldsV1 as change paths.
+
+mod apply;
+mod cache;
+pub mod client;
+mod enrich;
+mod fields;
+mod meta;
+
+pub use client::{Clients, ContextError};
+pub use enrich::Enricher;

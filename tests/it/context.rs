@@ -1,0 +1,493 @@
+//! Live-object context against a real kube-apiserver (1.20.2 on loopback,
+//! `scripts/kube-dev-cluster`) with a real controller-manager: driftwatch's
+//! Kubernetes client reads as the `driftwatch` ServiceAccount bound to
+//! exactly the ClusterRole of deploy/kubernetes/20-rbac.yaml, applied to
+//! the cluster. The API server logs at `Metadata` level (a policy of that
+//! one rule), as managed clusters do; the test posts those real events to
+//! driftwatch's webhook itself, so it controls when each one arrives.
+//!
+//! Lookups go through a [`RecordingProxy`], which counts requests (the cache
+//! hit path and negative caching make none) and, for the faults test, delays
+//! or fails chosen paths: a real server will not be slow or answer 500 on
+//! demand. The `dw-direct` cluster name reaches the API server directly, to
+//! stop it mid-stream.
+//!
+//! 1.20's limits, seen here: `kubectl scale` (the scale subresource) leaves
+//! managedFields as they were (fixed in 1.22), so the managed Deployment is
+//! changed with `kubectl patch`, which files its fields as `kubectl-patch`.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use base64::Engine as _;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::common::{Cluster, Service, block_on, event_list, metric, post_json, wait_until};
+use crate::receivers::RecordingProxy;
+
+/// One control plane at a time from this module.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const ARGOCD_UA: &str = "argocd-application-controller/v2.13.1 (linux/amd64) kubernetes/a1b2c3d";
+
+/// A Metadata-only audit policy: no request or response bodies.
+const METADATA_POLICY: &str =
+    "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: Metadata\n";
+
+struct Setup {
+    cluster: Cluster,
+    proxy: RecordingProxy,
+    svc: Service,
+    _files: tempfile::TempDir,
+}
+
+impl Setup {
+    fn start(name: &str, port_offset: u16, lookup_timeout: &str) -> Result<Setup> {
+        let files = tempfile::tempdir()?;
+        let policy = files.path().join("policy.yaml");
+        std::fs::write(&policy, METADATA_POLICY)?;
+        let policy = policy.display().to_string();
+        let cluster = Cluster::start(name, port_offset, "off", &["--audit-policy", &policy])?;
+        for f in [
+            "00-namespace.yaml",
+            "10-serviceaccount.yaml",
+            "20-rbac.yaml",
+        ] {
+            let path = format!("{}/deploy/kubernetes/{f}", env!("CARGO_MANIFEST_DIR"));
+            cluster.kubectl("admin", &["apply", "-f", &path])?;
+        }
+        let token = service_account_token(&cluster)?;
+        let ca = std::fs::read(cluster.env("CA"))?;
+        let proxy = RecordingProxy::start(cluster.env("SERVER"), &ca)?;
+        let kubeconfig = files.path().join("kubeconfig");
+        std::fs::write(&kubeconfig, kubeconfig_text(&cluster, &proxy, &token))?;
+        let config = format!(
+            r#"cluster: {name}
+pipelines:
+  - name: argocd
+    users: ["system:serviceaccount:argocd:argocd-application-controller"]
+    user_agents: ["^argocd-application-controller/"]
+kubernetes:
+  enabled: true
+  kubeconfig: {}
+  context: proxied
+  clusters:
+    dw-direct: {{context: direct}}
+  lookup_timeout: {lookup_timeout}
+"#,
+            kubeconfig.display()
+        );
+        let svc = Service::start(Some(&config))?;
+        cluster.kubectl("admin", &["create", "namespace", "shop"])?;
+        Ok(Setup {
+            cluster,
+            proxy,
+            svc,
+            _files: files,
+        })
+    }
+
+    /// The `ResponseComplete` event of the write `pred` picks, from the API
+    /// server's (Metadata-level) audit log.
+    fn logged(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Result<Value> {
+        let path = self.cluster.audit_log();
+        wait_until(
+            Duration::from_secs(30),
+            || format!("{what} in {}", path.display()),
+            || {
+                let text = std::fs::read_to_string(&path).ok()?;
+                text.lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .filter(|e| e["stage"] == "ResponseComplete")
+                    .find(|e| pred(e))
+            },
+        )
+    }
+
+    /// alice's write of `verb` on `resource/name`, from the log.
+    fn by_alice(&self, verb: &str, resource: &str, name: &str) -> Result<Value> {
+        self.logged(&format!("alice's {verb} of {resource}/{name}"), |e| {
+            e["user"]["username"] == "alice"
+                && e["verb"] == verb
+                && e["objectRef"]["resource"] == resource
+                && e["objectRef"]["name"] == name
+                && e["objectRef"]["subresource"].is_null()
+        })
+    }
+
+    /// Posts events as driftwatch's webhook receives them for `cluster`.
+    fn post(&self, cluster: &str, events: &[Value]) -> Result<()> {
+        let path = format!("/audit/webhook/{cluster}");
+        let list = event_list(events.iter().cloned());
+        let answer = block_on(post_json(&self.svc, &path, &list))?;
+        ensure!(
+            answer.status == 200,
+            "webhook: {} {}",
+            answer.status,
+            answer.json
+        );
+        Ok(())
+    }
+
+    fn finding(&self, audit_id: &str) -> Result<Value> {
+        self.svc.wait_for_finding(audit_id)
+    }
+
+    fn lookups(&self, outcome: &str) -> f64 {
+        let labels = format!("outcome=\"{outcome}\"");
+        block_on(metric(
+            &self.svc,
+            "driftwatch_context_lookups_total",
+            &labels,
+        ))
+        .ok()
+        .flatten()
+        .unwrap_or(0.0)
+    }
+}
+
+/// The token of ServiceAccount driftwatch/driftwatch (1.20's token
+/// controller puts it in a Secret).
+fn service_account_token(cluster: &Cluster) -> Result<String> {
+    let secret = wait_until(
+        Duration::from_secs(30),
+        || "the driftwatch ServiceAccount's token Secret".to_owned(),
+        || {
+            let args = [
+                "-n",
+                "driftwatch",
+                "get",
+                "sa",
+                "driftwatch",
+                "-o",
+                "jsonpath={.secrets[0].name}",
+            ];
+            let name = cluster.kubectl("admin", &args).ok()?;
+            (!name.trim().is_empty()).then(|| name.trim().to_owned())
+        },
+    )?;
+    let args = [
+        "-n",
+        "driftwatch",
+        "get",
+        "secret",
+        &secret,
+        "-o",
+        "jsonpath={.data.token}",
+    ];
+    let encoded = cluster.kubectl("admin", &args)?;
+    let token = base64::engine::general_purpose::STANDARD.decode(encoded.trim())?;
+    Ok(String::from_utf8(token)?)
+}
+
+/// Two contexts for the one ServiceAccount: through the proxy, and direct.
+fn kubeconfig_text(cluster: &Cluster, proxy: &RecordingProxy, token: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Config
+clusters:
+  - name: proxied
+    cluster: {{server: "{proxied}"}}
+  - name: direct
+    cluster: {{server: "{direct}", certificate-authority: "{ca}"}}
+users:
+  - name: driftwatch
+    user: {{token: "{token}"}}
+contexts:
+  - name: proxied
+    context: {{cluster: proxied, user: driftwatch}}
+  - name: direct
+    context: {{cluster: direct, user: driftwatch}}
+current-context: proxied
+"#,
+        proxied = proxy.url(),
+        direct = cluster.env("SERVER"),
+        ca = cluster.env("CA"),
+    )
+}
+
+/// A copy of a logged event with its own audit id: the same request seen
+/// again (another replica's log, say), a second finding on the object.
+fn again(event: &Value, n: u32) -> Value {
+    let mut e = event.clone();
+    let id = format!("{}-again-{n}", e["auditID"].as_str().unwrap_or_default());
+    e["auditID"] = json!(id);
+    e
+}
+
+fn id(e: &Value) -> &str {
+    e["auditID"].as_str().unwrap_or_default()
+}
+
+/// The Deployment as it is in Git, applied server-side by Argo CD.
+fn git_deployment() -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "api",
+            "namespace": "shop",
+            "annotations": {"argocd.argoproj.io/tracking-id": "shop:apps/Deployment:shop/api"}
+        },
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "api"}},
+            "template": {
+                "metadata": {"labels": {"app": "api"}},
+                "spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}
+            }
+        }
+    })
+}
+
+fn argocd_apply(cluster: &Cluster) -> Result<()> {
+    let (code, answer) = cluster.request(
+        "argocd",
+        ARGOCD_UA,
+        Method::PATCH,
+        "/apis/apps/v1/namespaces/shop/deployments/api?fieldManager=argocd-controller&force=true",
+        "application/apply-patch+yaml",
+        &git_deployment(),
+    )?;
+    ensure!(matches!(code, 200 | 201), "apply: {code} {answer}");
+    Ok(())
+}
+
+/// An Argo CD-managed Deployment patched by alice, its ReplicaSet edited, a
+/// deleted ConfigMap and a Secret driftwatch may not read, all logged at
+/// Metadata level: the live object supplies managed_by (and severity high),
+/// the field managers with the takeover, the changes from managedFields,
+/// the owner roll-up; 404 and 403 are cached and counted, and a cache hit
+/// makes no request.
+#[test]
+fn live_context_fills_in_what_metadata_level_events_leave_out() -> Result<()> {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Setup::start("dw-ctx", 940, "5s")?;
+    let alice = |args: &[&str]| s.cluster.kubectl("alice", args);
+
+    // Argo CD syncs; its (sanctioned) write is looked up as it arrives.
+    argocd_apply(&s.cluster)?;
+    let sync = s.logged("Argo CD's apply", |e| {
+        e["user"]["username"] == "system:serviceaccount:argocd:argocd-application-controller"
+            && e["verb"] == "patch"
+    })?;
+    s.post("dw-ctx", &[sync])?;
+    wait_until(
+        Duration::from_secs(30),
+        || format!("the sync's lookup; proxy saw {:?}", s.proxy.seen()),
+        || (s.lookups("miss_ok") >= 1.0).then_some(()),
+    )?;
+
+    // alice patches the replicas: the event names no field and no marker.
+    alice(&[
+        "-n",
+        "shop",
+        "patch",
+        "deployment",
+        "api",
+        "-p",
+        r#"{"spec":{"replicas":5}}"#,
+    ])?;
+    let patch = s.by_alice("patch", "deployments", "api")?;
+    assert!(patch.get("requestObject").is_none(), "{patch}");
+    s.post("dw-ctx", std::slice::from_ref(&patch))?;
+    let f = s.finding(id(&patch))?;
+    assert_eq!(f["context"], json!({"state": "live"}), "{f:#}");
+    assert_eq!(
+        f["managed_by"],
+        json!({"tool": "argocd", "name": "shop"}),
+        "{f:#}"
+    );
+    assert_eq!(f["severity"], "high", "{f:#}");
+    assert_eq!(f["changes_source"], "managed_fields", "{f:#}");
+    assert_eq!(
+        f["changes"],
+        json!([{"path": "spec.replicas", "old": null, "new": null}]),
+        "{f:#}"
+    );
+    assert_eq!(
+        f["field_managers"],
+        json!([{"path": "spec.replicas", "managers": ["kubectl-patch"], "by": "kubectl-patch",
+                "took_over_from": ["argocd-controller"]}]),
+        "{f:#}"
+    );
+
+    // The same request again: answered from the cache, no request made.
+    let before = s.proxy.count("/deployments/api");
+    s.post("dw-ctx", &[again(&patch, 1)])?;
+    let f = s.finding(&format!("{}-again-1", id(&patch)))?;
+    assert_eq!(f["context"], json!({"state": "cached"}), "{f:#}");
+    assert_eq!(f["managed_by"]["tool"], "argocd", "{f:#}");
+    assert_eq!(
+        s.proxy.count("/deployments/api"),
+        before,
+        "{:?}",
+        s.proxy.seen()
+    );
+    assert!(s.lookups("hit") >= 1.0);
+
+    // The controller-manager made the ReplicaSet; alice labels it.
+    let rs = wait_until(
+        Duration::from_secs(30),
+        || "the Deployment's ReplicaSet".to_owned(),
+        || {
+            let args = [
+                "-n",
+                "shop",
+                "get",
+                "rs",
+                "-o",
+                "jsonpath={.items[0].metadata.name}",
+            ];
+            let name = s.cluster.kubectl("admin", &args).ok()?;
+            (!name.trim().is_empty()).then(|| name.trim().to_owned())
+        },
+    )?;
+    alice(&["-n", "shop", "label", "rs", &rs, "debug=true"])?;
+    let label = s.by_alice("patch", "replicasets", &rs)?;
+    s.post("dw-ctx", std::slice::from_ref(&label))?;
+    let f = s.finding(id(&label))?;
+    assert_eq!(f["owner"]["kind"], "Deployment", "{f:#}");
+    assert_eq!(f["owner"]["name"], "api", "{f:#}");
+    assert_eq!(f["context"]["state"], "live", "{f:#}");
+
+    // A deleted ConfigMap: 404, and the second finding on it asks nothing.
+    alice(&[
+        "-n",
+        "shop",
+        "create",
+        "configmap",
+        "gone",
+        "--from-literal=a=1",
+    ])?;
+    alice(&["-n", "shop", "delete", "configmap", "gone"])?;
+    let delete = s.by_alice("delete", "configmaps", "gone")?;
+    s.post("dw-ctx", std::slice::from_ref(&delete))?;
+    let f = s.finding(id(&delete))?;
+    assert_eq!(
+        f["context"],
+        json!({"state": "unavailable", "reason": "not_found"}),
+        "{f:#}"
+    );
+    let asked = s.proxy.count("/configmaps/gone");
+    assert_eq!(asked, 1, "{:?}", s.proxy.seen());
+    s.post("dw-ctx", &[again(&delete, 1)])?;
+    let f = s.finding(&format!("{}-again-1", id(&delete)))?;
+    assert_eq!(f["context"]["reason"], "not_found", "{f:#}");
+    assert_eq!(
+        s.proxy.count("/configmaps/gone"),
+        asked,
+        "{:?}",
+        s.proxy.seen()
+    );
+    assert!(s.lookups("not_found") >= 1.0);
+
+    // A Secret: the ClusterRole grants no `get secrets`, so 403, counted,
+    // and the finding goes out all the same.
+    alice(&[
+        "-n",
+        "shop",
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=k=v",
+    ])?;
+    let create = s.by_alice("create", "secrets", "creds")?;
+    s.post("dw-ctx", std::slice::from_ref(&create))?;
+    let f = s.finding(id(&create))?;
+    assert_eq!(
+        f["context"],
+        json!({"state": "unavailable", "reason": "forbidden"}),
+        "{f:#}"
+    );
+    assert_eq!(f["type"], "out_of_band_change");
+    assert!(s.lookups("forbidden") >= 1.0);
+    // A later write to it: the 403 stands for negative_ttl, no request.
+    let asked = s.proxy.count("/secrets/creds");
+    alice(&["-n", "shop", "label", "secret", "creds", "rotated=yes"])?;
+    let label = s.by_alice("patch", "secrets", "creds")?;
+    s.post("dw-ctx", std::slice::from_ref(&label))?;
+    let f = s.finding(id(&label))?;
+    assert_eq!(f["context"]["reason"], "forbidden", "{f:#}");
+    assert_eq!(
+        s.proxy.count("/secrets/creds"),
+        asked,
+        "{:?}",
+        s.proxy.seen()
+    );
+    Ok(())
+}
+
+/// A lookup slower than `lookup_timeout` (the proxy holds it), one the
+/// proxy fails with 500 and one to an API server that was stopped: each
+/// finding is emitted, marked unavailable with its reason; the slow answer
+/// still fills the cache when it comes.
+#[test]
+fn slow_failing_and_stopped_api_servers_never_hold_back_a_finding() -> Result<()> {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Setup::start("dw-ctx-faults", 950, "1s")?;
+    let alice = |args: &[&str]| s.cluster.kubectl("alice", args);
+    for name in ["slow", "broken", "direct-a", "direct-b"] {
+        alice(&[
+            "-n",
+            "shop",
+            "create",
+            "configmap",
+            name,
+            "--from-literal=a=1",
+        ])?;
+    }
+    s.proxy.delay("/configmaps/slow", Duration::from_secs(3));
+    s.proxy.fail("/configmaps/broken", 500);
+    let slow = s.by_alice("create", "configmaps", "slow")?;
+    let broken = s.by_alice("create", "configmaps", "broken")?;
+    s.post("dw-ctx-faults", &[slow.clone(), broken.clone()])?;
+    let f = s.finding(id(&slow))?;
+    assert_eq!(
+        f["context"],
+        json!({"state": "unavailable", "reason": "timeout"}),
+        "{f:#}"
+    );
+    let f = s.finding(id(&broken))?;
+    assert_eq!(
+        f["context"],
+        json!({"state": "unavailable", "reason": "error"}),
+        "{f:#}"
+    );
+    assert!(s.lookups("timeout") >= 1.0 && s.lookups("error") >= 1.0);
+    // The slow answer arrives after its finding left, and is kept.
+    wait_until(
+        Duration::from_secs(30),
+        || "the slow lookup's answer".to_owned(),
+        || (s.lookups("miss_ok") >= 1.0).then_some(()),
+    )?;
+    s.post("dw-ctx-faults", &[again(&slow, 1)])?;
+    let f = s.finding(&format!("{}-again-1", id(&slow)))?;
+    assert_eq!(f["context"], json!({"state": "cached"}), "{f:#}");
+    assert_eq!(s.proxy.count("/configmaps/slow"), 1, "{:?}", s.proxy.seen());
+
+    // Straight to the API server (cluster dw-direct): one lookup works,
+    // then the server stops and findings go on flowing.
+    let a = s.by_alice("create", "configmaps", "direct-a")?;
+    let b = s.by_alice("create", "configmaps", "direct-b")?;
+    s.post("dw-direct", std::slice::from_ref(&a))?;
+    let f = s.finding(id(&a))?;
+    assert_eq!(f["context"]["state"], "live", "{f:#}");
+    let Setup { cluster, svc, .. } = s;
+    drop(cluster);
+    let list = event_list([b.clone()]);
+    let answer = block_on(post_json(&svc, "/audit/webhook/dw-direct", &list))?;
+    ensure!(answer.status == 200, "webhook: {}", answer.status);
+    let f = svc
+        .wait_for_finding(id(&b))
+        .context("finding after the stop")?;
+    assert_eq!(f["context"]["state"], "unavailable", "{f:#}");
+    assert!(
+        matches!(f["context"]["reason"].as_str(), Some("error" | "timeout")),
+        "{f:#}"
+    );
+    Ok(())
+}
