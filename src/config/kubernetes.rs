@@ -30,6 +30,15 @@ pub struct KubeCacheConfig {
     pub negative_ttl: Duration,
 }
 
+/// `kubernetes.breaker`: when a cluster's API server stops answering.
+#[derive(Debug, Clone)]
+pub struct KubeBreakerConfig {
+    /// Consecutive timed-out or failed (5xx, connection) lookups that open it.
+    pub failures: usize,
+    /// How long lookups of that cluster are not attempted, before one probe.
+    pub open_for: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct KubernetesConfig {
     pub auth: KubeAuth,
@@ -41,6 +50,7 @@ pub struct KubernetesConfig {
     pub max_concurrent_lookups: usize,
     /// The longest a finding waits for its context.
     pub lookup_timeout: Duration,
+    pub breaker: KubeBreakerConfig,
 }
 
 impl Default for KubernetesConfig {
@@ -56,6 +66,10 @@ impl Default for KubernetesConfig {
             },
             max_concurrent_lookups: 16,
             lookup_timeout: Duration::from_secs(2),
+            breaker: KubeBreakerConfig {
+                failures: 5,
+                open_for: Duration::from_secs(30),
+            },
         }
     }
 }
@@ -122,6 +136,13 @@ fn compile_limits(raw: &RawKubernetes, k: &mut KubernetesConfig, p: &mut Problem
             );
         }
         k.lookup_timeout = d;
+    }
+    let b = &raw.breaker;
+    if let Some(n) = p.at_least(&b.failures, 1, "kubernetes.breaker.failures") {
+        k.breaker.failures = n;
+    }
+    if let Some(d) = super::netsinks::duration(&b.open_for, "kubernetes.breaker.open_for", p) {
+        k.breaker.open_for = d;
     }
 }
 

@@ -334,6 +334,15 @@ pub struct RawKubernetes {
     pub cache: RawKubeCache,
     pub max_concurrent_lookups: Option<Spanned<usize>>,
     pub lookup_timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    pub breaker: RawKubeBreaker,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKubeBreaker {
+    pub failures: Option<Spanned<usize>>,
+    pub open_for: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -254,6 +254,7 @@ kubernetes:
   cache: {capacity: 10, ttl: 1m, negative_ttl: 10s}
   max_concurrent_lookups: 4
   lookup_timeout: 500ms
+  breaker: {failures: 3, open_for: 1s}
 ";
     let k = Config::from_yaml(on, "x.yaml").unwrap().kubernetes.unwrap();
     assert_eq!(k.auth, KubeAuth::Kubeconfig("/etc/kube/config".into()));
@@ -261,6 +262,17 @@ kubernetes:
     assert_eq!(k.clusters["prod-us-1"], "us");
     assert_eq!(k.cache.capacity, 10);
     assert_eq!(k.lookup_timeout, std::time::Duration::from_millis(500));
+    assert_eq!(k.breaker.failures, 3);
+    assert_eq!(k.breaker.open_for, std::time::Duration::from_secs(1));
+    let defaults = Config::from_yaml("kubernetes: {enabled: true}", "x.yaml")
+        .unwrap()
+        .kubernetes
+        .unwrap();
+    assert_eq!(defaults.breaker.failures, 5);
+    assert_eq!(
+        defaults.breaker.open_for,
+        std::time::Duration::from_secs(30)
+    );
     let bad = "\
 kubernetes:
   clusters:
@@ -269,6 +281,9 @@ kubernetes:
     negative_ttl: soon
   max_concurrent_lookups: 0
   lookup_timeout: 1m
+  breaker:
+    failures: 0
+    open_for: never
 ";
     let text = Config::from_yaml(bad, "d.yaml").unwrap_err().to_string();
     for needle in [
@@ -276,6 +291,8 @@ kubernetes:
         "d.yaml:5: kubernetes.cache.negative_ttl: invalid duration",
         "d.yaml:6: kubernetes.max_concurrent_lookups: must be at least 1",
         "d.yaml:7: kubernetes.lookup_timeout: \"1m\" is too long",
+        "d.yaml:9: kubernetes.breaker.failures: must be at least 1",
+        "d.yaml:10: kubernetes.breaker.open_for: invalid duration",
     ] {
         assert!(text.contains(needle), "{needle} in:\n{text}");
     }

@@ -10,11 +10,12 @@ use kube::api::{ApiResource, GroupVersionKind};
 use tokio::sync::Semaphore;
 
 use super::apply::{Resolution, apply};
+use super::breaker::{self, Breakers, Ticket};
 use super::cache::{Answer, Cache, Entry, Key};
 use super::client::{self, Clients, Failed};
 use crate::config::KubernetesConfig;
 use crate::model::{ChangeRecord, ContextState, Owner, Unavailable, VerdictKind};
-use crate::telemetry::events::{ContextLookup, ContextTimedOut, Emit, Outcome};
+use crate::telemetry::events::{ContextCircuitOpen, ContextLookup, ContextTimedOut, Emit, Outcome};
 
 /// Controllers followed above an object: Pod -> ReplicaSet -> Deployment,
 /// Job -> CronJob, with one to spare.
@@ -25,6 +26,7 @@ struct Shared {
     clients: Clients,
     cache: Cache,
     slots: Semaphore,
+    breakers: Arc<Breakers>,
 }
 
 pub struct Enricher {
@@ -54,6 +56,7 @@ impl Enricher {
                 clients,
                 cache: Cache::new(&config.cache),
                 slots: Semaphore::new(config.max_concurrent_lookups),
+                breakers: Arc::new(Breakers::new(config)),
             }),
             runtime,
             timeout: config.lookup_timeout,
@@ -70,9 +73,11 @@ impl Enricher {
     pub fn enrich(&self, records: &mut [ChangeRecord]) {
         let deadline = Instant::now() + self.timeout;
         let mut tasks = Vec::new();
-        // Records waiting for a task; records on one object share its task.
+        let mut tickets: Vec<Arc<Ticket>> = Vec::new();
+        // Records waiting for a task; records on one object share its task
+        // (or its breaker's refusal: `None`).
         let mut waiting: Vec<(usize, usize)> = Vec::new();
-        let mut by_key: HashMap<Key, usize> = HashMap::new();
+        let mut by_key: HashMap<Key, Option<usize>> = HashMap::new();
         for (i, r) in records.iter_mut().enumerate() {
             if !matches!(r.verdict, VerdictKind::Drift | VerdictKind::Sanctioned) {
                 continue;
@@ -81,11 +86,21 @@ impl Enricher {
                 Plan::Ready(res) => apply(r, res),
                 Plan::Lookup(job) => {
                     let task = *by_key.entry(job.key.clone()).or_insert_with(|| {
+                        let breakers = &self.shared.breakers;
+                        let ticket = Arc::new(breakers.admit(&job.key.cluster, Instant::now())?);
                         let shared = Arc::clone(&self.shared);
-                        tasks.push(self.runtime.spawn(resolve(shared, job)));
-                        tasks.len() - 1
+                        let run = resolve(shared, job, Arc::clone(&ticket));
+                        tasks.push(self.runtime.spawn(run));
+                        tickets.push(ticket);
+                        Some(tasks.len() - 1)
                     });
-                    waiting.push((i, task));
+                    match task {
+                        Some(task) => waiting.push((i, task)),
+                        None => {
+                            ContextCircuitOpen.emit();
+                            apply(r, Resolution::unavailable(Unavailable::CircuitOpen));
+                        }
+                    }
                 }
             }
         }
@@ -102,6 +117,14 @@ impl Enricher {
             }
             answers
         });
+        for (answer, ticket) in answers.iter().zip(&tickets) {
+            if answer.is_none() {
+                // Timed out: counts against the cluster now, whatever the
+                // request's own end says later.
+                ticket.report(true);
+            }
+        }
+        drop(tickets);
         for (i, task) in waiting {
             let res = answers[task].clone().unwrap_or_else(|| {
                 ContextTimedOut.emit();
@@ -177,7 +200,7 @@ fn usable(e: &Entry, job: &Job) -> bool {
 
 /// The lookup of an object and its controllers, each level from the cache
 /// or the API server.
-async fn resolve(shared: Arc<Shared>, job: Job) -> Resolution {
+async fn resolve(shared: Arc<Shared>, job: Job, ticket: Arc<Ticket>) -> Resolution {
     let found = shared.cache.get(&job.key);
     let before = found
         .fresh
@@ -186,7 +209,7 @@ async fn resolve(shared: Arc<Shared>, job: Job) -> Resolution {
         .or(found.stale);
     let (entry, state) = match found.fresh.filter(|e| usable(e, &job)) {
         Some(e) => (e, ContextState::Cached),
-        None => match fetch(&shared, &job.key).await {
+        None => match fetch(&shared, &job.key, Some(&ticket)).await {
             Ok(e) => (e, ContextState::Live),
             Err(reason) => return Resolution::unavailable(reason),
         },
@@ -205,7 +228,7 @@ async fn resolve(shared: Arc<Shared>, job: Job) -> Resolution {
         let e = match shared.cache.get(&key).fresh {
             Some(e) => e,
             // The owner chain is best effort: what is known so far stands.
-            None => match fetch(&shared, &key).await {
+            None => match fetch(&shared, &key, None).await {
                 Ok(e) => {
                     res.fetched();
                     e
@@ -219,8 +242,9 @@ async fn resolve(shared: Arc<Shared>, job: Job) -> Resolution {
 }
 
 /// One request, counted and cached; a failure that says nothing about the
-/// object (a 500, a refused connection) is not cached.
-async fn fetch(shared: &Shared, key: &Key) -> Result<Entry, Unavailable> {
+/// object (a 500, a refused connection) is not cached. The object's own
+/// request reports to its cluster's breaker (`ticket`); its owners' do not.
+async fn fetch(shared: &Shared, key: &Key, ticket: Option<&Ticket>) -> Result<Entry, Unavailable> {
     let Some(client) = shared.clients.get(&key.cluster) else {
         return Err(Unavailable::NoClient);
     };
@@ -230,6 +254,9 @@ async fn fetch(shared: &Shared, key: &Key) -> Result<Entry, Unavailable> {
     let started = Instant::now();
     let result = client::fetch(client, key).await;
     let seconds = started.elapsed().as_secs_f64();
+    if let Some(ticket) = ticket {
+        ticket.report(result.as_ref().err().is_some_and(breaker::is_outage));
+    }
     let (answer, outcome) = match result {
         Ok(meta) => (Answer::Found(Arc::new(meta)), Outcome::MissOk),
         Err(Failed::NotFound) => (Answer::NotFound, Outcome::NotFound),

@@ -5,16 +5,20 @@
 //! records only, after judging: the object's metadata
 //! (`PartialObjectMetadata`: labels, annotations, ownerReferences,
 //! managedFields) through an LRU cache with TTLs and negative entries, a
-//! concurrency limit and one deadline per group of batches. A lookup that
-//! fails or is late leaves the finding as it was, marked `unavailable`.
+//! concurrency limit, one deadline per group of batches and a circuit
+//! breaker per cluster. A lookup that fails or is late leaves the finding as
+//! it was, marked `unavailable`.
 //!
 //! - [`client`]: one client per cluster name, the metadata fetch.
 //! - [`cache`]: the answers, 404 and 403 included.
+//! - [`breaker`]: per cluster, no lookups while its API server is not
+//!   answering (`circuit_open`), one probe after a cooldown.
 //! - [`enrich`]: the [`Enricher`] the engine calls.
 //! - [`apply`]: `managed_by`, owner roll-up, `field_managers`, `changes`.
 //! - [`fields`]: managedFields' FieldsV1 as change paths.
 
 mod apply;
+mod breaker;
 mod cache;
 pub mod client;
 mod enrich;

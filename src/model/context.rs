@@ -35,6 +35,9 @@ pub enum Unavailable {
     Error,
     /// No kubeconfig context is configured for the finding's cluster.
     NoClient,
+    /// Not looked up: the cluster's API server stopped answering
+    /// (`kubernetes.breaker`), so its lookups are suspended for a while.
+    CircuitOpen,
     /// The request named no object (a create with `generateName`, a collection).
     NoObject,
 }

@@ -942,6 +942,7 @@ pub enum Outcome {
     Forbidden,
     Timeout,
     Error,
+    CircuitOpen,
 }
 
 impl Outcome {
@@ -953,6 +954,7 @@ impl Outcome {
             Outcome::Forbidden => "forbidden",
             Outcome::Timeout => "timeout",
             Outcome::Error => "error",
+            Outcome::CircuitOpen => "circuit_open",
         }
     }
 }
@@ -1013,6 +1015,75 @@ pub struct ContextTimedOut;
 impl Emit for ContextTimedOut {
     fn emit(self) {
         counter!(m::CONTEXT_LOOKUPS, "outcome" => Outcome::Timeout.as_str()).increment(1);
+    }
+}
+
+/// A finding went out without its context at once: its cluster's breaker
+/// is open, so no lookup was attempted.
+pub struct ContextCircuitOpen;
+
+impl Emit for ContextCircuitOpen {
+    fn emit(self) {
+        counter!(m::CONTEXT_LOOKUPS, "outcome" => Outcome::CircuitOpen.as_str()).increment(1);
+    }
+}
+
+/// A cluster's circuit breaker changed state (see `context::breaker`).
+/// `cluster` is a configured name or `default`: a bounded label.
+pub enum ContextBreaker<'a> {
+    Opened {
+        cluster: &'a str,
+        failures: usize,
+        open_for: std::time::Duration,
+    },
+    /// The half-open probe failed: open for another cooldown.
+    ProbeFailed {
+        cluster: &'a str,
+    },
+    Closed {
+        cluster: &'a str,
+    },
+}
+
+static BREAKER_CHANGES: RateLimit = RateLimit::new();
+
+impl Emit for ContextBreaker<'_> {
+    fn emit(self) {
+        match self {
+            ContextBreaker::Opened {
+                cluster,
+                failures,
+                open_for,
+            } => {
+                gauge!(m::CONTEXT_BREAKER_OPEN, "cluster" => cluster.to_owned()).set(1.0);
+                if let Some(suppressed) = BREAKER_CHANGES.allow() {
+                    warn!(
+                        cluster,
+                        failures,
+                        open_for_seconds = open_for.as_secs_f64(),
+                        suppressed,
+                        "The Kubernetes API of a cluster stopped answering; its findings go out without context (circuit_open) until a probe lookup succeeds."
+                    );
+                }
+            }
+            ContextBreaker::ProbeFailed { cluster } => {
+                gauge!(m::CONTEXT_BREAKER_OPEN, "cluster" => cluster.to_owned()).set(1.0);
+                debug!(
+                    cluster,
+                    "The probe lookup of an unavailable cluster failed; its breaker stays open."
+                );
+            }
+            ContextBreaker::Closed { cluster } => {
+                gauge!(m::CONTEXT_BREAKER_OPEN, "cluster" => cluster.to_owned()).set(0.0);
+                if let Some(suppressed) = BREAKER_CHANGES.allow() {
+                    info!(
+                        cluster,
+                        suppressed,
+                        "The Kubernetes API of a cluster answers again; live-object lookups resumed."
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -50,6 +50,7 @@ pub const SINK_OUTBOX_DAMAGED: &str = "driftwatch_sink_outbox_damaged_total";
 pub const CONTEXT_LOOKUPS: &str = "driftwatch_context_lookups_total";
 pub const CONTEXT_CACHE_ENTRIES: &str = "driftwatch_context_cache_entries";
 pub const CONTEXT_LOOKUP_SECONDS: &str = "driftwatch_context_lookup_seconds";
+pub const CONTEXT_BREAKER_OPEN: &str = "driftwatch_context_breaker_open";
 
 /// Registers descriptions so that `/metrics` explains itself.
 pub fn describe() {
@@ -98,7 +99,12 @@ pub fn describe() {
     describe_counter!(
         CONTEXT_LOOKUPS,
         Unit::Count,
-        "Live-object lookups by outcome: hit (cache), miss_ok, not_found, forbidden, error (each API request), timeout (a finding whose context was not back by kubernetes.lookup_timeout)."
+        "Live-object lookups by outcome: hit (cache), miss_ok, not_found, forbidden, error (each API request), timeout (a finding whose context was not back by kubernetes.lookup_timeout), circuit_open (a finding whose cluster's breaker was open: no lookup attempted)."
+    );
+    describe_gauge!(
+        CONTEXT_BREAKER_OPEN,
+        Unit::Count,
+        "1 while a cluster's live-object lookups are suspended (kubernetes.breaker), else 0; cluster is a kubernetes.clusters name or default."
     );
     describe_gauge!(
         CONTEXT_CACHE_ENTRIES,
