@@ -45,6 +45,16 @@ struct Setup {
 
 impl Setup {
     fn start(name: &str, port_offset: u16, lookup_timeout: &str) -> Result<Setup> {
+        Setup::start_with(name, port_offset, lookup_timeout, "")
+    }
+
+    /// `kubernetes` holds more keys of `kubernetes:`, indented by two.
+    fn start_with(
+        name: &str,
+        port_offset: u16,
+        lookup_timeout: &str,
+        kubernetes: &str,
+    ) -> Result<Setup> {
         let files = tempfile::tempdir()?;
         let policy = files.path().join("policy.yaml");
         std::fs::write(&policy, METADATA_POLICY)?;
@@ -76,7 +86,7 @@ kubernetes:
   clusters:
     dw-direct: {{context: direct}}
   lookup_timeout: {lookup_timeout}
-"#,
+{kubernetes}"#,
             kubeconfig.display()
         );
         let svc = Service::start(Some(&config))?;
@@ -133,6 +143,17 @@ kubernetes:
 
     fn finding(&self, audit_id: &str) -> Result<Value> {
         self.svc.wait_for_finding(audit_id)
+    }
+
+    fn breaker_open(&self, cluster: &str) -> Option<f64> {
+        let labels = format!("cluster=\"{cluster}\"");
+        block_on(metric(
+            &self.svc,
+            "driftwatch_context_breaker_open",
+            &labels,
+        ))
+        .ok()
+        .flatten()
     }
 
     fn lookups(&self, outcome: &str) -> f64 {
@@ -489,5 +510,115 @@ fn slow_failing_and_stopped_api_servers_never_hold_back_a_finding() -> Result<()
         matches!(f["context"]["reason"].as_str(), Some("error" | "timeout")),
         "{f:#}"
     );
+    Ok(())
+}
+
+/// The API server black-holes metadata requests (the proxy holds them far
+/// past `lookup_timeout`): after `breaker.failures` timed-out findings the
+/// next ones come out `circuit_open` without a request; once the server
+/// answers again, the probe after `open_for` closes the breaker and
+/// context is live again.
+#[test]
+fn a_black_holed_api_server_opens_the_breaker_and_a_probe_closes_it() -> Result<()> {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Setup::start_with(
+        "dw-ctx-breaker",
+        960,
+        "500ms",
+        "  breaker: {failures: 3, open_for: 2s}\n",
+    )?;
+    let alice = |args: &[&str]| s.cluster.kubectl("alice", args);
+    let names = ["hole-0", "hole-1", "hole-2", "hole-3", "hole-4", "probe"];
+    for name in names {
+        alice(&[
+            "-n",
+            "shop",
+            "create",
+            "configmap",
+            name,
+            "--from-literal=a=1",
+        ])?;
+    }
+    let events = names
+        .iter()
+        .map(|n| s.by_alice("create", "configmaps", n))
+        .collect::<Result<Vec<_>>>()?;
+    s.proxy.delay("/configmaps/hole-", Duration::from_secs(120));
+
+    // Three lookups time out, one batch each: the third opens the breaker.
+    for e in &events[..3] {
+        s.post("dw-ctx-breaker", std::slice::from_ref(e))?;
+        let f = s.finding(id(e))?;
+        assert_eq!(
+            f["context"],
+            json!({"state": "unavailable", "reason": "timeout"}),
+            "{f:#}"
+        );
+    }
+    assert_eq!(
+        s.proxy.count("/configmaps/hole-"),
+        3,
+        "{:?}",
+        s.proxy.seen()
+    );
+    assert_eq!(s.breaker_open("default"), Some(1.0));
+
+    // The next findings go out at once, and nothing is asked for them.
+    s.post("dw-ctx-breaker", &events[3..5])?;
+    for e in &events[3..5] {
+        let f = s.finding(id(e))?;
+        assert_eq!(
+            f["context"],
+            json!({"state": "unavailable", "reason": "circuit_open"}),
+            "{f:#}"
+        );
+    }
+    assert_eq!(
+        s.proxy.count("/configmaps/hole-3"),
+        0,
+        "{:?}",
+        s.proxy.seen()
+    );
+    assert_eq!(
+        s.proxy.count("/configmaps/hole-4"),
+        0,
+        "{:?}",
+        s.proxy.seen()
+    );
+    assert!(s.lookups("circuit_open") >= 2.0);
+
+    // The server answers again. Until open_for is over findings stay
+    // circuit_open; then one probe goes through and closes the breaker.
+    s.proxy.clear();
+    let probe = &events[5];
+    let mut n = 0;
+    let f = wait_until(
+        Duration::from_secs(30),
+        || {
+            format!(
+                "a live finding after the cooldown; proxy saw {:?}",
+                s.proxy.seen()
+            )
+        },
+        || {
+            n += 1;
+            let e = again(probe, n);
+            s.post("dw-ctx-breaker", std::slice::from_ref(&e)).ok()?;
+            let f = s.finding(id(&e)).ok()?;
+            if f["context"]["reason"] == "circuit_open" {
+                std::thread::sleep(Duration::from_millis(200));
+                return None;
+            }
+            Some(f)
+        },
+    )?;
+    assert_eq!(f["context"], json!({"state": "live"}), "{f:#}");
+    assert_eq!(
+        s.proxy.count("/configmaps/probe"),
+        1,
+        "{:?}",
+        s.proxy.seen()
+    );
+    assert_eq!(s.breaker_open("default"), Some(0.0));
     Ok(())
 }

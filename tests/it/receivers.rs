@@ -580,6 +580,13 @@ impl RecordingProxy {
         rules.failures.push((pattern.to_owned(), status));
     }
 
+    /// Forgets every delay and failure: from now on requests go straight
+    /// to the server (requests already held finish their delay).
+    pub fn clear(&self) {
+        let mut rules = self.shared.rules.lock().unwrap();
+        *rules = ProxyRules::default();
+    }
+
     /// Requests so far whose path contains `pattern`.
     pub fn count(&self, pattern: &str) -> usize {
         let seen = self.shared.seen.lock().unwrap();
