@@ -683,25 +683,36 @@ fn the_control_plane_itself_raises_no_finding() -> Result<()> {
         &["set", "image", "deploy/web", "-n", "work", "web=nginx:1.26"],
     )?;
     // The namespace and everything in it, through the namespace controller
-    // and the garbage collector.
+    // (which may delete the ReplicaSets itself before the garbage collector
+    // gets to them).
     cluster.kubectl(
         "ci-deployer",
         &["delete", "namespace", "work", "--wait=false"],
     )?;
+    // A Deployment deleted in the background: only the garbage collector
+    // deletes its ReplicaSets and their Pods.
+    cluster.kubectl(
+        "ci-deployer",
+        &["delete", "deploy/web", "-n", "cron", "--wait=false"],
+    )?;
     // The CronJob fires within a minute; its Job is the cronjob-controller's.
     wait_until(
         Duration::from_secs(150),
-        || "the CronJob's first Job and the namespace gone".to_owned(),
+        || "the CronJob's first Job, the namespace and the ReplicaSets gone".to_owned(),
         || {
             let jobs = cluster
                 .kubectl("admin", &["get", "jobs", "-n", "cron", "-o", "name"])
+                .ok()?;
+            let sets = cluster
+                .kubectl("admin", &["get", "rs", "-n", "cron", "-o", "name"])
                 .ok()?;
             let gone = cluster
                 .kubectl_with("admin", &["get", "namespace", "work"], None, &[])
                 .ok()?
                 .code
                 != 0;
-            (jobs.lines().any(|l| l.contains("tick-")) && gone).then_some(())
+            (jobs.lines().any(|l| l.contains("tick-")) && sets.trim().is_empty() && gone)
+                .then_some(())
         },
     )?;
     // Let the last batches arrive.
