@@ -10,6 +10,7 @@
 //!   retries, and the check of the store against the acknowledgements.
 //! - [`gojson`]: JSON written the way Go's `encoding/json` writes it, as the
 //!   API server's audit backends do.
+//! - [`ocsf`]: OCSF documents checked against the shipped schema subset.
 //! - [`rng`]: seeded, portable randomness.
 //! - [`time`]: audit timestamps (RFC 3339 in UTC with microseconds).
 //!
@@ -22,6 +23,7 @@
 pub mod addons;
 pub mod crash;
 pub mod gojson;
+pub mod ocsf;
 pub mod rng;
 pub mod synth;
 pub mod time;

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::common::{
     ALICE, ARGOCD_CONFIG, ARGOCD_SA, ArgoDeployment, Ev, KUBECTL, Service, an_hour_ago, block_on,
-    change_paths, metric, ocsf_problems, ocsf_schema, post_events, post_json, wait_for_lines,
+    change_paths, metric, post_events, post_json, wait_for_lines,
 };
 use crate::receivers::{Recorded, RecordingHttp, RestartableSyslog};
 
@@ -350,7 +350,8 @@ fn ocsf_and_ecs_reach_the_receiver_field_by_field() -> Result<()> {
     );
 
     let o = ocsf.wait_for("the OCSF finding", |r| received_items(r).first().cloned())?;
-    let problems = ocsf_problems(&ocsf_schema()?, &o, true);
+    let problems =
+        driftwatch_testkit::ocsf::problems(&driftwatch_testkit::ocsf::schema()?, &o, true);
     assert!(problems.is_empty(), "{problems:#?}\n{o:#}");
     assert_eq!(o["class_uid"], 2004);
     assert_eq!(o["category_uid"], 2);
