@@ -209,7 +209,7 @@ impl Shaper {
 
     fn finding(&mut self, f: &Finding<'_>, now: &Time, out: &mut Vec<Alert>) {
         let Some(drift) = &f.record.drift else {
-            out.push(single(AlertKind::Single, f));
+            out.push(alert_of(AlertKind::Single, f));
             return;
         };
         if drift.id == f.record.id {
@@ -227,7 +227,7 @@ impl Shaper {
         let thread = self.thread(id, out);
         thread.alerted = thread.alerted.max(f.severity);
         thread.seen = thread.seen.max(f.severity);
-        out.push(single(AlertKind::Opened, f));
+        out.push(alert_of(AlertKind::Opened, f));
     }
 
     fn fold(&mut self, f: &Finding<'_>, id: &str, now: &Time, out: &mut Vec<Alert>) {
@@ -338,8 +338,16 @@ impl Shaper {
     }
 }
 
+impl Alert {
+    /// A finding on its own as an alert (a chat sink on the findings stream
+    /// gets the same readable text either way).
+    pub fn single(f: &Finding<'_>) -> Alert {
+        alert_of(AlertKind::Single, f)
+    }
+}
+
 /// The alert of one finding on its own.
-fn single(kind: AlertKind, f: &Finding<'_>) -> Alert {
+fn alert_of(kind: AlertKind, f: &Finding<'_>) -> Alert {
     let r = f.record;
     let mut paths: Vec<String> = r.changes.iter().map(|c| c.path.clone()).collect();
     paths.sort();

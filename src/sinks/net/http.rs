@@ -15,7 +15,7 @@ use super::{Encoder, NetSink};
 use crate::config::{AlertsConfig, ClientTlsConfig, HttpPreset, HttpSinkConfig};
 use crate::sinks::format::{self, Format, alert_text};
 use crate::sinks::outbox::Record;
-use crate::sinks::shape::{Alert, AlertKind, OwnedFinding};
+use crate::sinks::shape::Alert;
 use crate::sinks::{Finding, SinkError};
 
 /// Starts an HTTP sink; a bad CA, certificate or header stops the start.
@@ -26,7 +26,7 @@ pub fn start(
 ) -> Result<NetSink, SinkError> {
     let fail = |message: String| {
         SinkError::fatal(
-            leak(&config.name),
+            super::static_name(&config.name),
             std::io::Error::other(format!("sinks.http {}: {message}", config.name)),
         )
     };
@@ -43,11 +43,6 @@ pub fn start(
         }),
         Box::new(transport),
     )
-}
-
-/// For a start-up error only: the process exits right after.
-fn leak(name: &str) -> &'static str {
-    Box::leak(name.to_owned().into_boxed_str())
 }
 
 struct HttpEncoder {
@@ -70,7 +65,7 @@ impl Encoder for HttpEncoder {
                     out,
                 );
             }
-            HttpPreset::Slack => slack_message(&alert_of(f), out),
+            HttpPreset::Slack => slack_message(&Alert::single(f), out),
         }
     }
 
@@ -107,29 +102,6 @@ fn splunk_envelope(format: Format, time_us: i64, cluster: &str, event: &[u8], ou
         "event": event,
     });
     let _ = serde_json::to_writer(out, &envelope);
-}
-
-/// A finding on its own as an alert, for a Slack sink on the findings
-/// stream: chat gets the same readable text either way.
-fn alert_of(f: &Finding<'_>) -> Alert {
-    let r = f.record;
-    let mut paths: Vec<String> = r.changes.iter().map(|c| c.path.clone()).collect();
-    paths.sort();
-    paths.dedup();
-    Alert {
-        kind: AlertKind::Single,
-        drift_id: r.drift.as_ref().map(|d| d.id.clone()),
-        cluster: r.cluster.clone(),
-        object: r.resource.clone(),
-        state: r.drift.as_ref().and_then(|d| d.state),
-        severity: f.severity,
-        finding: Some(OwnedFinding::of(f)),
-        folded: 1,
-        paths,
-        first: r.time.clone(),
-        last: r.time.clone(),
-        closed: None,
-    }
 }
 
 fn slack_message(a: &Alert, out: &mut Vec<u8>) {

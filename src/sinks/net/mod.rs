@@ -53,9 +53,7 @@ impl NetSink {
         encoder: Box<dyn Encoder>,
         transport: Box<dyn Transport>,
     ) -> Result<NetSink, SinkError> {
-        // The sink's name is a metric label and the error's `sink` for the
-        // process's life; the config bounds how many there are.
-        let name: &'static str = Box::leak(name.to_owned().into_boxed_str());
+        let name = static_name(name);
         let dir = outbox_dir.join(name);
         let opened = outbox::open(&dir, delivery.outbox_max_bytes).map_err(|e| {
             SinkError::fatal(
@@ -185,4 +183,10 @@ impl Drop for NetSink {
             let _ = thread.join();
         }
     }
+}
+
+/// A sink's name as a metric label and an error's `sink` for the process's
+/// life: leaked once per configured sink (the config bounds how many).
+pub fn static_name(name: &str) -> &'static str {
+    Box::leak(name.to_owned().into_boxed_str())
 }

@@ -35,7 +35,7 @@ pub fn start(
 ) -> Result<NetSink, SinkError> {
     let fail = |message: String| {
         SinkError::fatal(
-            Box::leak(config.name.clone().into_boxed_str()),
+            super::static_name(&config.name),
             std::io::Error::other(format!("sinks.syslog {}: {message}", config.name)),
         )
     };
