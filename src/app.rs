@@ -137,10 +137,13 @@ impl Server {
             health: s.health(),
         });
         let mut engine = Engine::new(Arc::clone(&config), store, sinks)?;
+        let mut live = None;
         if let Some(kube) = &config.kubernetes {
             let clients = crate::context::Clients::connect(kube, &config.cluster).await?;
             let runtime = tokio::runtime::Handle::current();
-            engine.set_enricher(crate::context::Enricher::new(clients, kube, runtime));
+            let enricher = crate::context::Enricher::new(clients, kube, runtime);
+            live = Some(enricher.live(config.redaction.clone()));
+            engine.set_enricher(enricher);
         }
         let (handle, engine_thread) =
             engine::writer::spawn(engine, config.server.queue_batches).map_err(AppError::Thread)?;
@@ -164,7 +167,7 @@ impl Server {
         let router = router(
             &config,
             handle,
-            history,
+            ReadSide { history, live },
             metrics,
             webhook_auth,
             query_tokens,
@@ -282,6 +285,13 @@ struct History {
     health: Health,
 }
 
+/// What the query routes read: the store, and the clusters for a drift's
+/// live values (`None` without `kubernetes`).
+struct ReadSide {
+    history: Option<History>,
+    live: Option<crate::context::Live>,
+}
+
 /// Until shutdown: asks the engine to probe the store every
 /// [`engine::writer::PROBE_INTERVAL`], and checks the whole file every
 /// `integrity_every` on a blocking thread (a read; the writer goes on).
@@ -346,12 +356,13 @@ fn spawn_retention(
 fn router(
     config: &Config,
     engine: engine::Handle,
-    history: Option<History>,
+    reads: ReadSide,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     webhook_auth: auth::WebhookAuth,
     query_tokens: Option<Arc<auth::TokenFile>>,
     shutdown: CancellationToken,
 ) -> Router {
+    let ReadSide { history, live } = reads;
     let webhook_state = WebhookState {
         engine: engine.clone(),
         body: BodyLimits {
@@ -368,6 +379,7 @@ fn router(
             config.server.max_concurrent_queries,
         )),
         engine: engine.clone(),
+        live,
     };
     let ops_state = OpsState {
         metrics,

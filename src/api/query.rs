@@ -13,6 +13,7 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
+use crate::context::live;
 use crate::engine::{self, AcceptOutcome, IngestError};
 use crate::http::auth::Principal;
 use crate::store::query::{self, Filter, QueryError};
@@ -32,6 +33,9 @@ pub struct QueryState {
     /// a row in memory and a core busy, which ingest needs too.
     pub permits: Arc<Semaphore>,
     pub engine: engine::Handle,
+    /// The live-values reader for `?live=true`; `None` without
+    /// `kubernetes`.
+    pub live: Option<crate::context::Live>,
 }
 
 /// How long a query waits for its turn before it is told to come back.
@@ -176,10 +180,56 @@ pub async fn drifts(
     }
 }
 
-pub async fn drift(State(state): State<QueryState>, Path(id): Path<String>) -> Response {
+#[derive(Debug, Default, Deserialize)]
+pub struct DriftParams {
+    /// Read the object now and compare the drifted fields (an unclosed
+    /// drift only); without it the route reads the store alone.
+    #[serde(default)]
+    live: bool,
+}
+
+/// A drift, and with `?live=true` on an unclosed one, its live values.
+#[derive(Serialize)]
+struct DriftWithLive {
+    #[serde(flatten)]
+    drift: query::DriftItem,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    live: Option<live::LiveView>,
+}
+
+pub async fn drift(
+    State(state): State<QueryState>,
+    Path(id): Path<String>,
+    params: Result<Query<DriftParams>, QueryRejection>,
+) -> Response {
+    let Query(params) = match params {
+        Ok(p) => p,
+        Err(e) => return bad_query(e),
+    };
     let wanted = id.clone();
-    match read(&state, move |c| query::drift(c, &wanted)).await {
-        Ok(Some(d)) => Json(d).into_response(),
+    let found = read(&state, move |c| {
+        let Some(drift) = query::drift(c, &wanted)? else {
+            return Ok(None);
+        };
+        let target = if params.live && drift.state.is_unclosed() {
+            query::drift_live_target(c, &wanted)?.map(|(_, t)| t)
+        } else {
+            None
+        };
+        Ok(Some((drift, target)))
+    })
+    .await;
+    match found {
+        Ok(Some((drift, target))) => {
+            // Outside the query slot: the API server's answer can take up
+            // to `lookup_timeout`, and holds no connection.
+            let live = match (target, &state.live) {
+                (None, _) => None,
+                (Some(t), Some(reader)) => Some(reader.read(&t).await),
+                (Some(_), None) => Some(live::unavailable(live::Reason::NoClient, None)),
+            };
+            Json(DriftWithLive { drift, live }).into_response()
+        }
         Ok(None) => error(StatusCode::NOT_FOUND, format!("no drift {id:?}")),
         Err(f) => f.into_response(),
     }

@@ -68,6 +68,17 @@ impl Enricher {
         &self.shared.clients
     }
 
+    /// The live-values reader of the query API, on the same clients and
+    /// breakers: a cluster that is not answering is not asked twice.
+    pub fn live(&self, redaction: Vec<crate::model::PathPattern>) -> super::Live {
+        super::Live::new(
+            self.shared.clients.clone(),
+            Arc::clone(&self.shared.breakers),
+            self.timeout,
+            redaction,
+        )
+    }
+
     /// Adds context to the drift and sanctioned records. Blocks the calling
     /// (engine) thread for at most `lookup_timeout`; never fails a record.
     pub fn enrich(&self, records: &mut [ChangeRecord]) {

@@ -616,6 +616,51 @@ pub fn drift(conn: &Connection, id: &str) -> Result<Option<DriftItem>, QueryErro
     }
 }
 
+/// What `?live=true` reads for a drift: its state, the object (at the
+/// version its last change was served at) and the fields it changed.
+pub fn drift_live_target(
+    conn: &Connection,
+    id: &str,
+) -> Result<Option<(DriftState, crate::context::live::Target)>, QueryError> {
+    let tx = conn.unchecked_transaction()?;
+    let row = tx
+        .prepare_cached(
+            "SELECT state, cluster, api_group, resource, namespace, name, drifted_paths
+             FROM drifts WHERE id = ?1",
+        )?
+        .query_row([id], |r| {
+            let namespace: String = r.get(4)?;
+            Ok((
+                r.get::<_, String>(0)?,
+                crate::context::live::Target {
+                    cluster: r.get(1)?,
+                    group: r.get(2)?,
+                    version: None,
+                    resource: r.get(3)?,
+                    namespace: (!namespace.is_empty()).then_some(namespace),
+                    name: r.get(5)?,
+                    paths: super::records::drifted_paths(id, r.get(6)?),
+                },
+            ))
+        })
+        .optional()?;
+    let Some((state, mut target)) = row else {
+        return Ok(None);
+    };
+    target.version = tx
+        .prepare_cached(
+            "SELECT api_version FROM changes WHERE drift_id = ?1
+             ORDER BY time_us DESC, seq DESC LIMIT 1",
+        )?
+        .query_row([id], |r| r.get::<_, String>(0))
+        .optional()?
+        .filter(|v| !v.is_empty());
+    Ok(Some((
+        DriftState::parse(&state).unwrap_or(DriftState::Open),
+        target,
+    )))
+}
+
 fn drift_row(r: &Row<'_>) -> rusqlite::Result<DriftItem> {
     let namespace: String = r.get(5)?;
     let state: String = r.get(1)?;

@@ -24,13 +24,20 @@ use base64::Engine as _;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::common::{Cluster, Service, block_on, event_list, metric, post_json, wait_until};
+use crate::common::{
+    Cluster, Service, block_on, event_list, get_json, metric, post_json, wait_until,
+};
 use crate::receivers::RecordingProxy;
 
 /// One control plane at a time from this module.
 static SERIAL: Mutex<()> = Mutex::new(());
 
 const ARGOCD_UA: &str = "argocd-application-controller/v2.13.1 (linux/amd64) kubernetes/a1b2c3d";
+
+/// Bodies logged, as the policy in deploy/audit logs writes: the drift
+/// keeps fingerprints of the values it wrote.
+const REQUEST_RESPONSE_POLICY: &str =
+    "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n  - level: RequestResponse\n";
 
 /// A Metadata-only audit policy: no request or response bodies.
 const METADATA_POLICY: &str =
@@ -55,9 +62,27 @@ impl Setup {
         lookup_timeout: &str,
         kubernetes: &str,
     ) -> Result<Setup> {
+        Setup::start_logging(
+            name,
+            port_offset,
+            lookup_timeout,
+            kubernetes,
+            METADATA_POLICY,
+        )
+    }
+
+    /// With the API server's audit policy `policy`.
+    fn start_logging(
+        name: &str,
+        port_offset: u16,
+        lookup_timeout: &str,
+        kubernetes: &str,
+        policy: &str,
+    ) -> Result<Setup> {
         let files = tempfile::tempdir()?;
+        let policy_text = policy;
         let policy = files.path().join("policy.yaml");
-        std::fs::write(&policy, METADATA_POLICY)?;
+        std::fs::write(&policy, policy_text)?;
         let policy = policy.display().to_string();
         let cluster = Cluster::start(name, port_offset, "off", &["--audit-policy", &policy])?;
         for f in [
@@ -620,5 +645,96 @@ fn a_black_holed_api_server_opens_the_breaker_and_a_probe_closes_it() -> Result<
         s.proxy.seen()
     );
     assert_eq!(s.breaker_open("default"), Some(0.0));
+    Ok(())
+}
+
+/// `GET /api/v1/drifts/{id}?live=true` against the live Deployment: alice's
+/// image is still there (`still_drifted`); someone sets another image
+/// without driftwatch seeing the event (`changed`); the object is deleted
+/// (`unavailable`, `not_found`); the API server fails the read
+/// (`unavailable`, `error`). The plain route reads the store alone: no
+/// request reaches the API server.
+#[test]
+fn live_values_of_a_drift_are_read_on_request() -> Result<()> {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Setup::start_logging("dw-ctx-live", 970, "5s", "", REQUEST_RESPONSE_POLICY)?;
+    argocd_apply(&s.cluster)?;
+    let sync = s.logged("Argo CD's apply", |e| {
+        e["user"]["username"] == "system:serviceaccount:argocd:argocd-application-controller"
+            && e["verb"] == "patch"
+    })?;
+    s.post("dw-ctx-live", &[sync])?;
+    let image = |image: &str| {
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}})
+            .to_string()
+    };
+    let patch = |user: &str, to: &str| {
+        let args = ["-n", "shop", "patch", "deployment", "api", "-p", &image(to)];
+        s.cluster.kubectl(user, &args)
+    };
+    patch("alice", "nginx:1.28")?;
+    let edit = s.by_alice("patch", "deployments", "api")?;
+    s.post("dw-ctx-live", std::slice::from_ref(&edit))?;
+    let f = s.finding(id(&edit))?;
+    let drift = f["drift"]["id"]
+        .as_str()
+        .context("the finding's drift")?
+        .to_owned();
+    let route = format!("/api/v1/drifts/{drift}");
+    let live = || -> Result<Value> {
+        let answer = block_on(get_json(&s.svc, &format!("{route}?live=true")))?;
+        ensure!(answer.status == 200, "{} {}", answer.status, answer.json);
+        Ok(answer.json["live"].clone())
+    };
+    let image_field = |live: &Value| -> Result<Value> {
+        live["fields"]
+            .as_array()
+            .and_then(|fs| {
+                fs.iter()
+                    .find(|f| f["path"] == "spec.template.spec.containers[name=app].image")
+            })
+            .cloned()
+            .with_context(|| format!("no image field in {live:#}"))
+    };
+
+    let l = live()?;
+    assert_eq!(l["state"], "live", "{l:#}");
+    assert!(l["fetched_at"].is_string(), "{l:#}");
+    let field = image_field(&l)?;
+    assert_eq!(field["status"], "still_drifted", "{l:#}");
+    assert_eq!(field["live"], "nginx:1.28", "{l:#}");
+    assert!(field["drift_value_fingerprint"].is_string(), "{l:#}");
+
+    patch("admin", "nginx:1.29")?;
+    let l = live()?;
+    let field = image_field(&l)?;
+    assert_eq!(field["status"], "changed", "{l:#}");
+    assert_eq!(field["live"], "nginx:1.29", "{l:#}");
+
+    // The plain route: the store only.
+    let before = s.proxy.count("/deployments/api");
+    let plain = block_on(get_json(&s.svc, &route))?;
+    assert_eq!(plain.status, 200, "{}", plain.json);
+    assert!(plain.json.get("live").is_none(), "{:#}", plain.json);
+    assert_eq!(plain.json["state"], "open", "{:#}", plain.json);
+    assert_eq!(
+        s.proxy.count("/deployments/api"),
+        before,
+        "{:?}",
+        s.proxy.seen()
+    );
+
+    s.proxy.fail("/deployments/api", 500);
+    let l = live()?;
+    assert_eq!(l["state"], "unavailable", "{l:#}");
+    assert_eq!(l["reason"], "error", "{l:#}");
+    assert_eq!(l["fields"], json!([]), "{l:#}");
+    s.proxy.clear();
+
+    s.cluster
+        .kubectl("admin", &["-n", "shop", "delete", "deployment", "api"])?;
+    let l = live()?;
+    assert_eq!(l["state"], "unavailable", "{l:#}");
+    assert_eq!(l["reason"], "not_found", "{l:#}");
     Ok(())
 }
