@@ -109,12 +109,7 @@ impl RecordingHttp {
     /// Stops listening and closes every connection: the sink sees a
     /// receiver that is down.
     pub fn down(&mut self) {
-        if let Some(mut tasks) = self.serving.take() {
-            self.runtime.block_on(async {
-                tasks.abort_all();
-                while tasks.join_next().await.is_some() {}
-            });
-        }
+        stop_serving(&self.runtime, &mut self.serving);
     }
 
     /// Listens again on the same port.
@@ -446,12 +441,7 @@ impl RestartableSyslog {
 
     /// Stops listening and closes its connections.
     pub fn down(&mut self) {
-        if let Some(mut tasks) = self.serving.take() {
-            self.runtime.block_on(async {
-                tasks.abort_all();
-                while tasks.join_next().await.is_some() {}
-            });
-        }
+        stop_serving(&self.runtime, &mut self.serving);
     }
 
     /// Listens again on the same port.
@@ -656,4 +646,14 @@ async fn forward(
             .insert("content-type", ct.as_bytes().try_into().unwrap());
     }
     Ok(r)
+}
+
+/// Ends a receiver's accept loop and, with it, its open connections.
+fn stop_serving(runtime: &tokio::runtime::Runtime, serving: &mut Option<JoinSet<()>>) {
+    if let Some(mut tasks) = serving.take() {
+        runtime.block_on(async {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        });
+    }
 }

@@ -24,12 +24,7 @@ pub fn start(
     outbox_dir: &Path,
     alerts: &AlertsConfig,
 ) -> Result<NetSink, SinkError> {
-    let fail = |message: String| {
-        SinkError::fatal(
-            super::static_name(&config.name),
-            std::io::Error::other(format!("sinks.http {}: {message}", config.name)),
-        )
-    };
+    let fail = super::start_error("sinks.http", &config.name);
     let transport = HttpTransport::new(config).map_err(fail)?;
     NetSink::start(
         &config.name,

@@ -190,3 +190,14 @@ impl Drop for NetSink {
 pub fn static_name(name: &str) -> &'static str {
     Box::leak(name.to_owned().into_boxed_str())
 }
+
+/// A sink that cannot start (a bad CA, certificate or header), named by its
+/// config key and name; the process exits on it.
+pub fn start_error<'a>(key: &'a str, name: &'a str) -> impl Fn(String) -> SinkError + 'a {
+    move |message| {
+        SinkError::fatal(
+            static_name(name),
+            std::io::Error::other(format!("{key} {name}: {message}")),
+        )
+    }
+}

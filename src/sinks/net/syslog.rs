@@ -33,12 +33,7 @@ pub fn start(
     outbox_dir: &Path,
     alerts: &AlertsConfig,
 ) -> Result<NetSink, SinkError> {
-    let fail = |message: String| {
-        SinkError::fatal(
-            super::static_name(&config.name),
-            std::io::Error::other(format!("sinks.syslog {}: {message}", config.name)),
-        )
-    };
+    let fail = super::start_error("sinks.syslog", &config.name);
     let transport = Connection::new(config).map_err(fail)?;
     let hostname = config.hostname.clone().unwrap_or_else(machine_hostname);
     NetSink::start(
