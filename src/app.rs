@@ -141,7 +141,8 @@ impl Server {
         if let Some(kube) = &config.kubernetes {
             let clients = crate::context::Clients::connect(kube, &config.cluster).await?;
             let runtime = tokio::runtime::Handle::current();
-            let enricher = crate::context::Enricher::new(clients, kube, runtime);
+            let inventories = crate::context::Inventories::start(&clients, kube, &config.cluster);
+            let enricher = crate::context::Enricher::new(clients, inventories, kube, runtime);
             live = Some(enricher.live(config.redaction.clone()));
             engine.set_enricher(enricher);
         }

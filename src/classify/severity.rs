@@ -146,10 +146,7 @@ mod tests {
 
     #[test]
     fn managed_objects_are_at_least_high() {
-        let argo = ManagedBy {
-            tool: "argocd".to_owned(),
-            name: Some("shop".to_owned()),
-        };
+        let argo = ManagedBy::new("argocd", Some("shop".to_owned()));
         let mut d = drift(Severity::Medium);
         raise_for_managed(&mut d, &argo);
         assert_eq!(d.severity, Severity::High);

@@ -51,6 +51,18 @@ pub struct KubernetesConfig {
     /// The longest a finding waits for its context.
     pub lookup_timeout: Duration,
     pub breaker: KubeBreakerConfig,
+    /// The pipeline objects watched for their inventories.
+    pub inventories: Vec<InventoryTool>,
+}
+
+/// `kubernetes.inventories`: whose pipeline objects are watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum InventoryTool {
+    /// Argo CD `Application`s (argoproj.io/v1alpha1).
+    ArgoCd,
+    /// Flux `Kustomization`s (kustomize.toolkit.fluxcd.io/v1) and
+    /// `HelmRelease`s (helm.toolkit.fluxcd.io/v2).
+    Flux,
 }
 
 impl Default for KubernetesConfig {
@@ -70,6 +82,7 @@ impl Default for KubernetesConfig {
                 failures: 5,
                 open_for: Duration::from_secs(30),
             },
+            inventories: Vec::new(),
         }
     }
 }
@@ -99,6 +112,7 @@ pub(super) fn compile(raw: &RawKubernetes, p: &mut Problems) -> Option<Kubernete
             .insert(name.clone(), cluster.context.value.clone());
     }
     compile_limits(raw, &mut k, p);
+    compile_inventories(raw, &mut k, p);
     raw.enabled.unwrap_or(false).then_some(k)
 }
 
@@ -143,6 +157,26 @@ fn compile_limits(raw: &RawKubernetes, k: &mut KubernetesConfig, p: &mut Problem
     }
     if let Some(d) = super::netsinks::duration(&b.open_for, "kubernetes.breaker.open_for", p) {
         k.breaker.open_for = d;
+    }
+}
+
+fn compile_inventories(raw: &RawKubernetes, k: &mut KubernetesConfig, p: &mut Problems) {
+    for tool in &raw.inventories {
+        let parsed = match tool.value.as_str() {
+            "argocd" => InventoryTool::ArgoCd,
+            "flux" => InventoryTool::Flux,
+            other => {
+                p.at(
+                    tool,
+                    "kubernetes.inventories",
+                    format!("unknown pipeline {other:?}: use argocd or flux"),
+                );
+                continue;
+            }
+        };
+        if !k.inventories.contains(&parsed) {
+            k.inventories.push(parsed);
+        }
     }
 }
 

@@ -18,7 +18,9 @@ use std::path::Path;
 
 pub use allow::{PACKS, RawPack, pack};
 pub use history::{Durability, HistoryConfig};
-pub use kubernetes::{KubeAuth, KubeBreakerConfig, KubeCacheConfig, KubernetesConfig};
+pub use kubernetes::{
+    InventoryTool, KubeAuth, KubeBreakerConfig, KubeCacheConfig, KubernetesConfig,
+};
 pub use netsinks::{
     ClientTlsConfig, DeliveryConfig, HttpPreset, HttpSinkConfig, NetSinksConfig, SyslogSinkConfig,
     SyslogTransport,

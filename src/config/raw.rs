@@ -336,6 +336,9 @@ pub struct RawKubernetes {
     pub lookup_timeout: Option<Spanned<String>>,
     #[serde(default)]
     pub breaker: RawKubeBreaker,
+    /// Pipeline objects to watch: `argocd`, `flux`.
+    #[serde(default)]
+    pub inventories: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -255,6 +255,7 @@ kubernetes:
   max_concurrent_lookups: 4
   lookup_timeout: 500ms
   breaker: {failures: 3, open_for: 1s}
+  inventories: [flux, argocd, flux]
 ";
     let k = Config::from_yaml(on, "x.yaml").unwrap().kubernetes.unwrap();
     assert_eq!(k.auth, KubeAuth::Kubeconfig("/etc/kube/config".into()));
@@ -264,11 +265,19 @@ kubernetes:
     assert_eq!(k.lookup_timeout, std::time::Duration::from_millis(500));
     assert_eq!(k.breaker.failures, 3);
     assert_eq!(k.breaker.open_for, std::time::Duration::from_secs(1));
+    assert_eq!(
+        k.inventories,
+        [
+            crate::config::InventoryTool::Flux,
+            crate::config::InventoryTool::ArgoCd
+        ]
+    );
     let defaults = Config::from_yaml("kubernetes: {enabled: true}", "x.yaml")
         .unwrap()
         .kubernetes
         .unwrap();
     assert_eq!(defaults.breaker.failures, 5);
+    assert!(defaults.inventories.is_empty());
     assert_eq!(
         defaults.breaker.open_for,
         std::time::Duration::from_secs(30)
@@ -284,6 +293,7 @@ kubernetes:
   breaker:
     failures: 0
     open_for: never
+  inventories: [argocd, rancher-fleet]
 ";
     let text = Config::from_yaml(bad, "d.yaml").unwrap_err().to_string();
     for needle in [
@@ -293,6 +303,7 @@ kubernetes:
         "d.yaml:7: kubernetes.lookup_timeout: \"1m\" is too long",
         "d.yaml:9: kubernetes.breaker.failures: must be at least 1",
         "d.yaml:10: kubernetes.breaker.open_for: invalid duration",
+        "d.yaml:11: kubernetes.inventories: unknown pipeline \"rancher-fleet\": use argocd or flux",
     ] {
         assert!(text.contains(needle), "{needle} in:\n{text}");
     }

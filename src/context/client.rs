@@ -66,6 +66,10 @@ impl Clients {
     pub fn get(&self, cluster: &str) -> Option<&kube::Client> {
         self.by_cluster.get(cluster)
     }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &kube::Client)> {
+        self.by_cluster.iter().map(|(name, c)| (name.as_str(), c))
+    }
 }
 
 async fn client_for(

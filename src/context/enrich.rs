@@ -13,6 +13,7 @@ use super::apply::{Resolution, apply};
 use super::breaker::{self, Breakers, Ticket};
 use super::cache::{Answer, Cache, Entry, Key};
 use super::client::{self, Clients, Failed};
+use super::inventory::Inventories;
 use crate::config::KubernetesConfig;
 use crate::model::{ChangeRecord, ContextState, Owner, Unavailable, VerdictKind};
 use crate::telemetry::events::{ContextCircuitOpen, ContextLookup, ContextTimedOut, Emit, Outcome};
@@ -31,6 +32,7 @@ struct Shared {
 
 pub struct Enricher {
     shared: Arc<Shared>,
+    inventories: Inventories,
     runtime: tokio::runtime::Handle,
     timeout: Duration,
 }
@@ -48,10 +50,12 @@ struct Job {
 impl Enricher {
     pub fn new(
         clients: Clients,
+        inventories: Inventories,
         config: &KubernetesConfig,
         runtime: tokio::runtime::Handle,
     ) -> Enricher {
         Enricher {
+            inventories,
             shared: Arc::new(Shared {
                 clients,
                 cache: Cache::new(&config.cache),
@@ -82,6 +86,17 @@ impl Enricher {
     /// Adds context to the drift and sanctioned records. Blocks the calling
     /// (engine) thread for at most `lookup_timeout`; never fails a record.
     pub fn enrich(&self, records: &mut [ChangeRecord]) {
+        self.look_up(records);
+        // After the lookups: their markers and owners say which pipeline
+        // object to name. The inventories are local: no request, no wait.
+        for r in records.iter_mut() {
+            if matches!(r.verdict, VerdictKind::Drift | VerdictKind::Sanctioned) {
+                self.inventories.annotate(r);
+            }
+        }
+    }
+
+    fn look_up(&self, records: &mut [ChangeRecord]) {
         let deadline = Instant::now() + self.timeout;
         let mut tasks = Vec::new();
         let mut tickets: Vec<Arc<Ticket>> = Vec::new();

@@ -16,6 +16,8 @@
 //! - [`enrich`]: the [`Enricher`] the engine calls.
 //! - [`apply`]: `managed_by`, owner roll-up, `field_managers`, `changes`.
 //! - [`fields`]: managedFields' FieldsV1 as change paths.
+//! - [`inventory`]: Argo CD and Flux pipeline objects, watched, for
+//!   objects without markers and for the pipeline's source.
 //! - [`live`]: the live values of an unclosed drift's fields, asked for
 //!   through the query API (`?live=true`), sharing the clients and breakers.
 
@@ -25,9 +27,11 @@ mod cache;
 pub mod client;
 mod enrich;
 mod fields;
+pub mod inventory;
 pub mod live;
 mod meta;
 
 pub use client::{Clients, ContextError};
 pub use enrich::Enricher;
+pub use inventory::Inventories;
 pub use live::Live;

@@ -139,42 +139,24 @@ pub fn managed_by(
 ) -> Option<ManagedBy> {
     if let Some(id) = annotation("argocd.argoproj.io/tracking-id") {
         // `app:group/Kind:namespace/name`: the application comes first.
-        Some(ManagedBy {
-            tool: "argocd".to_owned(),
-            name: id.split(':').next().map(str::to_owned),
-        })
+        Some(ManagedBy::new(
+            "argocd",
+            id.split(':').next().map(str::to_owned),
+        ))
     } else if let Some(app) = label("argocd.argoproj.io/instance") {
-        Some(ManagedBy {
-            tool: "argocd".to_owned(),
-            name: Some(app),
-        })
+        Some(ManagedBy::new("argocd", Some(app)))
     } else if let Some(ks) = label("kustomize.toolkit.fluxcd.io/name") {
-        Some(ManagedBy {
-            tool: "flux".to_owned(),
-            name: Some(ks),
-        })
+        Some(ManagedBy::new("flux", Some(ks)))
     } else if let Some(hr) = label("helm.toolkit.fluxcd.io/name") {
-        Some(ManagedBy {
-            tool: "flux".to_owned(),
-            name: Some(hr),
-        })
+        Some(ManagedBy::new("flux", Some(hr)))
     } else if let Some(release) = annotation("meta.helm.sh/release-name") {
-        Some(ManagedBy {
-            tool: "helm".to_owned(),
-            name: Some(release),
-        })
+        Some(ManagedBy::new("helm", Some(release)))
     } else if label("app.kubernetes.io/managed-by").as_deref() == Some("Helm") {
-        Some(ManagedBy {
-            tool: "helm".to_owned(),
-            name: label("app.kubernetes.io/instance"),
-        })
+        Some(ManagedBy::new("helm", label("app.kubernetes.io/instance")))
     } else {
         // `app.kubernetes.io/instance` alone is Argo CD's default tracking
         // label, but Helm charts set it too: only trust it without Helm marks.
-        label("app.kubernetes.io/instance").map(|app| ManagedBy {
-            tool: "argocd".to_owned(),
-            name: Some(app),
-        })
+        label("app.kubernetes.io/instance").map(|app| ManagedBy::new("argocd", Some(app)))
     }
 }
 
@@ -193,10 +175,7 @@ mod tests {
         );
         assert_eq!(
             f.managed_by,
-            Some(ManagedBy {
-                tool: "argocd".to_owned(),
-                name: Some("shop".into())
-            })
+            Some(ManagedBy::new("argocd", Some("shop".into())))
         );
         assert_eq!(f.name.as_deref(), Some("api"));
     }
@@ -212,10 +191,7 @@ mod tests {
         assert_eq!(
             of(r#"{"metadata":{"labels":{"app.kubernetes.io/managed-by":"Helm","app.kubernetes.io/instance":"redis"}}}"#)
                 .managed_by,
-            Some(ManagedBy {
-                tool: "helm".to_owned(),
-                name: Some("redis".into())
-            })
+            Some(ManagedBy::new("helm", Some("redis".into())))
         );
         assert_eq!(
             of(r#"{"metadata":{"annotations":{"meta.helm.sh/release-name":"redis"}}}"#)

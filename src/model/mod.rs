@@ -27,7 +27,7 @@ pub use drift::{
     DriftClosed, DriftRef, DriftState, DriftTransition, DriftedPath, MAX_DRIFTED_PATHS, OpenDrift,
     Verification, fingerprint,
 };
-pub use object::{ManagedBy, ObjectRef, Owner};
+pub use object::{ManagedBy, ObjectRef, Owner, PipelineObject, PipelineSource, PipelineVia};
 pub use path::{PathPattern, PatternError, pointer_tokens};
 pub use record::ChangeRecord;
 pub use request::{RequestId, STORE_KEY_LEN};

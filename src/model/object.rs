@@ -109,13 +109,72 @@ impl Hash for ObjectRef {
     }
 }
 
-/// The GitOps tool whose markers an object carries.
+/// The GitOps tool whose markers an object carries, or whose inventory
+/// lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManagedBy {
     /// `argocd`, `flux` or `helm`.
     pub tool: String,
     /// The Argo CD application, Flux Kustomization/HelmRelease or Helm release.
     pub name: Option<String>,
+    /// The pipeline's own object and its source, from the watched
+    /// inventories (`kubernetes.inventories`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PipelineObject>,
+}
+
+impl ManagedBy {
+    pub fn new(tool: impl Into<String>, name: Option<String>) -> ManagedBy {
+        ManagedBy {
+            tool: tool.into(),
+            name,
+            pipeline: None,
+        }
+    }
+}
+
+/// An Argo CD Application, Flux Kustomization or HelmRelease.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineObject {
+    /// `Application`, `Kustomization` or `HelmRelease`.
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    /// How the object is known to belong to it.
+    pub via: PipelineVia,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<PipelineSource>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PipelineVia {
+    /// The object's markers name the pipeline object.
+    Markers,
+    /// The object carries no markers; the pipeline object's inventory
+    /// (`status.resources`, `status.inventory`) lists it or its owner.
+    Inventory,
+}
+
+/// Where a pipeline object takes its manifests from, as it says.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineSource {
+    /// Argo CD's `repoURL` (Git or Helm repository).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_url: Option<String>,
+    /// Flux's `sourceRef`: `GitRepository/flux-system/shop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ref: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart: Option<String>,
+    /// What it is told to follow: a branch, tag or chart version range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_revision: Option<String>,
+    /// What it last synced or applied (a commit, `main@sha1:...`, a chart version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
 }
 
 impl std::fmt::Display for ManagedBy {

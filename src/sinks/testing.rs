@@ -58,10 +58,7 @@ pub fn change(n: u32, path: &str, severity: Severity) -> OwnedFinding {
             id: DRIFT.into(),
             state: Some(DriftState::Open),
         }),
-        managed_by: Some(ManagedBy {
-            tool: "argocd".into(),
-            name: Some("shop".into()),
-        }),
+        managed_by: Some(ManagedBy::new("argocd", Some("shop".into()))),
         ..ChangeRecord::default()
     };
     OwnedFinding {

@@ -219,10 +219,9 @@ impl Detail<'_> {
         c.actor.field_manager = k.opt(self.field_manager);
         c.request_uri = k.text(&self.request_uri);
         c.changes = k.list(self.changes, Keep::change);
-        c.managed_by = self.managed_by.map(|m| ManagedBy {
-            tool: k.text(&m.tool),
-            name: k.opt(m.name),
-        });
+        c.managed_by = self
+            .managed_by
+            .map(|m| ManagedBy::new(k.text(&m.tool), k.opt(m.name)));
         c.owner = self.owner.map(|o| Owner {
             api_version: k.opt(o.api_version),
             kind: k.text(&o.kind),

@@ -1096,3 +1096,42 @@ impl Emit for ContextCacheEntries {
         gauge!(m::CONTEXT_CACHE_ENTRIES).set(self.entries as f64);
     }
 }
+
+/// A pipeline inventory watch failed and relists after a backoff (the CRD
+/// is not installed, RBAC refuses `list`, the connection dropped, a 410).
+/// `kind` is one of three; `cluster` a configured name or `default`.
+pub struct ContextWatchRestart<'a> {
+    pub kind: &'static str,
+    pub cluster: &'a str,
+    pub error: &'a dyn std::fmt::Display,
+}
+
+static WATCH_RESTARTS: RateLimit = RateLimit::new();
+
+impl Emit for ContextWatchRestart<'_> {
+    fn emit(self) {
+        counter!(m::CONTEXT_WATCH_RESTARTS, "kind" => self.kind).increment(1);
+        if let Some(suppressed) = WATCH_RESTARTS.allow() {
+            warn!(
+                kind = self.kind,
+                cluster = self.cluster,
+                error = %self.error,
+                suppressed,
+                "A pipeline inventory watch failed; it retries with backoff. Until it lists, objects without markers are not known as managed (is the CRD installed, and may driftwatch list it?)."
+            );
+        }
+    }
+}
+
+/// Objects a cluster's pipeline inventories list, after each change.
+pub struct ContextInventory<'a> {
+    pub cluster: &'a str,
+    pub objects: usize,
+}
+
+impl Emit for ContextInventory<'_> {
+    fn emit(self) {
+        gauge!(m::CONTEXT_INVENTORY_OBJECTS, "cluster" => self.cluster.to_owned())
+            .set(self.objects as f64);
+    }
+}

@@ -51,6 +51,8 @@ pub const CONTEXT_LOOKUPS: &str = "driftwatch_context_lookups_total";
 pub const CONTEXT_CACHE_ENTRIES: &str = "driftwatch_context_cache_entries";
 pub const CONTEXT_LOOKUP_SECONDS: &str = "driftwatch_context_lookup_seconds";
 pub const CONTEXT_BREAKER_OPEN: &str = "driftwatch_context_breaker_open";
+pub const CONTEXT_WATCH_RESTARTS: &str = "driftwatch_context_watch_restarts_total";
+pub const CONTEXT_INVENTORY_OBJECTS: &str = "driftwatch_context_inventory_objects";
 
 /// Registers descriptions so that `/metrics` explains itself.
 pub fn describe() {
@@ -105,6 +107,16 @@ pub fn describe() {
         CONTEXT_BREAKER_OPEN,
         Unit::Count,
         "1 while a cluster's live-object lookups are suspended (kubernetes.breaker), else 0; cluster is a kubernetes.clusters name or default."
+    );
+    describe_counter!(
+        CONTEXT_WATCH_RESTARTS,
+        Unit::Count,
+        "Pipeline inventory watches that failed and relist after a backoff, by kind (Application, Kustomization, HelmRelease)."
+    );
+    describe_gauge!(
+        CONTEXT_INVENTORY_OBJECTS,
+        Unit::Count,
+        "Objects listed by a cluster's watched pipeline inventories (kubernetes.inventories); cluster is a kubernetes.clusters name or default."
     );
     describe_gauge!(
         CONTEXT_CACHE_ENTRIES,

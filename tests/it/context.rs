@@ -738,3 +738,340 @@ fn live_values_of_a_drift_are_read_on_request() -> Result<()> {
     assert_eq!(l["reason"], "not_found", "{l:#}");
     Ok(())
 }
+
+/// Where the inventory CRDs are (stand-ins for the published ones, which
+/// cannot be fetched here: tests/fixtures/crds/README.md says why and what
+/// they keep).
+const PIPELINE_CRDS: [&str; 3] = [
+    "argocd-application.yaml",
+    "flux-kustomization.yaml",
+    "flux-helmrelease.yaml",
+];
+
+impl Setup {
+    /// `POST` (or a status `PATCH`) of a pipeline object as admin.
+    fn admin_request(&self, method: Method, path: &str, body: &Value) -> Result<()> {
+        let content_type = if method == Method::PATCH {
+            "application/merge-patch+json"
+        } else {
+            "application/json"
+        };
+        let (code, answer) =
+            self.cluster
+                .request("admin", "kubectl/v1.20.2", method, path, content_type, body)?;
+        ensure!((200..300).contains(&code), "{path}: {code} {answer}");
+        Ok(())
+    }
+
+    /// alice's `n`th (from 0) write of `verb` on `resource/name`.
+    fn nth_by_alice(&self, n: usize, verb: &str, resource: &str, name: &str) -> Result<Value> {
+        let path = self.cluster.audit_log();
+        wait_until(
+            Duration::from_secs(30),
+            || format!("alice's {verb} #{n} of {resource}/{name}"),
+            || {
+                let text = std::fs::read_to_string(&path).ok()?;
+                text.lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .filter(|e| {
+                        e["stage"] == "ResponseComplete"
+                            && e["user"]["username"] == "alice"
+                            && e["verb"] == verb
+                            && e["objectRef"]["resource"] == resource
+                            && e["objectRef"]["name"] == name
+                            && e["objectRef"]["subresource"].is_null()
+                    })
+                    .nth(n)
+            },
+        )
+    }
+
+    fn gauge(&self, name: &str, labels: &str) -> Option<f64> {
+        block_on(metric(&self.svc, name, labels)).ok().flatten()
+    }
+}
+
+fn application(name: &str, path: &str, deployments: &[&str]) -> Value {
+    let resources: Vec<Value> = deployments
+        .iter()
+        .map(|d| {
+            json!({"group": "apps", "version": "v1", "kind": "Deployment",
+                        "namespace": "shop", "name": d, "status": "Synced"})
+        })
+        .collect();
+    json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": name, "namespace": "argocd"},
+        "spec": {
+            "project": "default",
+            "source": {"repoURL": "https://git.example/shop.git", "path": path, "targetRevision": "main"},
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": "shop"}
+        },
+        "status": {"sync": {"status": "Synced", "revision": "4f1c2e9"}, "resources": resources}
+    })
+}
+
+/// Argo CD Applications and Flux Kustomizations/HelmReleases watched on the
+/// real API server (CRDs installed while driftwatch runs, so the watches
+/// first fail and are counted): an object without markers that an
+/// Application lists, its ReplicaSet (through the owner roll-up) and a
+/// ConfigMap in a Kustomization's inventory are managed, named with their
+/// Git source and raised to high; marked objects gain their Application's
+/// or HelmRelease's source; a deleted Application stops naming its objects.
+///
+/// The findings are posted for `dw-direct`, whose client reaches the API
+/// server directly: the recording proxy answers a request once the server
+/// has answered it whole, so a watch through it would deliver nothing until
+/// the server ends it (its lookups are counted in the tests above).
+#[test]
+fn pipeline_inventories_name_the_pipeline_of_objects_without_markers() -> Result<()> {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Setup::start_with("dw-ctx-inv", 980, "5s", "  inventories: [argocd, flux]\n")?;
+    let alice = |args: &[&str]| s.cluster.kubectl("alice", args);
+    let restarts = |kind: &str| {
+        s.gauge(
+            "driftwatch_context_watch_restarts_total",
+            &format!("kind=\"{kind}\""),
+        )
+    };
+    wait_until(
+        Duration::from_secs(30),
+        || "failed watches before the CRDs exist".to_owned(),
+        || (restarts("Application")? >= 1.0 && restarts("Kustomization")? >= 1.0).then_some(()),
+    )?;
+    for crd in PIPELINE_CRDS {
+        let path = format!("{}/tests/fixtures/crds/{crd}", env!("CARGO_MANIFEST_DIR"));
+        s.cluster.kubectl("admin", &["apply", "-f", &path])?;
+    }
+    s.cluster.kubectl(
+        "admin",
+        &[
+            "wait",
+            "--for=condition=established",
+            "--timeout=60s",
+            "crd/applications.argoproj.io",
+            "crd/kustomizations.kustomize.toolkit.fluxcd.io",
+            "crd/helmreleases.helm.toolkit.fluxcd.io",
+        ],
+    )?;
+    // The cluster already has `argocd` and `flux-system`: the controllers'
+    // ServiceAccounts live there.
+
+    // Objects: `web` and `settings` carry no markers; `api` has Argo CD's
+    // tracking annotation (applied by Argo CD), `podinfo-values` Flux's
+    // HelmRelease labels.
+    let admin = |args: &[&str]| s.cluster.kubectl("admin", args);
+    admin(&[
+        "-n",
+        "shop",
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.27",
+    ])?;
+    admin(&[
+        "-n",
+        "shop",
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=a=1",
+    ])?;
+    admin(&[
+        "-n",
+        "shop",
+        "create",
+        "configmap",
+        "podinfo-values",
+        "--from-literal=a=1",
+    ])?;
+    admin(&[
+        "-n",
+        "shop",
+        "label",
+        "configmap",
+        "podinfo-values",
+        "helm.toolkit.fluxcd.io/name=podinfo",
+        "helm.toolkit.fluxcd.io/namespace=shop",
+    ])?;
+    argocd_apply(&s.cluster)?;
+
+    let apps = "/apis/argoproj.io/v1alpha1/namespaces/argocd/applications";
+    s.admin_request(
+        Method::POST,
+        apps,
+        &application("shop-web", "web", &["web"]),
+    )?;
+    s.admin_request(Method::POST, apps, &application("shop", "api", &["api"]))?;
+    let ks = "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations";
+    s.admin_request(
+        Method::POST,
+        ks,
+        &json!({
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+            "metadata": {"name": "apps", "namespace": "flux-system"},
+            "spec": {"interval": "10m", "path": "./apps", "prune": true,
+                     "sourceRef": {"kind": "GitRepository", "name": "fleet"}}
+        }),
+    )?;
+    // Flux writes status through the status subresource, as here.
+    s.admin_request(
+        Method::PATCH,
+        &format!("{ks}/apps/status"),
+        &json!({"status": {"lastAppliedRevision": "main@sha1:9a8b7c6",
+                "inventory": {"entries": [{"id": "shop_settings__ConfigMap", "v": "v1"}]}}}),
+    )?;
+    s.admin_request(
+        Method::POST,
+        "/apis/helm.toolkit.fluxcd.io/v2/namespaces/shop/helmreleases",
+        &json!({
+            "apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
+            "metadata": {"name": "podinfo", "namespace": "shop"},
+            "spec": {"interval": "10m", "chart": {"spec": {"chart": "podinfo", "version": "6.x",
+                "sourceRef": {"kind": "HelmRepository", "name": "podinfo", "namespace": "flux-system"}}}}
+        }),
+    )?;
+    let listed = || {
+        s.gauge(
+            "driftwatch_context_inventory_objects",
+            "cluster=\"dw-direct\"",
+        )
+    };
+    wait_until(
+        Duration::from_secs(60),
+        || format!("3 objects in the inventories, gauge {:?}", listed()),
+        || (listed()? == 3.0).then_some(()),
+    )?;
+
+    // alice scales `web`: no marker anywhere, but Application shop-web lists it.
+    alice(&[
+        "-n",
+        "shop",
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"replicas":3}}"#,
+    ])?;
+    let patch = s.nth_by_alice(0, "patch", "deployments", "web")?;
+    s.post("dw-direct", std::slice::from_ref(&patch))?;
+    let f = s.finding(id(&patch))?;
+    assert_eq!(
+        f["managed_by"],
+        json!({"tool": "argocd", "name": "shop-web", "pipeline": {
+            "kind": "Application", "namespace": "argocd", "name": "shop-web", "via": "inventory",
+            "source": {"repo_url": "https://git.example/shop.git", "path": "web",
+                       "target_revision": "main", "revision": "4f1c2e9"}}}),
+        "{f:#}"
+    );
+    assert_eq!(f["severity"], "high", "{f:#}");
+
+    // Its ReplicaSet is listed nowhere; its owner is.
+    let rs = wait_until(
+        Duration::from_secs(30),
+        || "web's ReplicaSet".to_owned(),
+        || {
+            let args = [
+                "-n",
+                "shop",
+                "get",
+                "rs",
+                "-l",
+                "app=web",
+                "-o",
+                "jsonpath={.items[0].metadata.name}",
+            ];
+            let name = admin(&args).ok()?;
+            (!name.trim().is_empty()).then(|| name.trim().to_owned())
+        },
+    )?;
+    alice(&["-n", "shop", "label", "rs", &rs, "debug=true"])?;
+    let label = s.nth_by_alice(0, "patch", "replicasets", &rs)?;
+    s.post("dw-direct", std::slice::from_ref(&label))?;
+    let f = s.finding(id(&label))?;
+    assert_eq!(f["owner"]["name"], "web", "{f:#}");
+    assert_eq!(f["managed_by"]["pipeline"]["name"], "shop-web", "{f:#}");
+    assert_eq!(f["managed_by"]["pipeline"]["via"], "inventory", "{f:#}");
+
+    // A ConfigMap in the Kustomization's inventory.
+    alice(&["-n", "shop", "label", "configmap", "settings", "tuned=yes"])?;
+    let label = s.nth_by_alice(0, "patch", "configmaps", "settings")?;
+    s.post("dw-direct", std::slice::from_ref(&label))?;
+    let f = s.finding(id(&label))?;
+    assert_eq!(
+        f["managed_by"],
+        json!({"tool": "flux", "name": "apps", "pipeline": {
+            "kind": "Kustomization", "namespace": "flux-system", "name": "apps", "via": "inventory",
+            "source": {"source_ref": "GitRepository/flux-system/fleet", "path": "./apps",
+                       "revision": "main@sha1:9a8b7c6"}}}),
+        "{f:#}"
+    );
+    assert_eq!(f["severity"], "high", "{f:#}");
+
+    // Marked objects: the markers name the pipeline object; it adds the source.
+    alice(&[
+        "-n",
+        "shop",
+        "patch",
+        "deployment",
+        "api",
+        "-p",
+        r#"{"spec":{"replicas":4}}"#,
+    ])?;
+    let patch = s.nth_by_alice(0, "patch", "deployments", "api")?;
+    s.post("dw-direct", std::slice::from_ref(&patch))?;
+    let f = s.finding(id(&patch))?;
+    assert_eq!(f["managed_by"]["name"], "shop", "{f:#}");
+    assert_eq!(f["managed_by"]["pipeline"]["via"], "markers", "{f:#}");
+    assert_eq!(
+        f["managed_by"]["pipeline"]["source"]["path"], "api",
+        "{f:#}"
+    );
+    alice(&[
+        "-n",
+        "shop",
+        "label",
+        "configmap",
+        "podinfo-values",
+        "tuned=yes",
+    ])?;
+    let label = s.nth_by_alice(0, "patch", "configmaps", "podinfo-values")?;
+    s.post("dw-direct", std::slice::from_ref(&label))?;
+    let f = s.finding(id(&label))?;
+    assert_eq!(
+        f["managed_by"]["pipeline"],
+        json!({"kind": "HelmRelease", "namespace": "shop", "name": "podinfo", "via": "markers",
+               "source": {"source_ref": "HelmRepository/flux-system/podinfo", "chart": "podinfo",
+                          "target_revision": "6.x"}}),
+        "{f:#}"
+    );
+
+    // Application shop-web deleted: the watch drops what it listed.
+    admin(&[
+        "-n",
+        "argocd",
+        "delete",
+        "applications.argoproj.io",
+        "shop-web",
+    ])?;
+    wait_until(
+        Duration::from_secs(30),
+        || format!("2 objects in the inventories, gauge {:?}", listed()),
+        || (listed()? == 2.0).then_some(()),
+    )?;
+    alice(&[
+        "-n",
+        "shop",
+        "patch",
+        "deployment",
+        "web",
+        "-p",
+        r#"{"spec":{"replicas":4}}"#,
+    ])?;
+    let patch = s.nth_by_alice(1, "patch", "deployments", "web")?;
+    s.post("dw-direct", std::slice::from_ref(&patch))?;
+    let f = s.finding(id(&patch))?;
+    assert!(f["managed_by"].is_null(), "{f:#}");
+    assert_ne!(f["severity"], "high", "{f:#}");
+    Ok(())
+}
