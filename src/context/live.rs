@@ -23,6 +23,7 @@ use super::breaker::{self, Breakers};
 use super::client::{Clients, Failed};
 use crate::correlate::changes::{Lookup, value_at};
 use crate::model::{DriftedPath, PathPattern, fingerprint};
+use crate::telemetry::events::{ContextLiveRead, Emit};
 
 /// What the live read needs, shared by every request.
 #[derive(Clone)]
@@ -87,6 +88,21 @@ pub enum Reason {
     Error,
 }
 
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NotFound => "not_found",
+            Reason::Forbidden => "forbidden",
+            Reason::Secret => "secret",
+            Reason::NoClient => "no_client",
+            Reason::NoVersion => "no_version",
+            Reason::CircuitOpen => "circuit_open",
+            Reason::Timeout => "timeout",
+            Reason::Error => "error",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct LiveField {
     pub path: String,
@@ -124,8 +140,16 @@ impl Live {
         }
     }
 
-    /// Reads the object once and compares each drifted field.
+    /// Reads the object once and compares each drifted field; counted by
+    /// outcome (`live` or the reason).
     pub async fn read(&self, target: &Target) -> LiveView {
+        let view = self.read_once(target).await;
+        let outcome = view.reason.map_or("live", Reason::as_str);
+        ContextLiveRead { outcome }.emit();
+        view
+    }
+
+    async fn read_once(&self, target: &Target) -> LiveView {
         if target.group.is_empty() && target.resource == "secrets" {
             return unavailable(Reason::Secret, None);
         }

@@ -1135,3 +1135,15 @@ impl Emit for ContextInventory<'_> {
             .set(self.objects as f64);
     }
 }
+
+/// A drift's live values read on request (`?live=true`); `outcome` is
+/// `live` or one of the fixed reasons.
+pub struct ContextLiveRead {
+    pub outcome: &'static str,
+}
+
+impl Emit for ContextLiveRead {
+    fn emit(self) {
+        counter!(m::CONTEXT_LIVE_READS, "outcome" => self.outcome).increment(1);
+    }
+}

@@ -51,6 +51,7 @@ pub const CONTEXT_LOOKUPS: &str = "driftwatch_context_lookups_total";
 pub const CONTEXT_CACHE_ENTRIES: &str = "driftwatch_context_cache_entries";
 pub const CONTEXT_LOOKUP_SECONDS: &str = "driftwatch_context_lookup_seconds";
 pub const CONTEXT_BREAKER_OPEN: &str = "driftwatch_context_breaker_open";
+pub const CONTEXT_LIVE_READS: &str = "driftwatch_context_live_reads_total";
 pub const CONTEXT_WATCH_RESTARTS: &str = "driftwatch_context_watch_restarts_total";
 pub const CONTEXT_INVENTORY_OBJECTS: &str = "driftwatch_context_inventory_objects";
 
@@ -107,6 +108,11 @@ pub fn describe() {
         CONTEXT_BREAKER_OPEN,
         Unit::Count,
         "1 while a cluster's live-object lookups are suspended (kubernetes.breaker), else 0; cluster is a kubernetes.clusters name or default."
+    );
+    describe_counter!(
+        CONTEXT_LIVE_READS,
+        Unit::Count,
+        "Live values of a drift read for GET /api/v1/drifts/{id}?live=true, by outcome: live, not_found, forbidden, secret, no_client, no_version, circuit_open, timeout, error."
     );
     describe_counter!(
         CONTEXT_WATCH_RESTARTS,

@@ -736,6 +736,15 @@ fn live_values_of_a_drift_are_read_on_request() -> Result<()> {
     let l = live()?;
     assert_eq!(l["state"], "unavailable", "{l:#}");
     assert_eq!(l["reason"], "not_found", "{l:#}");
+    let reads = |outcome: &str| {
+        s.gauge(
+            "driftwatch_context_live_reads_total",
+            &format!("outcome=\"{outcome}\""),
+        )
+    };
+    assert_eq!(reads("live"), Some(2.0));
+    assert_eq!(reads("error"), Some(1.0));
+    assert_eq!(reads("not_found"), Some(1.0));
     Ok(())
 }
 
