@@ -14,7 +14,7 @@ mod verdict;
 
 pub use policy::{Pipeline, Policy, SeverityOverride, SystemIdentities};
 pub use rules::{Access, access_kind, classify};
-pub use settle::settle;
+pub use settle::{settle, weighed};
 pub use severity::{raise_for_managed, raise_severity_for_managed};
 pub use verdict::{
     AllowedBy, Drift, FindingType, IgnoreReason, Pending, Severity, Verdict, VerdictKind,

@@ -10,25 +10,32 @@ use crate::model::{Change, Risk};
 
 /// The final verdict. `known` says whether `changes` is what the write
 /// changed; unknown changes never fit a field scope.
+/// Whether risk is read for a verdict. System writes are most of the write
+/// stream and risk changes nothing for them: their bodies are not read.
+/// Sessions are triaged instead.
+pub fn weighed(verdict: &Verdict) -> bool {
+    match verdict {
+        Verdict::Drift(d) => d.finding_type != FindingType::InteractiveAccess,
+        Verdict::Allowed(_) | Verdict::Sanctioned { .. } => true,
+        Verdict::Ignored(_) | Verdict::System => false,
+    }
+}
+
+/// `risks`: [`super::risk::assess`] of the event when it was read ahead
+/// (off the engine thread); `None`: assessed here if needed.
 pub fn settle(
     policy: &Policy,
     verdict: Verdict,
     ev: &Event<'_>,
     changes: &[Change],
     known: bool,
+    risks: Option<Vec<Risk>>,
 ) -> Verdict {
     let verdict = allow_by_fields(policy, verdict, ev, changes, known);
-    // System writes are most of the write stream and risk changes nothing
-    // for them: their bodies are not read. Sessions are triaged instead.
-    let weighed = match &verdict {
-        Verdict::Drift(d) => d.finding_type != FindingType::InteractiveAccess,
-        Verdict::Allowed(_) | Verdict::Sanctioned { .. } => true,
-        Verdict::Ignored(_) | Verdict::System => false,
-    };
-    if !weighed {
+    if !weighed(&verdict) {
         return verdict;
     }
-    let mut risks = super::risk::assess(ev);
+    let mut risks = risks.unwrap_or_else(|| super::risk::assess(ev));
     if let Some(r) = lock_taken_over(ev, changes) {
         risks.push(r);
     }

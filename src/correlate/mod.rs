@@ -10,4 +10,5 @@ pub mod tracker;
 
 pub use changes::Change;
 pub use ownership::{ManagedBy, Owner};
+pub use state::result_object;
 pub use tracker::{Correlation, Observation, Tracker};

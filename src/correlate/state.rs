@@ -231,7 +231,12 @@ fn scaled(versions: &Versions, ev: &Event<'_>, us: i64) -> Option<Arc<RawValue>>
 /// says whether they are known: a diff, a scale or a patch body shows what
 /// changed; a create, delete, or an update of an object not seen before
 /// does not.
-pub(super) fn field_changes(ev: &Event<'_>, versions: &Versions, us: i64) -> (Vec<Change>, bool) {
+pub(super) fn field_changes(
+    ev: &Event<'_>,
+    versions: &Versions,
+    us: i64,
+    read_ahead: Option<&Option<Value>>,
+) -> (Vec<Change>, bool) {
     let (verb, resource) = (ev.verb(), ev.resource());
     let request = ev.request_object;
     let from_request = || {
@@ -246,16 +251,25 @@ pub(super) fn field_changes(ev: &Event<'_>, versions: &Versions, us: i64) -> (Ve
     }
     if matches!(verb, "update" | "patch")
         && let Some(base) = base.and_then(whole_object)
-        && let Some(after) = result_object(ev)
     {
-        return (changes::diff(resource, &base, &after), true);
+        let parsed;
+        let after = match read_ahead {
+            Some(after) => after.as_ref(),
+            None => {
+                parsed = result_object(ev);
+                parsed.as_ref()
+            }
+        };
+        if let Some(after) = after {
+            return (changes::diff(resource, &base, after), true);
+        }
     }
     from_request()
 }
 
 /// The object after a write to it (not to a subresource): the response, or
 /// for `update` the request, which is the whole object.
-pub(super) fn result_object(ev: &Event<'_>) -> Option<Value> {
+pub fn result_object(ev: &Event<'_>) -> Option<Value> {
     if !ev.subresource().is_empty() {
         return None;
     }
@@ -317,7 +331,7 @@ mod tests {
             r#"{"verb":"patch","objectRef":{"apiGroup":"apps","resource":"deployments","subresource":"scale","namespace":"shop","name":"api"},"requestObject":{"spec":{"replicas":5}},"responseObject":{"kind":"Scale","apiVersion":"autoscaling/v1","metadata":{"name":"api","resourceVersion":"12"},"spec":{"replicas":5}}}"#,
         );
         let known = versions(&[(deploy(10, 3, "a"), 1)]);
-        let changes = field_changes(&ev, &known, 2).0;
+        let changes = field_changes(&ev, &known, 2, None).0;
         assert_eq!(changes.len(), 1);
         assert_eq!(
             (changes[0].path.as_str(), &changes[0].old, &changes[0].new),
@@ -333,7 +347,7 @@ mod tests {
         // Without a remembered version the old value is unknown, and so is
         // the object afterwards.
         let none = Versions::default();
-        assert_eq!(field_changes(&ev, &none, 2).0[0].old, Value::Null);
+        assert_eq!(field_changes(&ev, &none, 2, None).0[0].old, Value::Null);
         assert!(matches!(super::next(&ev, &none, 2), Next::Unknown));
     }
 
@@ -358,7 +372,7 @@ mod tests {
             r#"{{"verb":"patch","objectRef":{{"apiGroup":"apps","resource":"deployments","namespace":"shop","name":"api"}},"responseObject":{}}}"#,
             deploy(15, 2, "nginx:1.26")
         );
-        let changes = field_changes(&event(&edit), &known, 200).0;
+        let changes = field_changes(&event(&edit), &known, 200, None).0;
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!(changes[0].old, Value::from("nginx:1.25"));
         // The first write seen of an object, a status write, is remembered.
@@ -384,7 +398,7 @@ mod tests {
             r#"{{"verb":"patch","objectRef":{{"apiGroup":"apps","resource":"deployments","namespace":"shop","name":"api"}},"responseObject":{}}}"#,
             deploy(12, 2, "nginx:1.26")
         );
-        let changes = field_changes(&event(&edit), &known, 200).0;
+        let changes = field_changes(&event(&edit), &known, 200, None).0;
         assert_eq!(changes.len(), 1, "{changes:?}");
         assert_eq!(changes[0].old, Value::from("nginx:1.25"));
         assert_eq!(changes[0].new, Value::from("nginx:1.26"));

@@ -99,6 +99,9 @@ pub struct Observation<'a> {
     /// Compute field changes (for findings and stored changes); skipped for
     /// changes nobody will read.
     pub want_changes: bool,
+    /// The object the write left ([`state::result_object`]), when it was
+    /// read ahead off the engine thread; `None`: read it here if needed.
+    pub read_ahead: Option<&'a Option<serde_json::Value>>,
 }
 
 impl Tracker {
@@ -239,7 +242,7 @@ impl Tracker {
         // or checked against an open drift.
         if s.want_changes || self.open.contains_key(key) {
             (out.changes, out.changes_known) =
-                state::field_changes(ev, &previous.versions, s.time.us);
+                state::field_changes(ev, &previous.versions, s.time.us, s.read_ahead);
         }
         out.managed_by = facts.managed_by.clone().or(previous.managed_by);
         out.owner = facts.owner.clone().or(previous.owner);

@@ -100,7 +100,7 @@ pub(crate) fn looks_like_payload(bytes: &[u8]) -> bool {
 /// is. A decompressed line longer than [`DEFAULT_INFLATE_LIMIT`] fails the
 /// read: a few bytes of zip bomb must not fill memory while the reader
 /// waits for the end of a line.
-pub fn decompress_reader(mut reader: Box<dyn Read>) -> io::Result<Box<dyn Read>> {
+pub fn decompress_reader(mut reader: Box<dyn Read + Send>) -> io::Result<Box<dyn Read + Send>> {
     let mut head = [0u8; 2];
     let mut got = 0;
     while got < head.len() {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::classify::quiet::Quiet;
-use crate::classify::{self, Access, IgnoreReason, Verdict};
+use crate::classify::{self, Verdict};
 use crate::correlate::{Observation, redact};
 use crate::decode::{Decoded, DecodedEvent, Event};
 use crate::dedupe::Seen;
@@ -18,6 +18,7 @@ use crate::telemetry::events::Judged;
 use super::Engine;
 use super::assemble::{self, assemble};
 use super::delivery::Delivery;
+use super::prepare::Pre;
 use super::stats::Stats;
 
 /// When a body arrived, and which event times are too far from that to
@@ -69,6 +70,7 @@ impl Engine {
     pub(super) fn judge(
         &mut self,
         decoded: &Decoded<'_>,
+        pre: &mut [Pre],
         cluster: &str,
         receipt: &Receipt,
         delivery: &mut Delivery,
@@ -79,7 +81,7 @@ impl Engine {
             rejected: decoded.rejections.total() as u64,
             ..Stats::default()
         };
-        let candidates = self.screen(decoded, cluster, &mut stats.judged);
+        let candidates = self.screen(decoded, pre, cluster, &mut stats.judged);
         let stored = self.stored_keys(&candidates)?;
         for c in candidates {
             if c.recorded && stored.contains(&c.request.store_key()) {
@@ -88,8 +90,9 @@ impl Engine {
                 stats.judged.redeliveries += 1;
                 continue;
             }
+            let index = c.index;
             self.correlate(
-                &decoded.events[c.index],
+                (&decoded.events[index], &mut pre[index]),
                 (cluster, receipt),
                 c,
                 &mut stats.judged,
@@ -103,19 +106,16 @@ impl Engine {
     fn screen(
         &mut self,
         decoded: &Decoded<'_>,
+        pre: &mut [Pre],
         cluster: &str,
         judged: &mut Judged,
     ) -> Vec<Candidate> {
-        let policy = &self.config.policy;
         let store_system = self.config.history.store_system;
         let mut candidates = Vec::new();
-        for (index, d) in decoded.events.iter().enumerate() {
+        for (index, (d, pre)) in decoded.events.iter().zip(pre.iter_mut()).enumerate() {
             let ev = &d.event;
-            // Reads are most of the stream: judge them before hashing anything.
-            let verdict = if classify::access_kind(ev) == Access::Read {
-                Verdict::Ignored(IgnoreReason::Read)
-            } else {
-                classify::classify(policy, ev, d.stage)
+            let Some(verdict) = pre.verdict.take() else {
+                continue;
             };
             if let Verdict::Ignored(reason) = verdict {
                 judged.verdicts[VerdictKind::Ignored as usize] += 1;
@@ -169,7 +169,7 @@ impl Engine {
     /// assembles its record.
     fn correlate(
         &mut self,
-        d: &DecodedEvent<'_>,
+        (d, pre): (&DecodedEvent<'_>, &mut Pre),
         (cluster, receipt): (&str, &Receipt),
         c: Candidate,
         judged: &mut Judged,
@@ -199,14 +199,14 @@ impl Engine {
             time: &time,
             finding_id: &id,
             want_changes: recorded || matches!(verdict, Verdict::Drift(_)),
+            read_ahead: pre.after.as_ref(),
         };
         let mut corr = self.tracker.observe(ev, &observation);
         verdict = settle(
-            &self.config,
-            &mut self.tracker,
-            ev,
-            &observation,
+            (&self.config, &mut self.tracker),
+            (ev, &observation),
             verdict,
+            pre.risks.take(),
             &mut corr,
         );
         count(judged, &verdict);
@@ -249,11 +249,10 @@ impl Engine {
 /// object's drift. Configured paths are withheld here, before anything
 /// leaves: findings, the store, logs.
 fn settle(
-    config: &crate::config::Config,
-    tracker: &mut crate::correlate::Tracker,
-    ev: &crate::decode::Event<'_>,
-    observation: &Observation<'_>,
+    (config, tracker): (&crate::config::Config, &mut crate::correlate::Tracker),
+    (ev, observation): (&crate::decode::Event<'_>, &Observation<'_>),
     verdict: Verdict,
+    risks: Option<Vec<crate::model::Risk>>,
     corr: &mut crate::correlate::Correlation,
 ) -> Verdict {
     let mut verdict = classify::settle(
@@ -262,6 +261,7 @@ fn settle(
         ev,
         &corr.changes,
         corr.changes_known,
+        risks,
     );
     corr.transition = tracker.settle(ev, observation, corr, &verdict);
     redact::apply(&config.redaction, &mut corr.changes);

@@ -14,19 +14,20 @@ mod assemble;
 mod delivery;
 mod input;
 mod judge;
+mod prepare;
 mod stats;
 pub mod writer;
 
 use std::sync::Arc;
 
 pub use input::{AcceptOutcome, Accepted, Framing, IngestError, Input, Outcome};
+pub use prepare::{Ready, prepare};
 pub use stats::Stats;
 pub use writer::{Busy, Handle};
 
 use crate::config::Config;
 use crate::context::Enricher;
 use crate::correlate::Tracker;
-use crate::decode::{self, Arena, Decoded};
 use crate::dedupe::Dedupe;
 use crate::model::{DriftClosed, DriftState, DriftTransition, Time};
 use crate::sinks::{Batch, Sinks};
@@ -113,7 +114,15 @@ impl Engine {
 
     /// Judges a group of inputs and delivers them together: one write to
     /// the sinks and one store transaction. Outcomes are in input order.
+    /// Decodes them here; [`Engine::ingest_ready`] takes them decoded.
     pub fn ingest(&mut self, inputs: Vec<Input>) -> Vec<Outcome> {
+        let config = Arc::clone(&self.config);
+        let ready = inputs.into_iter().map(|i| prepare(&config, i)).collect();
+        self.ingest_ready(ready)
+    }
+
+    /// [`Engine::ingest`] of inputs [`prepare`]d on other threads.
+    pub fn ingest_ready(&mut self, mut inputs: Vec<Ready>) -> Vec<Outcome> {
         if let Some(store) = &self.store
             && let Err(e) = store.writable()
         {
@@ -124,8 +133,8 @@ impl Engine {
         }
         let mut delivery = Delivery::default();
         let mut judged: Vec<Result<Accepted, IngestError>> = Vec::with_capacity(inputs.len());
-        for input in &inputs {
-            match self.judge_input(input, &mut delivery) {
+        for input in &mut inputs {
+            match self.judge_ready(input, &mut delivery) {
                 Ok(accepted) => judged.push(Ok(accepted)),
                 Err(IngestError::Store(e)) => {
                     // The store cannot say what it holds: nothing is judged.
@@ -147,66 +156,37 @@ impl Engine {
         inputs
             .iter()
             .zip(judged)
-            .map(|(input, outcome)| report(input, outcome))
+            .map(|(input, outcome)| report(input.input(), outcome))
             .collect()
     }
 
-    fn judge_input(
+    fn judge_ready(
         &mut self,
-        input: &Input,
+        ready: &mut Ready,
         delivery: &mut Delivery,
     ) -> Result<Accepted, IngestError> {
-        let server = &self.config.server;
-        // What cloud envelopes unpack, bounded like the body itself; dropped
-        // with `decoded`.
-        let arena = Arena::with_limits(server.max_body_bytes, server.max_inflate_ratio);
-        let (decoded, consumed) = decode_input(input, &arena, self.limits(input.source));
-        if decoded.over_budget() {
-            // Refused whole, before any state changes: the rest of the body
-            // was not read, so accepting a part would hide it.
-            return Err(IngestError::OverBudget {
-                budget: server.max_decode_work,
-                per_item: decode::WORK_PER_ITEM,
-                documents: decoded.documents,
-                rejected: decoded.rejections.total(),
-            });
-        }
-        let max = server.max_events_per_batch;
-        if decoded.events.len() > max {
-            // Refused whole, before any state changes: the sender must split it.
-            return Err(IngestError::TooManyEvents {
-                events: decoded.events.len(),
-                max,
-            });
-        }
-        let cluster = input
-            .cluster
-            .as_deref()
-            .unwrap_or(&self.config.cluster)
-            .to_owned();
-        let findings_before = delivery.findings.len();
-        let receipt = self.receipt(input.source);
-        let stats = self
-            .judge(&decoded, &cluster, &receipt, delivery)
-            .map_err(|e| IngestError::Store(Arc::new(e)))?;
-        Ok(Accepted {
-            stats,
-            findings: delivery.findings.len() - findings_before,
-            rejections: decoded.rejections,
-            consumed,
+        ready.with_dependent_mut(|owner, p| {
+            if let Some(refused) = p.refused.take() {
+                return Err(refused);
+            }
+            let input = &owner.input;
+            let cluster = input
+                .cluster
+                .as_deref()
+                .unwrap_or(&self.config.cluster)
+                .to_owned();
+            let findings_before = delivery.findings.len();
+            let receipt = self.receipt(input.source);
+            let stats = self
+                .judge(&p.decoded, &mut p.pre, &cluster, &receipt, delivery)
+                .map_err(|e| IngestError::Store(Arc::new(e)))?;
+            Ok(Accepted {
+                stats,
+                findings: delivery.findings.len() - findings_before,
+                rejections: std::mem::take(&mut p.decoded.rejections),
+                consumed: p.consumed,
+            })
         })
-    }
-
-    /// What decoding a body from `source` may cost. Replay reads the
-    /// operator's own files, one at a time: no other batch waits behind
-    /// it, so it has no work budget (its rejections are still counted, not
-    /// kept, past the first).
-    fn limits(&self, source: Source) -> decode::Limits {
-        let server = &self.config.server;
-        decode::Limits {
-            max_event_bytes: server.max_event_bytes,
-            work: (source != Source::Replay).then_some(server.max_decode_work),
-        }
     }
 
     /// When a body from `source` arrived, and how far from that its events'
@@ -248,8 +228,11 @@ impl Engine {
         Ok(())
     }
 
-    fn refuse_all(&self, inputs: &[Input], e: &IngestError) -> Vec<Outcome> {
-        inputs.iter().map(|i| report(i, Err(e.clone()))).collect()
+    fn refuse_all(&self, inputs: &[Ready], e: &IngestError) -> Vec<Outcome> {
+        inputs
+            .iter()
+            .map(|i| report(i.input(), Err(e.clone())))
+            .collect()
     }
 
     /// Closes an open drift as accepted by `by`.
@@ -367,32 +350,6 @@ impl Engine {
     fn rollback(&mut self) {
         self.dedupe.rollback();
         self.tracker.rollback();
-    }
-}
-
-/// Decodes an input as its framing says; returns the bytes consumed.
-fn decode_input<'a>(
-    input: &'a Input,
-    arena: &'a Arena,
-    limits: decode::Limits,
-) -> (Decoded<'a>, usize) {
-    let body = &input.body[..];
-    let mut decoded = Decoded::with_limits(limits);
-    match input.framing {
-        Framing::Whole => {
-            decode::decode_body(body, arena, &mut decoded);
-            (decoded, body.len())
-        }
-        Framing::Part { first_line, last } => {
-            let consumed = match std::str::from_utf8(body) {
-                Ok(text) => decode::decode_str(text, first_line, last, arena, &mut decoded),
-                Err(_) => {
-                    decode::decode_bytes_into(body, first_line, arena, &mut decoded);
-                    body.len()
-                }
-            };
-            (decoded, consumed)
-        }
     }
 }
 

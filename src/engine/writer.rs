@@ -4,16 +4,18 @@
 //! waiting together are delivered in one store transaction (group commit)
 //! while each is still acknowledged only after the write.
 
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{AcceptOutcome, Engine, IngestError, Input, Outcome};
+use super::{AcceptOutcome, Engine, IngestError, Input, Outcome, Ready, prepare};
+use crate::config::Config;
 use crate::telemetry::events::{Emit, QueueDepth};
 
 enum Work {
-    Ingest(Input, oneshot::Sender<Outcome>),
+    Ingest(Ready, oneshot::Sender<Outcome>),
     Accept {
         id: String,
         by: String,
@@ -41,23 +43,43 @@ pub enum Busy {
 #[derive(Clone)]
 pub struct Handle {
     queue: mpsc::Sender<Work>,
+    decoding: Arc<Decoding>,
+}
+
+/// Inputs are decoded and read ahead ([`prepare`]) before they are queued,
+/// on the runtime's blocking threads, while the engine thread judges the
+/// ones before them. At most one per core at a time: what decoding reads
+/// ahead (parsed bodies) is memory the body budget does not count.
+struct Decoding {
+    config: Arc<Config>,
+    slots: Semaphore,
 }
 
 /// Starts the engine's thread with a queue of `capacity` inputs. The
 /// thread ends once every handle is dropped and the queue is drained.
 pub fn spawn(engine: Engine, capacity: usize) -> std::io::Result<(Handle, JoinHandle<()>)> {
     let (queue, work) = mpsc::channel(capacity.max(1));
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let decoding = Arc::new(Decoding {
+        config: Arc::clone(&engine.config),
+        slots: Semaphore::new(cores),
+    });
     let thread = std::thread::Builder::new()
         .name("engine".to_owned())
         .spawn(move || run(engine, work))?;
-    Ok((Handle { queue }, thread))
+    Ok((Handle { queue, decoding }, thread))
 }
 
 impl Handle {
-    /// Queues an input without waiting; a full queue is refused at once.
-    pub fn try_ingest(&self, input: Input) -> Result<oneshot::Receiver<Outcome>, Busy> {
+    /// Decodes an input and queues it without waiting; a full queue is
+    /// refused at once, before it is decoded.
+    pub async fn try_ingest(&self, input: Input) -> Result<oneshot::Receiver<Outcome>, Busy> {
+        if self.is_full() {
+            return Err(Busy::Full);
+        }
+        let ready = self.prepare(input).await?;
         let (reply, answer) = oneshot::channel();
-        match self.queue.try_send(Work::Ingest(input, reply)) {
+        match self.queue.try_send(Work::Ingest(ready, reply)) {
             Ok(()) => {
                 QueueDepth {
                     batches: self.depth(),
@@ -70,11 +92,12 @@ impl Handle {
         }
     }
 
-    /// Queues an input, waiting for room.
+    /// Decodes an input and queues it, waiting for room.
     pub async fn ingest(&self, input: Input) -> Result<oneshot::Receiver<Outcome>, Busy> {
+        let ready = self.prepare(input).await?;
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Work::Ingest(input, reply))
+            .send(Work::Ingest(ready, reply))
             .await
             .map_err(|_| Busy::Stopped)?;
         Ok(answer)
@@ -115,6 +138,19 @@ impl Handle {
     /// Gives the sinks their clock-driven work, unless the queue is full.
     pub fn request_tick(&self) {
         let _ = self.queue.try_send(Work::Tick);
+    }
+
+    async fn prepare(&self, input: Input) -> Result<Ready, Busy> {
+        let _slot = self
+            .decoding
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| Busy::Stopped)?;
+        let config = Arc::clone(&self.decoding.config);
+        tokio::task::spawn_blocking(move || prepare(&config, input))
+            .await
+            .map_err(|_| Busy::Stopped)
     }
 
     /// Inputs waiting.
@@ -170,9 +206,9 @@ fn run(mut engine: Engine, mut work: mpsc::Receiver<Work>) {
     }
 }
 
-fn ingest(engine: &mut Engine, group: Vec<(Input, oneshot::Sender<Outcome>)>) {
+fn ingest(engine: &mut Engine, group: Vec<(Ready, oneshot::Sender<Outcome>)>) {
     let (inputs, replies): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-    for (outcome, reply) in engine.ingest(inputs).into_iter().zip(replies) {
+    for (outcome, reply) in engine.ingest_ready(inputs).into_iter().zip(replies) {
         // The client may have gone away; its input was processed all the same.
         let _ = reply.send(outcome);
     }

@@ -125,7 +125,7 @@ async fn handle(state: WebhookState, cluster: Option<String>, request: Request) 
 
     let mut input = Input::whole(body, cluster, Source::Webhook);
     input.received = received;
-    let answer = match state.engine.try_ingest(input) {
+    let answer = match state.engine.try_ingest(input).await {
         Ok(answer) => answer,
         Err(Busy::Full) => {
             return unavailable(StatusCode::TOO_MANY_REQUESTS, "the engine's queue is full");

@@ -119,7 +119,7 @@ pub fn replay(config: &Config, files: &[PathBuf]) -> Result<Replayed, SuggestErr
         Engine::new(Arc::new(config.clone()), None, sinks).map_err(SuggestError::Engine)?;
     let mut ingest = |input| {
         engine
-            .ingest(vec![input])
+            .ingest_ready(vec![input])
             .pop()
             .unwrap_or(Err(IngestError::Stopped))
     };
@@ -129,7 +129,7 @@ pub fn replay(config: &Config, files: &[PathBuf]) -> Result<Replayed, SuggestErr
     };
     let mut events = 0;
     for path in files {
-        match replay_input(path, None, &mut ingest, &mut on_reject) {
+        match replay_input(path, None, config, &mut ingest, &mut on_reject) {
             Ok(stats) => events += stats.events,
             Err(ReplayError::Ingest(e)) => return Err(SuggestError::Ingest(e)),
             Err(ReplayError::Read { path, source }) => {
