@@ -71,6 +71,15 @@ struct Args {
     /// (combine with --write to write the batches too).
     #[arg(long, value_name = "FILE")]
     write_policy: Option<PathBuf>,
+    /// Offer batches at this rate (batches per second, all senders together)
+    /// instead of as fast as answers come; latency is then measured from
+    /// each batch's scheduled time, so a server that falls behind shows it.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// A PEM CA to trust for an `https://` URL (the server's certificate is
+    /// checked, as the API server checks it).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
     /// Clients paging through `GET /api/v1/changes` while batches are posted.
     #[arg(long, default_value_t = 0)]
     query_clients: usize,
@@ -251,13 +260,25 @@ async fn send_all(
     bodies: Vec<bytes::Bytes>,
     args: &Args,
 ) -> Result<Report, String> {
-    let client = driftwatch::http::client_builder()
+    let mut builder = driftwatch::http::client_builder()
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(args.timeout_seconds))
-        .pool_max_idle_per_host(args.concurrency)
+        .pool_max_idle_per_host(args.concurrency);
+    if let Some(ca) = &args.ca {
+        let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("{}: {e}", ca.display()))?;
+        builder = builder.tls_certs_only(certs);
+    }
+    let client = builder
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let interval = match args.rate {
+        Some(r) if r > 0.0 && r.is_finite() => Some(Duration::from_secs_f64(1.0 / r)),
+        Some(r) => return Err(format!("--rate {r}: must be a positive number")),
+        None => None,
+    };
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
     let gzip = args.gzip;
@@ -278,7 +299,16 @@ async fn send_all(
                 }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(body) = bodies.get(i) else { break };
-                outcomes.push(post(&client, &url, body.clone(), gzip).await);
+                let scheduled = interval.map(|d| start + d.mul_f64(i as f64));
+                if let Some(at) = scheduled {
+                    tokio::time::sleep_until(at.into()).await;
+                }
+                let mut outcome = post(&client, &url, body.clone(), gzip).await;
+                if let Some(at) = scheduled {
+                    // From when it was due, not when a sender got to it.
+                    outcome.latency = at.elapsed();
+                }
+                outcomes.push(outcome);
             }
             outcomes
         }));

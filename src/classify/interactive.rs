@@ -123,7 +123,8 @@ const NETWORK_TOOLS: &[&str] = &[
 const OBFUSCATION: &[&str] = &["base64 -d", "base64 --decode", "xxd -r", "eval ", "\\x"];
 
 fn exec(ev: &Event<'_>) -> Triage {
-    let argv = commands(ev.request_uri());
+    let uri = ev.request_uri();
+    let argv = commands(&uri);
     if argv.is_empty() {
         // The kubelet refuses an exec without a command: the URI was cut.
         return Triage::new(
@@ -363,7 +364,7 @@ pub fn is_declared_scrape(ev: &Event<'_>) -> bool {
 /// removed: `/api/v1/nodes/n1/proxy/metrics?x` is `metrics`.
 fn proxied_path(ev: &Event<'_>) -> Option<String> {
     let uri = ev.request_uri();
-    let path = uri.split_once('?').map_or(uri, |(p, _)| p);
+    let path = uri.split_once('?').map_or(&*uri, |(p, _)| p);
     let segments: Vec<&str> = path.split('/').collect();
     // ["", "api", "v1", ("namespaces", ns,)? resource, name, "proxy", rest...]
     let at = segments.iter().position(|s| *s == "proxy")?;

@@ -63,13 +63,138 @@ where
     Ok(Option::<BorrowedStr<'a>>::deserialize(d)?.map(|s| s.0))
 }
 
-/// [`opt_str`] for a list; the list's allocation is reused, not copied.
-pub(crate) fn opt_strs<'de: 'a, 'a, D>(d: D) -> Result<Option<Vec<Cow<'a, str>>>, D::Error>
+/// A JSON string kept as it came and unescaped only when read: Go's JSON
+/// encoder writes `&` as `\u0026`, so most `requestURI`s with a query carry
+/// escapes, and reads (most of a stream) never need the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonStr<'a> {
+    /// No escapes (or already unescaped): the text.
+    Text(Cow<'a, str>),
+    /// The whole quoted JSON string, escapes included.
+    Escaped(&'a str),
+}
+
+impl JsonStr<'_> {
+    pub fn get(&self) -> Cow<'_, str> {
+        match self {
+            JsonStr::Text(t) => Cow::Borrowed(t),
+            // Validated as a JSON string when it was decoded.
+            JsonStr::Escaped(raw) => serde_json::from_str::<String>(raw)
+                .map(Cow::Owned)
+                .unwrap_or(Cow::Borrowed("")),
+        }
+    }
+}
+
+fn opt_json_str<'de: 'a, 'a, D>(d: D) -> Result<Option<JsonStr<'a>>, D::Error>
 where
     D: Deserializer<'de>,
 {
-    Ok(Option::<Vec<BorrowedStr<'a>>>::deserialize(d)?
-        .map(|v| v.into_iter().map(|s| s.0).collect()))
+    let Some(raw) = Option::<&'a RawValue>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let text = raw.get();
+    let inner = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .ok_or_else(|| {
+            serde::de::Error::invalid_type(
+                serde::de::Unexpected::Other(snippet::show(text).as_str()),
+                &"a string",
+            )
+        })?;
+    Ok(Some(if inner.contains('\\') {
+        JsonStr::Escaped(text)
+    } else {
+        JsonStr::Text(Cow::Borrowed(inner))
+    }))
+}
+
+/// A short list of strings (a user's groups, the source IPs): up to four
+/// inline, so that the common event allocates nothing for them. (Not
+/// `smallvec`: its associated-type storage would make `Event` invariant in
+/// its lifetime.)
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Strs<'a> {
+    inline: [Cow<'a, str>; 4],
+    len: usize,
+    /// All of them, once there are more than four.
+    spill: Vec<Cow<'a, str>>,
+}
+
+impl<'a> Strs<'a> {
+    pub fn push(&mut self, s: Cow<'a, str>) {
+        if self.spill.is_empty() && self.len < self.inline.len() {
+            self.inline[self.len] = s;
+            self.len += 1;
+            return;
+        }
+        if self.spill.is_empty() {
+            self.spill
+                .extend(self.inline.iter_mut().map(std::mem::take));
+        }
+        self.spill.push(s);
+    }
+}
+
+impl<'a> std::ops::Deref for Strs<'a> {
+    type Target = [Cow<'a, str>];
+    fn deref(&self) -> &[Cow<'a, str>] {
+        if self.spill.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.spill
+        }
+    }
+}
+
+impl<'s, 'a> IntoIterator for &'s Strs<'a> {
+    type Item = &'s Cow<'a, str>;
+    type IntoIter = std::slice::Iter<'s, Cow<'a, str>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl<'a> FromIterator<Cow<'a, str>> for Strs<'a> {
+    fn from_iter<I: IntoIterator<Item = Cow<'a, str>>>(iter: I) -> Self {
+        let mut out = Strs::default();
+        for s in iter {
+            out.push(s);
+        }
+        out
+    }
+}
+
+/// [`opt_str`] for a list.
+pub(crate) fn opt_strs<'de: 'a, 'a, D>(d: D) -> Result<Option<Strs<'a>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    struct List<'a>(Strs<'a>);
+    impl<'de: 'a, 'a> Deserialize<'de> for List<'a> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V<'a>(std::marker::PhantomData<&'a ()>);
+            impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+                type Value = List<'a>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a list of strings")
+                }
+                fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                    self,
+                    mut seq: A,
+                ) -> Result<List<'a>, A::Error> {
+                    let mut out = Strs::default();
+                    while let Some(BorrowedStr(s)) = seq.next_element()? {
+                        out.push(s);
+                    }
+                    Ok(List(out))
+                }
+            }
+            d.deserialize_seq(V(std::marker::PhantomData))
+        }
+    }
+    Ok(Option::<List<'a>>::deserialize(d)?.map(|l| l.0))
 }
 
 /// One audit event. Unknown fields are ignored; every field is optional at this
@@ -88,8 +213,13 @@ pub struct Event<'a> {
     pub audit_id: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "opt_str")]
     pub stage: Option<Cow<'a, str>>,
-    #[serde(borrow, default, rename = "requestURI", deserialize_with = "opt_str")]
-    pub request_uri: Option<Cow<'a, str>>,
+    #[serde(
+        borrow,
+        default,
+        rename = "requestURI",
+        deserialize_with = "opt_json_str"
+    )]
+    pub request_uri: Option<JsonStr<'a>>,
     #[serde(borrow, default, deserialize_with = "opt_str")]
     pub verb: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "opt_object")]
@@ -97,7 +227,7 @@ pub struct Event<'a> {
     #[serde(borrow, default, deserialize_with = "opt_object")]
     pub impersonated_user: Option<UserInfo<'a>>,
     #[serde(borrow, default, rename = "sourceIPs", deserialize_with = "opt_strs")]
-    pub source_ips: Option<Vec<Cow<'a, str>>>,
+    pub source_ips: Option<Strs<'a>>,
     #[serde(borrow, default, deserialize_with = "opt_str")]
     pub user_agent: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "opt_object")]
@@ -149,7 +279,7 @@ pub struct UserInfo<'a> {
     #[serde(borrow, default, deserialize_with = "opt_str")]
     pub uid: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "opt_strs")]
-    pub groups: Option<Vec<Cow<'a, str>>>,
+    pub groups: Option<Strs<'a>>,
     /// Authenticator-specific attributes (`arn`, `sessionName` on EKS),
     /// read only where a rule asks.
     #[serde(borrow, default)]
@@ -375,8 +505,11 @@ impl<'a> Event<'a> {
         self.audit_id.as_deref().unwrap_or("")
     }
 
-    pub fn request_uri(&self) -> &str {
-        self.request_uri.as_deref().unwrap_or("")
+    /// Unescaped here (a copy when it had escapes): call it once per use.
+    pub fn request_uri(&self) -> Cow<'_, str> {
+        self.request_uri
+            .as_ref()
+            .map_or(Cow::Borrowed(""), JsonStr::get)
     }
 
     pub fn username(&self) -> &str {
@@ -452,8 +585,8 @@ impl<'a> Event<'a> {
     }
 
     /// A query parameter of `requestURI`, percent-decoded.
-    pub fn query_param(&self, key: &str) -> Option<Cow<'_, str>> {
-        query_param(self.request_uri(), key)
+    pub fn query_param(&self, key: &str) -> Option<String> {
+        query_param(&self.request_uri(), key).map(Cow::into_owned)
     }
 }
 
@@ -505,7 +638,8 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(e.verb, Some(Cow::Borrowed("get"))));
-        assert!(matches!(e.request_uri.as_ref(), Some(Cow::Owned(u)) if u == "/a?b=1&c=2"));
+        assert_eq!(e.request_uri(), "/a?b=1&c=2");
+        assert!(matches!(e.request_uri, Some(JsonStr::Escaped(_))));
         assert!(matches!(
             e.source_ips.as_deref(),
             Some([Cow::Borrowed("10.0.0.1")])

@@ -15,4 +15,6 @@ pub use decoded::{
     Decoded, DecodedEvent, Limits, MAX_LISTED, RejectReason, Rejection, Rejections, WORK_PER_ITEM,
 };
 pub use encoding::decompress_reader;
-pub use event::{Event, NotAnEvent, ObjectRef, ResponseStatus, Stage, UserInfo, query_param};
+pub use event::{
+    Event, JsonStr, NotAnEvent, ObjectRef, ResponseStatus, Stage, Strs, UserInfo, query_param,
+};

@@ -59,7 +59,7 @@ pub(super) fn assemble(j: Judged<'_>, corr: Correlation) -> ChangeRecord {
         verb: ev.verb().to_owned(),
         actor: Actor::of(ev),
         audit_id: ev.audit_id().to_owned(),
-        request_uri: ev.request_uri().to_owned(),
+        request_uri: ev.request_uri().into_owned(),
         verdict: j.verdict.kind(),
         pipeline: j.pipeline.map(str::to_owned),
         finding_type,

@@ -1,8 +1,6 @@
 //! Who made a request: the effective identity, the real one behind an
 //! impersonation, and the client they used.
 
-use std::borrow::Cow;
-
 use serde::{Deserialize, Serialize};
 
 use crate::decode::{Event, UserInfo};
@@ -27,7 +25,7 @@ pub struct Impersonator {
     pub groups: Vec<String>,
 }
 
-fn strings(v: Option<&Vec<Cow<'_, str>>>) -> Vec<String> {
+fn strings(v: Option<&crate::decode::Strs<'_>>) -> Vec<String> {
     v.map(|v| v.iter().map(|s| s.clone().into_owned()).collect())
         .unwrap_or_default()
 }
@@ -53,7 +51,7 @@ impl Actor {
             user_agent: user_agent.map(str::to_owned),
             client: user_agent.map(client_of),
             source_ips: strings(ev.source_ips.as_ref()),
-            field_manager: ev.query_param("fieldManager").map(Cow::into_owned),
+            field_manager: ev.query_param("fieldManager"),
         }
     }
 

@@ -32,7 +32,7 @@ impl RequestId {
             ev.audit_id(),
             ev.received_at(),
             ev.verb(),
-            ev.request_uri(),
+            &ev.request_uri(),
             ev.username(),
         ] {
             h.update(part.as_bytes());

@@ -228,10 +228,10 @@ fn to_event<'a>(entry: Entry<'a>, doc: &str) -> Result<Event<'a>, String> {
         level: Some(Cow::Borrowed(level)),
         audit_id: Some(audit_id),
         stage: Some(Cow::Borrowed("ResponseComplete")),
-        request_uri: request_uri.map(Cow::Owned),
+        request_uri: request_uri.map(|u| crate::decode::JsonStr::Text(Cow::Owned(u))),
         verb: Some(verb),
         user,
-        source_ips: caller_ip.map(|ip| vec![ip]),
+        source_ips: caller_ip.map(|ip| std::iter::once(ip).collect()),
         user_agent,
         object_ref,
         response_status: Some(ResponseStatus {
