@@ -8,6 +8,11 @@
 //!   dedupe, classify, correlate, assemble, deliver to no sink, commit) under a
 //!   policy that declares Argo CD and Flux, on a fresh engine per iteration
 //!   (created outside the timing) so that every iteration does the same work
+//! - `c2_prepare`: `engine::prepare`: decode and what is read ahead (first
+//!   verdicts, the objects writes left, risks), the part of (d) that runs
+//!   on the receiving threads, in parallel
+//! - `e_judge_prepared`: (d) of an input already prepared: the part that
+//!   runs on the one engine thread, which bounds throughput
 //! - `f_engine_steady_state`: one long-lived engine fed a new batch every
 //!   iteration (generated outside the timing): dedupe and per-object state
 //!   are warm, as in `serve`, without SQLite
@@ -24,7 +29,7 @@ use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use driftwatch::config::Config;
 use driftwatch::decode::decode_bytes;
-use driftwatch::engine::{Engine, Input, Stats};
+use driftwatch::engine::{Engine, Input, Stats, prepare};
 use driftwatch::model::VerdictKind;
 use driftwatch::sinks::Sinks;
 use driftwatch::telemetry::events::Source;
@@ -97,7 +102,28 @@ fn pipeline(c: &mut Criterion) {
     group.bench_function("c_decode", |b| {
         b.iter(|| decode_bytes(black_box(&body)).events.len())
     });
+    group.bench_function("c2_prepare", |b| {
+        b.iter(|| {
+            let input = Input::whole(body.clone(), None, Source::Webhook);
+            prepare(&config, black_box(input))
+        })
+    });
     let fresh = || engine(&config);
+    group.bench_function("e_judge_prepared", |b| {
+        b.iter_batched(
+            || {
+                let input = Input::whole(body.clone(), None, Source::Webhook);
+                (engine(&config), vec![prepare(&config, input)])
+            },
+            |(mut e, ready)| {
+                // The inputs are freed inside the timing, as on the engine
+                // thread; the engine outside it.
+                let outcome = e.ingest_ready(black_box(ready));
+                (e, outcome)
+            },
+            BatchSize::PerIteration,
+        )
+    });
     group.bench_function("d_engine_fresh", |b| {
         b.iter_batched(
             fresh,
