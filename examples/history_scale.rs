@@ -52,9 +52,7 @@ fn args() -> Args {
             "--batch" => a.batch = value.parse().unwrap_or(a.batch),
             "--every" => a.every = value.parse().unwrap_or(a.every),
             other => {
-                eprintln!(
-                    "unknown flag {other}; flags: --changes N --dir DIR --batch N --every N"
-                );
+                eprintln!("unknown flag {other}; flags: --changes N --dir DIR --batch N --every N");
                 std::process::exit(2);
             }
         }
