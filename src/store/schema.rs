@@ -83,6 +83,9 @@ pub const MIGRATIONS: &[&str] = &[
     // (a reader tells the two apart by type: text, or a compact blob), as
     // are their time text and audit id. In new rows a NULL `time` is the
     // text of `time_us`, and an audit id of 16 bytes a UUID.
+    // `changes_by_object` leads with the row's epoch (`seq >> 14`, 16,384
+    // rows): a batch's entries go into the last epoch's few pages instead
+    // of one page per object (see query::EPOCHS).
     "
     CREATE TABLE strings (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
     CREATE TABLE paths   (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);
@@ -150,7 +153,7 @@ pub const MIGRATIONS: &[&str] = &[
             AND o.subresource IS c.subresource AND o.uid IS c.uid;
     DROP TABLE changes;
     ALTER TABLE changes_compact RENAME TO changes;
-    CREATE INDEX changes_by_object   ON changes (object, time_us);
+    CREATE INDEX changes_by_object   ON changes (seq >> 14, object, time_us);
     CREATE INDEX changes_by_time     ON changes (time_us);
     CREATE INDEX changes_by_actor    ON changes (actor, time_us);
     CREATE INDEX changes_by_drift    ON changes (drift_id) WHERE drift_id IS NOT NULL;
