@@ -124,18 +124,32 @@ struct OwnRef<'a> {
     received: Option<&'a Time>,
 }
 
-/// One change: `p` its path when the path set cannot give it back, `o` and
-/// `n` its values (left out when null), `x` redacted.
-#[derive(Serialize)]
+/// One change as an array: `[old, new]`, then `1` when redacted, then its
+/// path when the path set cannot give it back (`[old, new, 0, path]`).
 struct ValuesRef<'a> {
-    #[serde(rename = "p", skip_serializing_if = "Option::is_none")]
     path: Option<&'a str>,
-    #[serde(rename = "o", skip_serializing_if = "Value::is_null")]
     old: &'a Value,
-    #[serde(rename = "n", skip_serializing_if = "Value::is_null")]
     new: &'a Value,
-    #[serde(rename = "x", skip_serializing_if = "std::ops::Not::not")]
     redacted: bool,
+}
+
+impl Serialize for ValuesRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let len = 2
+            + usize::from(self.redacted || self.path.is_some())
+            + usize::from(self.path.is_some());
+        let mut seq = s.serialize_seq(Some(len))?;
+        seq.serialize_element(self.old)?;
+        seq.serialize_element(self.new)?;
+        if len > 2 {
+            seq.serialize_element(&u8::from(self.redacted))?;
+        }
+        if let Some(path) = self.path {
+            seq.serialize_element(path)?;
+        }
+        seq.end()
+    }
 }
 
 /// The row's own part, read back (borrowed).
@@ -143,23 +157,31 @@ struct ValuesRef<'a> {
 #[serde(default)]
 struct Own<'a> {
     #[serde(rename = "c", borrow)]
-    changes: Vec<Values<'a>>,
+    changes: Vec<Vec<&'a RawValue>>,
     #[serde(rename = "r", borrow)]
     risks: Vec<RiskText<'a>>,
     #[serde(rename = "t")]
     received: Option<Time>,
 }
 
-#[derive(Deserialize)]
-struct Values<'a> {
-    #[serde(rename = "p", borrow, default)]
-    path: Option<Cow<'a, str>>,
-    #[serde(rename = "o", borrow, default)]
-    old: Option<&'a RawValue>,
-    #[serde(rename = "n", borrow, default)]
-    new: Option<&'a RawValue>,
-    #[serde(rename = "x", default)]
-    redacted: bool,
+/// A change read back from its array (see [`ValuesRef`]); `path` is the
+/// one of the path set unless the array has its own.
+fn values<'a>(items: &[&'a RawValue], path: &'a str) -> Result<ChangeText<'a>, serde_json::Error> {
+    let item = |i: usize| items.get(i).copied().filter(|v| v.get() != "null");
+    let redacted = match items.get(2) {
+        Some(v) => serde_json::from_str::<u8>(v.get())? == 1,
+        None => false,
+    };
+    let path = match items.get(3) {
+        Some(v) => serde_json::from_str::<Cow<'a, str>>(v.get())?,
+        None => Cow::Borrowed(path),
+    };
+    Ok(ChangeText {
+        path,
+        old: item(0),
+        new: item(1),
+        redacted,
+    })
 }
 
 /// The changed paths, newline-separated: the path set of a row, which
@@ -273,19 +295,15 @@ impl<'a> Parts<'a> {
                 source,
             })?;
         let mut paths = self.paths.split('\n');
+        let json = |source| CompactError::Json {
+            part: "detail",
+            source,
+        };
         d.changes = own
             .changes
-            .into_iter()
-            .map(|v| {
-                let from_set = paths.next().unwrap_or("");
-                ChangeText {
-                    path: v.path.unwrap_or(Cow::Borrowed(from_set)),
-                    old: v.old,
-                    new: v.new,
-                    redacted: v.redacted,
-                }
-            })
-            .collect();
+            .iter()
+            .map(|items| values(items, paths.next().unwrap_or("")).map_err(json))
+            .collect::<Result<_, _>>()?;
         d.risks = own.risks;
         d.received = own.received;
         Ok(d)
