@@ -338,6 +338,45 @@ pub(super) fn audit_id_bytes(id: &str) -> Option<[u8; 16]> {
     Some(out)
 }
 
+/// A drift id as stored: its 16 bytes when it is 32 lowercase hex digits
+/// (a finding id, which every drift id is), else its text.
+pub(super) fn drift_key(id: &str) -> rusqlite::types::Value {
+    let b = id.as_bytes();
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    let bytes: Option<Vec<u8>> = (b.len() == 32)
+        .then(|| {
+            b.chunks(2)
+                .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+                .collect()
+        })
+        .flatten();
+    match bytes {
+        Some(bytes) => rusqlite::types::Value::Blob(bytes),
+        None => rusqlite::types::Value::Text(id.to_owned()),
+    }
+}
+
+/// SQL for the text of `c.drift_id`, however it is stored (see
+/// [`drift_key`]); a macro, to go into `concat!`.
+macro_rules! drift_text {
+    () => {
+        "(CASE WHEN typeof(c.drift_id) = 'blob' THEN lower(hex(c.drift_id)) ELSE c.drift_id END)"
+    };
+}
+pub(super) use drift_text;
+
+/// SQL turning a drift id's text `value` into its stored form.
+macro_rules! drift_key_of_value {
+    () => {
+        "(CASE WHEN length(value) = 32 AND value NOT GLOB '*[^0-9a-f]*' THEN unhex(value) ELSE value END)"
+    };
+}
+pub(super) use drift_key_of_value;
+
 /// The text of an audit id stored as 16 bytes.
 pub(super) fn audit_id_text(b: &[u8]) -> Option<String> {
     use std::fmt::Write as _;

@@ -34,6 +34,7 @@ pub(super) struct Dictionaries {
     strings: Table,
     paths: Table,
     objects: Table,
+    shapes: foldhash::HashMap<Shape, i64>,
     /// The key of an object, built here to look it up without allocating.
     key: String,
 }
@@ -61,6 +62,54 @@ impl Dictionaries {
     /// The id of a row's path set in `paths`, added if new.
     pub fn paths(&mut self, tx: &Transaction<'_>, text: &str) -> rusqlite::Result<i64> {
         text_id(&mut self.paths, tx, "paths", text)
+    }
+
+    /// The id of a shape (dictionary ids, see [`Shape`]), added if new.
+    pub fn shape(&mut self, tx: &Transaction<'_>, shape: Shape) -> rusqlite::Result<i64> {
+        if let Some(&id) = self.shapes.get(&shape) {
+            return Ok(id);
+        }
+        let [
+            verb,
+            verdict,
+            pipeline,
+            finding_type,
+            severity,
+            profile,
+            ownership,
+        ] = shape.0;
+        let fields = params![
+            verb,
+            verdict,
+            pipeline,
+            finding_type,
+            severity,
+            profile,
+            ownership
+        ];
+        let found = tx
+            .prepare_cached(
+                "SELECT id FROM shapes WHERE verdict = ?2 AND verb = ?1 AND pipeline IS ?3
+                   AND finding_type IS ?4 AND severity IS ?5 AND profile IS ?6 AND ownership IS ?7",
+            )?
+            .query_row(fields, |r| r.get(0))
+            .optional()?;
+        let id = match found {
+            Some(id) => id,
+            None => {
+                tx.prepare_cached(
+                    "INSERT INTO shapes (verb, verdict, pipeline, finding_type, severity, profile,
+                        ownership) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(fields)?;
+                tx.last_insert_rowid()
+            }
+        };
+        if self.shapes.len() >= MAX_REMEMBERED {
+            self.shapes.clear();
+        }
+        self.shapes.insert(shape, id);
+        Ok(id)
     }
 
     /// The id of `object` of `cluster` in `objects`, added if new.
@@ -107,6 +156,12 @@ impl Dictionaries {
         Ok(id)
     }
 }
+
+/// How a change was made and judged, as the `strings` ids of its verb,
+/// verdict, pipeline, finding type, severity, profile and ownership (the
+/// columns of `shapes`, in that order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct Shape(pub [Option<i64>; 7]);
 
 /// Every field of an object, each with its length in front: two different
 /// objects never make the same key, whatever their names hold.

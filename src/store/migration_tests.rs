@@ -161,7 +161,12 @@ fn change(i: u64) -> ChangeRecord {
             vec![]
         },
         drift: human.then(|| DriftRef {
-            id: format!("drift-{}", i % 4),
+            // Finding ids (stored as bytes) and others (as text).
+            id: if i % 2 == 0 {
+                format!("{:032x}", i % 4)
+            } else {
+                format!("drift-{}", i % 4)
+            },
             state: Some(DriftState::Open),
         }),
         managed_by: (i % 4 == 1).then(|| ManagedBy {
@@ -297,6 +302,7 @@ fn filters() -> Vec<Filter> {
         f(|f| f.verdict = Some("drift".to_owned())),
         f(|f| f.finding_type = Some("out_of_band_change".to_owned())),
         f(|f| f.drift = Some("drift-1".to_owned())),
+        f(|f| f.drift = Some(format!("{:032x}", 2))),
         f(|f| f.field = Some("spec".to_owned())),
         f(|f| f.field = Some("data.password".to_owned())),
         f(|f| f.field = Some(String::new())),
@@ -325,7 +331,9 @@ fn answers(dir: &Path) -> Vec<Value> {
     }
     let drifts = query::drifts(&conn, &Filter::default(), &Bounds::list(1 << 20)).unwrap();
     out.push(serde_json::to_value(&drifts).unwrap());
-    for id in ["drift-0", "drift-1", "drift-2", "drift-3"] {
+    let ids = ["drift-1", "drift-3"].map(String::from);
+    for id in ids.into_iter().chain((0..4).map(|i| format!("{i:032x}"))) {
+        let id = id.as_str();
         out.push(serde_json::to_value(query::drift(&conn, id).unwrap()).unwrap());
         let live = query::drift_live_target(&conn, id).unwrap();
         out.push(json!(format!("{live:?}")));
@@ -353,6 +361,14 @@ fn a_schema_3_store_reads_back_the_same_once_migrated() {
     }
     // And as written: every change, whole.
     let conn = open_reader(old.path()).unwrap();
+    let by_drift = Filter {
+        drift: Some(format!("{:032x}", 2)),
+        ..Filter::default()
+    };
+    let joined = query::changes(&conn, &by_drift, &Bounds::WHOLE).unwrap();
+    assert_eq!(joined.items.len(), 5, "a drift id stored as bytes is found");
+    let drift = query::drift(&conn, &format!("{:032x}", 2)).unwrap().unwrap();
+    assert_eq!(drift.audit_ids.len(), 5);
     let all = query::changes(&conn, &filters()[0], &Bounds::WHOLE).unwrap();
     assert_eq!(all.items.len(), changes.len());
     for item in &all.items {

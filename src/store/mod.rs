@@ -432,9 +432,8 @@ impl Store {
 }
 
 const INSERT_CHANGE: &str = "INSERT OR IGNORE INTO changes (dedupe_key, time_us, time, object,
-    verb, actor, audit_id, verdict, pipeline, finding_type, severity, drift_id, paths, profile,
-    ownership, uri, detail, received_us)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+    actor, shape, audit_id, drift_id, paths, uri, detail, received_us)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 
 /// What writing a row needs besides its statement: the transaction (for
 /// new dictionary entries), the dictionaries, a buffer.
@@ -464,22 +463,25 @@ impl Row<'_, '_> {
         };
         // The text of `time_us` is not stored again.
         let time = (c.time.text != time::format_us(c.time.us)).then_some(c.time.text.as_str());
+        let shape = dict::Shape([
+            Some(d.string(tx, &c.verb)?),
+            Some(d.string(tx, c.verdict.as_str())?),
+            d.opt_string(tx, c.pipeline.as_deref())?,
+            d.opt_string(tx, c.finding_type.map(|t| t.as_str()))?,
+            d.opt_string(tx, c.severity.map(|s| s.as_str()))?,
+            Some(d.string(tx, &profile)?),
+            d.opt_string(tx, ownership.as_deref())?,
+        ]);
         let n = stmt.execute(params![
             &c.request.store_key()[..],
             c.time.us,
             time,
             d.object(tx, &c.cluster, &c.resource)?,
-            d.string(tx, &c.verb)?,
             d.string(tx, &c.actor.username)?,
+            d.shape(tx, shape)?,
             audit_id,
-            d.string(tx, c.verdict.as_str())?,
-            d.opt_string(tx, c.pipeline.as_deref())?,
-            d.opt_string(tx, c.finding_type.map(|t| t.as_str()))?,
-            d.opt_string(tx, c.severity.map(|s| s.as_str()))?,
-            c.drift.as_ref().map(|d| d.id.as_str()),
+            c.drift.as_ref().map(|d| compact::drift_key(&d.id)),
             d.paths(tx, &compact::path_set(c))?,
-            d.string(tx, &profile)?,
-            d.opt_string(tx, ownership.as_deref())?,
             d.string(tx, &c.request_uri)?,
             &self.buf[..],
             c.received.as_ref().map(|t| t.us),

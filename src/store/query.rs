@@ -283,19 +283,25 @@ pub fn changes(
 fn change_filter(conn: &Connection, f: &Filter) -> Result<Where, QueryError> {
     let mut w = Where::new();
     object_clause(conn, &mut w, f)?;
-    for (column, value) in [
-        ("c.actor", &f.actor),
-        ("c.verdict", &f.verdict),
-        ("c.finding_type", &f.finding_type),
-    ] {
+    if let Some(actor) = &f.actor {
+        w.raw(
+            "c.actor = (SELECT id FROM strings WHERE text = ?)",
+            vec![SqlValue::Text(actor.clone())],
+        );
+    }
+    for (column, value) in [("verdict", &f.verdict), ("finding_type", &f.finding_type)] {
         if let Some(v) = value {
             w.raw(
-                &format!("{column} = (SELECT id FROM strings WHERE text = ?)"),
+                &format!(
+                    "c.shape IN (SELECT id FROM shapes WHERE {column} = (SELECT id FROM strings WHERE text = ?))"
+                ),
                 vec![SqlValue::Text(v.clone())],
             );
         }
     }
-    w.eq("c.drift_id", &f.drift);
+    if let Some(drift) = &f.drift {
+        w.raw("c.drift_id = ?", vec![compact::drift_key(drift)]);
+    }
     if let Some(field) = &f.field {
         field_clause(&mut w, field);
     }
@@ -345,24 +351,30 @@ fn change_keys(conn: &Connection, w: &Where, n: usize) -> Result<Vec<(i64, i64)>
 
 /// A change's row with its dictionary entries. Left joins: a missing entry
 /// (a damaged store) is said in the record, the rest still shown.
-const CHANGE_BY_SEQ: &str = "SELECT c.seq, c.dedupe_key, c.time, c.time_us, o.cluster, o.api_group,
+const CHANGE_BY_SEQ: &str = concat!(
+    "SELECT c.seq, c.dedupe_key, c.time, c.time_us, o.cluster, o.api_group,
         o.api_version, o.resource, o.subresource, o.namespace, o.name, o.uid, verb.text,
-        actor.text, c.audit_id, verdict.text, pipeline.text, type.text, severity.text, c.drift_id,
-        d.state, c.detail, profile.text, ownership.text, uri.text, paths.text, o.id
+        actor.text, c.audit_id, verdict.text, pipeline.text, type.text, severity.text, ",
+    compact::drift_text!(),
+    ", d.state, c.detail, profile.text, ownership.text, uri.text, paths.text, o.id
      FROM changes c
      LEFT JOIN objects o ON o.id = c.object
-     LEFT JOIN strings verb ON verb.id = c.verb
      LEFT JOIN strings actor ON actor.id = c.actor
-     LEFT JOIN strings verdict ON verdict.id = c.verdict
-     LEFT JOIN strings pipeline ON pipeline.id = c.pipeline
-     LEFT JOIN strings type ON type.id = c.finding_type
-     LEFT JOIN strings severity ON severity.id = c.severity
-     LEFT JOIN strings profile ON profile.id = c.profile
-     LEFT JOIN strings ownership ON ownership.id = c.ownership
+     LEFT JOIN shapes sh ON sh.id = c.shape
+     LEFT JOIN strings verb ON verb.id = sh.verb
+     LEFT JOIN strings verdict ON verdict.id = sh.verdict
+     LEFT JOIN strings pipeline ON pipeline.id = sh.pipeline
+     LEFT JOIN strings type ON type.id = sh.finding_type
+     LEFT JOIN strings severity ON severity.id = sh.severity
+     LEFT JOIN strings profile ON profile.id = sh.profile
+     LEFT JOIN strings ownership ON ownership.id = sh.ownership
      LEFT JOIN strings uri ON uri.id = c.uri
      LEFT JOIN paths ON paths.id = c.paths
-     LEFT JOIN drifts d ON d.id = c.drift_id
-     WHERE c.seq = ?1";
+     LEFT JOIN drifts d ON d.id = ",
+    compact::drift_text!(),
+    "
+     WHERE c.seq = ?1"
+);
 
 /// The object filters, on the `objects` dictionary. A name picks a few
 /// objects: their ids are looked up first, then their rows in
@@ -812,7 +824,7 @@ pub fn drift_live_target(
             "SELECT o.api_version FROM changes c JOIN objects o ON o.id = c.object
              WHERE c.drift_id = ?1 ORDER BY c.time_us DESC, c.seq DESC LIMIT 1",
         )?
-        .query_row([id], |r| r.get::<_, String>(0))
+        .query_row([compact::drift_key(id)], |r| r.get::<_, String>(0))
         .optional()?
         .filter(|v| !v.is_empty());
     Ok(Some((
@@ -913,12 +925,17 @@ fn fill_drift_changes(
         .enumerate()
         .map(|(i, d)| (d.id.clone(), i))
         .collect();
-    let mut keys = conn.prepare_cached(
-        "SELECT drift_id, seq, audit_id FROM changes
-         WHERE drift_id IS NOT NULL AND drift_id IN (SELECT value FROM json_each(?1))
-           AND verdict = (SELECT id FROM strings WHERE text = 'drift')
-         ORDER BY time_us, seq",
-    )?;
+    let mut keys = conn.prepare_cached(concat!(
+        "SELECT ",
+        compact::drift_text!(),
+        ", c.seq, c.audit_id FROM changes c
+         WHERE c.drift_id IS NOT NULL AND c.drift_id IN (SELECT ",
+        compact::drift_key_of_value!(),
+        " FROM json_each(?1))
+           AND c.shape IN (SELECT id FROM shapes
+               WHERE verdict = (SELECT id FROM strings WHERE text = 'drift'))
+         ORDER BY c.time_us, c.seq"
+    ))?;
     let mut wanted = Vec::new();
     let mut rows = keys.query([ids])?;
     while let Some(row) = rows.next()? {
@@ -937,8 +954,9 @@ fn fill_drift_changes(
     }
     let mut detail = conn.prepare_cached(
         "SELECT c.detail, profile.text, ownership.text, uri.text, paths.text FROM changes c
-         LEFT JOIN strings profile ON profile.id = c.profile
-         LEFT JOIN strings ownership ON ownership.id = c.ownership
+         LEFT JOIN shapes sh ON sh.id = c.shape
+         LEFT JOIN strings profile ON profile.id = sh.profile
+         LEFT JOIN strings ownership ON ownership.id = sh.ownership
          LEFT JOIN strings uri ON uri.id = c.uri
          LEFT JOIN paths ON paths.id = c.paths
          WHERE c.seq = ?1",

@@ -82,7 +82,8 @@ pub const MIGRATIONS: &[&str] = &[
     // into the dictionaries, their `detail` left as the JSON text it was
     // (a reader tells the two apart by type: text, or a compact blob), as
     // are their time text and audit id. In new rows a NULL `time` is the
-    // text of `time_us`, and an audit id of 16 bytes a UUID.
+    // text of `time_us`, an audit id of 16 bytes a UUID, and a drift id of
+    // 16 bytes its 32 hex digits (old rows' drift ids move over so too).
     // `changes_by_object` leads with the row's epoch (`seq >> 14`, 16,384
     // rows): a batch's entries go into the last epoch's few pages instead
     // of one page per object (see query::EPOCHS).
@@ -101,6 +102,19 @@ pub const MIGRATIONS: &[&str] = &[
         uid         TEXT
     );
     CREATE INDEX objects_by_name ON objects (name, resource, namespace);
+    -- How a change was made and judged: a handful of combinations all day.
+    CREATE TABLE shapes (
+        id           INTEGER PRIMARY KEY,
+        verb         INTEGER NOT NULL,
+        verdict      INTEGER NOT NULL,
+        pipeline     INTEGER,
+        finding_type INTEGER,
+        severity     INTEGER,
+        profile      INTEGER,
+        ownership    INTEGER
+    );
+    CREATE INDEX shapes_by_fields
+        ON shapes (verdict, verb, pipeline, finding_type, severity, profile, ownership);
 
     INSERT INTO objects (cluster, api_group, api_version, resource, subresource, namespace, name, uid)
         SELECT DISTINCT cluster, api_group, api_version, resource, subresource, namespace, name, uid
@@ -111,6 +125,13 @@ pub const MIGRATIONS: &[&str] = &[
         UNION SELECT finding_type FROM changes WHERE finding_type IS NOT NULL
         UNION SELECT severity FROM changes WHERE severity IS NOT NULL;
     INSERT OR IGNORE INTO paths (text) SELECT DISTINCT changed_paths FROM changes;
+    INSERT INTO shapes (verb, verdict, pipeline, finding_type, severity)
+        SELECT DISTINCT v.id, d.id, p.id, t.id, s.id FROM changes c
+        JOIN strings v ON v.text = c.verb
+        JOIN strings d ON d.text = c.verdict
+        LEFT JOIN strings p ON p.text = c.pipeline
+        LEFT JOIN strings t ON t.text = c.finding_type
+        LEFT JOIN strings s ON s.text = c.severity;
 
     CREATE TABLE changes_compact (
         seq          INTEGER PRIMARY KEY,
@@ -118,32 +139,29 @@ pub const MIGRATIONS: &[&str] = &[
         time_us      INTEGER NOT NULL,
         time         TEXT,
         object       INTEGER NOT NULL,
-        verb         INTEGER NOT NULL,
         actor        INTEGER NOT NULL,
+        shape        INTEGER NOT NULL,
         audit_id              NOT NULL,
-        verdict      INTEGER NOT NULL,
-        pipeline     INTEGER,
-        finding_type INTEGER,
-        severity     INTEGER,
         drift_id     TEXT,
         paths        INTEGER NOT NULL,
-        profile      INTEGER,
-        ownership    INTEGER,
         uri          INTEGER,
         detail                NOT NULL,
         received_us  INTEGER
     );
-    INSERT INTO changes_compact (seq, dedupe_key, time_us, time, object, verb, actor, audit_id,
-            verdict, pipeline, finding_type, severity, drift_id, paths, detail, received_us)
+    INSERT INTO changes_compact (seq, dedupe_key, time_us, time, object, actor, shape, audit_id,
+            drift_id, paths, detail, received_us)
         SELECT c.seq, c.dedupe_key, c.time_us, c.time, o.id,
-            (SELECT id FROM strings WHERE text = c.verb),
             (SELECT id FROM strings WHERE text = c.actor),
+            (SELECT sh.id FROM shapes sh
+                WHERE sh.verdict = (SELECT id FROM strings WHERE text = c.verdict)
+                AND sh.verb = (SELECT id FROM strings WHERE text = c.verb)
+                AND sh.pipeline IS (SELECT id FROM strings WHERE text = c.pipeline)
+                AND sh.finding_type IS (SELECT id FROM strings WHERE text = c.finding_type)
+                AND sh.severity IS (SELECT id FROM strings WHERE text = c.severity)
+                AND sh.profile IS NULL AND sh.ownership IS NULL),
             c.audit_id,
-            (SELECT id FROM strings WHERE text = c.verdict),
-            (SELECT id FROM strings WHERE text = c.pipeline),
-            (SELECT id FROM strings WHERE text = c.finding_type),
-            (SELECT id FROM strings WHERE text = c.severity),
-            c.drift_id,
+            CASE WHEN length(c.drift_id) = 32 AND c.drift_id NOT GLOB '*[^0-9a-f]*'
+                THEN unhex(c.drift_id) ELSE c.drift_id END,
             (SELECT id FROM paths WHERE text = c.changed_paths),
             c.detail, c.received_us
         FROM changes c JOIN objects o
