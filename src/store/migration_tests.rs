@@ -92,11 +92,11 @@ fn change(i: u64) -> ChangeRecord {
     key[..8].copy_from_slice(&((1_700_000_000_000_000 + i) ^ (1 << 63)).to_be_bytes());
     key[8..16].copy_from_slice(&i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes());
     let request = RequestId::from_store_key(&key).unwrap();
-    let human = i % 3 == 0;
+    let human = i.is_multiple_of(3);
     let mut c = ChangeRecord {
         id: request.finding_id(),
         // A time in the text an event may carry (not our own form) now and then.
-        time: if i % 7 == 0 {
+        time: if i.is_multiple_of(7) {
             Time::stored(
                 1_700_000_000_000_000 + i as i64 * 1000,
                 "2023-11-14T22:13:20Z".to_owned(),
@@ -104,24 +104,34 @@ fn change(i: u64) -> ChangeRecord {
         } else {
             time(1_700_000_000_000_000 + (i as i64 % 13) * 1_000_000)
         },
-        received: (i % 11 == 0).then(|| time(1_800_000_000_000_000)),
-        cluster: if i % 5 == 0 { "prod-us" } else { "prod-eu-1" }.to_owned(),
+        received: (i.is_multiple_of(11)).then(|| time(1_800_000_000_000_000)),
+        cluster: if i.is_multiple_of(5) {
+            "prod-us"
+        } else {
+            "prod-eu-1"
+        }
+        .to_owned(),
         resource: ObjectRef {
-            group: if i % 4 == 0 { "" } else { "apps" }.to_owned(),
-            version: if i % 9 == 0 { "v1beta1" } else { "v1" }.to_owned(),
-            resource: if i % 4 == 0 {
+            group: if i.is_multiple_of(4) { "" } else { "apps" }.to_owned(),
+            version: if i.is_multiple_of(9) { "v1beta1" } else { "v1" }.to_owned(),
+            resource: if i.is_multiple_of(4) {
                 "configmaps"
             } else {
                 "deployments"
             }
             .to_owned(),
-            subresource: (i % 10 == 0).then(|| "scale".to_owned()),
-            namespace: (i % 6 != 0).then(|| format!("team-{}", i % 3)),
+            subresource: (i.is_multiple_of(10)).then(|| "scale".to_owned()),
+            namespace: (!i.is_multiple_of(6)).then(|| format!("team-{}", i % 3)),
             name: Some(format!("svc-{}", i % 4)),
-            uid: (i % 8 != 0).then(|| format!("6f1c2a7e-8b1d-4a51-9d0e-{:012x}", i % 4)),
+            uid: (!i.is_multiple_of(8)).then(|| format!("6f1c2a7e-8b1d-4a51-9d0e-{:012x}", i % 4)),
         },
-        verb: if i % 12 == 0 { "delete" } else { "patch" }.to_owned(),
-        audit_id: if i % 2 == 0 {
+        verb: if i.is_multiple_of(12) {
+            "delete"
+        } else {
+            "patch"
+        }
+        .to_owned(),
+        audit_id: if i.is_multiple_of(2) {
             format!("{i:08x}-1b0d-4c1e-9a53-{i:012x}")
         } else {
             format!("Audit-{i}")
@@ -138,7 +148,7 @@ fn change(i: u64) -> ChangeRecord {
         },
         pipeline: (!human).then(|| "argocd".to_owned()),
         finding_type: human.then_some(FindingType::OutOfBandChange),
-        severity: human.then_some(if i % 2 == 0 {
+        severity: human.then_some(if i.is_multiple_of(2) {
             Severity::High
         } else {
             Severity::Critical
@@ -162,7 +172,7 @@ fn change(i: u64) -> ChangeRecord {
         },
         drift: human.then(|| DriftRef {
             // Finding ids (stored as bytes) and others (as text).
-            id: if i % 2 == 0 {
+            id: if i.is_multiple_of(2) {
                 format!("{:032x}", i % 4)
             } else {
                 format!("drift-{}", i % 4)
@@ -367,7 +377,9 @@ fn a_schema_3_store_reads_back_the_same_once_migrated() {
     };
     let joined = query::changes(&conn, &by_drift, &Bounds::WHOLE).unwrap();
     assert_eq!(joined.items.len(), 5, "a drift id stored as bytes is found");
-    let drift = query::drift(&conn, &format!("{:032x}", 2)).unwrap().unwrap();
+    let drift = query::drift(&conn, &format!("{:032x}", 2))
+        .unwrap()
+        .unwrap();
     assert_eq!(drift.audit_ids.len(), 5);
     let all = query::changes(&conn, &filters()[0], &Bounds::WHOLE).unwrap();
     assert_eq!(all.items.len(), changes.len());
