@@ -2,13 +2,17 @@
 //! is stored once, in a dictionary, and the row holds its id; what is the
 //! row's own is one small document, deflated when that makes it smaller.
 //!
-//! A change's detail is split in four parts:
+//! The columns a query filters on are ids: the object (`objects`), the
+//! actor (`strings`), the path set (`paths`) and the *shape* (`shapes`):
+//! verb, verdict, pipeline, finding type, severity, profile and ownership,
+//! which change together. A change's detail is split in four parts:
 //!
-//! - the *profile* (`strings`): who and with what, the fields of the actor
-//!   beyond its name, and the reasons of the verdict. A pipeline writes with
-//!   one profile all day; so does a person at a terminal;
-//! - the *ownership* (`strings`): `managed_by` and `owner`, the same for
-//!   every change of an object;
+//! - the *profile* (`strings`, through the shape): who and with what, the
+//!   fields of the actor beyond its name, and the reasons of the verdict. A
+//!   pipeline writes with one profile all day; so does a person at a
+//!   terminal;
+//! - the *ownership* (`strings`, through the shape): `managed_by` and
+//!   `owner`, the same for every change of an object;
 //! - the request URI (`strings`): per object and query string;
 //! - the row's own `detail`: the changed values, the risks and the receive
 //!   time. Its changes leave their paths out when the row's path set (the
