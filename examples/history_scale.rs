@@ -4,7 +4,11 @@
 //!
 //! ```sh
 //! cargo run --release --example history_scale -- --changes 1000000 --dir /tmp/dw-scale
+//! cargo run --release --example history_scale -- --changes 10000000 --every 1000000
 //! ```
+//!
+//! `--every N` prints the write rate of each step of N rows as the table
+//! grows, so a slowdown shows as a curve, not only as a lower average.
 //!
 //! Reports write throughput (changes/s), database bytes per change, and the
 //! latency of a one-resource history query and of `who-changed` (the same
@@ -27,6 +31,9 @@ struct Args {
     changes: usize,
     dir: PathBuf,
     batch: usize,
+    /// Print the write rate of each step of this many rows: the curve of
+    /// throughput as the table grows. 0: only the total.
+    every: usize,
 }
 
 fn args() -> Args {
@@ -34,6 +41,7 @@ fn args() -> Args {
         changes: 1_000_000,
         dir: std::env::temp_dir().join("driftwatch-history-scale"),
         batch: 400,
+        every: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -42,8 +50,9 @@ fn args() -> Args {
             "--changes" => a.changes = value.parse().unwrap_or(a.changes),
             "--dir" => a.dir = PathBuf::from(value),
             "--batch" => a.batch = value.parse().unwrap_or(a.batch),
+            "--every" => a.every = value.parse().unwrap_or(a.every),
             other => {
-                eprintln!("unknown flag {other}; flags: --changes N --dir DIR --batch N");
+                eprintln!("unknown flag {other}; flags: --changes N --dir DIR --batch N --every N");
                 std::process::exit(2);
             }
         }
@@ -137,6 +146,47 @@ fn record(i: usize, base_us: i64) -> ChangeRecord {
     }
 }
 
+/// The write rate of each step of `every` rows, and the store's size then:
+/// the time of a step includes generating its records, as the total does.
+struct Step {
+    every: usize,
+    next: usize,
+    since: Instant,
+    rows_then: usize,
+}
+
+impl Step {
+    fn new(every: usize) -> Step {
+        Step {
+            every,
+            next: every,
+            since: Instant::now(),
+            rows_then: 0,
+        }
+    }
+
+    fn passed(&mut self, rows: usize, dir: &std::path::Path) {
+        if self.every == 0 || rows < self.next {
+            return;
+        }
+        let s = self.since.elapsed().as_secs_f64();
+        let db = dir.join(driftwatch::store::DB_FILE);
+        let bytes = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0)
+            + std::fs::metadata(db.with_extension("db-wal"))
+                .map(|m| m.len())
+                .unwrap_or(0);
+        println!(
+            "at {rows:>10} rows:  {:>8.0} changes/s over the last {}, {:.0} bytes/change (db+wal)",
+            (rows - self.rows_then) as f64 / s,
+            rows - self.rows_then,
+            bytes as f64 / rows as f64
+        );
+        self.rows_then = rows;
+        self.next = rows - rows % self.every + self.every;
+        self.since = Instant::now();
+    }
+}
+
 fn median_ms(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(|a, b| a.total_cmp(b));
     samples[samples.len() / 2]
@@ -153,11 +203,13 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut batch = Vec::with_capacity(a.batch);
     let mut i = 0;
+    let mut step = Step::new(a.every);
     while i < a.changes {
         batch.clear();
         batch.extend((i..(i + a.batch).min(a.changes)).map(|j| record(j, base_us)));
         store.write(&batch, &[])?;
-        i += a.batch;
+        i += batch.len();
+        step.passed(i, &a.dir);
     }
     let write_s = started.elapsed().as_secs_f64();
     drop(store);

@@ -5,6 +5,9 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
+use rusqlite::types::ValueRef;
+
+use super::compact;
 use super::records::Detail;
 use super::view::{self, Bounds};
 use crate::model::{
@@ -241,9 +244,9 @@ pub fn changes(
 ) -> Result<Page<ChangeRecord>, QueryError> {
     f.refuse("/api/v1/changes", &[("state", f.state.is_some())])?;
     let limit = limit(f.limit)?;
-    let w = change_filter(f)?;
-    // One snapshot for both steps.
+    // One snapshot for every step.
     let tx = conn.unchecked_transaction()?;
+    let w = change_filter(&tx, f)?;
     let keys = change_keys(&tx, &w, limit + 1)?;
     let mut page = Page {
         items: Vec::new(),
@@ -277,17 +280,28 @@ pub fn changes(
     Ok(page)
 }
 
-fn change_filter(f: &Filter) -> Result<Where, QueryError> {
+fn change_filter(conn: &Connection, f: &Filter) -> Result<Where, QueryError> {
     let mut w = Where::new();
-    w.eq("c.cluster", &f.cluster);
-    w.eq("c.namespace", &namespace_param(&f.namespace));
-    w.eq("c.api_group", &group_param(&f.group));
-    w.eq("c.resource", &f.resource);
-    w.eq("c.name", &f.name);
-    w.eq("c.actor", &f.actor);
-    w.eq("c.verdict", &f.verdict);
-    w.eq("c.finding_type", &f.finding_type);
-    w.eq("c.drift_id", &f.drift);
+    object_clause(conn, &mut w, f)?;
+    if let Some(actor) = &f.actor {
+        w.raw(
+            "c.actor = (SELECT id FROM strings WHERE text = ?)",
+            vec![SqlValue::Text(actor.clone())],
+        );
+    }
+    for (column, value) in [("verdict", &f.verdict), ("finding_type", &f.finding_type)] {
+        if let Some(v) = value {
+            w.raw(
+                &format!(
+                    "c.shape IN (SELECT id FROM shapes WHERE {column} = (SELECT id FROM strings WHERE text = ?))"
+                ),
+                vec![SqlValue::Text(v.clone())],
+            );
+        }
+    }
+    if let Some(drift) = &f.drift {
+        w.raw("c.drift_id = ?", vec![compact::drift_key(drift)]);
+    }
     if let Some(field) = &f.field {
         field_clause(&mut w, field);
     }
@@ -335,10 +349,98 @@ fn change_keys(conn: &Connection, w: &Where, n: usize) -> Result<Vec<(i64, i64)>
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-const CHANGE_BY_SEQ: &str = "SELECT c.seq, c.dedupe_key, c.time, c.time_us, c.cluster, c.api_group,
-        c.api_version, c.resource, c.subresource, c.namespace, c.name, c.uid, c.verb, c.actor,
-        c.audit_id, c.verdict, c.pipeline, c.finding_type, c.severity, c.drift_id, d.state, c.detail
-     FROM changes c LEFT JOIN drifts d ON d.id = c.drift_id WHERE c.seq = ?1";
+/// A change's row with its dictionary entries. Left joins: a missing entry
+/// (a damaged store) is said in the record, the rest still shown.
+const CHANGE_BY_SEQ: &str = concat!(
+    "SELECT c.seq, c.dedupe_key, c.time, c.time_us, o.cluster, o.api_group,
+        o.api_version, o.resource, o.subresource, o.namespace, o.name, o.uid, verb.text,
+        actor.text, c.audit_id, verdict.text, pipeline.text, type.text, severity.text, ",
+    compact::drift_text!(),
+    ", d.state, c.detail, profile.text, ownership.text, uri.text, paths.text, o.id
+     FROM changes c
+     LEFT JOIN objects o ON o.id = c.object
+     LEFT JOIN strings actor ON actor.id = c.actor
+     LEFT JOIN shapes sh ON sh.id = c.shape
+     LEFT JOIN strings verb ON verb.id = sh.verb
+     LEFT JOIN strings verdict ON verdict.id = sh.verdict
+     LEFT JOIN strings pipeline ON pipeline.id = sh.pipeline
+     LEFT JOIN strings type ON type.id = sh.finding_type
+     LEFT JOIN strings severity ON severity.id = sh.severity
+     LEFT JOIN strings profile ON profile.id = sh.profile
+     LEFT JOIN strings ownership ON ownership.id = sh.ownership
+     LEFT JOIN strings uri ON uri.id = c.uri
+     LEFT JOIN paths ON paths.id = c.paths
+     LEFT JOIN drifts d ON d.id = ",
+    compact::drift_text!(),
+    "
+     WHERE c.seq = ?1"
+);
+
+/// The object filters, on the `objects` dictionary. A name picks a few
+/// objects: their ids are looked up first, then their rows in
+/// `changes_by_object`, one look per epoch of the table (see
+/// [`EPOCHS`]). Without a name (a whole namespace, a cluster, a resource)
+/// many objects match: the ids are only checked (`+`: not looked up in
+/// that index), while the rows are read newest first from
+/// `changes_by_time`, as before the dictionary.
+fn object_clause(conn: &Connection, w: &mut Where, f: &Filter) -> Result<(), QueryError> {
+    let mut o = Where::new();
+    o.eq("cluster", &f.cluster);
+    o.eq("namespace", &namespace_param(&f.namespace));
+    o.eq("api_group", &group_param(&f.group));
+    o.eq("resource", &f.resource);
+    o.eq("name", &f.name);
+    if o.clauses.is_empty() {
+        return Ok(());
+    }
+    let select = format!("SELECT id FROM objects {}", o.sql());
+    if f.name.is_none() {
+        w.raw(&format!("+c.object IN ({})", unnumbered(&select)), o.params);
+        return Ok(());
+    }
+    let ids: Vec<i64> = conn
+        .prepare_cached(&select)?
+        .query_map(rusqlite::params_from_iter(o.params.iter()), |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        w.raw("c.object IS NULL", vec![]);
+        return Ok(());
+    }
+    w.raw(
+        &format!(
+            "{EPOCHS} AND c.object IN ({})",
+            vec!["?"; ids.len()].join(",")
+        ),
+        ids.into_iter().map(SqlValue::Integer).collect(),
+    );
+    Ok(())
+}
+
+/// Every epoch of the table: `changes_by_object` is ordered by epoch
+/// (16,384 consecutive rows) first, so that a batch's rows go into the few
+/// pages of the last epoch, not one page per object it touched (which
+/// made a batch of 400 write some 400 index pages). An object's history
+/// is one look per epoch; the expression is the index's own.
+const EPOCHS: &str = "(c.seq >> 14) IN (WITH RECURSIVE epoch(n) AS (
+        SELECT (SELECT min(seq) FROM changes) >> 14
+        UNION ALL SELECT n + 1 FROM epoch WHERE n < (SELECT max(seq) FROM changes) >> 14)
+    SELECT n FROM epoch)";
+
+/// A clause of a [`Where`] with its `?N` placeholders made bare again, to
+/// go into another [`Where`], which numbers them anew.
+fn unnumbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c == '?' {
+            while chars.peek().is_some_and(char::is_ascii_digit) {
+                chars.next();
+            }
+        }
+    }
+    out
+}
 
 /// The path itself or a path below it: `spec.template` matches
 /// `spec.template.spec.containers[name=app].image`, but `spec.rep` is no
@@ -349,9 +451,10 @@ fn field_clause(w: &mut Where, field: &str) {
         .replace('%', "\\%")
         .replace('_', "\\_");
     w.raw(
-        "((char(10) || c.changed_paths || char(10)) LIKE ? ESCAPE '\\'
-          OR (char(10) || c.changed_paths || char(10)) LIKE ? ESCAPE '\\'
-          OR (char(10) || c.changed_paths || char(10)) LIKE ? ESCAPE '\\')",
+        "c.paths IN (SELECT id FROM paths WHERE
+            (char(10) || text || char(10)) LIKE ? ESCAPE '\\'
+            OR (char(10) || text || char(10)) LIKE ? ESCAPE '\\'
+            OR (char(10) || text || char(10)) LIKE ? ESCAPE '\\')",
         ["\n", ".", "["]
             .iter()
             .map(|after| SqlValue::Text(format!("%\n{escaped}{after}%")))
@@ -363,36 +466,79 @@ fn field_clause(w: &mut Where, field: &str) {
 /// is said in `corrupt`, counted and logged; the columns are still shown.
 fn change_row(r: &Row<'_>, bounds: &Bounds) -> rusqlite::Result<ChangeRecord> {
     let mut problems = Vec::new();
+    let mut record = change_columns(r, &mut problems)?;
+    // Borrowed from SQLite's buffers: a big row is not copied once more.
+    let mut inflated = Vec::new();
+    let parsed = stored_detail(r, 21, &mut inflated).map(|d| d.fill(&mut record, bounds));
+    match parsed {
+        Ok(cut) => record.truncated |= cut,
+        Err(e) => problems.push(format!("its detail is not readable ({e})")),
+    }
+    if !problems.is_empty() {
+        events::StoreRowCorrupt {
+            table: "changes",
+            problem: &problems.join("; "),
+        }
+        .emit();
+        record.corrupt = Some(problems.join("; "));
+    }
+    Ok(record)
+}
+
+/// A dictionary entry a row needs; `""` and a problem when it is missing.
+fn entry(
+    r: &Row<'_>,
+    i: usize,
+    what: &str,
+    problems: &mut Vec<String>,
+) -> rusqlite::Result<String> {
+    let text: Option<String> = r.get(i)?;
+    Ok(text.unwrap_or_else(|| {
+        problems.push(format!("its {what} is missing from the dictionary"));
+        String::new()
+    }))
+}
+
+/// The record's fields that are columns (or dictionary entries).
+fn change_columns(r: &Row<'_>, problems: &mut Vec<String>) -> rusqlite::Result<ChangeRecord> {
     let key: Vec<u8> = r.get(1)?;
     let request = RequestId::from_store_key(&key).unwrap_or_else(|| {
         problems.push("its key is not a request id".to_owned());
         RequestId::default()
     });
-    let namespace: String = r.get(9)?;
-    let verdict: String = r.get(15)?;
+    if r.get::<_, Option<i64>>(26)?.is_none() {
+        problems.push("its object is missing from the dictionary".to_owned());
+    }
+    let namespace: Option<String> = r.get(9)?;
+    let verdict = entry(r, 15, "verdict", problems)?;
     let finding_type: Option<String> = r.get(17)?;
     let severity: Option<String> = r.get(18)?;
     let drift_id: Option<String> = r.get(19)?;
     let drift_state: Option<String> = r.get(20)?;
-    let mut record = ChangeRecord {
+    let time_us: i64 = r.get(3)?;
+    let time_text: Option<String> = r.get(2)?;
+    Ok(ChangeRecord {
         id: request.finding_id(),
-        time: Time::stored(r.get(3)?, r.get(2)?),
-        cluster: r.get(4)?,
+        time: Time::stored(
+            time_us,
+            time_text.unwrap_or_else(|| time::format_us(time_us)),
+        ),
+        cluster: r.get::<_, Option<String>>(4)?.unwrap_or_default(),
         resource: ObjectRef {
-            group: r.get(5)?,
-            version: r.get(6)?,
-            resource: r.get(7)?,
+            group: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+            version: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+            resource: r.get::<_, Option<String>>(7)?.unwrap_or_default(),
             subresource: r.get(8)?,
-            namespace: (!namespace.is_empty()).then_some(namespace),
-            name: Some(r.get::<_, String>(10)?).filter(|n| !n.is_empty()),
+            namespace: namespace.filter(|n| !n.is_empty()),
+            name: r.get::<_, Option<String>>(10)?.filter(|n| !n.is_empty()),
             uid: r.get(11)?,
         },
-        verb: r.get(12)?,
+        verb: entry(r, 12, "verb", problems)?,
         actor: Actor {
-            username: r.get(13)?,
+            username: entry(r, 13, "actor", problems)?,
             ..Actor::default()
         },
-        audit_id: r.get(14)?,
+        audit_id: audit_id(r, 14)?,
         verdict: VerdictKind::parse(&verdict).unwrap_or_else(|| {
             problems.push(format!("unknown verdict {verdict:?}"));
             VerdictKind::default()
@@ -418,27 +564,53 @@ fn change_row(r: &Row<'_>, bounds: &Bounds) -> rusqlite::Result<ChangeRecord> {
         }),
         request,
         ..ChangeRecord::default()
-    };
-    // Borrowed from SQLite's buffer: a big row is not copied once more.
-    let parsed = match r.get_ref(21)?.as_str() {
-        Ok(text) => serde_json::from_str::<Detail<'_>>(text)
-            .map(|detail| detail.fill(&mut record, bounds))
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    match parsed {
-        Ok(cut) => record.truncated |= cut,
-        Err(e) => problems.push(format!("its detail is not readable ({e})")),
+    })
+}
+
+/// An audit id: text, or the 16 bytes of a UUID (see `compact`).
+fn audit_id(r: &Row<'_>, i: usize) -> rusqlite::Result<String> {
+    match r.get_ref(i)? {
+        ValueRef::Blob(b) => Ok(
+            compact::audit_id_text(b).unwrap_or_else(|| String::from_utf8_lossy(b).into_owned())
+        ),
+        _ => r.get(i),
     }
-    if !problems.is_empty() {
-        events::StoreRowCorrupt {
-            table: "changes",
-            problem: &problems.join("; "),
+}
+
+/// The detail of the row whose `detail` column is `i`, followed by its
+/// profile, ownership, URI and path set: the JSON text of a schema-3 row
+/// whole, or the parts of a compact one. Borrowed from the row, or from
+/// `inflated` for a deflated detail.
+fn stored_detail<'a>(
+    r: &'a Row<'_>,
+    i: usize,
+    inflated: &'a mut Vec<u8>,
+) -> Result<Detail<'a>, String> {
+    let text = |j: usize| -> Result<Option<&'a str>, String> {
+        r.get_ref(j)
+            .map_err(|e| e.to_string())?
+            .as_str_or_null()
+            .map_err(|e| e.to_string())
+    };
+    match r.get_ref(i).map_err(|e| e.to_string())? {
+        ValueRef::Text(t) => {
+            let t = std::str::from_utf8(t).map_err(|e| e.to_string())?;
+            serde_json::from_str::<Detail<'_>>(t).map_err(|e| e.to_string())
         }
-        .emit();
-        record.corrupt = Some(problems.join("; "));
+        ValueRef::Blob(b) => {
+            let own = compact::own_json(b, inflated).map_err(|e| e.to_string())?;
+            compact::Parts {
+                profile: text(i + 1)?,
+                ownership: text(i + 2)?,
+                uri: text(i + 3)?,
+                paths: text(i + 4)?.unwrap_or(""),
+                own,
+            }
+            .detail()
+            .map_err(|e| e.to_string())
+        }
+        other => Err(format!("a {} where a detail belongs", other.data_type())),
     }
-    Ok(record)
 }
 
 const DRIFT_COLUMNS: &str = "id, state, cluster, api_group, resource, namespace, name, opened_at, opened_at_us,
@@ -649,10 +821,10 @@ pub fn drift_live_target(
     };
     target.version = tx
         .prepare_cached(
-            "SELECT api_version FROM changes WHERE drift_id = ?1
-             ORDER BY time_us DESC, seq DESC LIMIT 1",
+            "SELECT o.api_version FROM changes c JOIN objects o ON o.id = c.object
+             WHERE c.drift_id = ?1 ORDER BY c.time_us DESC, c.seq DESC LIMIT 1",
         )?
-        .query_row([id], |r| r.get::<_, String>(0))
+        .query_row([compact::drift_key(id)], |r| r.get::<_, String>(0))
         .optional()?
         .filter(|v| !v.is_empty());
     Ok(Some((
@@ -753,12 +925,17 @@ fn fill_drift_changes(
         .enumerate()
         .map(|(i, d)| (d.id.clone(), i))
         .collect();
-    let mut keys = conn.prepare_cached(
-        "SELECT drift_id, seq, audit_id FROM changes
-         WHERE drift_id IS NOT NULL AND drift_id IN (SELECT value FROM json_each(?1))
-           AND verdict = 'drift'
-         ORDER BY time_us, seq",
-    )?;
+    let mut keys = conn.prepare_cached(concat!(
+        "SELECT ",
+        compact::drift_text!(),
+        ", c.seq, c.audit_id FROM changes c
+         WHERE c.drift_id IS NOT NULL AND c.drift_id IN (SELECT ",
+        compact::drift_key_of_value!(),
+        " FROM json_each(?1))
+           AND c.shape IN (SELECT id FROM shapes
+               WHERE verdict = (SELECT id FROM strings WHERE text = 'drift'))
+         ORDER BY c.time_us, c.seq"
+    ))?;
     let mut wanted = Vec::new();
     let mut rows = keys.query([ids])?;
     while let Some(row) = rows.next()? {
@@ -770,23 +947,25 @@ fn fill_drift_changes(
             item.truncated = true;
             continue;
         }
-        let mut audit_id: String = row.get(2)?;
+        let mut audit_id = audit_id(row, 2)?;
         item.truncated |= view::cut_str(&mut audit_id, bounds.value_bytes);
         item.audit_ids.push(audit_id);
         wanted.push((i, row.get::<_, i64>(1)?));
     }
-    let mut detail = conn.prepare_cached("SELECT detail FROM changes WHERE seq = ?1")?;
+    let mut detail = conn.prepare_cached(
+        "SELECT c.detail, profile.text, ownership.text, uri.text, paths.text FROM changes c
+         LEFT JOIN shapes sh ON sh.id = c.shape
+         LEFT JOIN strings profile ON profile.id = sh.profile
+         LEFT JOIN strings ownership ON ownership.id = sh.ownership
+         LEFT JOIN strings uri ON uri.id = c.uri
+         LEFT JOIN paths ON paths.id = c.paths
+         WHERE c.seq = ?1",
+    )?;
     for (i, seq) in wanted {
         let parsed = detail
             .query_row([seq], |r| {
-                Ok(r.get_ref(0)?
-                    .as_str()
-                    .map_err(|e| e.to_string())
-                    .and_then(|t| {
-                        serde_json::from_str::<Detail<'_>>(t)
-                            .map(|d| d.changes(bounds))
-                            .map_err(|e| e.to_string())
-                    }))
+                let mut inflated = Vec::new();
+                Ok(stored_detail(r, 0, &mut inflated).map(|d| d.changes(bounds)))
             })
             .optional()?;
         match parsed {

@@ -1,10 +1,13 @@
-//! How a [`ChangeRecord`] is laid out in a row: the filtered-on fields as
-//! columns, the rest as one JSON document (`detail`). Empty and absent
-//! fields are left out of it: a million rows is a lot of `null`s.
+//! A change's detail as read back: the JSON document a schema-3 row held
+//! whole (`detail`), and each part of a compact row ([`super::compact`]).
+//! Empty and absent fields are left out: a million rows is a lot of
+//! `null`s.
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+#[cfg(test)]
+use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -61,13 +64,13 @@ pub(super) struct ImpersonatorText<'a> {
 #[derive(Debug, Deserialize)]
 pub(super) struct ChangeText<'a> {
     #[serde(borrow)]
-    path: Cow<'a, str>,
+    pub path: Cow<'a, str>,
     #[serde(borrow, default)]
-    old: Option<&'a RawValue>,
+    pub old: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    new: Option<&'a RawValue>,
+    pub new: Option<&'a RawValue>,
     #[serde(default)]
-    redacted: bool,
+    pub redacted: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -103,7 +106,9 @@ pub(super) struct RiskText<'a> {
     severity: Severity,
 }
 
-/// The same fields, borrowed from a record for writing.
+/// The same fields, borrowed from a record: how schema 3 wrote them (now
+/// only the tests do, to make stores of that schema).
+#[cfg(test)]
 #[derive(Serialize)]
 pub(super) struct DetailRef<'a> {
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
@@ -135,6 +140,7 @@ pub(super) struct DetailRef<'a> {
     received: Option<&'a Time>,
 }
 
+#[cfg(test)]
 impl<'a> DetailRef<'a> {
     pub(super) fn of(c: &'a ChangeRecord) -> DetailRef<'a> {
         DetailRef {
@@ -245,18 +251,6 @@ impl Detail<'_> {
         let changes = k.list(self.changes, Keep::change);
         (changes, k.cut)
     }
-}
-
-/// The changed paths, newline-separated: what `field=` filters match.
-pub(super) fn changed_paths(c: &ChangeRecord) -> String {
-    let mut paths = String::new();
-    for (i, ch) in c.changes.iter().enumerate() {
-        if i > 0 {
-            paths.push('\n');
-        }
-        paths.push_str(&ch.path);
-    }
-    paths
 }
 
 /// A drift's fields as stored: JSON, or `NULL` when not known.
