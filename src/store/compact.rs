@@ -29,7 +29,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::records::{ChangeText, Detail, RiskText};
-use crate::model::{ChangeRecord, Impersonator, ManagedBy, Owner, Risk, Time};
+use crate::model::{ChangeRecord, Impersonator, Owner, Risk, Time};
 
 /// The first byte of a compact `detail`: what follows.
 const PLAIN: u8 = b'j';
@@ -101,7 +101,7 @@ impl<'a> ProfileRef<'a> {
 #[derive(Serialize)]
 pub(super) struct OwnershipRef<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    managed_by: Option<&'a ManagedBy>,
+    managed_by: Option<ManagedByRef<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     owner: Option<&'a Owner>,
 }
@@ -110,10 +110,23 @@ impl<'a> OwnershipRef<'a> {
     /// `None` when there is neither: most changes.
     pub(super) fn of(c: &'a ChangeRecord) -> Option<OwnershipRef<'a>> {
         (c.managed_by.is_some() || c.owner.is_some()).then_some(OwnershipRef {
-            managed_by: c.managed_by.as_ref(),
+            managed_by: c.managed_by.as_ref().map(|m| ManagedByRef {
+                tool: &m.tool,
+                name: m.name.as_deref(),
+            }),
             owner: c.owner.as_ref(),
         })
     }
+}
+
+/// The tool and the name only: the pipeline object's source (inventories)
+/// changes with every sync, and would make each revision a new dictionary
+/// entry; findings carry it.
+#[derive(Serialize)]
+struct ManagedByRef<'a> {
+    tool: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
 }
 
 /// The row's own part, written. Short names: this is the part stored once
@@ -470,10 +483,10 @@ mod tests {
                     redacted: true,
                 },
             ],
-            managed_by: Some(ManagedBy {
-                tool: "argocd".to_owned(),
-                name: Some("shop".to_owned()),
-            }),
+            managed_by: Some(crate::model::ManagedBy::new(
+                "argocd",
+                Some("shop".to_owned()),
+            )),
             received: Some(Time::from_us(1_700_000_000_000_000)),
             ..ChangeRecord::default()
         };
@@ -501,6 +514,25 @@ mod tests {
         let mut blob = Vec::new();
         encode_own(&c, &mut blob);
         assert_eq!(blob[0], DEFLATED, "a long detail is deflated");
+
+        // The pipeline object's source changes with each sync: findings
+        // carry it, the history keeps the tool and the name.
+        if let Some(m) = &mut c.managed_by {
+            m.pipeline = Some(crate::model::PipelineObject {
+                kind: "Application".to_owned(),
+                namespace: "argocd".to_owned(),
+                name: "shop".to_owned(),
+                via: crate::model::PipelineVia::Inventory,
+                source: None,
+            });
+        }
+        let back = read_back(&c);
+        let kept = back.managed_by.expect("managed_by kept");
+        assert_eq!(
+            (kept.tool.as_str(), kept.name.as_deref()),
+            ("argocd", Some("shop"))
+        );
+        assert!(kept.pipeline.is_none());
     }
 
     use crate::model::Actor;

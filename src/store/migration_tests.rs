@@ -179,10 +179,7 @@ fn change(i: u64) -> ChangeRecord {
             },
             state: Some(DriftState::Open),
         }),
-        managed_by: (i % 4 == 1).then(|| ManagedBy {
-            tool: "argocd".to_owned(),
-            name: Some("shop".to_owned()),
-        }),
+        managed_by: (i % 4 == 1).then(|| ManagedBy::new("argocd", Some("shop".to_owned()))),
         owner: (i % 5 == 2).then(|| Owner {
             api_version: Some("apps/v1".to_owned()),
             kind: "Deployment".to_owned(),
