@@ -108,9 +108,17 @@ fn main() -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     // Start-up and the consumer group join are timed apart from the stream.
     let mut first: Option<(Instant, f64)> = None;
+    // The crate's builder: reqwest has no TLS provider of its own here.
+    let client = driftwatch::http::client_builder().build()?;
     let kafka_s: f64 = loop {
-        let metrics =
-            rt.block_on(async { reqwest::get(format!("{base}/metrics")).await?.text().await })?;
+        let metrics = rt.block_on(async {
+            client
+                .get(format!("{base}/metrics"))
+                .send()
+                .await?
+                .text()
+                .await
+        })?;
         let consumed: f64 = metrics
             .lines()
             .find(|l| l.starts_with("driftwatch_events_received_total{source=\"kafka\"}"))
