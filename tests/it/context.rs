@@ -795,6 +795,20 @@ impl Setup {
         )
     }
 
+    /// alice runs kubectl `args` in `shop`, her `n`th `verb` of
+    /// `resource/name` is posted for the direct cluster: its finding.
+    fn alice_direct(
+        &self,
+        args: &[&str],
+        (n, verb, resource, name): (usize, &str, &str, &str),
+    ) -> Result<Value> {
+        let args: Vec<&str> = ["-n", "shop"].iter().chain(args).copied().collect();
+        self.cluster.kubectl("alice", &args)?;
+        let event = self.nth_by_alice(n, verb, resource, name)?;
+        self.post("dw-direct", std::slice::from_ref(&event))?;
+        self.finding(id(&event))
+    }
+
     fn gauge(&self, name: &str, labels: &str) -> Option<f64> {
         block_on(metric(&self.svc, name, labels)).ok().flatten()
     }
@@ -836,7 +850,6 @@ fn application(name: &str, path: &str, deployments: &[&str]) -> Value {
 fn pipeline_inventories_name_the_pipeline_of_objects_without_markers() -> Result<()> {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let s = Setup::start_with("dw-ctx-inv", 980, "5s", "  inventories: [argocd, flux]\n")?;
-    let alice = |args: &[&str]| s.cluster.kubectl("alice", args);
     let restarts = |kind: &str| {
         s.gauge(
             "driftwatch_context_watch_restarts_total",
@@ -953,18 +966,16 @@ fn pipeline_inventories_name_the_pipeline_of_objects_without_markers() -> Result
     )?;
 
     // alice scales `web`: no marker anywhere, but Application shop-web lists it.
-    alice(&[
-        "-n",
-        "shop",
-        "patch",
-        "deployment",
-        "web",
-        "-p",
-        r#"{"spec":{"replicas":3}}"#,
-    ])?;
-    let patch = s.nth_by_alice(0, "patch", "deployments", "web")?;
-    s.post("dw-direct", std::slice::from_ref(&patch))?;
-    let f = s.finding(id(&patch))?;
+    let f = s.alice_direct(
+        &[
+            "patch",
+            "deployment",
+            "web",
+            "-p",
+            r#"{"spec":{"replicas":3}}"#,
+        ],
+        (0, "patch", "deployments", "web"),
+    )?;
     assert_eq!(
         f["managed_by"],
         json!({"tool": "argocd", "name": "shop-web", "pipeline": {
@@ -994,19 +1005,19 @@ fn pipeline_inventories_name_the_pipeline_of_objects_without_markers() -> Result
             (!name.trim().is_empty()).then(|| name.trim().to_owned())
         },
     )?;
-    alice(&["-n", "shop", "label", "rs", &rs, "debug=true"])?;
-    let label = s.nth_by_alice(0, "patch", "replicasets", &rs)?;
-    s.post("dw-direct", std::slice::from_ref(&label))?;
-    let f = s.finding(id(&label))?;
+    let f = s.alice_direct(
+        &["label", "rs", &rs, "debug=true"],
+        (0, "patch", "replicasets", &rs),
+    )?;
     assert_eq!(f["owner"]["name"], "web", "{f:#}");
     assert_eq!(f["managed_by"]["pipeline"]["name"], "shop-web", "{f:#}");
     assert_eq!(f["managed_by"]["pipeline"]["via"], "inventory", "{f:#}");
 
     // A ConfigMap in the Kustomization's inventory.
-    alice(&["-n", "shop", "label", "configmap", "settings", "tuned=yes"])?;
-    let label = s.nth_by_alice(0, "patch", "configmaps", "settings")?;
-    s.post("dw-direct", std::slice::from_ref(&label))?;
-    let f = s.finding(id(&label))?;
+    let f = s.alice_direct(
+        &["label", "configmap", "settings", "tuned=yes"],
+        (0, "patch", "configmaps", "settings"),
+    )?;
     assert_eq!(
         f["managed_by"],
         json!({"tool": "flux", "name": "apps", "pipeline": {
@@ -1018,35 +1029,26 @@ fn pipeline_inventories_name_the_pipeline_of_objects_without_markers() -> Result
     assert_eq!(f["severity"], "high", "{f:#}");
 
     // Marked objects: the markers name the pipeline object; it adds the source.
-    alice(&[
-        "-n",
-        "shop",
-        "patch",
-        "deployment",
-        "api",
-        "-p",
-        r#"{"spec":{"replicas":4}}"#,
-    ])?;
-    let patch = s.nth_by_alice(0, "patch", "deployments", "api")?;
-    s.post("dw-direct", std::slice::from_ref(&patch))?;
-    let f = s.finding(id(&patch))?;
+    let f = s.alice_direct(
+        &[
+            "patch",
+            "deployment",
+            "api",
+            "-p",
+            r#"{"spec":{"replicas":4}}"#,
+        ],
+        (0, "patch", "deployments", "api"),
+    )?;
     assert_eq!(f["managed_by"]["name"], "shop", "{f:#}");
     assert_eq!(f["managed_by"]["pipeline"]["via"], "markers", "{f:#}");
     assert_eq!(
         f["managed_by"]["pipeline"]["source"]["path"], "api",
         "{f:#}"
     );
-    alice(&[
-        "-n",
-        "shop",
-        "label",
-        "configmap",
-        "podinfo-values",
-        "tuned=yes",
-    ])?;
-    let label = s.nth_by_alice(0, "patch", "configmaps", "podinfo-values")?;
-    s.post("dw-direct", std::slice::from_ref(&label))?;
-    let f = s.finding(id(&label))?;
+    let f = s.alice_direct(
+        &["label", "configmap", "podinfo-values", "tuned=yes"],
+        (0, "patch", "configmaps", "podinfo-values"),
+    )?;
     assert_eq!(
         f["managed_by"]["pipeline"],
         json!({"kind": "HelmRelease", "namespace": "shop", "name": "podinfo", "via": "markers",
@@ -1068,18 +1070,16 @@ fn pipeline_inventories_name_the_pipeline_of_objects_without_markers() -> Result
         || format!("2 objects in the inventories, gauge {:?}", listed()),
         || (listed()? == 2.0).then_some(()),
     )?;
-    alice(&[
-        "-n",
-        "shop",
-        "patch",
-        "deployment",
-        "web",
-        "-p",
-        r#"{"spec":{"replicas":4}}"#,
-    ])?;
-    let patch = s.nth_by_alice(1, "patch", "deployments", "web")?;
-    s.post("dw-direct", std::slice::from_ref(&patch))?;
-    let f = s.finding(id(&patch))?;
+    let f = s.alice_direct(
+        &[
+            "patch",
+            "deployment",
+            "web",
+            "-p",
+            r#"{"spec":{"replicas":4}}"#,
+        ],
+        (1, "patch", "deployments", "web"),
+    )?;
     assert!(f["managed_by"].is_null(), "{f:#}");
     assert_ne!(f["severity"], "high", "{f:#}");
     Ok(())
