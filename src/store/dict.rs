@@ -69,24 +69,8 @@ impl Dictionaries {
         if let Some(&id) = self.shapes.get(&shape) {
             return Ok(id);
         }
-        let [
-            verb,
-            verdict,
-            pipeline,
-            finding_type,
-            severity,
-            profile,
-            ownership,
-        ] = shape.0;
-        let fields = params![
-            verb,
-            verdict,
-            pipeline,
-            finding_type,
-            severity,
-            profile,
-            ownership
-        ];
+        // The columns in `Shape`'s order: ?1 verb ... ?7 ownership.
+        let fields = rusqlite::params_from_iter(shape.0);
         let found = tx
             .prepare_cached(
                 "SELECT id FROM shapes WHERE verdict = ?2 AND verb = ?1 AND pipeline IS ?3
@@ -101,7 +85,7 @@ impl Dictionaries {
                     "INSERT INTO shapes (verb, verdict, pipeline, finding_type, severity, profile,
                         ownership) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?
-                .execute(fields)?;
+                .execute(rusqlite::params_from_iter(shape.0))?;
                 tx.last_insert_rowid()
             }
         };

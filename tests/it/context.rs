@@ -959,11 +959,14 @@ fn pipeline_inventories_name_the_pipeline_of_objects_without_markers() -> Result
             "cluster=\"dw-direct\"",
         )
     };
-    wait_until(
-        Duration::from_secs(60),
-        || format!("3 objects in the inventories, gauge {:?}", listed()),
-        || (listed()? == 3.0).then_some(()),
-    )?;
+    let until_listed = |n: f64| {
+        wait_until(
+            Duration::from_secs(60),
+            || format!("{n} objects in the inventories, gauge {:?}", listed()),
+            || (listed()? == n).then_some(()),
+        )
+    };
+    until_listed(3.0)?;
 
     // alice scales `web`: no marker anywhere, but Application shop-web lists it.
     let f = s.alice_direct(
@@ -1065,11 +1068,7 @@ fn pipeline_inventories_name_the_pipeline_of_objects_without_markers() -> Result
         "applications.argoproj.io",
         "shop-web",
     ])?;
-    wait_until(
-        Duration::from_secs(30),
-        || format!("2 objects in the inventories, gauge {:?}", listed()),
-        || (listed()? == 2.0).then_some(()),
-    )?;
+    until_listed(2.0)?;
     let f = s.alice_direct(
         &[
             "patch",
