@@ -32,6 +32,7 @@ pub mod routes {
     pub const WEBHOOK: &str = "/audit/webhook";
     pub const WEBHOOK_CLUSTER: &str = "/audit/webhook/{cluster}";
     pub const CHANGES: &str = "/api/v1/changes";
+    pub const DENIALS: &str = "/api/v1/denials";
     pub const DRIFTS: &str = "/api/v1/drifts";
     pub const DRIFT: &str = "/api/v1/drifts/{id}";
     pub const DRIFT_ACCEPT: &str = "/api/v1/drifts/{id}/accept";
@@ -40,11 +41,14 @@ pub mod routes {
     pub const METRICS: &str = "/metrics";
     pub const HEALTHZ: &str = "/healthz";
     pub const READYZ: &str = "/readyz";
+    pub const ADMISSION: &str = "/admission/validate";
+    pub const ADMISSION_CLUSTER: &str = "/admission/validate/{cluster}";
 
     pub const ALL: &[(&str, &str)] = &[
         ("post", WEBHOOK),
         ("post", WEBHOOK_CLUSTER),
         ("get", CHANGES),
+        ("get", DENIALS),
         ("get", DRIFTS),
         ("get", DRIFT),
         ("post", DRIFT_ACCEPT),
@@ -53,6 +57,8 @@ pub mod routes {
         ("get", METRICS),
         ("get", HEALTHZ),
         ("get", READYZ),
+        ("post", ADMISSION),
+        ("post", ADMISSION_CLUSTER),
     ];
 }
 
@@ -138,11 +144,13 @@ impl Server {
         });
         let mut engine = Engine::new(Arc::clone(&config), store, sinks)?;
         let mut live = None;
+        let mut inventories = crate::context::Inventories::default();
         if let Some(kube) = &config.kubernetes {
             let clients = crate::context::Clients::connect(kube, &config.cluster).await?;
             let runtime = tokio::runtime::Handle::current();
-            let inventories = crate::context::Inventories::start(&clients, kube, &config.cluster);
-            let enricher = crate::context::Enricher::new(clients, inventories, kube, runtime);
+            inventories = crate::context::Inventories::start(&clients, kube, &config.cluster);
+            let enricher =
+                crate::context::Enricher::new(clients, inventories.clone(), kube, runtime);
             live = Some(enricher.live(config.redaction.clone()));
             engine.set_enricher(enricher);
         }
@@ -165,10 +173,21 @@ impl Server {
             }
             None => None,
         };
+        let admission = config.admission.as_ref().map(|a| {
+            Arc::new(crate::admission::Judge::new(
+                &config.policy,
+                a.clone(),
+                inventories,
+            ))
+        });
         let router = router(
             &config,
             handle,
-            ReadSide { history, live },
+            ReadSide {
+                history,
+                live,
+                admission,
+            },
             metrics,
             webhook_auth,
             query_tokens,
@@ -286,11 +305,13 @@ struct History {
     health: Health,
 }
 
-/// What the query routes read: the store, and the clusters for a drift's
-/// live values (`None` without `kubernetes`).
+/// What the routes share besides the engine: the store, the clusters for a
+/// drift's live values (`None` without `kubernetes`), the admission judge
+/// (`None` without `admission`).
 struct ReadSide {
     history: Option<History>,
     live: Option<crate::context::Live>,
+    admission: Option<Arc<crate::admission::Judge>>,
 }
 
 /// Until shutdown: asks the engine to probe the store every
@@ -363,7 +384,11 @@ fn router(
     query_tokens: Option<Arc<auth::TokenFile>>,
     shutdown: CancellationToken,
 ) -> Router {
-    let ReadSide { history, live } = reads;
+    let ReadSide {
+        history,
+        live,
+        admission,
+    } = reads;
     let webhook_state = WebhookState {
         engine: engine.clone(),
         body: BodyLimits {
@@ -388,19 +413,34 @@ fn router(
         store: history.map(|h| h.health),
         shutdown,
     };
+    let admission_state = crate::admission::AdmissionState {
+        judge: admission,
+        cluster: config.cluster.clone(),
+        body: webhook_state.body.clone(),
+    };
+    let admission_routes = Router::new()
+        .route(routes::ADMISSION, post(crate::admission::validate_default))
+        .route(
+            routes::ADMISSION_CLUSTER,
+            post(crate::admission::validate_cluster),
+        )
+        .with_state(admission_state);
     let webhook_routes = Router::new()
         .route(routes::WEBHOOK, post(webhook::post_default))
         .route(routes::WEBHOOK_CLUSTER, post(webhook::post_cluster))
-        // The handler inflates and bounds the body itself (http::body).
+        .with_state(webhook_state)
+        .merge(admission_routes)
+        // The handlers inflate and bound the body themselves (http::body).
         .layer(DefaultBodyLimit::disable())
-        // Nobody reaches the engine without passing authentication.
+        // Nobody reaches the engine or a verdict without passing
+        // authentication: the API server calls both.
         .layer(axum::middleware::from_fn_with_state(
             webhook_auth,
             auth::webhook,
-        ))
-        .with_state(webhook_state);
+        ));
     let query_routes = Router::new()
         .route(routes::CHANGES, get(query::changes))
+        .route(routes::DENIALS, get(query::denials))
         .route(routes::DRIFTS, get(query::drifts))
         .route(routes::DRIFT, get(query::drift))
         .route(routes::DRIFT_ACCEPT, post(query::accept))

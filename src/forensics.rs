@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::classify::admitted::BREAK_GLASS_REASON;
 use crate::model::ChangeRecord;
 use crate::store::query::{self, Filter, Page};
 use crate::store::{self, StoreError};
@@ -253,10 +254,13 @@ pub fn table(items: &[ChangeRecord]) -> String {
                 Some(sub) => format!("{}/{sub}", c.verb),
                 None => c.verb.clone(),
             };
-            let verdict = match &c.finding_type {
+            let mut verdict = match &c.finding_type {
                 Some(t) => format!("{} ({})", c.verdict.as_str(), t.as_str()),
                 None => c.verdict.as_str().to_owned(),
             };
+            if c.reasons.iter().any(|r| r.starts_with(BREAK_GLASS_REASON)) {
+                verdict.push_str(" break-glass");
+            }
             [
                 c.time.text.clone(),
                 actor,

@@ -14,6 +14,7 @@
 //! history record; [`app`] wires the service; [`api`] is the read side;
 //! [`suggest`] proposes allowances by replaying logs through the engine.
 
+pub mod admission;
 pub mod api;
 pub mod app;
 pub mod classify;

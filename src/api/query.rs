@@ -150,6 +150,31 @@ pub async fn changes(
     }
 }
 
+/// `GET /api/v1/denials`: the changes admission denied (`type` is
+/// `denied_change`), with every filter and the cursor of `/api/v1/changes`.
+pub async fn denials(
+    State(state): State<QueryState>,
+    filter: Result<Query<Filter>, QueryRejection>,
+) -> Response {
+    let Query(mut filter) = match filter {
+        Ok(f) => f,
+        Err(e) => return bad_query(e),
+    };
+    let denied = crate::model::FindingType::DeniedChange.as_str();
+    if filter.finding_type.as_deref().is_some_and(|t| t != denied) {
+        return crate::http::guard::json_error(
+            axum::http::StatusCode::BAD_REQUEST,
+            format!("/api/v1/denials lists type {denied} only; use /api/v1/changes for others"),
+        );
+    }
+    filter.finding_type = Some(denied.to_owned());
+    let bounds = state.bounds;
+    match read(&state, move |c| json(query::changes(c, &filter, &bounds)?)).await {
+        Ok(body) => body.into_response(),
+        Err(f) => f.into_response(),
+    }
+}
+
 /// A page as JSON, written on the query's blocking thread (within its
 /// slot) rather than on the runtime's.
 fn json<T: Serialize>(page: T) -> Result<JsonBody, QueryError> {

@@ -1,6 +1,7 @@
 //! The policy: one verdict per event. Pure and synchronous, no I/O, so that it
 //! can be benchmarked and fuzzed alone.
 
+pub mod admitted;
 pub mod allow;
 mod baseline;
 pub mod interactive;

@@ -67,6 +67,23 @@ impl Policy {
         }
     }
 
+    /// The policy as an admission review can apply it: a review carries no
+    /// user agent and no source address, so constraints on them are
+    /// dropped (pipelines and allowances then match more, never less; the
+    /// audit path still applies them to the same request's audit event).
+    pub fn without_network_facts(&self) -> Policy {
+        let mut p = self.clone();
+        for pipeline in &mut p.pipelines {
+            pipeline.user_agents.clear();
+            pipeline.source_cidrs.clear();
+        }
+        for a in &mut p.allowances {
+            a.who.user_agents.clear();
+            a.who.source_cidrs.clear();
+        }
+        p
+    }
+
     pub fn pipeline_name(&self, index: usize) -> Option<&str> {
         self.pipelines.get(index).map(|p| p.name.as_str())
     }

@@ -2,6 +2,7 @@
 //! validated, compiled [`Config`], one module per concern. Every problem is
 //! collected and reported with its key and line, not just the first.
 
+mod admission;
 mod allow;
 mod check;
 mod history;
@@ -16,6 +17,7 @@ mod sources;
 use std::fmt;
 use std::path::Path;
 
+pub use admission::{AdmissionConfig, AdmissionMode, AdmissionOverride};
 pub use allow::{PACKS, RawPack, pack};
 pub use history::{Durability, HistoryConfig};
 pub use kubernetes::{
@@ -69,6 +71,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// `kubernetes:`: live-object context; `None` when not enabled.
     pub kubernetes: Option<KubernetesConfig>,
+    /// `admission:`: the validating webhook; `None` when not enabled.
+    pub admission: Option<AdmissionConfig>,
 }
 
 /// One hour: past a pipeline's sync interval and an on-call's patience.
@@ -91,6 +95,7 @@ impl Default for Config {
             persisting_alert_after: DEFAULT_PERSISTING_ALERT_AFTER,
             alerts: AlertsConfig::default(),
             kubernetes: None,
+            admission: None,
         }
     }
 }
@@ -182,6 +187,7 @@ fn compile(raw: RawConfig) -> Result<Config, Vec<Problem>> {
     config.kafka_source = sources::compile(&raw.sources, &mut p);
     config.history = history::compile(&raw.history, &mut p);
     config.kubernetes = kubernetes::compile(&raw.kubernetes, &mut p);
+    config.admission = admission::compile(&raw.admission, &mut p);
     for (i, path) in raw.redaction.paths.iter().enumerate() {
         match crate::correlate::redact::Pattern::parse(&path.value) {
             Ok(pattern) => config.redaction.push(pattern),

@@ -43,6 +43,8 @@ pub struct RawConfig {
     pub alerts: RawAlerts,
     #[serde(default)]
     pub kubernetes: RawKubernetes,
+    #[serde(default)]
+    pub admission: RawAdmission,
 }
 
 /// `alerts:`: how the alert stream folds a drift's changes.
@@ -360,4 +362,30 @@ pub struct RawKubeCache {
     pub capacity: Option<Spanned<usize>>,
     pub ttl: Option<Spanned<String>>,
     pub negative_ttl: Option<Spanned<String>>,
+}
+
+// ---------------------------------------------------------------------------
+// The validating admission webhook: compiled by admission.rs.
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmission {
+    pub enabled: Option<bool>,
+    pub mode: Option<Spanned<String>>,
+    #[serde(default)]
+    pub break_glass_groups: Vec<Spanned<String>>,
+    pub break_glass_annotation: Option<Spanned<String>>,
+    pub break_glass_max: Option<Spanned<String>>,
+    #[serde(default)]
+    pub overrides: Vec<RawAdmissionOverride>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmissionOverride {
+    #[serde(default)]
+    pub namespaces: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub rules: Vec<Spanned<String>>,
+    pub mode: Spanned<String>,
 }

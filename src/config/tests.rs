@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::FindingType;
 
 #[test]
 fn empty_config_is_the_embedded_defaults() {
@@ -304,6 +305,38 @@ kubernetes:
         "d.yaml:9: kubernetes.breaker.failures: must be at least 1",
         "d.yaml:10: kubernetes.breaker.open_for: invalid duration",
         "d.yaml:11: kubernetes.inventories: unknown pipeline \"rancher-fleet\": use argocd or flux",
+    ] {
+        assert!(text.contains(needle), "{needle} in:\n{text}");
+    }
+}
+
+#[test]
+fn admission_is_off_unless_enabled_and_its_modes_are_checked() {
+    assert!(Config::from_yaml("", "a.yaml").unwrap().admission.is_none());
+    let good = "admission:\n  enabled: true\n  mode: enforce\n  break_glass_groups: [oncall]\n  overrides:\n    - {namespaces: [sandbox], mode: warn}\n    - {rules: [user_agent_spoofing], mode: audit}\n";
+    let a = Config::from_yaml(good, "a.yaml")
+        .unwrap()
+        .admission
+        .unwrap();
+    assert_eq!(
+        a.mode_for("shop", FindingType::OutOfBandChange),
+        AdmissionMode::Enforce
+    );
+    assert_eq!(
+        a.mode_for("sandbox", FindingType::OutOfBandChange),
+        AdmissionMode::Warn
+    );
+    assert_eq!(
+        a.mode_for("shop", FindingType::UserAgentSpoofing),
+        AdmissionMode::Audit
+    );
+    let bad = "admission:\n  enabled: true\n  mode: block\n  break_glass_max: soon\n  overrides:\n    - {rules: [interactive_access], mode: deny}\n";
+    let text = Config::from_yaml(bad, "a.yaml").unwrap_err().to_string();
+    for needle in [
+        "a.yaml:3: admission.mode: unknown mode \"block\": use audit, warn or enforce",
+        "a.yaml:4: admission.break_glass_max: invalid duration",
+        "a.yaml:6: admission.overrides[0].rules: unknown rule \"interactive_access\"",
+        "a.yaml:6: admission.overrides[0].mode: unknown mode \"deny\"",
     ] {
         assert!(text.contains(needle), "{needle} in:\n{text}");
     }

@@ -13,7 +13,7 @@ use crate::model::{
     effective_username,
 };
 use crate::store::{StoreError, StoreKey};
-use crate::telemetry::events::Judged;
+use crate::telemetry::events::{AdmissionUnreviewed, Emit, Judged};
 
 use super::Engine;
 use super::assemble::{self, assemble};
@@ -133,6 +133,9 @@ impl Engine {
                     judged.same_request += 1;
                     continue;
                 }
+            }
+            if crate::classify::admitted::unreviewed(&verdict) {
+                AdmissionUnreviewed.emit();
             }
             let recorded = match verdict {
                 Verdict::Drift(_) | Verdict::Sanctioned { .. } => true,

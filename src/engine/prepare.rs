@@ -121,7 +121,8 @@ fn pre_judge(config: &Config, d: &DecodedEvent<'_>) -> Pre {
     let verdict = if classify::access_kind(ev) == Access::Read {
         Verdict::Ignored(IgnoreReason::Read)
     } else {
-        classify::classify(&config.policy, ev, d.stage)
+        let verdict = classify::classify(&config.policy, ev, d.stage);
+        classify::admitted::apply(verdict, ev, config.admission.is_some())
     };
     let kept = match &verdict {
         Verdict::Drift(_) | Verdict::Sanctioned { .. } => true,

@@ -16,16 +16,20 @@ pub enum FindingType {
     /// a cluster-admin binding): what a compromised Git repository or CI
     /// job looks like. Opens no drift; the pipeline is the source of truth.
     RiskyPipelineChange,
+    /// A write driftwatch's admission webhook denied: the attempt, not a
+    /// change. Opens no drift.
+    DeniedChange,
 }
 
 impl FindingType {
-    pub const ALL: [FindingType; 6] = [
+    pub const ALL: [FindingType; 7] = [
         FindingType::PipelineImpersonation,
         FindingType::PipelineCredentialMisuse,
         FindingType::UserAgentSpoofing,
         FindingType::InteractiveAccess,
         FindingType::OutOfBandChange,
         FindingType::RiskyPipelineChange,
+        FindingType::DeniedChange,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +40,7 @@ impl FindingType {
             FindingType::InteractiveAccess => "interactive_access",
             FindingType::OutOfBandChange => "out_of_band_change",
             FindingType::RiskyPipelineChange => "risky_pipeline_change",
+            FindingType::DeniedChange => "denied_change",
         }
     }
 
@@ -53,7 +58,9 @@ impl FindingType {
     pub fn opens_drift(self) -> bool {
         !matches!(
             self,
-            FindingType::InteractiveAccess | FindingType::RiskyPipelineChange
+            FindingType::InteractiveAccess
+                | FindingType::RiskyPipelineChange
+                | FindingType::DeniedChange
         )
     }
 

@@ -166,6 +166,9 @@ fn type_reason(t: FindingType) -> &'static str {
         FindingType::RiskyPipelineChange => {
             "a pipeline delivered dangerous content: review it in the pipeline's source"
         }
+        FindingType::DeniedChange => {
+            "driftwatch's admission webhook denied the write: nothing changed to allow"
+        }
         FindingType::OutOfBandChange => "",
     }
 }

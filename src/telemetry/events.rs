@@ -1147,3 +1147,44 @@ impl Emit for ContextLiveRead {
         counter!(m::CONTEXT_LIVE_READS, "outcome" => self.outcome).increment(1);
     }
 }
+
+/// One admission review answered. Denials and break-glass passes are
+/// logged (rate limited); every outcome is counted.
+pub struct AdmissionReviewed<'a> {
+    pub outcome: &'static str,
+    pub seconds: f64,
+    pub object: &'a str,
+    pub user: &'a str,
+    pub message: Option<&'a str>,
+}
+
+static ADMISSION_LOGS: RateLimit = RateLimit::new();
+
+impl Emit for AdmissionReviewed<'_> {
+    fn emit(self) {
+        counter!(m::ADMISSION_REVIEWS, "outcome" => self.outcome).increment(1);
+        histogram!(m::ADMISSION_REVIEW_SECONDS).record(self.seconds);
+        if !matches!(self.outcome, "denied" | "break_glass" | "invalid") {
+            return;
+        }
+        if let Some(suppressed) = ADMISSION_LOGS.allow() {
+            info!(
+                outcome = self.outcome,
+                object = self.object,
+                user = self.user,
+                message = self.message.unwrap_or(""),
+                suppressed,
+                "Admission review answered."
+            );
+        }
+    }
+}
+
+/// A finding on a write that no driftwatch admission review saw.
+pub struct AdmissionUnreviewed;
+
+impl Emit for AdmissionUnreviewed {
+    fn emit(self) {
+        counter!(m::ADMISSION_UNREVIEWED).increment(1);
+    }
+}

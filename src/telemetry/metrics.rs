@@ -55,8 +55,28 @@ pub const CONTEXT_LIVE_READS: &str = "driftwatch_context_live_reads_total";
 pub const CONTEXT_WATCH_RESTARTS: &str = "driftwatch_context_watch_restarts_total";
 pub const CONTEXT_INVENTORY_OBJECTS: &str = "driftwatch_context_inventory_objects";
 
+// The validating admission webhook (admission:).
+pub const ADMISSION_REVIEWS: &str = "driftwatch_admission_reviews_total";
+pub const ADMISSION_REVIEW_SECONDS: &str = "driftwatch_admission_review_seconds";
+pub const ADMISSION_UNREVIEWED: &str = "driftwatch_admission_unreviewed_writes_total";
+
 /// Registers descriptions so that `/metrics` explains itself.
 pub fn describe() {
+    describe_counter!(
+        ADMISSION_REVIEWS,
+        Unit::Count,
+        "Admission reviews answered, by outcome: allowed, audited, warned, denied, break_glass, not_judged, invalid."
+    );
+    describe_histogram!(
+        ADMISSION_REVIEW_SECONDS,
+        Unit::Seconds,
+        "Time from an admission review's body read to its answer."
+    );
+    describe_counter!(
+        ADMISSION_UNREVIEWED,
+        Unit::Count,
+        "Findings on writes whose audit event carries no driftwatch admission decision while admission is enabled: the webhook was down, timed out (failurePolicy Ignore let them through) or not asked."
+    );
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
         EVENTS_RECEIVED,

@@ -57,6 +57,16 @@ pub fn init_metrics() -> PrometheusHandle {
                         ],
                     )
                 })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full(
+                            self::metrics::ADMISSION_REVIEW_SECONDS.to_owned(),
+                        ),
+                        &[
+                            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0,
+                        ],
+                    )
+                })
                 .map(|b| b.build_recorder())
                 .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
             let handle = recorder.handle();

@@ -30,12 +30,13 @@ use crate::common::{Cluster, Service, change_paths, kube_pki, wait_until};
 static SERIAL: Mutex<()> = Mutex::new(());
 
 const ARGOCD: &str = "system:serviceaccount:argocd:argocd-application-controller";
-const ARGOCD_UA: &str = "argocd-application-controller/v2.13.1 (linux/amd64) kubernetes/a1b2c3d";
+pub(crate) const ARGOCD_UA: &str =
+    "argocd-application-controller/v2.13.1 (linux/amd64) kubernetes/a1b2c3d";
 
 /// driftwatch's side of the webhook: the script's serving certificate, its
 /// client CA and tokens, each API server's client certificate bound to its
 /// instance name; the test users' pipelines.
-fn config(name: &str) -> Result<String> {
+pub(crate) fn config(name: &str) -> Result<String> {
     let pki = kube_pki(name)?;
     let get = |k: &str| {
         pki.get(k)
@@ -83,7 +84,7 @@ fn start(name: &str, port_offset: u16, extra: &[&str]) -> Result<(Service, Clust
 
 /// Waits (60 s at most: the webhook batches for a second, a loaded machine
 /// takes longer) for a finding that `pred` accepts.
-fn finding(svc: &Service, what: &str, pred: impl Fn(&Value) -> bool) -> Result<Value> {
+pub(crate) fn finding(svc: &Service, what: &str, pred: impl Fn(&Value) -> bool) -> Result<Value> {
     wait_until(
         Duration::from_secs(60),
         || format!("a finding: {what}; findings: {:#?}", svc.findings()),
@@ -105,7 +106,7 @@ fn stored(svc: &Service, what: &str, path: &str) -> Result<Value> {
 
 /// GET of driftwatch's listener, which wants a client certificate here on
 /// every route: the API server's webhook one.
-fn get(svc: &Service, name: &str, path: &str) -> Result<String> {
+pub(crate) fn get(svc: &Service, name: &str, path: &str) -> Result<String> {
     let pki = kube_pki(name)?;
     let ca = std::fs::read(&pki["ca"])?;
     let mut identity = std::fs::read(&pki["webhook_client_cert"])?;
@@ -124,7 +125,7 @@ fn get(svc: &Service, name: &str, path: &str) -> Result<String> {
 }
 
 /// The query API's JSON answer.
-fn api(svc: &Service, name: &str, path: &str) -> Result<Value> {
+pub(crate) fn api(svc: &Service, name: &str, path: &str) -> Result<Value> {
     Ok(serde_json::from_str(&get(svc, name, path)?)?)
 }
 
@@ -134,7 +135,7 @@ fn on(f: &Value, resource: &str, name: &str) -> bool {
 
 /// The Deployment as it is in Git, applied server-side by Argo CD (JSON,
 /// with Argo CD's tracking annotation).
-fn git_deployment(image: &str) -> Value {
+pub(crate) fn git_deployment(image: &str) -> Value {
     json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -168,7 +169,7 @@ fn drift_in_state(svc: &Service, drift: &str, state: &str) -> Result<Value> {
     )
 }
 
-fn argocd_apply(cluster: &Cluster, body: &Value) -> Result<u16> {
+pub(crate) fn argocd_apply(cluster: &Cluster, body: &Value) -> Result<u16> {
     let (code, answer) = cluster.request(
         "argocd",
         ARGOCD_UA,
@@ -182,7 +183,7 @@ fn argocd_apply(cluster: &Cluster, body: &Value) -> Result<u16> {
 }
 
 /// An editor for `kubectl edit -o json`: adds `DEBUG=1` to container `app`.
-const EDITOR: &str = r#"import json, sys
+pub(crate) const EDITOR: &str = r#"import json, sys
 path = sys.argv[-1]
 obj = json.load(open(path))
 for c in obj["spec"]["template"]["spec"]["containers"]:

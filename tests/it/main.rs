@@ -4,6 +4,7 @@
 // Test code may panic on what it controls.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admission;
 mod alerts;
 mod bounded;
 mod cluster;

@@ -25,7 +25,7 @@ use self::index::{Index, Key};
 use self::read::{Kind, Listed};
 use super::Clients;
 use crate::config::{InventoryTool, KubernetesConfig};
-use crate::model::{ChangeRecord, ManagedBy, PipelineVia};
+use crate::model::{ChangeRecord, ManagedBy, ObjectRef, Owner, PipelineVia};
 use crate::telemetry::events::{ContextInventory, ContextWatchRestart, Emit};
 
 /// The indexes by cluster name, as findings name clusters.
@@ -82,37 +82,55 @@ impl Inventories {
     /// its top controller (then the record is managed, and a finding's
     /// severity is raised as for a marked object).
     pub fn annotate(&self, r: &mut ChangeRecord) {
-        let Some(index) = self.by_cluster.get(&r.cluster) else {
-            return;
-        };
-        let Ok(index) = index.read() else {
-            return;
-        };
-        let ns = r.resource.namespace.as_deref();
-        if let Some(m) = &mut r.managed_by {
-            if m.pipeline.is_none()
-                && let Some(l) = m.name.as_deref().and_then(|n| index.named(&m.tool, n, ns))
-            {
-                m.pipeline = Some(l.pipeline(PipelineVia::Markers));
-            }
-            return;
-        }
-        let candidates = Listed::of_object(&r.resource)
-            .into_iter()
-            .chain(r.owner.as_ref().and_then(|o| Listed::of_owner(o, ns)));
-        let Some(l) = candidates.into_iter().find_map(|o| index.listing_of(&o)) else {
-            return;
-        };
-        let managed = ManagedBy {
-            pipeline: Some(l.pipeline(PipelineVia::Inventory)),
-            ..ManagedBy::new(l.kind.tool(), Some(l.name.clone()))
-        };
-        if r.finding_type.is_some()
+        let found = self.managed(
+            &r.cluster,
+            &r.resource,
+            r.owner.as_ref(),
+            r.managed_by.as_ref(),
+        );
+        let Some(found) = found else { return };
+        if r.managed_by.is_none()
+            && r.finding_type.is_some()
             && let Some(severity) = &mut r.severity
         {
-            crate::classify::raise_severity_for_managed(severity, &mut r.reasons, &managed);
+            crate::classify::raise_severity_for_managed(severity, &mut r.reasons, &found);
         }
-        r.managed_by = Some(managed);
+        r.managed_by = Some(found);
+    }
+
+    /// Who manages an object by the inventories: its markers' tool and name
+    /// with their pipeline object added, or, without markers, the pipeline
+    /// object listing it or its top controller. `None`: nothing to add.
+    pub fn managed(
+        &self,
+        cluster: &str,
+        object: &ObjectRef,
+        owner: Option<&Owner>,
+        markers: Option<&ManagedBy>,
+    ) -> Option<ManagedBy> {
+        let index = self.by_cluster.get(cluster)?.read().ok()?;
+        let ns = object.namespace.as_deref();
+        if let Some(m) = markers {
+            if m.pipeline.is_some() {
+                return None;
+            }
+            let l = m
+                .name
+                .as_deref()
+                .and_then(|n| index.named(&m.tool, n, ns))?;
+            return Some(ManagedBy {
+                pipeline: Some(l.pipeline(PipelineVia::Markers)),
+                ..m.clone()
+            });
+        }
+        let candidates = Listed::of_object(object)
+            .into_iter()
+            .chain(owner.and_then(|o| Listed::of_owner(o, ns)));
+        let l = candidates.into_iter().find_map(|o| index.listing_of(&o))?;
+        Some(ManagedBy {
+            pipeline: Some(l.pipeline(PipelineVia::Inventory)),
+            ..ManagedBy::new(l.kind.tool(), Some(l.name.clone()))
+        })
     }
 }
 

@@ -29,6 +29,7 @@ pub fn type_phrase(t: FindingType) -> &'static str {
         FindingType::InteractiveAccess => "Interactive access",
         FindingType::OutOfBandChange => "Out-of-band change",
         FindingType::RiskyPipelineChange => "Risky pipeline change",
+        FindingType::DeniedChange => "Denied change",
     }
 }
 

@@ -1,0 +1,425 @@
+//! driftwatch as the validating admission webhook of a real control plane
+//! (Kubernetes 1.20.2 from `scripts/kube-dev-cluster`, which calls admission
+//! webhooks with the audit webhook's client certificate and token), driven
+//! with real kubectl: a ValidatingWebhookConfiguration points at
+//! `/admission/validate/{cluster}` over TLS, `failurePolicy: Ignore`.
+//!
+//! What 1.20 cannot show: the `kubernetes.io/metadata.name` namespace label
+//! (1.21+) the shipped configuration's namespaceSelector uses; the test's
+//! configuration selects by resource instead (deploy/ is checked by the
+//! deploy tests).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use base64::Engine as _;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::cluster::{ARGOCD_UA, EDITOR, api, argocd_apply, config, finding, git_deployment};
+use crate::common::{Cluster, Service, kube_pki, wait_until};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const NAME: &str = "dw-adm";
+
+fn admission_config() -> Result<String> {
+    Ok(format!(
+        r#"{}admission:
+  enabled: true
+  mode: enforce
+  break_glass_groups: ["oncall-breakglass"]
+  break_glass_annotation: driftwatch.io/break-glass
+  break_glass_max: 4h
+  overrides:
+    - {{namespaces: ["sandbox"], mode: warn}}
+"#,
+        config(NAME)?
+    ))
+}
+
+/// Deployments and ConfigMaps, reviewed by driftwatch; a driftwatch that
+/// does not answer lets writes through.
+fn webhook_configuration(svc: &Service) -> Result<Value> {
+    let ca = std::fs::read(&kube_pki(NAME)?["ca"])?;
+    Ok(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "driftwatch"},
+        "webhooks": [{
+            "name": "validate.driftwatch.io",
+            "clientConfig": {
+                "url": format!("{}/admission/validate/{NAME}", svc.base),
+                "caBundle": base64::engine::general_purpose::STANDARD.encode(ca),
+            },
+            "rules": [{
+                "apiGroups": ["", "apps"],
+                "apiVersions": ["v1"],
+                "operations": ["CREATE", "UPDATE", "DELETE"],
+                "resources": ["deployments", "configmaps"],
+                "scope": "Namespaced",
+            }],
+            "failurePolicy": "Ignore",
+            "sideEffects": "None",
+            "admissionReviewVersions": ["v1"],
+            "timeoutSeconds": 5,
+        }],
+    }))
+}
+
+fn kubectl_run(cluster: &Cluster, user: &str, args: &[&str]) -> Result<crate::common::Run> {
+    cluster.kubectl_with(user, args, None, &[])
+}
+
+/// Waits until the API server calls the webhook: alice's dry-run patch of
+/// the Argo CD-managed Deployment is denied (a dry run is judged).
+fn until_reviewed(cluster: &Cluster) -> Result<String> {
+    wait_until(
+        Duration::from_secs(60),
+        || "the API server to call driftwatch's webhook".to_owned(),
+        || {
+            let run = kubectl_run(
+                cluster,
+                "alice",
+                &[
+                    "patch",
+                    "deploy/api",
+                    "-n",
+                    "shop",
+                    "--dry-run=server",
+                    "-p",
+                    r#"{"spec":{"replicas":7}}"#,
+                ],
+            )
+            .ok()?;
+            (run.code != 0 && run.stderr.contains("driftwatch")).then_some(run.stderr)
+        },
+    )
+}
+
+fn sandbox_deployment() -> Value {
+    let mut d = git_deployment("nginx:1.27");
+    d["metadata"]["name"] = json!("web");
+    d["metadata"]["namespace"] = json!("sandbox");
+    d["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"] =
+        json!("sandbox:apps/Deployment:sandbox/web");
+    d
+}
+
+/// Enforce denies alice's `kubectl edit` of an Argo CD-managed Deployment
+/// with a message naming the manager, where to change it and how to break
+/// glass, and denies the pipeline's token used through kubectl; the
+/// pipeline's own apply passes; `warn` (namespace sandbox) lets a write
+/// through with the warning kubectl prints; a break-glass group and a
+/// break-glass annotation pass and are recorded at high severity; a dry run
+/// is judged and not recorded; denials are findings (`denied_change`), in
+/// `/api/v1/denials` and in `who-changed`; with driftwatch stopped the API
+/// server lets writes through (`failurePolicy: Ignore`) and driftwatch
+/// counts them as unreviewed once it is back.
+#[test]
+fn admission_denies_warns_and_breaks_glass_against_a_real_api_server() -> Result<()> {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let svc = Service::start(Some(&admission_config()?))?;
+    let cluster = Cluster::start(
+        NAME,
+        990,
+        &format!("{}/audit/webhook/{NAME}", svc.base),
+        &["--webhook-initial-backoff", "1s"],
+    )?;
+    cluster.kubectl("admin", &["create", "namespace", "shop"])?;
+    cluster.kubectl("admin", &["create", "namespace", "sandbox"])?;
+    let hook = serde_json::to_vec(&webhook_configuration(&svc)?)?;
+    let run = cluster.kubectl_with("admin", &["apply", "-f", "-"], Some(&hook), &[])?;
+    ensure!(run.code == 0, "webhook configuration: {}", run.stderr);
+
+    // The pipeline's own apply passes the webhook.
+    assert_eq!(argocd_apply(&cluster, &git_deployment("nginx:1.27"))?, 201);
+    let dry = until_reviewed(&cluster)?;
+    assert!(dry.contains("denied the request"), "{dry}");
+
+    denied_edit(&cluster, &svc)?;
+    pipeline_token_through_kubectl(&cluster)?;
+    warned_in_sandbox(&cluster)?;
+    break_glass(&cluster, &svc)?;
+    recorded(&svc)?;
+    stopped_driftwatch_lets_writes_through(cluster, svc)
+}
+
+fn denied_edit(cluster: &Cluster, svc: &Service) -> Result<()> {
+    let editor = svc.dir.path().join("editor.py");
+    std::fs::write(&editor, EDITOR)?;
+    let editor = format!("python3 {}", editor.display());
+    let run = cluster.kubectl_with(
+        "alice",
+        &["edit", "deploy/api", "-n", "shop", "-o", "json"],
+        None,
+        &[("KUBE_EDITOR", editor.as_str())],
+    )?;
+    ensure!(run.code != 0, "the edit was not denied: {}", run.stdout);
+    for part in [
+        "admission webhook \"validate.driftwatch.io\" denied the request",
+        "deployments.apps shop/api is managed by argocd (shop)",
+        "change it in Git",
+        "out_of_band_change",
+        "a member of oncall-breakglass may retry",
+        "driftwatch.io/break-glass",
+    ] {
+        assert!(run.stderr.contains(part), "{part:?} not in {}", run.stderr);
+    }
+    let live = cluster.kubectl("admin", &["get", "deploy/api", "-n", "shop", "-o", "json"])?;
+    assert!(!live.contains("DEBUG"), "the denied edit landed");
+    Ok(())
+}
+
+/// The pipeline's identity through kubectl: what a stolen token looks like.
+fn pipeline_token_through_kubectl(cluster: &Cluster) -> Result<()> {
+    let run = kubectl_run(
+        cluster,
+        "argocd",
+        &["annotate", "deploy/api", "-n", "shop", "touched=by-hand"],
+    )?;
+    ensure!(
+        run.code != 0,
+        "argocd's token through kubectl was let through"
+    );
+    assert!(
+        run.stderr.contains("pipeline_credential_misuse") && run.stderr.contains("kubectl"),
+        "{}",
+        run.stderr
+    );
+    Ok(())
+}
+
+fn warned_in_sandbox(cluster: &Cluster) -> Result<()> {
+    let (code, answer) = cluster.request(
+        "argocd",
+        ARGOCD_UA,
+        Method::PATCH,
+        "/apis/apps/v1/namespaces/sandbox/deployments/web?fieldManager=argocd-controller&force=true",
+        "application/apply-patch+yaml",
+        &sandbox_deployment(),
+    )?;
+    ensure!(code == 201, "sandbox apply: {code} {answer}");
+    let run = kubectl_run(
+        cluster,
+        "alice",
+        &[
+            "patch",
+            "deploy/web",
+            "-n",
+            "sandbox",
+            "-p",
+            r#"{"spec":{"replicas":3}}"#,
+        ],
+    )?;
+    ensure!(run.code == 0, "warn mode denied: {}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("Warning: driftwatch: deployments.apps sandbox/web is managed by argocd"),
+        "{}",
+        run.stderr
+    );
+    Ok(())
+}
+
+fn break_glass(cluster: &Cluster, svc: &Service) -> Result<()> {
+    // bob may impersonate groups: a member of the break-glass group.
+    let run = kubectl_run(
+        cluster,
+        "bob",
+        &[
+            "--as=bob",
+            "--as-group=oncall-breakglass",
+            "--as-group=devs",
+            "patch",
+            "deploy/api",
+            "-n",
+            "shop",
+            "-p",
+            r#"{"spec":{"replicas":4}}"#,
+        ],
+    )?;
+    ensure!(run.code == 0, "break-glass group denied: {}", run.stderr);
+    assert!(
+        run.stderr.contains("driftwatch: break-glass"),
+        "{}",
+        run.stderr
+    );
+
+    // alice annotates the object herself, then edits within the window.
+    let until = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    let value = format!("driftwatch.io/break-glass={until} INC-4411 roll back the bad config");
+    let run = kubectl_run(
+        cluster,
+        "alice",
+        &["annotate", "deploy/api", "-n", "shop", &value],
+    )?;
+    ensure!(
+        run.code == 0,
+        "break-glass annotation denied: {}",
+        run.stderr
+    );
+    let run = kubectl_run(
+        cluster,
+        "alice",
+        &[
+            "patch",
+            "deploy/api",
+            "-n",
+            "shop",
+            "-p",
+            r#"{"spec":{"replicas":1}}"#,
+        ],
+    )?;
+    ensure!(
+        run.code == 0,
+        "edit under the annotation denied: {}",
+        run.stderr
+    );
+    // An annotation too far ahead is refused, and says why.
+    let far = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(30);
+    let value = format!("driftwatch.io/break-glass={far} forever");
+    let run = kubectl_run(
+        cluster,
+        "alice",
+        &[
+            "annotate",
+            "--overwrite",
+            "deploy/api",
+            "-n",
+            "shop",
+            &value,
+        ],
+    )?;
+    ensure!(run.code != 0, "a 30 h break-glass was let through");
+    assert!(run.stderr.contains("more than 4h ahead"), "{}", run.stderr);
+
+    let bob = finding(svc, "bob's break-glass patch", |f| {
+        f["actor"]["username"] == "bob" && f["type"] == "out_of_band_change"
+    })?;
+    assert_eq!(bob["severity"], "high");
+    let reasons = bob["reasons"].to_string();
+    assert!(
+        reasons.contains("break-glass past driftwatch's admission: member of break-glass group"),
+        "{reasons}"
+    );
+    let alice = finding(svc, "alice's patch under the annotation", |f| {
+        f["actor"]["username"] == "alice"
+            && f["reasons"]
+                .to_string()
+                .contains("annotation driftwatch.io/break-glass until")
+    })?;
+    assert_eq!(alice["severity"], "high");
+    Ok(())
+}
+
+/// Denials are findings and history; the dry run is in neither.
+fn recorded(svc: &Service) -> Result<()> {
+    let edit = finding(svc, "alice's denied edit", |f| {
+        f["type"] == "denied_change" && f["actor"]["username"] == "alice"
+    })?;
+    assert_eq!(edit["severity"], "high");
+    assert!(
+        edit["reasons"]
+            .to_string()
+            .contains("rule out_of_band_change")
+    );
+    finding(svc, "argocd's denied annotate", |f| {
+        f["type"] == "denied_change"
+            && f["reasons"]
+                .to_string()
+                .contains("pipeline_credential_misuse")
+    })?;
+    let denials = wait_until(
+        Duration::from_secs(60),
+        || "denials in the history".to_owned(),
+        || {
+            let page = api(svc, NAME, "/api/v1/denials?namespace=shop").ok()?;
+            let items = page["items"].as_array()?.clone();
+            (items.len() >= 3).then_some(items)
+        },
+    )?;
+    let text = serde_json::to_string(&denials)?;
+    assert!(!text.contains("dryRun"), "a dry run was recorded: {text}");
+    assert!(denials.iter().all(|d| d["type"] == "denied_change"));
+    let pki = kube_pki(NAME)?;
+    let who = crate::common::run(
+        &[
+            "who-changed",
+            "deploy/api",
+            "-n",
+            "shop",
+            "--server",
+            &svc.base,
+            "--ca-cert",
+            &pki["ca"],
+            "--client-cert",
+            &pki["webhook_client_cert"],
+            "--client-key",
+            &pki["webhook_client_key"],
+        ],
+        None,
+    )?;
+    ensure!(who.code == 0, "who-changed: {}", who.stderr);
+    assert!(
+        who.stdout.contains("drift (denied_change)"),
+        "{}",
+        who.stdout
+    );
+    assert!(who.stdout.contains("break-glass"), "{}", who.stdout);
+    let reviews = cluster_metric(
+        svc,
+        "driftwatch_admission_reviews_total",
+        "outcome=\"denied\"",
+    )?;
+    assert!(reviews >= 4.0, "denied reviews counted: {reviews}");
+    Ok(())
+}
+
+fn cluster_metric(svc: &Service, name: &str, labels: &str) -> Result<f64> {
+    let text = crate::cluster::get(svc, NAME, "/metrics")?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+/// `failurePolicy: Ignore`: a stopped driftwatch blocks nothing; the write
+/// reaches the history once the API server's retries deliver its audit
+/// event, counted as unreviewed.
+fn stopped_driftwatch_lets_writes_through(cluster: Cluster, svc: Service) -> Result<()> {
+    let listen = svc.base.trim_start_matches("https://").to_owned();
+    let (code, dir) = svc.stop_keeping_dir()?;
+    assert_eq!(code, 0);
+    let run = kubectl_run(
+        &cluster,
+        "alice",
+        &["set", "env", "deploy/api", "-n", "shop", "UNREVIEWED=1"],
+    )?;
+    ensure!(
+        run.code == 0,
+        "with driftwatch down the write failed: {}",
+        run.stderr
+    );
+    let svc = Service::start_at(dir, Some(&admission_config()?), &listen)?;
+    let unreviewed = finding(&svc, "the unreviewed write", |f| {
+        f["actor"]["username"] == "alice"
+            && f["reasons"]
+                .to_string()
+                .contains("no driftwatch admission review saw this write")
+    })?;
+    assert_eq!(unreviewed["resource"]["name"], "api");
+    let gap = wait_until(
+        Duration::from_secs(30),
+        || "driftwatch_admission_unreviewed_writes_total".to_owned(),
+        || {
+            let n =
+                cluster_metric(&svc, "driftwatch_admission_unreviewed_writes_total", "").ok()?;
+            (n >= 1.0).then_some(n)
+        },
+    )?;
+    assert!(gap >= 1.0);
+    Ok(())
+}
