@@ -28,12 +28,13 @@ const CHART_NAMESPACE: &str = "dw-chart";
 
 /// The chart's value sets: `None` is the defaults, the others are files in
 /// the chart's `ci/` folder.
-const VALUE_SETS: [Option<&str>; 5] = [
+const VALUE_SETS: [Option<&str>; 6] = [
     None,
     Some("tls-auth-values.yaml"),
     Some("cert-manager-values.yaml"),
     Some("kafka-siem-values.yaml"),
     Some("no-persistence-values.yaml"),
+    Some("admission-values.yaml"),
 ];
 
 fn ok(run: Run, what: &str) -> Result<String> {
@@ -344,6 +345,7 @@ fn every_manifest_and_chart_value_set_is_accepted_by_the_api_server() -> Result<
             "deployment.apps",
             "service",
             "networkpolicy.networking.k8s.io",
+            "validatingwebhookconfiguration.admissionregistration.k8s.io",
         ]),
         "deploy/kubernetes"
     );
@@ -365,6 +367,9 @@ fn every_manifest_and_chart_value_set_is_accepted_by_the_api_server() -> Result<
         match values {
             Some("cert-manager-values.yaml") => {
                 expected.extend(set(&["Certificate", "ServiceMonitor"]));
+            }
+            Some("admission-values.yaml") => {
+                expected.extend(set(&["Certificate", "ValidatingWebhookConfiguration"]));
             }
             Some("no-persistence-values.yaml") => {
                 for k in [
@@ -604,17 +609,27 @@ fn chart_schema_refuses_misspelled_values() -> Result<()> {
 /// `scripts/helm-dev template` and the official helm v3.17.1 binary
 /// (`scripts/helm-dev helm3`). The SDK path is a driver of Helm's install
 /// action, not `helm template` itself; this shows it renders what the CLI
-/// renders (their texts differ only in blank lines between documents).
+/// renders (their texts differ only in blank lines between documents, and
+/// v4 puts kinds outside Helm's install order, a Certificate and a
+/// ValidatingWebhookConfiguration, in another order: compared by kind and
+/// name).
 #[test]
 fn helm_v4_sdk_and_helm_v3_cli_render_the_chart_alike() -> Result<()> {
+    let by_kind_and_name = |mut docs: Vec<Value>| {
+        docs.sort_by_key(|d| (kind(d).to_owned(), d["metadata"]["name"].to_string()));
+        docs
+    };
     for values in VALUE_SETS {
-        let v4 = yaml_documents(&template(values)?)?;
+        let v4 = by_kind_and_name(yaml_documents(&template(values)?)?);
         let file = values.map(|v| format!("{CHART}/ci/{v}"));
         let mut args = vec!["helm3", "template", RELEASE, CHART, "-n", CHART_NAMESPACE];
         if let Some(f) = &file {
             args.extend(["-f", f]);
         }
-        let v3 = yaml_documents(&ok(repo_script("helm-dev", &args)?, "helm v3 template")?)?;
+        let v3 = by_kind_and_name(yaml_documents(&ok(
+            repo_script("helm-dev", &args)?,
+            "helm v3 template",
+        )?)?);
         assert!(!v3.is_empty());
         assert_eq!(v3, v4, "{values:?}");
     }
@@ -862,5 +877,36 @@ fn packed_image_holds_the_binary_and_its_libraries_and_runs_as_nonroot() -> Resu
     );
     assert!(!files.contains("/bin/sh"), "no shell in the image");
     assert!(files.contains("/var/lib/driftwatch/"), "{files:?}");
+    Ok(())
+}
+
+/// The shipped webhook configurations cannot lock a cluster: they fail
+/// open, skip the API server's namespaces and driftwatch's own, and ask
+/// v1 reviews of driftwatch's admission route.
+#[test]
+fn admission_webhooks_fail_open_and_skip_the_control_planes_namespaces() -> Result<()> {
+    let plain = yaml_documents(&plain_manifests()?)?;
+    let chart = yaml_documents(&template(Some("admission-values.yaml"))?)?;
+    for (docs, own) in [(&plain, "driftwatch"), (&chart, CHART_NAMESPACE)] {
+        let hook = &one(docs, "ValidatingWebhookConfiguration")?["webhooks"][0];
+        assert_eq!(hook["failurePolicy"], "Ignore");
+        assert_eq!(hook["admissionReviewVersions"], serde_json::json!(["v1"]));
+        let path = hook["clientConfig"]["service"]["path"]
+            .as_str()
+            .unwrap_or("");
+        assert!(path.starts_with("/admission/validate/"), "{path}");
+        let skipped = &hook["namespaceSelector"]["matchExpressions"][0];
+        assert_eq!(skipped["operator"], "NotIn");
+        for ns in ["kube-system", "kube-node-lease", "kube-public", own] {
+            assert!(
+                skipped["values"]
+                    .as_array()
+                    .is_some_and(|v| v.iter().any(|n| n == ns)),
+                "{ns} not excluded: {skipped}"
+            );
+        }
+    }
+    let config = config_of(&chart)?;
+    assert!(config.contains("mode: warn"), "{config}");
     Ok(())
 }

@@ -151,5 +151,13 @@ wins. Paths are those of the projected volume in deployment.yaml.
 {{- $_ := set $cfg "sources" (dict "kafka" $k) }}
 {{- end }}
 {{- with $v.alerts.foldWindow }}{{ $_ := set $cfg "alerts" (dict "fold_window" .) }}{{ end }}
+{{- if $v.admission.enabled }}
+{{- $a := dict "enabled" true "mode" $v.admission.mode }}
+{{- with $v.admission.breakGlassGroups }}{{ $_ := set $a "break_glass_groups" . }}{{ end }}
+{{- with $v.admission.breakGlassAnnotation }}{{ $_ := set $a "break_glass_annotation" . }}{{ end }}
+{{- with $v.admission.breakGlassMax }}{{ $_ := set $a "break_glass_max" . }}{{ end }}
+{{- with $v.admission.overrides }}{{ $_ := set $a "overrides" . }}{{ end }}
+{{- $_ := set $cfg "admission" $a }}
+{{- end }}
 {{- toYaml (mustMergeOverwrite $cfg (deepCopy $v.config)) }}
 {{- end }}
