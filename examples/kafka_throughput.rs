@@ -94,17 +94,24 @@ fn main() -> Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
+    // Drained to the end on a thread: a pipe left unread (or closed) would
+    // stall or fail the service's logging, not measure it.
     let stderr = child.stderr.take().context("stderr")?;
-    let mut base = None;
-    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-        if let Some(rest) = line.split("http://").nth(1)
-            && let Some(addr) = rest.split("/audit/webhook").next()
-        {
-            base = Some(format!("http://{addr}"));
-            break;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("http://").nth(1)
+                && let Some(addr) = rest.split("/audit/webhook").next()
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(format!("http://{addr}"));
+            }
         }
-    }
-    let base = base.context("service address")?;
+    });
+    let base = rx
+        .recv_timeout(Duration::from_secs(30))
+        .context("service address")?;
     let deadline = Instant::now() + Duration::from_secs(600);
     // Start-up and the consumer group join are timed apart from the stream.
     let mut first: Option<(Instant, f64)> = None;

@@ -154,6 +154,10 @@ impl Server {
             live = Some(enricher.live(config.redaction.clone()));
             engine.set_enricher(enricher);
         }
+        let handoff = Arc::new(crate::admission::Handoff::new());
+        if config.admission.is_some() {
+            engine.set_handoff(Arc::clone(&handoff));
+        }
         let (handle, engine_thread) =
             engine::writer::spawn(engine, config.server.queue_batches).map_err(AppError::Thread)?;
         spawn_sink_ticks(handle.clone(), shutdown.clone());
@@ -187,6 +191,7 @@ impl Server {
                 history,
                 live,
                 admission,
+                handoff,
             },
             metrics,
             webhook_auth,
@@ -307,11 +312,12 @@ struct History {
 
 /// What the routes share besides the engine: the store, the clusters for a
 /// drift's live values (`None` without `kubernetes`), the admission judge
-/// (`None` without `admission`).
+/// (`None` without `admission`) and where its reviews leave their changes.
 struct ReadSide {
     history: Option<History>,
     live: Option<crate::context::Live>,
     admission: Option<Arc<crate::admission::Judge>>,
+    handoff: Arc<crate::admission::Handoff>,
 }
 
 /// Until shutdown: asks the engine to probe the store every
@@ -388,6 +394,7 @@ fn router(
         history,
         live,
         admission,
+        handoff,
     } = reads;
     let webhook_state = WebhookState {
         engine: engine.clone(),
@@ -415,6 +422,7 @@ fn router(
     };
     let admission_state = crate::admission::AdmissionState {
         judge: admission,
+        handoff,
         cluster: config.cluster.clone(),
         body: webhook_state.body.clone(),
     };

@@ -10,6 +10,7 @@ use regex::Regex;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::handoff::Admitted;
 use super::review::Request;
 use crate::classify::{self, FindingType, Policy, Severity, Verdict};
 use crate::config::{AdmissionConfig, AdmissionMode};
@@ -62,6 +63,8 @@ pub struct Decision {
     pub message: Option<String>,
     /// Who let a break-glass through, and why.
     pub break_glass: Option<String>,
+    /// What the request's audit event may lack (see [`super::handoff`]).
+    pub handoff: Option<Admitted>,
 }
 
 impl Decision {
@@ -75,6 +78,7 @@ impl Decision {
             reasons: Vec::new(),
             message: None,
             break_glass: None,
+            handoff: None,
         }
     }
 }
@@ -112,19 +116,33 @@ impl Judge {
         let Ok(ev) = Event::parse(&text) else {
             return Decision::allowed(Outcome::NotJudged);
         };
-        let verdict = self.verdict(&ev, req);
-        let Verdict::Drift(drift) = verdict else {
+        let (verdict, changes) = self.verdict(&ev, req);
+        if matches!(verdict, Verdict::System | Verdict::Ignored(_)) {
             return Decision::allowed(Outcome::Allowed);
+        }
+        let (managed, owner) = self.managed(cluster, &ev, req);
+        let handoff = Some(Admitted {
+            cluster: cluster.to_owned(),
+            object: ObjectRef::of(&ev),
+            changes,
+            managed_by: managed.clone(),
+            owner,
+        });
+        let allowed = Decision {
+            handoff: handoff.clone(),
+            ..Decision::allowed(Outcome::Allowed)
         };
-        let managed = self.managed(cluster, &ev, req);
+        let Verdict::Drift(drift) = verdict else {
+            return allowed;
+        };
         let involves_pipeline = drift.finding_type.involves_pipeline();
         if drift.finding_type != FindingType::OutOfBandChange && !involves_pipeline {
-            return Decision::allowed(Outcome::Allowed);
+            return allowed;
         }
         if !involves_pipeline && managed.as_ref().is_none_or(|m| m.tool == "helm") {
             // Helm alone is often run by people: only GitOps pipelines'
             // objects are protected.
-            return Decision::allowed(Outcome::Allowed);
+            return allowed;
         }
         let mut severity = drift.severity;
         let mut reasons = drift.reasons;
@@ -143,6 +161,7 @@ impl Judge {
             break_glass: None,
             managed_by: managed,
             reasons,
+            handoff,
         };
         if mode == AdmissionMode::Audit {
             return d;
@@ -168,11 +187,13 @@ impl Judge {
 
     /// The audit path's verdict, then what the field manager says about
     /// the client, settled with the change the review shows.
-    fn verdict(&self, ev: &Event<'_>, req: &Request<'_>) -> Verdict {
+    fn verdict(&self, ev: &Event<'_>, req: &Request<'_>) -> (Verdict, Vec<crate::model::Change>) {
         let verdict = classify::classify(&self.policy, ev, Stage::ResponseComplete);
         let verdict = self.check_client(verdict, req);
         let (changes, known) = changes(req, ev);
-        classify::settle(&self.policy, verdict, ev, &changes, known, Some(Vec::new()))
+        let verdict =
+            classify::settle(&self.policy, verdict, ev, &changes, known, Some(Vec::new()));
+        (verdict, changes)
     }
 
     /// A review carries no user agent; the field manager stands in for it
@@ -227,8 +248,14 @@ impl Judge {
         }
     }
 
-    /// Markers on the new or old object, else the inventories.
-    fn managed(&self, cluster: &str, ev: &Event<'_>, req: &Request<'_>) -> Option<ManagedBy> {
+    /// Markers on the new or old object, else the inventories; and the
+    /// object's controller.
+    fn managed(
+        &self,
+        cluster: &str,
+        ev: &Event<'_>,
+        req: &Request<'_>,
+    ) -> (Option<ManagedBy>, Option<Owner>) {
         let facts = [req.object, req.old_object]
             .into_iter()
             .flatten()
@@ -243,7 +270,7 @@ impl Judge {
         let listed = self
             .inventories
             .managed(cluster, &object, owner.as_ref(), markers.as_ref());
-        listed.or(markers)
+        (listed.or(markers), owner)
     }
 
     /// `Some(Ok(how))`: let through; `Some(Err(why))`: an annotation that
@@ -285,11 +312,7 @@ impl Judge {
         let what = object_name(req);
         let mut m = match (&d.managed_by, d.finding_type) {
             (Some(managed), Some(FindingType::OutOfBandChange) | None) => {
-                format!(
-                    "{what} is managed by {}{}",
-                    managed,
-                    where_to_change(managed)
-                )
+                format!("{what} is managed by {}", where_to_change(managed))
             }
             _ => format!(
                 "{what}: {}",
@@ -387,17 +410,17 @@ fn object_name(req: &Request<'_>) -> String {
     }
 }
 
-/// Where the change belongs instead: the repository and path when the
-/// inventories know them, else the pipeline object.
+/// Who manages it and where the change belongs instead: the pipeline
+/// object, the repository and path when the inventories know them.
 fn where_to_change(m: &ManagedBy) -> String {
     let Some(p) = &m.pipeline else {
         return match m.tool.as_str() {
-            "argocd" => ": change it in Git and let Argo CD sync it".to_owned(),
-            "flux" => ": change it in Git and let Flux reconcile it".to_owned(),
-            _ => ": change it where it is deployed from".to_owned(),
+            "argocd" => format!("{m}: change it in Git and let Argo CD sync it"),
+            "flux" => format!("{m}: change it in Git and let Flux reconcile it"),
+            _ => format!("{m}: change it where it is deployed from"),
         };
     };
-    let mut s = format!(" ({} {}/{})", p.kind, p.namespace, p.name);
+    let mut s = format!("{} {} {}/{}", m.tool, p.kind, p.namespace, p.name);
     if let Some(src) = &p.source {
         let repo = src.repo_url.as_deref().or(src.source_ref.as_deref());
         if let Some(repo) = repo {

@@ -9,10 +9,13 @@
 //! from the review's objects, inventories from the watched index.
 //!
 //! Nothing is stored here. The answer's `auditAnnotations` (`decision`,
-//! `rule`, `break-glass`) reach the request's audit event, prefixed with the
-//! webhook's name, and the audit path stores the denial or the break-glass
-//! change once, from that event ([`crate::classify::admitted`]).
+//! `rule`, `break-glass`, `review`) reach the request's audit event,
+//! prefixed with the webhook's name, and the audit path stores the denial
+//! or the change once, from that event ([`crate::classify::admitted`]),
+//! with the field changes the review saw where the event has no bodies
+//! ([`handoff`]).
 
+pub mod handoff;
 pub mod judge;
 pub mod review;
 
@@ -29,14 +32,17 @@ use crate::http::auth::Caller;
 use crate::http::body::{self, BodyLimits};
 use crate::telemetry::events::{AdmissionReviewed, Emit};
 
+pub use handoff::Handoff;
 pub use judge::{Decision, Judge, Outcome};
 
-use crate::classify::admitted::{BREAK_GLASS_KEY, DECISION_KEY, RULE_KEY};
+use crate::classify::admitted::{BREAK_GLASS_KEY, DECISION_KEY, REVIEW_KEY, RULE_KEY};
 
 #[derive(Clone)]
 pub struct AdmissionState {
     /// `None`: `admission.enabled` is not set.
     pub judge: Option<Arc<Judge>>,
+    /// Where reviews leave their changes for the audit path.
+    pub handoff: Arc<Handoff>,
     pub cluster: String,
     pub body: BodyLimits,
 }
@@ -76,7 +82,7 @@ async fn validate(state: AdmissionState, cluster: String, request: Request) -> R
         Ok(received) => received.bytes,
         Err(e) => return refused(e.status(), e.to_string()),
     };
-    let answered = answer(judge, &cluster, &bytes);
+    let answered = answer(judge, &state.handoff, &cluster, &bytes);
     let seconds = started.elapsed().as_secs_f64();
     match answered {
         Ok((answer, d, object, user)) => {
@@ -106,7 +112,12 @@ async fn validate(state: AdmissionState, cluster: String, request: Request) -> R
 
 type Answered = (review::Answer, Decision, String, String);
 
-fn answer(judge: &Judge, cluster: &str, bytes: &[u8]) -> Result<Answered, String> {
+fn answer(
+    judge: &Judge,
+    handoff: &Handoff,
+    cluster: &str,
+    bytes: &[u8],
+) -> Result<Answered, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("body is not UTF-8: {e}"))?;
     let review: review::Review<'_> =
         serde_json::from_str(text).map_err(|e| format!("not an AdmissionReview: {e}"))?;
@@ -119,14 +130,28 @@ fn answer(judge: &Judge, cluster: &str, bytes: &[u8]) -> Result<Answered, String
     let req = review
         .request
         .ok_or_else(|| "the AdmissionReview has no request".to_owned())?;
-    let d = judge.judge(cluster, &req, jiff::Timestamp::now());
+    let mut d = judge.judge(cluster, &req, jiff::Timestamp::now());
+    // A dry run leaves no audit event to join: nothing is kept.
+    let handing = d.handoff.take().filter(|_| !req.dry_run);
+    let handed = handing.is_some();
+    if let Some(admitted) = handing {
+        handoff.put(&req.uid, admitted);
+    }
     let object = format!("{}/{}/{}", req.resource.resource, req.namespace, req.name);
     let user = username(&req);
-    Ok((review::Answer::new(response(&req, &d)), d, object, user))
+    Ok((
+        review::Answer::new(response(&req, &d, handed)),
+        d,
+        object,
+        user,
+    ))
 }
 
-fn response(req: &review::Request<'_>, d: &Decision) -> review::Response {
+fn response(req: &review::Request<'_>, d: &Decision, handed: bool) -> review::Response {
     let mut annotations = BTreeMap::new();
+    if handed {
+        annotations.insert(REVIEW_KEY, req.uid.clone());
+    }
     if d.outcome != Outcome::Allowed && d.outcome != Outcome::NotJudged {
         annotations.insert(DECISION_KEY, d.outcome.as_str().to_owned());
     } else {

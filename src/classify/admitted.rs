@@ -12,6 +12,8 @@ use crate::decode::Event;
 pub const DECISION_KEY: &str = "decision";
 pub const RULE_KEY: &str = "rule";
 pub const BREAK_GLASS_KEY: &str = "break-glass";
+/// The review's uid, where the review left field changes for this event.
+pub const REVIEW_KEY: &str = "review";
 /// How a break-glass write's reason begins (`who-changed` marks it).
 pub const BREAK_GLASS_REASON: &str = "break-glass past driftwatch's admission";
 
@@ -20,6 +22,7 @@ pub struct Reviewed {
     pub decision: String,
     pub rule: Option<String>,
     pub break_glass: Option<String>,
+    pub review: Option<String>,
 }
 
 /// `None`: no review of driftwatch's annotated the event.
@@ -38,6 +41,7 @@ pub fn reviewed(annotations: Option<&RawValue>) -> Option<Reviewed> {
         decision: find(DECISION_KEY)?,
         rule: find(RULE_KEY),
         break_glass: find(BREAK_GLASS_KEY),
+        review: find(REVIEW_KEY),
     })
 }
 

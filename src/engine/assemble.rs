@@ -20,6 +20,8 @@ pub(super) struct Judged<'a> {
     pub time: Time,
     /// When it was received, if its own time is too far from that.
     pub received: Option<Time>,
+    /// Its changes are its admission review's.
+    pub admitted: bool,
 }
 
 pub(super) fn assemble(j: Judged<'_>, corr: Correlation) -> ChangeRecord {
@@ -49,7 +51,12 @@ pub(super) fn assemble(j: Judged<'_>, corr: Correlation) -> ChangeRecord {
             .collect();
         changes.dedup_by(|a, b| a.path == b.path);
     }
-    let changes_source = (!changes.is_empty()).then_some(ChangesSource::Body);
+    let source = if j.admitted {
+        ChangesSource::Admission
+    } else {
+        ChangesSource::Body
+    };
+    let changes_source = (!changes.is_empty()).then_some(source);
     ChangeRecord {
         id: j.id,
         time: j.time,

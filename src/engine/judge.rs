@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::classify::quiet::Quiet;
 use crate::classify::{self, Verdict};
-use crate::correlate::{Observation, redact};
+use crate::correlate::{Correlation, Observation, redact};
 use crate::decode::{Decoded, DecodedEvent, Event};
 use crate::dedupe::Seen;
 use crate::model::{
@@ -205,6 +205,7 @@ impl Engine {
             read_ahead: pre.after.as_ref(),
         };
         let mut corr = self.tracker.observe(ev, &observation);
+        let admitted = self.admitted(ev, cluster, &mut corr);
         verdict = settle(
             (&self.config, &mut self.tracker),
             (ev, &observation),
@@ -237,6 +238,7 @@ impl Engine {
                 id,
                 time,
                 received,
+                admitted,
             },
             corr,
         );
@@ -245,6 +247,40 @@ impl Engine {
             delivery.findings.push((delivery.records.len(), d.stage));
         }
         delivery.records.push(record);
+    }
+}
+
+impl Engine {
+    /// Fills what the event could not show (no bodies at `Metadata`, an
+    /// update of an object not remembered, a denied write) from its
+    /// admission review; whether the changes are the review's.
+    fn admitted(&self, ev: &Event<'_>, cluster: &str, corr: &mut Correlation) -> bool {
+        let Some(handoff) = &self.handoff else {
+            return false;
+        };
+        let Some(uid) = classify::admitted::reviewed(ev.annotations).and_then(|r| r.review) else {
+            return false;
+        };
+        if corr.changes_known && !corr.changes.is_empty() {
+            // The event's own bodies said it all.
+            handoff.discard(&uid);
+            return false;
+        }
+        let Some(a) = handoff.take(&uid, cluster, &corr.object) else {
+            return false;
+        };
+        if corr.managed_by.is_none() {
+            corr.managed_by = a.managed_by;
+        }
+        if corr.owner.is_none() {
+            corr.owner = a.owner;
+        }
+        if a.changes.is_empty() {
+            return false;
+        }
+        corr.changes = a.changes;
+        corr.changes_known = true;
+        true
     }
 }
 

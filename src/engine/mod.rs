@@ -25,6 +25,7 @@ pub use prepare::{Ready, prepare};
 pub use stats::Stats;
 pub use writer::{Busy, Handle};
 
+use crate::admission::Handoff;
 use crate::config::Config;
 use crate::context::Enricher;
 use crate::correlate::Tracker;
@@ -47,6 +48,8 @@ pub struct Engine {
     sinks: Sinks,
     /// Live-object context (`kubernetes:`); none in replay and suggest.
     enricher: Option<Enricher>,
+    /// Field changes admission reviews saw (`admission:`, `serve` only).
+    handoff: Option<Arc<Handoff>>,
     /// Overdue persisting drifts at the last report, so each is warned once.
     overdue_reported: usize,
 }
@@ -73,6 +76,7 @@ impl Engine {
             store,
             sinks,
             enricher: None,
+            handoff: None,
             overdue_reported: 0,
         };
         engine.report_drifts();
@@ -106,6 +110,12 @@ impl Engine {
     /// Adds live-object context to the drift and sanctioned records.
     pub fn set_enricher(&mut self, enricher: Enricher) {
         self.enricher = Some(enricher);
+    }
+
+    /// Fills the changes of bodiless audit events from their admission
+    /// reviews.
+    pub fn set_handoff(&mut self, handoff: Arc<Handoff>) {
+        self.handoff = Some(handoff);
     }
 
     pub fn config(&self) -> &Config {

@@ -85,4 +85,7 @@ pub enum ChangesSource {
     /// request's manager holds in `managedFields` with this request's time;
     /// values are not known (`null`).
     ManagedFields,
+    /// The event had no body (or showed no change): the old and new objects
+    /// of the request's admission review, diffed when it was judged.
+    Admission,
 }

@@ -1180,6 +1180,23 @@ impl Emit for AdmissionReviewed<'_> {
     }
 }
 
+/// A review's changes handed over to (or lost before) its audit event.
+pub struct AdmissionHandoff {
+    pub outcome: &'static str,
+}
+
+impl AdmissionHandoff {
+    pub fn count(self, n: u64) {
+        counter!(m::ADMISSION_HANDOFFS, "outcome" => self.outcome).increment(n);
+    }
+}
+
+impl Emit for AdmissionHandoff {
+    fn emit(self) {
+        self.count(1);
+    }
+}
+
 /// A finding on a write that no driftwatch admission review saw.
 pub struct AdmissionUnreviewed;
 

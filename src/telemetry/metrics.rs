@@ -59,6 +59,7 @@ pub const CONTEXT_INVENTORY_OBJECTS: &str = "driftwatch_context_inventory_object
 pub const ADMISSION_REVIEWS: &str = "driftwatch_admission_reviews_total";
 pub const ADMISSION_REVIEW_SECONDS: &str = "driftwatch_admission_review_seconds";
 pub const ADMISSION_UNREVIEWED: &str = "driftwatch_admission_unreviewed_writes_total";
+pub const ADMISSION_HANDOFFS: &str = "driftwatch_admission_handoffs_total";
 
 /// Registers descriptions so that `/metrics` explains itself.
 pub fn describe() {
@@ -76,6 +77,11 @@ pub fn describe() {
         ADMISSION_UNREVIEWED,
         Unit::Count,
         "Findings on writes whose audit event carries no driftwatch admission decision while admission is enabled: the webhook was down, timed out (failurePolicy Ignore let them through) or not asked."
+    );
+    describe_counter!(
+        ADMISSION_HANDOFFS,
+        Unit::Count,
+        "A review's field changes handed to its request's audit event, by outcome: joined, missing (the event names a review no longer held), expired, mismatched (another object or cluster), evicted (dropped unclaimed at the bound)."
     );
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(

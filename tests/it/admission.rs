@@ -34,6 +34,7 @@ fn admission_config() -> Result<String> {
   break_glass_max: 4h
   overrides:
     - {{namespaces: ["sandbox"], mode: warn}}
+    - {{namespaces: ["legacy"], mode: audit}}
 "#,
         config(NAME)?
     ))
@@ -66,6 +67,19 @@ fn webhook_configuration(svc: &Service) -> Result<Value> {
             "timeoutSeconds": 5,
         }],
     }))
+}
+
+/// The repository's audit policy, but namespace `legacy` logged at
+/// `Metadata` only (no bodies), as managed clusters log everything.
+fn metadata_for_legacy(dir: &std::path::Path) -> Result<String> {
+    let policy = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/audit/policy.yaml"),
+    )?;
+    let rule = "rules:\n  - level: Metadata\n    namespaces: [\"legacy\"]\n";
+    ensure!(policy.contains("\nrules:\n"), "the policy's rules moved");
+    let path = dir.join("audit-policy.yaml");
+    std::fs::write(&path, policy.replacen("rules:\n", rule, 1))?;
+    Ok(path.display().to_string())
 }
 
 fn kubectl_run(cluster: &Cluster, user: &str, args: &[&str]) -> Result<crate::common::Run> {
@@ -121,14 +135,21 @@ fn sandbox_deployment() -> Value {
 fn admission_denies_warns_and_breaks_glass_against_a_real_api_server() -> Result<()> {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let svc = Service::start(Some(&admission_config()?))?;
+    let policy_dir = tempfile::tempdir()?;
     let cluster = Cluster::start(
         NAME,
         990,
         &format!("{}/audit/webhook/{NAME}", svc.base),
-        &["--webhook-initial-backoff", "1s"],
+        &[
+            "--webhook-initial-backoff",
+            "1s",
+            "--audit-policy",
+            &metadata_for_legacy(policy_dir.path())?,
+        ],
     )?;
-    cluster.kubectl("admin", &["create", "namespace", "shop"])?;
-    cluster.kubectl("admin", &["create", "namespace", "sandbox"])?;
+    for ns in ["shop", "sandbox", "legacy"] {
+        cluster.kubectl("admin", &["create", "namespace", ns])?;
+    }
     let hook = serde_json::to_vec(&webhook_configuration(&svc)?)?;
     let run = cluster.kubectl_with("admin", &["apply", "-f", "-"], Some(&hook), &[])?;
     ensure!(run.code == 0, "webhook configuration: {}", run.stderr);
@@ -142,6 +163,7 @@ fn admission_denies_warns_and_breaks_glass_against_a_real_api_server() -> Result
     pipeline_token_through_kubectl(&cluster)?;
     warned_in_sandbox(&cluster)?;
     break_glass(&cluster, &svc)?;
+    metadata_only_changes_come_from_the_review(&cluster, &svc)?;
     recorded(&svc)?;
     stopped_driftwatch_lets_writes_through(cluster, svc)
 }
@@ -169,6 +191,57 @@ fn denied_edit(cluster: &Cluster, svc: &Service) -> Result<()> {
     }
     let live = cluster.kubectl("admin", &["get", "deploy/api", "-n", "shop", "-o", "json"])?;
     assert!(!live.contains("DEBUG"), "the denied edit landed");
+    denial_in_the_audit_log(cluster)
+}
+
+/// What the API server itself logs of a denial: its audit event carries
+/// the 403 (`responseStatus` has no message; the `Status` body does, at
+/// `RequestResponse`) and driftwatch's annotations; the API server's own
+/// log says nothing at its default verbosity.
+fn denial_in_the_audit_log(cluster: &Cluster) -> Result<()> {
+    let denial = wait_until(
+        Duration::from_secs(30),
+        || "alice's denied update in the API server's audit log".to_owned(),
+        || {
+            let log = std::fs::read_to_string(cluster.audit_log()).ok()?;
+            log.lines()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .find(|e| {
+                    e["user"]["username"] == "alice"
+                        && e["requestURI"]
+                            .as_str()
+                            .is_some_and(|u| u.ends_with("fieldManager=kubectl-edit"))
+                        && e["stage"] == "ResponseComplete"
+                        && e["responseStatus"]["code"] == 403
+                })
+        },
+    )?;
+    eprintln!(
+        "the API server's audit event of the denial: {}",
+        serde_json::to_string(&json!({
+            "responseStatus": denial["responseStatus"],
+            "responseObject.message": denial["responseObject"]["message"],
+            "annotations": denial["annotations"],
+        }))?
+    );
+    let message = denial["responseObject"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.starts_with("admission webhook \"validate.driftwatch.io\" denied the request: driftwatch: deployments.apps shop/api is managed by argocd"),
+        "{denial:#}"
+    );
+    let annotations = &denial["annotations"];
+    assert_eq!(
+        annotations["validate.driftwatch.io/decision"], "denied",
+        "{denial:#}"
+    );
+    assert_eq!(
+        annotations["validate.driftwatch.io/rule"],
+        "out_of_band_change"
+    );
+    assert!(
+        annotations["validate.driftwatch.io/review"].is_string(),
+        "the review's uid, for the handoff: {denial:#}"
+    );
     Ok(())
 }
 
@@ -311,6 +384,54 @@ fn break_glass(cluster: &Cluster, svc: &Service) -> Result<()> {
                 .contains("annotation driftwatch.io/break-glass until")
     })?;
     assert_eq!(alice["severity"], "high");
+    Ok(())
+}
+
+/// Namespace `legacy` is audited at `Metadata`: its events carry no
+/// bodies, yet alice's patch of the Argo CD-managed Deployment there is
+/// reported with its field change and its manager, from the review the
+/// webhook saw of the same request (`changes_source: admission`).
+fn metadata_only_changes_come_from_the_review(cluster: &Cluster, svc: &Service) -> Result<()> {
+    let mut d = git_deployment("nginx:1.27");
+    d["metadata"]["namespace"] = json!("legacy");
+    d["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"] =
+        json!("legacy:apps/Deployment:legacy/api");
+    let (code, answer) = cluster.request(
+        "argocd",
+        ARGOCD_UA,
+        Method::PATCH,
+        "/apis/apps/v1/namespaces/legacy/deployments/api?fieldManager=argocd-controller&force=true",
+        "application/apply-patch+yaml",
+        &d,
+    )?;
+    ensure!(code == 201, "legacy apply: {code} {answer}");
+    let run = kubectl_run(
+        cluster,
+        "alice",
+        &[
+            "patch",
+            "deploy/api",
+            "-n",
+            "legacy",
+            "-p",
+            r#"{"spec":{"replicas":5}}"#,
+        ],
+    )?;
+    ensure!(run.code == 0, "audit mode denied: {}", run.stderr);
+    let f = finding(svc, "alice's patch in legacy", |f| {
+        f["actor"]["username"] == "alice" && f["resource"]["namespace"] == "legacy"
+    })?;
+    assert_eq!(f["type"], "out_of_band_change", "{f:#}");
+    assert_eq!(f["changes_source"], "admission", "{f:#}");
+    assert_eq!(
+        f["changes"],
+        json!([{"path": "spec.replicas", "old": 2, "new": 5}]),
+        "{f:#}"
+    );
+    assert_eq!(f["managed_by"]["tool"], "argocd", "{f:#}");
+    assert_eq!(f["severity"], "high", "managed objects rank high: {f:#}");
+    let joined = cluster_metric(svc, "driftwatch_admission_handoffs_total", "joined")?;
+    assert!(joined >= 1.0, "handoffs joined: {joined}");
     Ok(())
 }
 

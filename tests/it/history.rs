@@ -2003,7 +2003,7 @@ async fn every_documented_operation_is_served_and_nothing_else() -> Result<()> {
             operations += 1;
         }
     }
-    assert_eq!(operations, 11);
+    assert_eq!(operations, 14);
     let unknown = client.get(svc.url("/api/v1/nothing")).send().await?;
     assert_eq!(unknown.status().as_u16(), 404);
     let text = unknown.text().await?;

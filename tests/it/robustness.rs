@@ -1626,12 +1626,13 @@ fn generators_reach_the_interesting_paths() {
         "{stats:?}"
     );
     assert!(stats.deduplicated() > 20, "{stats:?}");
-    // The synthetic stream has no pipeline delivering dangerous content:
-    // risky_pipeline_change has its own scenario tests.
+    // The synthetic stream has no pipeline delivering dangerous content and
+    // no admission webhook's annotations: risky_pipeline_change has its own
+    // scenario tests, denied_change the admission tests.
     assert!(
         FindingType::ALL
             .iter()
-            .filter(|t| **t != FindingType::RiskyPipelineChange)
+            .filter(|t| ![FindingType::RiskyPipelineChange, FindingType::DeniedChange].contains(t))
             .all(|t| stats.findings_of(*t) > 0),
         "every finding type: {stats:?}"
     );

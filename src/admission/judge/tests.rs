@@ -191,3 +191,28 @@ fn break_glass_values_are_bounded() {
             .contains("RFC 3339")
     );
 }
+
+#[test]
+fn a_denial_names_the_pipeline_object_and_its_source_when_the_inventories_know_them() {
+    let mut m = ManagedBy::new("argocd", Some("shop".into()));
+    assert_eq!(
+        where_to_change(&m),
+        "argocd (shop): change it in Git and let Argo CD sync it"
+    );
+    m.pipeline = Some(crate::model::PipelineObject {
+        kind: "Application".into(),
+        namespace: "argocd".into(),
+        name: "shop".into(),
+        via: crate::model::PipelineVia::Inventory,
+        source: Some(crate::model::PipelineSource {
+            repo_url: Some("https://git.example.com/shop.git".into()),
+            path: Some("apps/shop".into()),
+            target_revision: Some("main".into()),
+            ..Default::default()
+        }),
+    });
+    assert_eq!(
+        where_to_change(&m),
+        "argocd Application argocd/shop: change it in https://git.example.com/shop.git, path apps/shop, revision main"
+    );
+}
