@@ -26,13 +26,22 @@ fn main() -> Result<()> {
     let mut batches = 200usize;
     let mut batch_size = 100usize;
     let mut broker = "127.0.0.1:19092".to_owned();
+    let mut properties = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--batches" => batches = args.next().context("--batches N")?.parse()?,
             "--batch-size" => batch_size = args.next().context("--batch-size N")?.parse()?,
             "--broker" => broker = args.next().context("--broker ADDR")?,
-            other => bail!("unknown flag {other}; flags: --batches N --broker 127.0.0.1:PORT"),
+            "--property" => {
+                let kv = args.next().context("--property KEY=VALUE")?;
+                let (k, v) = kv.split_once('=').context("--property KEY=VALUE")?;
+                properties.push(format!("      {k}: \"{v}\"\n"));
+            }
+            other => bail!(
+                "unknown flag {other}; flags: --batches N --batch-size N --broker 127.0.0.1:PORT \
+                 --property KEY=VALUE (the consumer's, repeatable)"
+            ),
         }
     }
     if !broker.starts_with("127.") {
@@ -81,8 +90,13 @@ fn main() -> Result<()> {
     std::fs::write(
         &config,
         format!(
-            "{}\nsinks:\n  stdout:\n    enabled: false\nsources:\n  kafka:\n    brokers: \"{broker}\"\n    topics: [\"{topic}\"]\n    group_id: \"tp-{topic}\"\n",
-            synth::POLICY_YAML
+            "{}\nsinks:\n  stdout:\n    enabled: false\nsources:\n  kafka:\n    brokers: \"{broker}\"\n    topics: [\"{topic}\"]\n    group_id: \"tp-{topic}\"\n{extra}",
+            synth::POLICY_YAML,
+            extra = if properties.is_empty() {
+                String::new()
+            } else {
+                format!("    properties:\n{}", properties.concat())
+            }
         ),
     )?;
     let started = Instant::now();
