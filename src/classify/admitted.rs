@@ -27,8 +27,13 @@ pub struct Reviewed {
 
 /// `None`: no review of driftwatch's annotated the event.
 pub fn reviewed(annotations: Option<&RawValue>) -> Option<Reviewed> {
-    let map: std::collections::BTreeMap<&str, String> =
-        serde_json::from_str(annotations?.get()).ok()?;
+    let text = annotations?.get();
+    // Every write carries the authorizer's annotations: parse only where
+    // driftwatch's webhook left some.
+    if !text.contains("driftwatch") {
+        return None;
+    }
+    let map: std::collections::BTreeMap<&str, String> = serde_json::from_str(text).ok()?;
     let find = |key: &str| {
         map.iter()
             .find(|(k, _)| {
