@@ -60,11 +60,12 @@ impl Handoff {
         Handoff::default()
     }
 
-    /// Keeps `admitted` for the audit event of review `uid`.
-    pub fn put(&self, uid: &str, admitted: Admitted) {
+    /// Keeps `admitted` for the audit event of review `uid`; whether it
+    /// was kept (nothing worth handing over, or too large, is not).
+    pub fn put(&self, uid: &str, admitted: Admitted) -> bool {
         let bytes = weight(&admitted);
         if bytes > MAX_ENTRY_BYTES || admitted.changes.is_empty() && admitted.managed_by.is_none() {
-            return;
+            return false;
         }
         let mut inner = self.lock();
         let now = Instant::now();
@@ -93,6 +94,7 @@ impl Handoff {
         if dropped > 0 {
             AdmissionHandoff { outcome: "evicted" }.count(dropped);
         }
+        true
     }
 
     /// The review's changes for the audit event of `cluster`'s request on
@@ -219,7 +221,7 @@ mod tests {
         assert!(h.lock().bytes <= MAX_BYTES);
         assert!(h.take("b39", "prod", &object("api")).is_some());
         let huge = "v".repeat(MAX_ENTRY_BYTES + 1);
-        h.put("huge", admitted("api", &huge));
+        assert!(!h.put("huge", admitted("api", &huge)));
         assert!(h.take("huge", "prod", &object("api")).is_none());
     }
 }

@@ -78,11 +78,29 @@ async fn validate(state: AdmissionState, cluster: String, request: Request) -> R
             "admission is not enabled: set admission.enabled: true".to_owned(),
         );
     };
-    let bytes = match body::read(request, &state.body).await {
-        Ok(received) => received.bytes,
+    // Held, and counted against the body budget, until answered.
+    let received = match body::read(request, &state.body).await {
+        Ok(received) => received,
         Err(e) => return refused(e.status(), e.to_string()),
     };
-    let answered = answer(judge, &state.handoff, &cluster, &bytes);
+    // Diffing two large objects is CPU work: off the runtime's workers,
+    // which serve the audit webhook too.
+    let (judge, handoff) = (Arc::clone(judge), Arc::clone(&state.handoff));
+    let judged = tokio::task::spawn_blocking(move || {
+        let answered = answer(&judge, &handoff, &cluster, &received.bytes);
+        drop(received);
+        answered
+    })
+    .await;
+    let answered = match judged {
+        Ok(answered) => answered,
+        Err(e) => {
+            return refused(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the review could not be judged: {e}"),
+            );
+        }
+    };
     let seconds = started.elapsed().as_secs_f64();
     match answered {
         Ok((answer, d, object, user)) => {
@@ -132,11 +150,11 @@ fn answer(
         .ok_or_else(|| "the AdmissionReview has no request".to_owned())?;
     let mut d = judge.judge(cluster, &req, jiff::Timestamp::now());
     // A dry run leaves no audit event to join: nothing is kept.
-    let handing = d.handoff.take().filter(|_| !req.dry_run);
-    let handed = handing.is_some();
-    if let Some(admitted) = handing {
-        handoff.put(&req.uid, admitted);
-    }
+    let handed = d
+        .handoff
+        .take()
+        .filter(|_| !req.dry_run)
+        .is_some_and(|admitted| handoff.put(&req.uid, admitted));
     let object = format!("{}/{}/{}", req.resource.resource, req.namespace, req.name);
     let user = username(&req);
     Ok((

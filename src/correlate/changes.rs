@@ -208,11 +208,15 @@ fn diff_into<'v>(
             }
         }
         (Value::Array(a), Value::Array(b)) if a.iter().chain(b).all(|i| merge_key(i).is_some()) => {
+            let (in_a, in_b) = (Keyed::new(a), Keyed::new(b));
             for item in a {
                 let Some(name) = merge_key(item) else {
                     continue;
                 };
-                let other = b.iter().find(|i| merge_key(i) == Some(name));
+                if out.len() >= MAX_CHANGES {
+                    return;
+                }
+                let other = in_b.get(name);
                 path.push(Seg::Named(name));
                 diff_into(item, other.unwrap_or(&Value::Null), path, secret, out);
                 path.pop();
@@ -221,7 +225,10 @@ fn diff_into<'v>(
                 let Some(name) = merge_key(item) else {
                     continue;
                 };
-                if !a.iter().any(|i| merge_key(i) == Some(name)) {
+                if out.len() >= MAX_CHANGES {
+                    return;
+                }
+                if in_a.get(name).is_none() {
                     path.push(Seg::Named(name));
                     diff_into(&Value::Null, item, path, secret, out);
                     path.pop();
@@ -297,6 +304,39 @@ fn is_merge_key_field(key: &str) -> bool {
 }
 
 /// Strategic merge lists of objects are keyed, most often by `name`.
+/// A keyed list's items by merge key, the first of each name as a scan
+/// finds it: a scan for the short lists of real objects, a map past that,
+/// so that two lists of 100,000 entries cost two passes, not 10^10 looks.
+enum Keyed<'v> {
+    Scan(&'v [Value]),
+    Map(foldhash::HashMap<&'v str, &'v Value>),
+}
+
+impl<'v> Keyed<'v> {
+    const SCAN_MAX: usize = 32;
+
+    fn new(items: &'v [Value]) -> Keyed<'v> {
+        if items.len() <= Self::SCAN_MAX {
+            return Keyed::Scan(items);
+        }
+        let mut map = foldhash::HashMap::default();
+        map.reserve(items.len());
+        for item in items {
+            if let Some(key) = merge_key(item) {
+                map.entry(key).or_insert(item);
+            }
+        }
+        Keyed::Map(map)
+    }
+
+    fn get(&self, name: &str) -> Option<&'v Value> {
+        match self {
+            Keyed::Scan(items) => items.iter().find(|i| merge_key(i) == Some(name)),
+            Keyed::Map(map) => map.get(name).copied(),
+        }
+    }
+}
+
 fn merge_key(item: &Value) -> Option<&str> {
     let map = item.as_object()?;
     ["name", "mountPath", "devicePath", "ip", "type"]
@@ -471,6 +511,57 @@ mod tests {
         assert_eq!(value_at(&new, "spec.ports[5]"), Lookup::Absent);
         assert_eq!(value_at(&new, "spec.ports[-]"), Lookup::Unknown);
         assert_eq!(value_at(&new, "spec..x"), Lookup::Unknown);
+    }
+
+    /// Long keyed lists are matched by name through a map: the same
+    /// changes as the scan of short ones (first of a duplicated name wins),
+    /// in linear time.
+    #[test]
+    fn long_keyed_lists_give_the_changes_short_ones_do() {
+        let env = |n: usize, changed: Option<usize>| {
+            let items: Vec<Value> = (0..n)
+                .map(|i| {
+                    let v = if Some(i) == changed { "new" } else { "old" };
+                    serde_json::json!({"name": format!("V{i}"), "value": v})
+                })
+                .collect();
+            serde_json::json!({"env": items})
+        };
+        for n in [3, 100_000] {
+            let mut new = env(n, Some(1));
+            new["env"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"name": "V0", "value": "dup"}));
+            new["env"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({"name": "ADDED", "value": "a"}));
+            let got: Vec<(String, Value)> = diff("deployments", &env(n, None), &new)
+                .into_iter()
+                .map(|c| (c.path, c.new))
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    ("env[name=V1].value".to_owned(), Value::from("new")),
+                    (
+                        "env[name=ADDED]".to_owned(),
+                        serde_json::json!({"name": "ADDED", "value": "a"})
+                    ),
+                ],
+                "{n} entries"
+            );
+        }
+        let all_new: Vec<Value> = (0..100_000)
+            .map(|i| serde_json::json!({"name": format!("V{i}"), "value": i}))
+            .collect();
+        let changes = diff(
+            "deployments",
+            &env(100_000, None),
+            &serde_json::json!({"env": all_new}),
+        );
+        assert_eq!(changes.len(), MAX_CHANGES);
     }
 
     fn changes(verb: &str, resource: &str, body: &str) -> Vec<(String, Value)> {

@@ -58,7 +58,11 @@ pub struct Guard {
 
 impl Guard {
     fn wire_cap(&self, path: &str) -> usize {
-        if path.starts_with(crate::app::routes::WEBHOOK) {
+        // An AdmissionReview carries the old and new objects (an etcd
+        // object is up to 1.5 MiB): as large as an audit batch may be.
+        if path.starts_with(crate::app::routes::WEBHOOK)
+            || path.starts_with(crate::app::routes::ADMISSION)
+        {
             self.max_body_bytes
         } else {
             API_MAX_BODY_BYTES

@@ -544,3 +544,112 @@ fn stopped_driftwatch_lets_writes_through(cluster: Cluster, svc: Service) -> Res
     assert!(gap >= 1.0);
     Ok(())
 }
+
+const PLAIN: &str = r#"
+pipelines:
+  - name: argocd
+    users: ["system:serviceaccount:argocd:argocd-application-controller"]
+    user_agents: ["^argocd-application-controller/"]
+admission:
+  enabled: true
+  mode: enforce
+"#;
+
+fn managed_deployment(env: usize, value: &str) -> Value {
+    let env: Vec<Value> = (0..env)
+        .map(|i| json!({"name": format!("V{i}"), "value": format!("{value}-{i}")}))
+        .collect();
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "api", "namespace": "shop",
+                     "annotations": {"argocd.argoproj.io/tracking-id": "shop:apps/Deployment:shop/api"}},
+        "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx", "env": env}]}}},
+    })
+}
+
+fn review(uid: &str, old: &Value, new: &Value) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "name": "api", "namespace": "shop", "operation": "UPDATE",
+            "userInfo": {"username": "alice", "groups": ["devs"]},
+            "object": new, "oldObject": old, "dryRun": false,
+            "options": {"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "kubectl-edit"},
+        },
+    })
+}
+
+/// What is not a v1 AdmissionReview gets a 400 that says what to fix; with
+/// `admission` off the route says how to turn it on; a 9 MB review is
+/// judged (off the runtime's workers) and answered for its uid, and its
+/// 5 MB change is not kept for the audit event (past the handoff's bound
+/// for one review).
+#[tokio::test]
+async fn bad_reviews_are_refused_with_the_fix_and_large_ones_are_judged() -> Result<()> {
+    use crate::common::{post_bytes, post_json};
+    let off = Service::start(None)?;
+    let answer = post_json(&off, "/admission/validate", &json!({})).await?;
+    assert_eq!(answer.status, 503, "{}", answer.json);
+    assert!(
+        answer.json["error"]
+            .to_string()
+            .contains("admission.enabled: true")
+    );
+
+    let svc = Service::start(Some(PLAIN))?;
+    let answer = post_bytes(&svc, "/admission/validate", b"{not json".to_vec(), &[]).await?;
+    assert_eq!(answer.status, 400);
+    assert!(
+        answer.json["error"]
+            .to_string()
+            .contains("not an AdmissionReview")
+    );
+    let mut old_version = review("u-1", &json!({}), &json!({}));
+    old_version["apiVersion"] = json!("admission.k8s.io/v1beta1");
+    let answer = post_json(&svc, "/admission/validate", &old_version).await?;
+    assert_eq!(answer.status, 400);
+    assert!(
+        answer.json["error"]
+            .to_string()
+            .contains("admissionReviewVersions: [v1]"),
+        "{}",
+        answer.json
+    );
+
+    // 60,000 list entries to diff, one of them a 5 MB value.
+    let old = managed_deployment(60_000, "a");
+    let mut new = old.clone();
+    new["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"] =
+        json!("x".repeat(5 << 20));
+    let big = review("u-big", &old, &new);
+    assert!(serde_json::to_vec(&big)?.len() > 8 << 20);
+    let answer = post_json(&svc, "/admission/validate", &big).await?;
+    assert_eq!(answer.status, 200, "{}", answer.json);
+    let response = &answer.json["response"];
+    assert_eq!(response["uid"], "u-big");
+    assert_eq!(response["allowed"], false, "{response}");
+    assert!(
+        response["status"]["message"]
+            .to_string()
+            .contains("is managed by argocd"),
+        "{response}"
+    );
+    assert!(
+        response["auditAnnotations"]["review"].is_null(),
+        "{response}"
+    );
+    let small = review(
+        "u-small",
+        &managed_deployment(3, "a"),
+        &managed_deployment(3, "b"),
+    );
+    let answer = post_json(&svc, "/admission/validate", &small).await?;
+    assert_eq!(
+        answer.json["response"]["auditAnnotations"]["review"],
+        "u-small"
+    );
+    Ok(())
+}
