@@ -446,6 +446,14 @@ fn recorded(svc: &Service) -> Result<()> {
             .to_string()
             .contains("rule out_of_band_change")
     );
+    // What alice tried to change, from the review of the denied request.
+    assert_eq!(edit["changes_source"], "admission", "{edit:#}");
+    assert_eq!(
+        edit["changes"],
+        json!([{"path": "spec.template.spec.containers[name=app].env", "old": null,
+                "new": [{"name": "DEBUG", "value": "1"}]}]),
+        "{edit:#}"
+    );
     finding(svc, "argocd's denied annotate", |f| {
         f["type"] == "denied_change"
             && f["reasons"]
