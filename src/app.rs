@@ -170,9 +170,11 @@ impl Server {
                 shutdown.clone(),
             );
         }
+        let mut kafka_status = None;
         let kafka = match &config.kafka_source {
             Some(k) => {
                 let source = KafkaSource::new(k.clone(), handle.clone())?;
+                kafka_status = Some(source.status());
                 Some(tokio::spawn(source.run(shutdown.clone())))
             }
             None => None,
@@ -192,6 +194,7 @@ impl Server {
                 live,
                 admission,
                 handoff,
+                kafka: kafka_status,
             },
             metrics,
             webhook_auth,
@@ -318,6 +321,7 @@ struct ReadSide {
     live: Option<crate::context::Live>,
     admission: Option<Arc<crate::admission::Judge>>,
     handoff: Arc<crate::admission::Handoff>,
+    kafka: Option<crate::sources::kafka::KafkaStatus>,
 }
 
 /// Until shutdown: asks the engine to probe the store every
@@ -395,6 +399,7 @@ fn router(
         live,
         admission,
         handoff,
+        kafka,
     } = reads;
     let webhook_state = WebhookState {
         engine: engine.clone(),
@@ -418,6 +423,7 @@ fn router(
         metrics,
         engine,
         store: history.map(|h| h.health),
+        kafka,
         shutdown,
     };
     let admission_state = crate::admission::AdmissionState {

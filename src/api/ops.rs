@@ -14,6 +14,8 @@ pub struct OpsState {
     pub engine: engine::Handle,
     /// The history store's health; `None` when history is disabled.
     pub store: Option<crate::store::Health>,
+    /// What the Kafka source's consumer owns; `None` without one.
+    pub kafka: Option<crate::sources::kafka::KafkaStatus>,
     pub shutdown: CancellationToken,
 }
 
@@ -53,5 +55,33 @@ pub async fn readyz(State(state): State<OpsState>) -> Response {
         )
             .into_response();
     }
-    (StatusCode::OK, "ready\n").into_response()
+    let mut text = "ready\n".to_owned();
+    if let Some(kafka) = &state.kafka {
+        text.push_str(&kafka_line(&kafka.partitions()));
+    }
+    (StatusCode::OK, text).into_response()
+}
+
+/// Partitions listed on `/readyz`; the rest are counted.
+const LISTED_PARTITIONS: usize = 64;
+
+/// `kafka: 3 partitions, lag 12: audit/0 lag 0, audit/1 lag 12, audit/2 lag ?`
+fn kafka_line(partitions: &[crate::sources::kafka::PartitionLag]) -> String {
+    let lag: i64 = partitions.iter().filter_map(|p| p.lag).sum();
+    let mut listed: Vec<String> = partitions
+        .iter()
+        .take(LISTED_PARTITIONS)
+        .map(|p| {
+            let lag = p.lag.map_or_else(|| "?".to_owned(), |l| l.to_string());
+            format!("{}/{} lag {lag}", p.topic, p.partition)
+        })
+        .collect();
+    if partitions.len() > LISTED_PARTITIONS {
+        listed.push(format!("{} more", partitions.len() - LISTED_PARTITIONS));
+    }
+    format!(
+        "kafka: {} partitions, lag {lag}: {}\n",
+        partitions.len(),
+        listed.join(", ")
+    )
 }

@@ -42,8 +42,34 @@ pub enum KafkaSourceError {
     Producer(rdkafka::error::KafkaError),
 }
 
+/// What this replica's consumer owns, for `/readyz`: each assigned
+/// partition and how far behind its high watermark the consumer is
+/// (`None` until it has a position there), refreshed with the lag.
+#[derive(Clone, Default)]
+pub struct KafkaStatus(Arc<std::sync::Mutex<Vec<PartitionLag>>>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    pub lag: Option<i64>,
+}
+
+impl KafkaStatus {
+    pub fn partitions(&self) -> Vec<PartitionLag> {
+        self.0.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    fn set(&self, partitions: Vec<PartitionLag>) {
+        if let Ok(mut p) = self.0.lock() {
+            *p = partitions;
+        }
+    }
+}
+
 pub struct KafkaSource {
     consumer: Arc<StreamConsumer>,
+    status: KafkaStatus,
     dead_letter: Option<(FutureProducer, String)>,
     config: KafkaSourceConfig,
     engine: engine::Handle,
@@ -105,7 +131,13 @@ impl KafkaSource {
             dead_letter,
             config,
             engine,
+            status: KafkaStatus::default(),
         })
+    }
+
+    /// The partitions this consumer owns and their lag, as they change.
+    pub fn status(&self) -> KafkaStatus {
+        self.status.clone()
     }
 
     /// Consumes until `shutdown`, then commits what was processed.
@@ -116,7 +148,11 @@ impl KafkaSource {
             group: &self.config.group_id,
         }
         .emit();
-        let lag = spawn_lag_monitor(Arc::clone(&self.consumer), shutdown.clone());
+        let lag = spawn_lag_monitor(
+            Arc::clone(&self.consumer),
+            self.status.clone(),
+            shutdown.clone(),
+        );
         loop {
             let first = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -364,41 +400,53 @@ fn undecodable(r: &Received, outcome: &Result<Accepted, IngestError>) -> Option<
     }
 }
 
-/// Exports consumer lag: for each assigned partition, the high watermark
-/// minus the consumer's position.
+/// Exports consumer lag (for each assigned partition, the high watermark
+/// minus the consumer's position) and the partitions owned.
 fn spawn_lag_monitor(
     consumer: Arc<StreamConsumer>,
+    status: KafkaStatus,
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
             let c = Arc::clone(&consumer);
-            let lag = tokio::task::spawn_blocking(move || {
-                let position = c.position().ok()?;
-                let mut lag = 0i64;
-                for el in position.elements() {
-                    let (_, high) = c
-                        .fetch_watermarks(el.topic(), el.partition(), Duration::from_secs(2))
-                        .ok()?;
-                    if let Some(pos) = el.offset().to_raw()
-                        && pos >= 0
-                    {
-                        lag += (high - pos).max(0);
-                    }
-                }
-                Some(lag)
-            })
-            .await;
-            if let Ok(Some(lag)) = lag {
-                KafkaLag { messages: lag }.emit();
+            let Ok(Some(partitions)) = tokio::task::spawn_blocking(move || lags(&c)).await else {
+                continue;
+            };
+            KafkaLag {
+                messages: partitions.iter().filter_map(|p| p.lag).sum(),
+                partitions: partitions.len(),
             }
+            .emit();
+            status.set(partitions);
         }
     })
+}
+
+/// Each assigned partition's lag; `None` when the assignment cannot be read.
+fn lags(c: &StreamConsumer) -> Option<Vec<PartitionLag>> {
+    let position = c.position().ok()?;
+    let mut out = Vec::new();
+    for el in position.elements() {
+        let lag = match el.offset().to_raw() {
+            Some(pos) if pos >= 0 => c
+                .fetch_watermarks(el.topic(), el.partition(), Duration::from_secs(2))
+                .ok()
+                .map(|(_, high)| (high - pos).max(0)),
+            _ => None,
+        };
+        out.push(PartitionLag {
+            topic: el.topic().to_owned(),
+            partition: el.partition(),
+            lag,
+        });
+    }
+    Some(out)
 }
 
 #[cfg(test)]

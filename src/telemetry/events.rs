@@ -545,11 +545,13 @@ impl Emit for KafkaMessage<'_> {
 
 pub struct KafkaLag {
     pub messages: i64,
+    pub partitions: usize,
 }
 
 impl Emit for KafkaLag {
     fn emit(self) {
         gauge!(m::KAFKA_CONSUMER_LAG).set(self.messages as f64);
+        gauge!(m::KAFKA_PARTITIONS_ASSIGNED).set(self.partitions as f64);
     }
 }
 

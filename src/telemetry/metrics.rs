@@ -26,6 +26,7 @@ pub const DRIFT_RECONCILE_SECONDS: &str = "driftwatch_drift_reconcile_seconds";
 pub const RETENTION_DELETED: &str = "driftwatch_retention_deleted_rows_total";
 pub const KAFKA_MESSAGES: &str = "driftwatch_kafka_messages_total";
 pub const KAFKA_CONSUMER_LAG: &str = "driftwatch_kafka_consumer_lag_messages";
+pub const KAFKA_PARTITIONS_ASSIGNED: &str = "driftwatch_kafka_partitions_assigned";
 pub const KAFKA_DELIVERY_ERRORS: &str = "driftwatch_kafka_delivery_errors_total";
 pub const KAFKA_ERRORS: &str = "driftwatch_kafka_errors_total";
 pub const AUTH_REFUSED: &str = "driftwatch_auth_refused_total";
@@ -239,6 +240,11 @@ pub fn describe() {
         KAFKA_CONSUMER_LAG,
         Unit::Count,
         "Messages between the consumer's position and the end of its assigned partitions."
+    );
+    describe_gauge!(
+        KAFKA_PARTITIONS_ASSIGNED,
+        Unit::Count,
+        "Partitions of the source topics this replica's consumer owns."
     );
     describe_counter!(
         KAFKA_DELIVERY_ERRORS,

@@ -274,8 +274,25 @@ fn kafka_source_to_kafka_findings_with_dead_letters() -> Result<()> {
         Some(&source)
     );
 
+    // Readiness names the partitions this replica owns and their lag:
+    // everything consumed, so 0 on each.
+    let ready = common::wait_until(
+        Duration::from_secs(30),
+        || format!("/readyz to list {source}'s 3 partitions at lag 0"),
+        || {
+            let text = common::blocking_get(&svc.url("/readyz")).ok()?;
+            text.contains("kafka: 3 partitions, lag 0:").then_some(text)
+        },
+    )?;
+    for p in 0..3 {
+        assert!(ready.contains(&format!("{source}/{p} lag 0")), "{ready}");
+    }
     // The same findings went to stdout too, and the metrics count the poison.
     let metrics = common::blocking_get(&svc.url("/metrics"))?;
+    assert!(
+        metrics.contains("driftwatch_kafka_partitions_assigned 3"),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("driftwatch_kafka_messages_total{result=\"dead_lettered\"} 1"),
         "{metrics}"
