@@ -190,11 +190,20 @@ impl KafkaSource {
         }
         lag.abort();
         let committed = self.consumer.commit_consumer_state(CommitMode::Sync);
+        // Nothing consumed since the last commit is not a failure.
+        let nothing = matches!(
+            &committed,
+            Err(rdkafka::error::KafkaError::ConsumerCommit(
+                rdkafka::types::RDKafkaErrorCode::NoOffset
+            ))
+        );
         KafkaOffsetsCommitted {
             error: committed
                 .as_ref()
                 .err()
+                .filter(|_| !nothing)
                 .map(|e| e as &dyn std::error::Error),
+            nothing,
         }
         .emit();
     }

@@ -586,13 +586,15 @@ impl Emit for KafkaConsuming<'_> {
 
 pub struct KafkaOffsetsCommitted<'a> {
     pub error: Option<&'a dyn std::error::Error>,
+    /// No offset was stored since the last commit: nothing to commit.
+    pub nothing: bool,
 }
 
 impl Emit for KafkaOffsetsCommitted<'_> {
     fn emit(self) {
         match self.error {
+            None if self.nothing => info!("No Kafka offsets to commit."),
             None => info!("Committed Kafka offsets."),
-            // Nothing consumed yet is not a failure.
             Some(error) => warn!(%error, "Final Kafka offset commit did not complete."),
         }
     }
