@@ -15,8 +15,6 @@
 //! baseline, in the same run at the same rate on the same client, is `GET
 //! /healthz`: what TLS, HTTP and the listener cost without judging.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -65,10 +63,10 @@ fn main() -> Result<()> {
             dir = work.path().display()
         ),
     )?;
-    let (mut child, base) = start_serve(
+    let (mut child, base) = driftwatch_testkit::serve::start(
         &root.join("target/release/driftwatch"),
         &config,
-        work.path(),
+        &work.path().join("data"),
     )?;
     let outcome = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -92,41 +90,6 @@ fn certificates(dir: &std::path::Path) -> Result<Vec<u8>> {
     std::fs::write(dir.join("tls.crt"), cert.pem())?;
     std::fs::write(dir.join("tls.key"), key.serialize_pem())?;
     Ok(ca.pem().into_bytes())
-}
-
-/// Starts `serve`; its stderr is drained on a thread so that its logs
-/// (one line per denial, rate limited) never block it.
-fn start_serve(
-    bin: &std::path::Path,
-    config: &std::path::Path,
-    dir: &std::path::Path,
-) -> Result<(Child, String)> {
-    let mut child = Command::new(bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("{}: build it with cargo build --release", bin.display()))?;
-    let stderr = child.stderr.take().context("stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("https://").nth(1)
-                && let Some(addr) = rest.split("/audit/webhook").next()
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(format!("https://{addr}"));
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(30))
-        .context("the service did not print its address")?;
-    Ok((child, base))
 }
 
 fn deployment(name: &str, image: &str, replicas: u64) -> Value {

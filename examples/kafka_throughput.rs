@@ -13,7 +13,6 @@
 //! `/metrics`); then times `driftwatch replay --data-dir` over the same
 //! bodies. Both run the same policy and write history.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -100,32 +99,8 @@ fn main() -> Result<()> {
         ),
     )?;
     let started = Instant::now();
-    let mut child = Command::new(&bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(work.path().join("kafka-data"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    // Drained to the end on a thread: a pipe left unread (or closed) would
-    // stall or fail the service's logging, not measure it.
-    let stderr = child.stderr.take().context("stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("http://").nth(1)
-                && let Some(addr) = rest.split("/audit/webhook").next()
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(format!("http://{addr}"));
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(30))
-        .context("service address")?;
+    let (mut child, base) =
+        driftwatch_testkit::serve::start(&bin, &config, &work.path().join("kafka-data"))?;
     let deadline = Instant::now() + Duration::from_secs(600);
     // Start-up and the consumer group join are timed apart from the stream.
     let mut first: Option<(Instant, f64)> = None;

@@ -19,8 +19,6 @@
 //! held in memory in full until they are reconciled, so they are kept
 //! realistic here (see the README).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -158,50 +156,15 @@ fn main() -> Result<()> {
             synth::POLICY_YAML
         ),
     )?;
-    let (mut child, base) = start_serve(
+    let (mut child, base) = driftwatch_testkit::serve::start(
         &root.join("target/release/driftwatch"),
         &config,
-        work.path(),
+        &work.path().join("data"),
     )?;
     let outcome = run(&args, &base, child.id());
     let _ = child.kill();
     let _ = child.wait();
     outcome
-}
-
-/// Starts `serve` and returns it with its base URL; its stderr is drained
-/// on a thread so that its logs never block it.
-fn start_serve(
-    bin: &std::path::Path,
-    config: &std::path::Path,
-    dir: &std::path::Path,
-) -> Result<(Child, String)> {
-    let mut child = Command::new(bin)
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(config)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("{}: build it with cargo build --release", bin.display()))?;
-    let stderr = child.stderr.take().context("stderr")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("http://").nth(1)
-                && let Some(addr) = rest.split("/audit/webhook").next()
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(format!("http://{addr}"));
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(30))
-        .context("the service did not print its address")?;
-    Ok((child, base))
 }
 
 fn run(args: &Args, base: &str, pid: u32) -> Result<()> {

@@ -12,6 +12,7 @@
 //!   API server's audit backends do.
 //! - [`ocsf`]: OCSF documents checked against the shipped schema subset.
 //! - [`rng`]: seeded, portable randomness.
+//! - [`serve`]: `driftwatch serve` as a child process, its logs drained.
 //! - [`time`]: audit timestamps (RFC 3339 in UTC with microseconds).
 //!
 //! It generates bytes and drives the `driftwatch` binary over HTTP; it does
@@ -25,6 +26,7 @@ pub mod crash;
 pub mod gojson;
 pub mod ocsf;
 pub mod rng;
+pub mod serve;
 pub mod synth;
 pub mod time;
 
