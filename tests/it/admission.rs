@@ -82,6 +82,36 @@ fn metadata_for_legacy(dir: &std::path::Path) -> Result<String> {
     Ok(path.display().to_string())
 }
 
+/// The pipeline's server-side apply of Deployment `NS/NAME`.
+fn argocd_apply_in(cluster: &Cluster, ns: &str, name: &str, body: &Value) -> Result<u16> {
+    let (code, answer) = cluster.request(
+        "argocd",
+        ARGOCD_UA,
+        Method::PATCH,
+        &format!(
+            "/apis/apps/v1/namespaces/{ns}/deployments/{name}?fieldManager=argocd-controller&force=true"
+        ),
+        "application/apply-patch+yaml",
+        body,
+    )?;
+    ensure!(
+        matches!(code, 200 | 201),
+        "apply of {ns}/{name}: {code} {answer}"
+    );
+    Ok(code)
+}
+
+/// `kubectl patch deploy/NAME -n NS -p PATCH` as `user`.
+fn kubectl_patch(
+    cluster: &Cluster,
+    user: &str,
+    (ns, name): (&str, &str),
+    patch: &str,
+) -> Result<crate::common::Run> {
+    let deploy = format!("deploy/{name}");
+    kubectl_run(cluster, user, &["patch", &deploy, "-n", ns, "-p", patch])
+}
+
 fn kubectl_run(cluster: &Cluster, user: &str, args: &[&str]) -> Result<crate::common::Run> {
     cluster.kubectl_with(user, args, None, &[])
 }
@@ -265,26 +295,15 @@ fn pipeline_token_through_kubectl(cluster: &Cluster) -> Result<()> {
 }
 
 fn warned_in_sandbox(cluster: &Cluster) -> Result<()> {
-    let (code, answer) = cluster.request(
-        "argocd",
-        ARGOCD_UA,
-        Method::PATCH,
-        "/apis/apps/v1/namespaces/sandbox/deployments/web?fieldManager=argocd-controller&force=true",
-        "application/apply-patch+yaml",
-        &sandbox_deployment(),
-    )?;
-    ensure!(code == 201, "sandbox apply: {code} {answer}");
-    let run = kubectl_run(
+    assert_eq!(
+        argocd_apply_in(cluster, "sandbox", "web", &sandbox_deployment())?,
+        201
+    );
+    let run = kubectl_patch(
         cluster,
         "alice",
-        &[
-            "patch",
-            "deploy/web",
-            "-n",
-            "sandbox",
-            "-p",
-            r#"{"spec":{"replicas":3}}"#,
-        ],
+        ("sandbox", "web"),
+        r#"{"spec":{"replicas":3}}"#,
     )?;
     ensure!(run.code == 0, "warn mode denied: {}", run.stderr);
     assert!(
@@ -333,17 +352,11 @@ fn break_glass(cluster: &Cluster, svc: &Service) -> Result<()> {
         "break-glass annotation denied: {}",
         run.stderr
     );
-    let run = kubectl_run(
+    let run = kubectl_patch(
         cluster,
         "alice",
-        &[
-            "patch",
-            "deploy/api",
-            "-n",
-            "shop",
-            "-p",
-            r#"{"spec":{"replicas":1}}"#,
-        ],
+        ("shop", "api"),
+        r#"{"spec":{"replicas":1}}"#,
     )?;
     ensure!(
         run.code == 0,
@@ -396,26 +409,12 @@ fn metadata_only_changes_come_from_the_review(cluster: &Cluster, svc: &Service) 
     d["metadata"]["namespace"] = json!("legacy");
     d["metadata"]["annotations"]["argocd.argoproj.io/tracking-id"] =
         json!("legacy:apps/Deployment:legacy/api");
-    let (code, answer) = cluster.request(
-        "argocd",
-        ARGOCD_UA,
-        Method::PATCH,
-        "/apis/apps/v1/namespaces/legacy/deployments/api?fieldManager=argocd-controller&force=true",
-        "application/apply-patch+yaml",
-        &d,
-    )?;
-    ensure!(code == 201, "legacy apply: {code} {answer}");
-    let run = kubectl_run(
+    assert_eq!(argocd_apply_in(cluster, "legacy", "api", &d)?, 201);
+    let run = kubectl_patch(
         cluster,
         "alice",
-        &[
-            "patch",
-            "deploy/api",
-            "-n",
-            "legacy",
-            "-p",
-            r#"{"spec":{"replicas":5}}"#,
-        ],
+        ("legacy", "api"),
+        r#"{"spec":{"replicas":5}}"#,
     )?;
     ensure!(run.code == 0, "audit mode denied: {}", run.stderr);
     let f = finding(svc, "alice's patch in legacy", |f| {
@@ -433,15 +432,7 @@ fn metadata_only_changes_come_from_the_review(cluster: &Cluster, svc: &Service) 
     // The pipeline's next apply puts replicas back: its review's diff shows
     // it, so the drift closes although no event carried a body.
     let drift = f["drift"]["id"].as_str().unwrap_or_default().to_owned();
-    let (code, answer) = cluster.request(
-        "argocd",
-        ARGOCD_UA,
-        Method::PATCH,
-        "/apis/apps/v1/namespaces/legacy/deployments/api?fieldManager=argocd-controller&force=true",
-        "application/apply-patch+yaml",
-        &d,
-    )?;
-    ensure!(code == 200, "legacy re-apply: {code} {answer}");
+    assert_eq!(argocd_apply_in(cluster, "legacy", "api", &d)?, 200);
     let closed = wait_until(
         Duration::from_secs(60),
         || format!("drift {drift} reconciled at Metadata level"),
