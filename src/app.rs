@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::ops::{self, OpsState};
 use crate::api::query::{self, QueryState};
 use crate::config::Config;
+use crate::config::{HistoryBackend, PostgresUrl};
 use crate::engine::{self, Engine};
 use crate::http::body::BodyLimits;
 use crate::http::budget::Budget;
@@ -22,7 +23,9 @@ use crate::http::{Limits, auth, tls};
 use crate::sinks::{SinkError, Sinks};
 use crate::sources::kafka::{KafkaSource, KafkaSourceError};
 use crate::sources::webhook::{self, WebhookState};
-use crate::store::{Health, ReadPool, Store, StoreError};
+use crate::store::postgres::{PgConfig, PgStore};
+use crate::store::read::Readers;
+use crate::store::{Backend, Health, Store, StoreError};
 use crate::telemetry;
 use crate::telemetry::events::{Emit, Shutdown, ShutdownStage, StoreOpened};
 
@@ -78,6 +81,11 @@ pub enum AppError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("history.postgres.url_file {path}: {source}")]
+    PostgresUrl {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Kafka(#[from] KafkaSourceError),
     #[error("TLS: {0}")]
@@ -130,19 +138,20 @@ impl Server {
         };
         let sinks = Sinks::from_config(&config.sinks, &config.history.data_dir)?;
         let config = Arc::new(config);
-        let store = if config.history.enabled {
-            let mut store = Store::open(&config.history.data_dir)?;
-            store.set_durability(config.history.durability)?;
-            StoreOpened { path: store.path() }.emit();
-            Some(store)
-        } else {
-            None
-        };
-        let history = store.as_ref().map(|s| History {
-            readers: s.readers(),
-            health: s.health(),
-        });
-        let mut engine = Engine::new(Arc::clone(&config), store, sinks)?;
+        // The PostgreSQL client blocks on a runtime of its own.
+        let (history, mut engine) = tokio::task::block_in_place(|| {
+            let store = if config.history.enabled {
+                Some(open_history(&config.history)?)
+            } else {
+                None
+            };
+            let history = store.as_ref().map(|s| History {
+                readers: s.readers(),
+                health: s.health(),
+            });
+            let engine = Engine::with_backend(Arc::clone(&config), store, sinks)?;
+            Ok::<_, AppError>((history, engine))
+        })?;
         let mut live = None;
         let mut inventories = crate::context::Inventories::default();
         if let Some(kube) = &config.kubernetes {
@@ -309,8 +318,42 @@ fn security(config: &Config, shutdown: &CancellationToken) -> Result<Security, A
 /// The query side's view of the store.
 #[derive(Clone)]
 struct History {
-    readers: ReadPool,
+    readers: Readers,
     health: Health,
+}
+
+/// Opens the configured backend; a PostgreSQL URL in a file is read here.
+fn open_history(h: &crate::config::HistoryConfig) -> Result<Backend, AppError> {
+    match &h.backend {
+        HistoryBackend::Sqlite => {
+            let mut store = Store::open(&h.data_dir)?;
+            store.set_durability(h.durability)?;
+            StoreOpened {
+                at: &store.path().display(),
+                backend: "sqlite",
+            }
+            .emit();
+            Ok(Backend::Sqlite(store))
+        }
+        HistoryBackend::Postgres(pg) => {
+            let url = match &pg.url {
+                PostgresUrl::Inline(u) => u.clone(),
+                PostgresUrl::File(path) => std::fs::read_to_string(path)
+                    .map(|u| u.trim().to_owned())
+                    .map_err(|source| AppError::PostgresUrl {
+                        path: path.display().to_string(),
+                        source,
+                    })?,
+            };
+            let store = PgStore::open(&PgConfig { url, pool: pg.pool })?;
+            StoreOpened {
+                at: &store.describe(),
+                backend: "postgres",
+            }
+            .emit();
+            Ok(Backend::Postgres(store))
+        }
+    }
 }
 
 /// What the routes share besides the engine: the store, the clusters for a
@@ -344,6 +387,8 @@ fn spawn_store_watch(
                 _ = probe.tick() => engine.request_probe(),
                 _ = check.tick() => {
                     let History { readers, health } = history.clone();
+                    // A server checks its own pages.
+                    let Readers::Sqlite(readers) = readers else { continue };
                     let _ = tokio::task::spawn_blocking(move || {
                         crate::store::verify(&readers, &health);
                     })

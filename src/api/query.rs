@@ -17,13 +17,14 @@ use crate::context::live;
 use crate::engine::{self, AcceptOutcome, IngestError};
 use crate::http::auth::Principal;
 use crate::store::query::{self, Filter, QueryError};
+use crate::store::read::{self, Conn, Readers};
 use crate::store::view::Bounds;
-use crate::store::{Health, ProblemKind, ReadPool, StoreError};
+use crate::store::{Health, ProblemKind, StoreError};
 
 #[derive(Clone)]
 pub struct QueryState {
     /// `None` when history is disabled.
-    pub pool: Option<ReadPool>,
+    pub pool: Option<Readers>,
     /// Damage a query finds is reported here: the writer stops committing
     /// to a damaged file.
     pub health: Option<Health>,
@@ -102,7 +103,7 @@ impl IntoResponse for Failure {
 async fn read<T, F>(state: &QueryState, f: F) -> Result<T, Failure>
 where
     T: Send + 'static,
-    F: FnOnce(&rusqlite::Connection) -> Result<T, QueryError> + Send + 'static,
+    F: FnOnce(&mut Conn) -> Result<T, QueryError> + Send + 'static,
 {
     let pool = state.pool.clone().ok_or(Failure::Disabled)?;
     let health = state.health.clone();
@@ -113,12 +114,12 @@ where
     tokio::task::spawn_blocking(move || {
         // Held until the answer is built, serialization included.
         let _permit = permit;
-        let conn = pool.get().map_err(Failure::Store)?;
-        f(&conn).map_err(|e| {
-            if let (QueryError::Sqlite(source), Some(health)) = (&e, &health)
+        let mut conn = pool.get().map_err(Failure::Store)?;
+        f(&mut conn).map_err(|e| {
+            if let (QueryError::Sqlite(source), Some(health), Some(path)) =
+                (&e, &health, pool.sqlite_file())
                 && crate::store::is_corruption(source)
             {
-                let path = pool.dir().join(crate::store::DB_FILE);
                 health.set(
                     ProblemKind::Corrupt,
                     crate::store::damaged(&path, &source.to_string()),
@@ -144,7 +145,7 @@ pub async fn changes(
         Err(e) => return bad_query(e),
     };
     let bounds = state.bounds;
-    match read(&state, move |c| json(query::changes(c, &filter, &bounds)?)).await {
+    match read(&state, move |c| json(read::changes(c, &filter, &bounds)?)).await {
         Ok(body) => body.into_response(),
         Err(f) => f.into_response(),
     }
@@ -169,7 +170,7 @@ pub async fn denials(
     }
     filter.finding_type = Some(denied.to_owned());
     let bounds = state.bounds;
-    match read(&state, move |c| json(query::changes(c, &filter, &bounds)?)).await {
+    match read(&state, move |c| json(read::changes(c, &filter, &bounds)?)).await {
         Ok(body) => body.into_response(),
         Err(f) => f.into_response(),
     }
@@ -199,7 +200,7 @@ pub async fn drifts(
         Err(e) => return bad_query(e),
     };
     let bounds = state.bounds;
-    match read(&state, move |c| json(query::drifts(c, &filter, &bounds)?)).await {
+    match read(&state, move |c| json(read::drifts(c, &filter, &bounds)?)).await {
         Ok(body) => body.into_response(),
         Err(f) => f.into_response(),
     }
@@ -233,11 +234,11 @@ pub async fn drift(
     };
     let wanted = id.clone();
     let found = read(&state, move |c| {
-        let Some(drift) = query::drift(c, &wanted)? else {
+        let Some(drift) = read::drift(c, &wanted)? else {
             return Ok(None);
         };
         let target = if params.live && drift.state.is_unclosed() {
-            query::drift_live_target(c, &wanted)?.map(|(_, t)| t)
+            read::drift_live_target(c, &wanted)?.map(|(_, t)| t)
         } else {
             None
         };
@@ -281,7 +282,7 @@ pub async fn history(
     filter.resource = Some(resource);
     filter.name = Some(name);
     let bounds = state.bounds;
-    match read(&state, move |c| json(query::changes(c, &filter, &bounds)?)).await {
+    match read(&state, move |c| json(read::changes(c, &filter, &bounds)?)).await {
         Ok(body) => body.into_response(),
         Err(f) => f.into_response(),
     }
@@ -350,7 +351,7 @@ pub async fn accept(
     }
     let outcome = state.engine.accept_drift(id.clone(), by, body.reason).await;
     let wanted = id.clone();
-    let current = || read(&state, move |c| query::drift(c, &wanted));
+    let current = || read(&state, move |c| read::drift(c, &wanted));
     match outcome {
         Ok(AcceptOutcome::Accepted) => match current().await {
             Ok(Some(d)) => Json(d).into_response(),

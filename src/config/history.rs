@@ -13,8 +13,35 @@ pub enum Durability {
     Full,
 }
 
+/// Where the history lives.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// `DATA_DIR/driftwatch.db`: one replica.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL server that several replicas share.
+    Postgres(PostgresConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresConfig {
+    pub url: PostgresUrl,
+    /// Read connections kept for the query API.
+    pub pool: usize,
+}
+
+/// The server's URL, or a file holding it (a mounted Secret: the password
+/// stays out of the config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostgresUrl {
+    Inline(String),
+    File(PathBuf),
+}
+
 #[derive(Debug, Clone)]
 pub struct HistoryConfig {
+    /// `history.backend`: `sqlite` (the default) or `postgres`.
+    pub backend: Backend,
     /// Record history in `data_dir` (serve: yes; replay: with --data-dir).
     pub enabled: bool,
     /// Where driftwatch keeps its state (the SQLite store).
@@ -36,6 +63,7 @@ pub struct HistoryConfig {
 impl Default for HistoryConfig {
     fn default() -> Self {
         HistoryConfig {
+            backend: Backend::Sqlite,
             enabled: true,
             data_dir: PathBuf::from(super::DEFAULT_DATA_DIR),
             retention: Duration::from_secs(30 * 86_400),
@@ -74,6 +102,7 @@ pub(super) fn compile(raw: &RawHistory, p: &mut Problems) -> HistoryConfig {
     ) {
         h.max_tracked_bytes = n;
     }
+    h.backend = backend(raw, p);
     if let Some(d) = &raw.durability {
         h.durability = match d.value.as_str() {
             "normal" => Durability::Normal,
@@ -89,4 +118,75 @@ pub(super) fn compile(raw: &RawHistory, p: &mut Problems) -> HistoryConfig {
         };
     }
     h
+}
+
+fn backend(raw: &RawHistory, p: &mut Problems) -> Backend {
+    let pg = raw.postgres.as_ref();
+    match raw.backend.as_ref().map(|b| b.value.as_str()) {
+        None | Some("sqlite") => {
+            if let (Some(_), Some(b)) = (pg, &raw.backend) {
+                p.at(
+                    b,
+                    "history.postgres",
+                    "set, but history.backend is sqlite: set backend: postgres, or remove it",
+                );
+            }
+            Backend::Sqlite
+        }
+        Some("postgres") => match pg {
+            Some(pg) => postgres(pg, p),
+            None => {
+                if let Some(b) = &raw.backend {
+                    p.at(
+                        b,
+                        "history.postgres",
+                        "backend postgres needs history.postgres.url (or url_file)",
+                    );
+                }
+                Backend::Sqlite
+            }
+        },
+        Some(other) => {
+            if let Some(b) = &raw.backend {
+                p.at(
+                    b,
+                    "history.backend",
+                    format!("{other:?}: expected sqlite or postgres"),
+                );
+            }
+            Backend::Sqlite
+        }
+    }
+}
+
+fn postgres(raw: &super::raw::RawPostgres, p: &mut Problems) -> Backend {
+    let url = match (&raw.url, &raw.url_file) {
+        (Some(u), None) => {
+            p.non_empty(u, "history.postgres.url");
+            if !(u.value.starts_with("postgres://") || u.value.starts_with("postgresql://")) {
+                p.at(
+                    u,
+                    "history.postgres.url",
+                    "expected postgres://USER:PASSWORD@HOST:PORT/DATABASE",
+                );
+            }
+            PostgresUrl::Inline(u.value.clone())
+        }
+        (None, Some(f)) => {
+            p.non_empty(f, "history.postgres.url_file");
+            PostgresUrl::File(PathBuf::from(&f.value))
+        }
+        (Some(u), Some(_)) => {
+            p.at(u, "history.postgres", "set url or url_file, not both");
+            PostgresUrl::Inline(u.value.clone())
+        }
+        (None, None) => {
+            p.add(None, "history.postgres", "needs url (or url_file)");
+            PostgresUrl::Inline(String::new())
+        }
+    };
+    let pool = p
+        .at_least(&raw.pool, 1, "history.postgres.pool")
+        .unwrap_or(16);
+    Backend::Postgres(PostgresConfig { url, pool })
 }

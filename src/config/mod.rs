@@ -19,7 +19,9 @@ use std::path::Path;
 
 pub use admission::{AdmissionConfig, AdmissionMode, AdmissionOverride};
 pub use allow::{PACKS, RawPack, pack};
-pub use history::{Durability, HistoryConfig};
+pub use history::{
+    Backend as HistoryBackend, Durability, HistoryConfig, PostgresConfig, PostgresUrl,
+};
 pub use kubernetes::{
     InventoryTool, KubeAuth, KubeBreakerConfig, KubeCacheConfig, KubernetesConfig,
 };

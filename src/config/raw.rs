@@ -233,6 +233,10 @@ pub struct RawKafkaSource {
     pub properties: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     pub max_batch_messages: Option<Spanned<usize>>,
+    #[serde(default)]
+    pub reorder_window: Option<Spanned<String>>,
+    #[serde(default)]
+    pub reorder_max_bytes: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,6 +279,16 @@ pub struct RawHistory {
     pub durability: Option<Spanned<String>>,
     pub max_tracked_bytes: Option<Spanned<usize>>,
     pub integrity_check_interval: Option<Spanned<String>>,
+    pub backend: Option<Spanned<String>>,
+    pub postgres: Option<RawPostgres>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgres {
+    pub url: Option<Spanned<String>>,
+    pub url_file: Option<Spanned<String>>,
+    pub pool: Option<Spanned<usize>>,
 }
 
 // ---------------------------------------------------------------------------

@@ -17,6 +17,12 @@ pub struct KafkaSourceConfig {
     pub cluster_from: ClusterFrom,
     pub properties: Vec<(String, String)>,
     pub max_batch_messages: usize,
+    /// How long each message waits before it is judged, so that one
+    /// resource's events from several partitions are judged in the order
+    /// they were produced (see `sources::hold`); `None`: not held.
+    pub reorder_window: Option<std::time::Duration>,
+    /// Bytes of messages held at most; past it the oldest go early.
+    pub reorder_max_bytes: usize,
 }
 
 pub(super) fn compile(raw: &RawSources, p: &mut Problems) -> Option<KafkaSourceConfig> {
@@ -45,5 +51,13 @@ pub(super) fn compile(raw: &RawSources, p: &mut Problems) -> Option<KafkaSourceC
         max_batch_messages: p
             .at_least(&k.max_batch_messages, 1, "sources.kafka.max_batch_messages")
             .unwrap_or(256),
+        reorder_window: p.duration(&k.reorder_window, "sources.kafka.reorder_window"),
+        reorder_max_bytes: p
+            .at_least(
+                &k.reorder_max_bytes,
+                1024 * 1024,
+                "sources.kafka.reorder_max_bytes",
+            )
+            .unwrap_or(256 * 1024 * 1024),
     })
 }

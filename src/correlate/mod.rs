@@ -5,6 +5,7 @@ pub mod changes;
 pub mod ownership;
 mod reconcile;
 pub mod redact;
+mod shared;
 mod state;
 pub mod tracker;
 

@@ -27,10 +27,10 @@ const MAX_VERSIONS: usize = 3;
 #[derive(Debug, Clone)]
 pub(super) struct Version {
     /// `metadata.resourceVersion`, when it is a number (etcd's revision).
-    rv: Option<u64>,
+    pub(super) rv: Option<u64>,
     /// The stage time of the event it came from.
-    us: i64,
-    object: Arc<RawValue>,
+    pub(super) us: i64,
+    pub(super) object: Arc<RawValue>,
 }
 
 impl Version {
@@ -60,6 +60,15 @@ impl Version {
 pub(super) struct Versions(Vec<Version>);
 
 impl Versions {
+    /// Versions read back from a shared store, oldest first.
+    pub(super) fn from_vec(v: Vec<Version>) -> Versions {
+        Versions(v)
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Version> {
+        self.0.iter()
+    }
+
     /// The newest version older than a result at `rv` / `us`.
     fn base(&self, rv: Option<u64>, us: i64) -> Option<&RawValue> {
         self.0

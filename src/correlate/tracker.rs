@@ -56,12 +56,12 @@ pub struct Correlation {
 }
 
 #[derive(Debug, Clone, Default)]
-struct Known {
+pub(super) struct Known {
     /// Recent versions; their objects are shared, so that the undo
     /// journal's copy costs reference counts.
-    versions: state::Versions,
-    managed_by: Option<ManagedBy>,
-    owner: Option<Owner>,
+    pub(super) versions: state::Versions,
+    pub(super) managed_by: Option<ManagedBy>,
+    pub(super) owner: Option<Owner>,
 }
 
 enum Undo {
@@ -374,6 +374,58 @@ impl Tracker {
 
     pub fn commit(&mut self) {
         self.journal.clear();
+    }
+
+    /// The object an event's state is kept under in `cluster`, as
+    /// [`Tracker::observe`] will find it; `None` for a collection.
+    pub fn key_of(ev: &Event<'_>, cluster: &str) -> Option<(String, ObjectRef)> {
+        let mut object = ObjectRef::of(ev);
+        if object.name.is_none() {
+            let subresource = ev.subresource();
+            let response = ev.response_object.filter(|_| subresource.is_empty());
+            let facts = merge_facts(
+                response.map(ownership::facts),
+                ev.request_object.map(ownership::facts),
+            );
+            object.name = facts.name;
+        }
+        object.name.as_ref()?;
+        Some((cluster.to_owned(), object.parent()))
+    }
+
+    /// Takes what a shared store holds of an object as what is known of it
+    /// (another replica may have changed it since this one last did): its
+    /// remembered state and its unclosed drift, each `None` for none.
+    /// Not journaled: it is where the batch starts from.
+    pub fn adopt(
+        &mut self,
+        cluster: &str,
+        object: &ObjectRef,
+        state: Option<&[u8]>,
+        open: Option<OpenDrift>,
+    ) {
+        let key = Key {
+            cluster: cluster.to_owned(),
+            object: object.parent(),
+        };
+        match state.and_then(super::shared::decode) {
+            Some(known) => self.put_known(key.clone(), known),
+            None => self.pop_known(&key),
+        }
+        match open {
+            Some(d) => self.open.insert(key, d),
+            None => self.open.remove(&key),
+        };
+    }
+
+    /// What is remembered of an object, for a shared store; `None` when
+    /// nothing is (deleted, evicted, or never seen).
+    pub fn export(&self, cluster: &str, object: &ObjectRef) -> Option<Vec<u8>> {
+        let key = Key {
+            cluster: cluster.to_owned(),
+            object: object.parent(),
+        };
+        self.known.peek(&key).map(super::shared::encode)
     }
 
     pub fn rollback(&mut self) {

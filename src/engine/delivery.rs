@@ -1,5 +1,5 @@
 use crate::decode::Stage;
-use crate::model::{ChangeRecord, DriftClosed, DriftTransition};
+use crate::model::{ChangeRecord, DriftClosed, DriftTransition, ObjectRef};
 use crate::sinks::Finding;
 use crate::telemetry::events::{ChangesStored, DriftReconciled, Emit};
 
@@ -14,6 +14,9 @@ pub(super) struct Delivery {
     pub transitions: Vec<DriftTransition>,
     /// The drifts the group closed, for the alerting sinks.
     pub closed: Vec<DriftClosed>,
+    /// The objects locked in a shared store for the group, whose state is
+    /// written back with it.
+    pub locked: Vec<(String, ObjectRef)>,
 }
 
 impl Delivery {

@@ -154,10 +154,10 @@ impl Engine {
 
     /// The keys of `candidates` the store already holds: one question per body.
     fn stored_keys(
-        &self,
+        &mut self,
         candidates: &[Candidate],
     ) -> Result<foldhash::HashSet<StoreKey>, StoreError> {
-        let Some(store) = &self.store else {
+        let Some(store) = &mut self.store else {
             return Ok(foldhash::HashSet::default());
         };
         let keys: Vec<StoreKey> = candidates

@@ -30,9 +30,10 @@ use crate::config::Config;
 use crate::context::Enricher;
 use crate::correlate::Tracker;
 use crate::dedupe::Dedupe;
-use crate::model::{DriftClosed, DriftState, DriftTransition, Time};
+use crate::model::{DriftClosed, DriftState, DriftTransition, ObjectRef, Time};
 use crate::sinks::{Batch, Sinks};
-use crate::store::{Probe, Store, StoreError};
+use crate::store::postgres::Keep;
+use crate::store::{Backend, Probe, Store, StoreError};
 use crate::telemetry::events::{
     BatchAccepted, BatchJudged, BatchRefused, BodyDecoded, DriftsOpen, Emit, RetentionRan, Source,
     StoreFailed,
@@ -44,7 +45,7 @@ pub struct Engine {
     config: Arc<Config>,
     dedupe: Dedupe,
     tracker: Tracker,
-    store: Option<Store>,
+    store: Option<Backend>,
     sinks: Sinks,
     /// Live-object context (`kubernetes:`); none in replay and suggest.
     enricher: Option<Enricher>,
@@ -62,11 +63,20 @@ impl Engine {
         store: Option<Store>,
         sinks: Sinks,
     ) -> Result<Engine, StoreError> {
+        Engine::with_backend(config, store.map(Backend::from), sinks)
+    }
+
+    /// [`Engine::new`] on either backend.
+    pub fn with_backend(
+        config: Arc<Config>,
+        mut store: Option<Backend>,
+        sinks: Sinks,
+    ) -> Result<Engine, StoreError> {
         let mut tracker = Tracker::new(
             config.history.max_tracked_objects,
             config.history.max_tracked_bytes,
         );
-        if let Some(store) = &store {
+        if let Some(store) = &mut store {
             tracker.restore(store.open_drifts()?);
         }
         let mut engine = Engine {
@@ -141,7 +151,17 @@ impl Engine {
             StoreFailed { error: &e }.emit();
             return self.refuse_all(&inputs, &IngestError::Store(Arc::new(e)));
         }
-        let mut delivery = Delivery::default();
+        let locked = match self.lock_objects(&inputs) {
+            Ok(locked) => locked,
+            Err(e) => {
+                StoreFailed { error: &e }.emit();
+                return self.refuse_all(&inputs, &IngestError::Store(Arc::new(e)));
+            }
+        };
+        let mut delivery = Delivery {
+            locked,
+            ..Delivery::default()
+        };
         let mut judged: Vec<Result<Accepted, IngestError>> = Vec::with_capacity(inputs.len());
         for input in &mut inputs {
             match self.judge_ready(input, &mut delivery) {
@@ -225,9 +245,10 @@ impl Engine {
             self.rollback();
             return Err(IngestError::Sink(Arc::new(e)));
         }
+        let keep = self.keep(&d.locked);
         if let Some(store) = &mut self.store
-            && !(d.records.is_empty() && d.transitions.is_empty())
-            && let Err(e) = store.write(&d.records, &d.transitions)
+            && !(d.records.is_empty() && d.transitions.is_empty() && keep.is_empty())
+            && let Err(e) = store.write(&d.records, &d.transitions, &keep)
         {
             StoreFailed { error: &e }.emit();
             self.rollback();
@@ -255,7 +276,12 @@ impl Engine {
         if self.store.is_none() {
             return Ok(AcceptOutcome::NoStore);
         }
+        let locked = match self.lock_drift(id) {
+            Ok(locked) => locked,
+            Err(e) => return Err(IngestError::Store(Arc::new(e))),
+        };
         let Some(open) = self.tracker.accept(id) else {
+            self.rollback();
             return Ok(AcceptOutcome::NotOpen);
         };
         let at = Time::now();
@@ -282,20 +308,21 @@ impl Engine {
             closed: std::slice::from_ref(&closed),
         };
         if let Err(e) = self.sinks.emit(&batch) {
-            self.tracker.rollback();
+            self.rollback();
             return Err(IngestError::Sink(Arc::new(e)));
         }
+        let keep = self.keep(&locked);
         let Some(store) = &mut self.store else {
             return Ok(AcceptOutcome::NoStore);
         };
-        match store.write(&[], &[accepted]) {
+        match store.write(&[], &[accepted], &keep) {
             Ok(_) => {
                 self.commit();
                 Ok(AcceptOutcome::Accepted)
             }
             Err(e) => {
                 StoreFailed { error: &e }.emit();
-                self.tracker.rollback();
+                self.rollback();
                 Err(IngestError::Store(Arc::new(e)))
             }
         }
@@ -340,7 +367,7 @@ impl Engine {
             self.config.history.max_tracked_objects,
             self.config.history.max_tracked_bytes,
         );
-        if let Some(store) = &self.store {
+        if let Some(store) = &mut self.store {
             match store.open_drifts() {
                 Ok(open) => tracker.restore(open),
                 Err(e) => StoreFailed { error: &e }.emit(),
@@ -360,6 +387,60 @@ impl Engine {
     fn rollback(&mut self) {
         self.dedupe.rollback();
         self.tracker.rollback();
+        if let Some(store) = &mut self.store {
+            store.rollback();
+        }
+    }
+
+    /// With a shared store: locks the objects the inputs' events touch,
+    /// until their batch is written or refused, and takes what the store
+    /// holds of them as what is known (another replica may have changed
+    /// them since). Returns the objects locked.
+    fn lock_objects(&mut self, inputs: &[Ready]) -> Result<Vec<(String, ObjectRef)>, StoreError> {
+        let Some(store) = self.store.as_mut().filter(|s| s.shares_state()) else {
+            return Ok(Vec::new());
+        };
+        let mut objects = Vec::new();
+        for ready in inputs {
+            let input = ready.input();
+            let cluster = input.cluster.as_deref().unwrap_or(&self.config.cluster);
+            for d in &ready.borrow_dependent().decoded.events {
+                objects.extend(Tracker::key_of(&d.event, cluster));
+            }
+        }
+        objects.sort_by(|a, b| (&a.0, object_key(&a.1)).cmp(&(&b.0, object_key(&b.1))));
+        objects.dedup();
+        let held = store.lock(&objects)?;
+        for h in held {
+            self.tracker
+                .adopt(&h.cluster, &h.object, h.state.as_deref(), h.open);
+        }
+        Ok(objects)
+    }
+
+    /// [`Engine::lock_objects`] for an accept: the drift's object.
+    fn lock_drift(&mut self, id: &str) -> Result<Vec<(String, ObjectRef)>, StoreError> {
+        let Some(store) = self.store.as_mut().filter(|s| s.shares_state()) else {
+            return Ok(Vec::new());
+        };
+        let Some(h) = store.lock_drift(id)? else {
+            return Ok(Vec::new());
+        };
+        self.tracker
+            .adopt(&h.cluster, &h.object, h.state.as_deref(), h.open);
+        Ok(vec![(h.cluster, h.object)])
+    }
+
+    /// What is remembered of the locked objects now, to write back.
+    fn keep(&self, locked: &[(String, ObjectRef)]) -> Vec<Keep> {
+        locked
+            .iter()
+            .map(|(cluster, object)| Keep {
+                cluster: cluster.clone(),
+                object: object.clone(),
+                state: self.tracker.export(cluster, object),
+            })
+            .collect()
     }
 }
 
@@ -393,4 +474,9 @@ fn report(input: &Input, outcome: Outcome) -> Outcome {
         .emit(),
     }
     outcome
+}
+
+/// An object's identity as a sort key: locks are taken in one order.
+fn object_key(o: &ObjectRef) -> (&str, &str, &str, &str) {
+    (&o.group, &o.resource, o.namespace_str(), o.name_str())
 }

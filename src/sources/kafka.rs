@@ -19,12 +19,17 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
+use super::hold::{Held, Hold};
 use crate::config::{ClusterFrom, KafkaSourceConfig};
 use crate::engine::{self, Accepted, IngestError, Input};
 use crate::telemetry::events::{
-    Emit, KafkaConsuming, KafkaError, KafkaLag, KafkaMessage, KafkaOffsetsCommitted, KafkaResult,
-    Source,
+    Emit, KafkaConsuming, KafkaError, KafkaHeld, KafkaHeldDropped, KafkaLag, KafkaMessage,
+    KafkaOffsetsCommitted, KafkaResult, Source,
 };
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSourceError {
@@ -153,6 +158,32 @@ impl KafkaSource {
             self.status.clone(),
             shutdown.clone(),
         );
+        match self.config.reorder_window {
+            None => self.consume(&shutdown).await,
+            Some(window) => self.consume_held(window, &shutdown).await,
+        }
+        lag.abort();
+        let committed = self.consumer.commit_consumer_state(CommitMode::Sync);
+        // Nothing consumed since the last commit is not a failure.
+        let nothing = matches!(
+            &committed,
+            Err(rdkafka::error::KafkaError::ConsumerCommit(
+                rdkafka::types::RDKafkaErrorCode::NoOffset
+            ))
+        );
+        KafkaOffsetsCommitted {
+            error: committed
+                .as_ref()
+                .err()
+                .filter(|_| !nothing)
+                .map(|e| e as &dyn std::error::Error),
+            nothing,
+        }
+        .emit();
+    }
+
+    /// Consumes in arrival order: each round as soon as it is fetched.
+    async fn consume(&self, shutdown: &CancellationToken) {
         loop {
             let first = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -184,28 +215,90 @@ impl KafkaSource {
                     _ => break,
                 }
             }
-            if !self.process(round, &shutdown).await {
+            if !self.process(round, shutdown).await {
                 break;
             }
         }
-        lag.abort();
-        let committed = self.consumer.commit_consumer_state(CommitMode::Sync);
-        // Nothing consumed since the last commit is not a failure.
-        let nothing = matches!(
-            &committed,
-            Err(rdkafka::error::KafkaError::ConsumerCommit(
-                rdkafka::types::RDKafkaErrorCode::NoOffset
-            ))
-        );
-        KafkaOffsetsCommitted {
-            error: committed
-                .as_ref()
-                .err()
-                .filter(|_| !nothing)
-                .map(|e| e as &dyn std::error::Error),
-            nothing,
+    }
+
+    /// Consumes through the reorder hold (see [`super::hold`]).
+    async fn consume_held(&self, window: Duration, shutdown: &CancellationToken) {
+        let max_messages = 4 * 1024 * 1024;
+        let mut hold = Hold::new(window, max_messages, self.config.reorder_max_bytes);
+        loop {
+            let wait = hold.next_due_ms().map_or(Duration::from_secs(1), |due| {
+                Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0))
+            });
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                m = self.consumer.recv() => match m {
+                    Ok(m) => {
+                        let m = m.detach();
+                        self.hold(&mut hold, m);
+                        // Take what is already fetched, without waiting.
+                        while let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(1), self.consumer.recv()).await {
+                            self.hold(&mut hold, m.detach());
+                            if hold.len() >= max_messages { break; }
+                        }
+                    }
+                    Err(e) => {
+                        KafkaError { operation: "consume", error: &e }.emit();
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                },
+                () = tokio::time::sleep(wait) => {}
+            }
+            self.drop_revoked(&mut hold);
+            loop {
+                let taken = hold.take(now_ms(), self.config.max_batch_messages);
+                if taken.items.is_empty() {
+                    break;
+                }
+                KafkaHeld {
+                    held: hold.len(),
+                    early: taken.early,
+                }
+                .emit();
+                if !self.process(taken.items, shutdown).await {
+                    return;
+                }
+            }
         }
-        .emit();
+    }
+
+    fn hold(&self, hold: &mut Hold<Received>, m: OwnedMessage) {
+        // A message without a timestamp waits from when it arrived.
+        let ts_ms = m.timestamp().to_millis().unwrap_or_else(now_ms);
+        let (topic, partition) = (m.topic().to_owned(), m.partition());
+        let bytes = m.payload().map_or(0, <[u8]>::len) + 256;
+        hold.push(
+            &topic,
+            partition,
+            Held {
+                ts_ms,
+                bytes,
+                item: self.received(m),
+            },
+        );
+    }
+
+    /// Forgets what is held of partitions a rebalance took away.
+    fn drop_revoked(&self, hold: &mut Hold<Received>) {
+        if hold.is_empty() {
+            return;
+        }
+        let Ok(assigned) = self.consumer.assignment() else {
+            return;
+        };
+        let owned: std::collections::BTreeSet<(String, i32)> = assigned
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let dropped = hold.retain_partitions(|t, p| owned.contains(&(t.to_owned(), p)));
+        if dropped > 0 {
+            KafkaHeldDropped { messages: dropped }.emit();
+        }
     }
 
     fn received(&self, message: OwnedMessage) -> Received {

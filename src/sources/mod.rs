@@ -2,5 +2,6 @@
 //! acknowledges them only once the pipeline says they are durably accepted.
 
 pub mod file;
+pub mod hold;
 pub mod kafka;
 pub mod webhook;

@@ -15,12 +15,15 @@
 //! commit says why in its [`Health`], which `/readyz` reports, and recovers
 //! on its own once the fault is gone ([`recover`]).
 
+mod backend;
 mod compact;
 mod dict;
 mod files;
 mod health;
 mod pool;
+pub mod postgres;
 pub mod query;
+pub mod read;
 mod records;
 mod recover;
 mod schema;
@@ -33,6 +36,7 @@ use rusqlite::{Connection, OpenFlags, params};
 use crate::model::{
     ChangeRecord, DriftTransition, ObjectRef, OpenDrift, STORE_KEY_LEN, Time, time,
 };
+pub use backend::Backend;
 pub use files::FileFault;
 use files::Files;
 pub use health::{Health, Problem, ProblemKind};
@@ -78,6 +82,11 @@ pub enum StoreError {
         "history store {path} is held by another process (a running `driftwatch serve` holds its store exclusively): stop it, use another --data-dir, or ask it with `who-changed --server URL`"
     )]
     Locked { path: String },
+    #[error("history store {url}: {source}")]
+    Postgres {
+        url: String,
+        source: ::postgres::Error,
+    },
     #[error("{path} is not a driftwatch history store: {reason}")]
     NotAStore { path: String, reason: String },
 }

@@ -25,6 +25,10 @@ pub enum QueryError {
     BadParam { name: &'static str, message: String },
     #[error("history query failed: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("history query failed: {0}")]
+    Postgres(#[from] postgres::Error),
+    #[error("history query failed: {0}")]
+    Unavailable(&'static str),
 }
 
 /// The filters of every history query: `GET /api/v1/changes`, `/drifts`,
@@ -74,7 +78,11 @@ pub struct Filter {
 
 impl Filter {
     /// Refuses the filters a query does not understand, by name.
-    fn refuse(&self, query: &str, names: &[(&'static str, bool)]) -> Result<(), QueryError> {
+    pub(super) fn refuse(
+        &self,
+        query: &str,
+        names: &[(&'static str, bool)],
+    ) -> Result<(), QueryError> {
         match names.iter().find(|(_, set)| *set) {
             Some((name, _)) => Err(QueryError::BadParam {
                 name,
@@ -143,11 +151,11 @@ pub struct ClosedBy {
     pub reason: Option<String>,
 }
 
-fn bound(name: &'static str, value: &str) -> Result<i64, QueryError> {
+pub(super) fn bound(name: &'static str, value: &str) -> Result<i64, QueryError> {
     time::parse_bound(value).map_err(|message| QueryError::BadParam { name, message })
 }
 
-fn limit(l: Option<usize>) -> Result<usize, QueryError> {
+pub(super) fn limit(l: Option<usize>) -> Result<usize, QueryError> {
     match l {
         None => Ok(DEFAULT_LIMIT),
         Some(0) => Err(QueryError::BadParam {
@@ -159,7 +167,7 @@ fn limit(l: Option<usize>) -> Result<usize, QueryError> {
 }
 
 /// Cursors are `<time µs>.<tiebreak>`: the last item of the previous page.
-fn parse_cursor(c: &str) -> Result<(i64, String), QueryError> {
+pub(super) fn parse_cursor(c: &str) -> Result<(i64, String), QueryError> {
     c.split_once('.')
         .and_then(|(t, k)| Some((t.parse().ok()?, k.to_owned())))
         .ok_or_else(|| QueryError::BadParam {
@@ -220,13 +228,13 @@ impl Where {
 }
 
 /// `_` for cluster-scoped in URLs; stored as the empty string.
-fn namespace_param(ns: &Option<String>) -> Option<String> {
+pub(super) fn namespace_param(ns: &Option<String>) -> Option<String> {
     ns.as_ref()
         .map(|n| if n == "_" { String::new() } else { n.clone() })
 }
 
 /// `core` for the core group in URLs; stored as the empty string.
-fn group_param(g: &Option<String>) -> Option<String> {
+pub(super) fn group_param(g: &Option<String>) -> Option<String> {
     g.as_ref().map(|g| {
         if g == "core" {
             String::new()
@@ -236,14 +244,19 @@ fn group_param(g: &Option<String>) -> Option<String> {
     })
 }
 
+/// The filters `/api/v1/changes` refuses, then its page size.
+pub(super) fn changes_limit(f: &Filter) -> Result<usize, QueryError> {
+    f.refuse("/api/v1/changes", &[("state", f.state.is_some())])?;
+    limit(f.limit)
+}
+
 /// A page of changes, newest first, within `bounds`.
 pub fn changes(
     conn: &Connection,
     f: &Filter,
     bounds: &Bounds,
 ) -> Result<Page<ChangeRecord>, QueryError> {
-    f.refuse("/api/v1/changes", &[("state", f.state.is_some())])?;
-    let limit = limit(f.limit)?;
+    let limit = changes_limit(f)?;
     // One snapshot for every step.
     let tx = conn.unchecked_transaction()?;
     let w = change_filter(&tx, f)?;
@@ -618,12 +631,8 @@ const DRIFT_COLUMNS: &str = "id, state, cluster, api_group, resource, namespace,
     reconcile_seconds, reconcile_verification, persisting_at, persisting_at_us, persisting_pipeline,
     persisting_audit_id, drifted_paths";
 
-/// A page of drifts, newest first, within `bounds`.
-pub fn drifts(
-    conn: &Connection,
-    f: &Filter,
-    bounds: &Bounds,
-) -> Result<Page<DriftItem>, QueryError> {
+/// The filters `/api/v1/drifts` refuses, then its page size.
+pub(super) fn drifts_limit(f: &Filter) -> Result<usize, QueryError> {
     f.refuse(
         "/api/v1/drifts",
         &[
@@ -633,7 +642,6 @@ pub fn drifts(
             ("field", f.field.is_some()),
         ],
     )?;
-    let limit = limit(f.limit)?;
     if let Some(state) = &f.state
         && DriftState::parse(state).is_none()
     {
@@ -642,6 +650,16 @@ pub fn drifts(
             message: format!("{state:?}: expected open, persisting, reconciled or accepted"),
         });
     }
+    limit(f.limit)
+}
+
+/// A page of drifts, newest first, within `bounds`.
+pub fn drifts(
+    conn: &Connection,
+    f: &Filter,
+    bounds: &Bounds,
+) -> Result<Page<DriftItem>, QueryError> {
+    let limit = drifts_limit(f)?;
     let w = drift_filter(f)?;
     let sql = format!(
         "SELECT {DRIFT_COLUMNS} FROM drifts {} ORDER BY opened_at_us DESC, id DESC LIMIT {}",
@@ -707,7 +725,7 @@ fn drift_filter(f: &Filter) -> Result<Where, QueryError> {
 }
 
 /// The drifts that fit the page's bytes, and the cursor after the last.
-fn drift_page(items: Vec<DriftItem>, more: bool, bounds: &Bounds) -> Page<DriftItem> {
+pub(super) fn drift_page(items: Vec<DriftItem>, more: bool, bounds: &Bounds) -> Page<DriftItem> {
     let mut page = Page {
         items: Vec::with_capacity(items.len()),
         next: None,
@@ -734,7 +752,7 @@ fn drift_page(items: Vec<DriftItem>, more: bool, bounds: &Bounds) -> Page<DriftI
 }
 
 /// A drift's own values cut (its changes are cut as they are read).
-fn cut_drift(d: &mut DriftItem, b: &Bounds) -> bool {
+pub(super) fn cut_drift(d: &mut DriftItem, b: &Bounds) -> bool {
     let max = b.value_bytes;
     let mut cut = false;
     for s in [&mut d.id, &mut d.cluster, &mut d.opened_by] {

@@ -429,13 +429,15 @@ impl Emit for StoreReopened<'_> {
 }
 
 pub struct StoreOpened<'a> {
-    pub path: &'a std::path::Path,
+    /// The SQLite file, or the PostgreSQL URL without its password.
+    pub at: &'a dyn std::fmt::Display,
+    pub backend: &'static str,
 }
 
 impl Emit for StoreOpened<'_> {
     fn emit(self) {
         gauge!(m::STORE_READY).set(1.0);
-        info!(path = %self.path.display(), "History store open.");
+        info!(path = %self.at, backend = self.backend, "History store open.");
     }
 }
 
@@ -552,6 +554,43 @@ impl Emit for KafkaLag {
     fn emit(self) {
         gauge!(m::KAFKA_CONSUMER_LAG).set(self.messages as f64);
         gauge!(m::KAFKA_PARTITIONS_ASSIGNED).set(self.partitions as f64);
+    }
+}
+
+/// The reorder hold after a release.
+pub struct KafkaHeld {
+    pub held: usize,
+    /// Let go before due: the hold was at its bound.
+    pub early: usize,
+}
+
+impl Emit for KafkaHeld {
+    fn emit(self) {
+        gauge!(m::KAFKA_HELD_MESSAGES).set(self.held as f64);
+        if self.early > 0 {
+            counter!(m::KAFKA_HELD_EARLY).increment(self.early as u64);
+            if let Some(suppressed) = KAFKA_ERRORS.allow() {
+                warn!(
+                    messages = self.early,
+                    suppressed,
+                    "Kafka reorder hold full (sources.kafka.reorder_max_bytes): the oldest messages were judged before their window ended."
+                );
+            }
+        }
+    }
+}
+
+/// Held messages of partitions a rebalance moved to another replica.
+pub struct KafkaHeldDropped {
+    pub messages: usize,
+}
+
+impl Emit for KafkaHeldDropped {
+    fn emit(self) {
+        info!(
+            messages = self.messages,
+            "Partitions moved to another replica: their held messages are left to it."
+        );
     }
 }
 

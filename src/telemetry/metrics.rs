@@ -29,6 +29,8 @@ pub const KAFKA_CONSUMER_LAG: &str = "driftwatch_kafka_consumer_lag_messages";
 pub const KAFKA_PARTITIONS_ASSIGNED: &str = "driftwatch_kafka_partitions_assigned";
 pub const KAFKA_DELIVERY_ERRORS: &str = "driftwatch_kafka_delivery_errors_total";
 pub const KAFKA_ERRORS: &str = "driftwatch_kafka_errors_total";
+pub const KAFKA_HELD_MESSAGES: &str = "driftwatch_kafka_held_messages";
+pub const KAFKA_HELD_EARLY: &str = "driftwatch_kafka_held_early_messages_total";
 pub const AUTH_REFUSED: &str = "driftwatch_auth_refused_total";
 pub const TLS_RELOADS: &str = "driftwatch_tls_reloads_total";
 pub const HTTP_CONNECTIONS: &str = "driftwatch_http_connections";
@@ -255,6 +257,16 @@ pub fn describe() {
         KAFKA_ERRORS,
         Unit::Count,
         "Failed Kafka operations, by operation."
+    );
+    describe_gauge!(
+        KAFKA_HELD_MESSAGES,
+        Unit::Count,
+        "Messages in the reorder hold (sources.kafka.reorder_window), waiting for their window to end."
+    );
+    describe_counter!(
+        KAFKA_HELD_EARLY,
+        Unit::Count,
+        "Messages let out of the reorder hold before their window ended, because it was at sources.kafka.reorder_max_bytes."
     );
     describe_counter!(
         AUTH_REFUSED,

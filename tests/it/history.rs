@@ -29,13 +29,13 @@ const BOB_GROUPS: &[&str] = &["oidc:sre", "system:authenticated"];
 
 /// A start time for a test's events: a few hours ago, on a whole second
 /// plus a quarter, so that offsets give readable times.
-fn recent_base() -> Timestamp {
+pub(crate) fn recent_base() -> Timestamp {
     let now = Timestamp::now().as_second();
     Timestamp::from_second(now - 3 * 3600).expect("a valid time")
         + SignedDuration::from_micros(250_000)
 }
 
-fn secs(s: f64) -> SignedDuration {
+pub(crate) fn secs(s: f64) -> SignedDuration {
     SignedDuration::from_micros((s * 1e6).round() as i64)
 }
 
@@ -181,15 +181,15 @@ fn deploy_uri(ns: &str, name: &str, query: &str) -> String {
 /// The story on one Deployment: Argo CD creates it with 3 replicas,
 /// alice scales it to 5 with `kubectl edit` 12 minutes later, and Argo CD's
 /// next sync puts 3 back 187.25 s after that.
-struct Story {
-    create: Ev,
-    edit: Ev,
-    sync: Ev,
+pub(crate) struct Story {
+    pub create: Ev,
+    pub edit: Ev,
+    pub sync: Ev,
 }
 
 const RECONCILE_SECONDS: f64 = 187.25;
 
-fn story(ns: &'static str, name: &'static str, base: Timestamp) -> Story {
+pub(crate) fn story(ns: &'static str, name: &'static str, base: Timestamp) -> Story {
     let created = Deploy::new(ns, name);
     let create = Ev::at(
         "create",

@@ -23,6 +23,7 @@ mod receivers;
 mod recorded;
 mod redaction;
 mod robustness;
+mod scaleout;
 mod scenarios;
 mod sinks;
 mod storage;
