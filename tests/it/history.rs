@@ -48,20 +48,20 @@ fn tracking_id(kind: &str, group: &str, ns: &str, name: &str) -> String {
 
 /// A Deployment of the `shop` Argo CD application.
 #[derive(Clone)]
-struct Deploy {
+pub(crate) struct Deploy {
     ns: &'static str,
     name: &'static str,
-    replicas: u64,
+    pub replicas: u64,
     image: String,
     resource_version: u64,
     generation: u64,
     /// Field managers, in the order they first wrote.
-    managers: Vec<&'static str>,
+    pub managers: Vec<&'static str>,
     ready: u64,
 }
 
 impl Deploy {
-    fn new(ns: &'static str, name: &'static str) -> Deploy {
+    pub(crate) fn new(ns: &'static str, name: &'static str) -> Deploy {
         Deploy {
             ns,
             name,
@@ -75,7 +75,7 @@ impl Deploy {
     }
 
     /// The manifest Argo CD sends on create.
-    fn manifest(&self) -> Value {
+    pub(crate) fn manifest(&self) -> Value {
         let mut v = self.object();
         if let Some(meta) = v["metadata"].as_object_mut() {
             for k in [
@@ -97,7 +97,7 @@ impl Deploy {
     /// The whole object after a write: resourceVersion, generation,
     /// managedFields and status change with every write and are not
     /// changes anybody made.
-    fn object(&self) -> Value {
+    pub(crate) fn object(&self) -> Value {
         let managed: Vec<Value> = self
             .managers
             .iter()
@@ -165,7 +165,7 @@ impl Deploy {
     }
 
     /// The same object after one more write.
-    fn next(&self, resource_version: u64) -> Deploy {
+    pub(crate) fn next(&self, resource_version: u64) -> Deploy {
         let mut d = self.clone();
         d.resource_version = resource_version;
         d.generation += 1;
@@ -174,7 +174,7 @@ impl Deploy {
     }
 }
 
-fn deploy_uri(ns: &str, name: &str, query: &str) -> String {
+pub(crate) fn deploy_uri(ns: &str, name: &str, query: &str) -> String {
     format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}?{query}")
 }
 

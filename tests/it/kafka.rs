@@ -23,7 +23,7 @@ fn script() -> std::path::PathBuf {
 }
 
 /// The broker's bootstrap address, starting it if needed.
-fn broker() -> &'static str {
+pub(crate) fn broker() -> &'static str {
     static ADDR: OnceLock<String> = OnceLock::new();
     ADDR.get_or_init(|| {
         if let Ok(addr) = std::env::var("DRIFTWATCH_TEST_KAFKA")
@@ -50,7 +50,7 @@ fn broker() -> &'static str {
 }
 
 /// A fresh topic with `partitions` partitions.
-fn topic(prefix: &str, partitions: u32) -> Result<String> {
+pub(crate) fn topic(prefix: &str, partitions: u32) -> Result<String> {
     static N: AtomicUsize = AtomicUsize::new(0);
     let name = format!(
         "{prefix}-{}-{}",
@@ -70,7 +70,7 @@ fn topic(prefix: &str, partitions: u32) -> Result<String> {
     Ok(name)
 }
 
-fn producer() -> Result<BaseProducer> {
+pub(crate) fn producer() -> Result<BaseProducer> {
     Ok(ClientConfig::new()
         .set("bootstrap.servers", broker())
         .set("message.timeout.ms", "20000")

@@ -301,3 +301,231 @@ async fn an_accept_on_one_replica_closes_the_drift_another_opened() -> Result<()
     assert_eq!(again.status, 409, "{}", again.json);
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// Three replicas in one consumer group on a topic of six partitions.
+
+const PARTITIONS: i32 = 6;
+const RESOURCES: usize = 30;
+const PHASES: usize = 5;
+
+/// One resource's timeline, phase by phase (`None`: nothing that phase),
+/// in one of three shapes: edit then sync (one drift, reconciled), then an
+/// edit again that stays open; edit, a second person's edit (joined), sync;
+/// or an edit left open.
+fn timeline(i: usize, base: jiff::Timestamp) -> Vec<Option<Ev>> {
+    use crate::history::{Deploy, deploy_uri};
+    let name: &'static str = Box::leak(format!("svc-{i}").into_boxed_str());
+    let at = |phase: usize| base + secs(phase as f64 * 60.0 + i as f64 * 0.01);
+    let created = Deploy::new("shop", name);
+    let create = Ev::at(
+        "create",
+        "/apis/apps/v1/namespaces/shop/deployments?fieldManager=argocd-controller",
+        at(0),
+    )
+    .by_argocd()
+    .named(name)
+    .bodies(created.manifest(), created.object());
+    let mut rv = 50_000;
+    let mut write = |prev: &Deploy, replicas: u64, phase: usize, by: Option<&str>| {
+        rv += 7;
+        let mut d = prev.next(rv);
+        d.replicas = replicas;
+        let (manager, ev) = match by {
+            Some(user) => (
+                "kubectl-edit",
+                Ev::at(
+                    "patch",
+                    &deploy_uri("shop", name, "fieldManager=kubectl-edit"),
+                    at(phase),
+                )
+                .by(user, &["devs", "system:authenticated"]),
+            ),
+            None => (
+                "argocd-controller",
+                Ev::at(
+                    "patch",
+                    &deploy_uri("shop", name, "fieldManager=argocd-controller"),
+                    at(phase),
+                )
+                .by_argocd(),
+            ),
+        };
+        if !d.managers.contains(&manager) {
+            d.managers.push(manager);
+        }
+        let ev = ev.bodies(json!({"spec": {"replicas": replicas}}), d.object());
+        (d, ev)
+    };
+    let (d1, edit) = write(&created, 5, 1, Some(common::ALICE));
+    match i % 3 {
+        0 => {
+            let (d2, sync) = write(&d1, 3, 2, None);
+            let (_, again) = write(&d2, 4, 4, Some("bob@example.com"));
+            vec![Some(create), Some(edit), Some(sync), None, Some(again)]
+        }
+        1 => {
+            let (d2, join) = write(&d1, 7, 2, Some("bob@example.com"));
+            let (_, sync) = write(&d2, 3, 3, None);
+            vec![Some(create), Some(edit), Some(join), Some(sync), None]
+        }
+        _ => vec![Some(create), Some(edit), None, None, None],
+    }
+}
+
+fn kafka_config(url: &str, topic: &str, window: &str) -> String {
+    format!(
+        "{}sources:\n  kafka:\n    brokers: \"{}\"\n    topics: [\"{topic}\"]\n    group_id: \"dw-{topic}\"\n{window}",
+        pg_config(url),
+        crate::kafka::broker()
+    )
+}
+
+/// How many partitions `/readyz` says a replica owns.
+fn owned(svc: &Service) -> usize {
+    let Ok(text) = common::blocking_get(&svc.url("/readyz")) else {
+        return 0;
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix("kafka: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// What one run of the stream did, and what one replica alone does with it.
+struct ScaleRun {
+    replicas: Vec<Service>,
+    want: (Vec<Value>, Vec<Value>),
+}
+
+/// Three replicas consume the stream; the first is SIGKILLed after phase 1
+/// and a fourth joins after phase 3. Returns once the replicas stored as
+/// many changes as one replica's `replay` of the same events, in produce
+/// order, did.
+fn scale_run(window: &str) -> Result<ScaleRun> {
+    use rdkafka::producer::{BaseRecord, Producer};
+    let url = database("kafka")?;
+    let topic = crate::kafka::topic("audit-scale", PARTITIONS as u32)?;
+    let config = kafka_config(&url, &topic, window);
+    let mut replicas = vec![
+        Service::start(Some(&config))?,
+        Service::start(Some(&config))?,
+        Service::start(Some(&config))?,
+    ];
+    common::wait_until(
+        std::time::Duration::from_secs(60),
+        || "every replica owning partitions".to_owned(),
+        || replicas.iter().all(|r| owned(r) > 0).then_some(()),
+    )?;
+    // Recent event times: the replicas record no receive time beside them.
+    let base = jiff::Timestamp::now() - secs(5.0 * 60.0);
+    let timelines: Vec<Vec<Option<Ev>>> = (0..RESOURCES).map(|i| timeline(i, base)).collect();
+    let producer = crate::kafka::producer()?;
+    let mut sent: Vec<Value> = Vec::new();
+    for phase in 0..PHASES {
+        for (i, t) in timelines.iter().enumerate() {
+            let Some(ev) = &t[phase] else { continue };
+            let payload = ev.0.to_string();
+            // One resource's events go to a different partition each phase.
+            let partition = ((i + phase) % PARTITIONS as usize) as i32;
+            producer
+                .send(
+                    BaseRecord::<(), _>::to(&topic)
+                        .partition(partition)
+                        .payload(&payload),
+                )
+                .map_err(|(e, _)| e)?;
+            sent.push(ev.0.clone());
+        }
+        producer.flush(std::time::Duration::from_secs(20))?;
+        match phase {
+            // SIGKILL: its partitions wait for the group to notice.
+            1 => {
+                let _ = replicas[0].child.kill();
+            }
+            3 => replicas.push(Service::start(Some(&config))?),
+            _ => {}
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    drop(replicas.remove(0));
+    let want = replay_alone(&sent)?;
+    common::wait_until(
+        std::time::Duration::from_secs(120),
+        || format!("{} changes stored by the replicas", want.0.len()),
+        || {
+            let page = common::blocking_get(&replicas[0].url("/api/v1/changes?limit=1000")).ok()?;
+            let page: Value = serde_json::from_str(&page).ok()?;
+            (page["items"].as_array().map_or(0, Vec::len) >= want.0.len()).then_some(())
+        },
+    )?;
+    Ok(ScaleRun { replicas, want })
+}
+
+/// One replica alone: `replay` of `events` into SQLite, then asked.
+fn replay_alone(events: &[Value]) -> Result<(Vec<Value>, Vec<Value>)> {
+    let dir = tempfile::tempdir()?;
+    let log = dir.path().join("audit.jsonl");
+    let lines: Vec<String> = events.iter().map(Value::to_string).collect();
+    std::fs::write(&log, lines.join("\n") + "\n")?;
+    let cfg = dir.path().join("config.yaml");
+    std::fs::write(&cfg, ARGOCD_CONFIG)?;
+    let data = dir.path().join("data");
+    let path = |p: &std::path::Path| p.to_str().map(str::to_owned).context("utf-8 path");
+    let replay = common::run(
+        &[
+            "replay",
+            "--config",
+            &path(&cfg)?,
+            "--data-dir",
+            &path(&data)?,
+            &path(&log)?,
+        ],
+        None,
+    )?;
+    ensure!(replay.code == 0, "replay: {}", replay.stderr);
+    let alone = Service::start_in(dir, Some(ARGOCD_CONFIG))?;
+    common::block_on(answers(&alone))
+}
+
+#[test]
+fn three_replicas_one_killed_one_added_end_as_one_replica_would() -> Result<()> {
+    let run = scale_run("    reorder_window: 15s\n")?;
+    let want = &run.want;
+    for (n, r) in run.replicas.iter().enumerate() {
+        let got = common::block_on(answers(r))?;
+        ensure!(
+            got.0 == want.0,
+            "replica {n}: changes differ from one replica's replay ({} vs {}):\n{}",
+            got.0.len(),
+            want.0.len(),
+            first_difference(&got.0, &want.0)
+        );
+        ensure!(
+            got.1 == want.1,
+            "replica {n}: drifts differ from one replica's replay:\n{}",
+            first_difference(&got.1, &want.1)
+        );
+    }
+    let states: BTreeMap<String, usize> = want.1.iter().fold(BTreeMap::new(), |mut m, d| {
+        *m.entry(d["state"].as_str().unwrap_or("").to_owned())
+            .or_default() += 1;
+        m
+    });
+    assert_eq!(
+        states,
+        BTreeMap::from([("open".to_owned(), 20), ("reconciled".to_owned(), 20)]),
+        "the reference itself: {states:?}"
+    );
+    Ok(())
+}
+
+fn first_difference(got: &[Value], want: &[Value]) -> String {
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        if g != w {
+            return format!("item {i}:\n{g:#}\nvs\n{w:#}");
+        }
+    }
+    format!("lengths {} vs {}", got.len(), want.len())
+}
