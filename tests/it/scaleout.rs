@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
-use crate::common::{self, ARGOCD_CONFIG, Service, get_ok, post_events};
+use crate::common::{self, ARGOCD_CONFIG, Ev, Service, get_ok, post_events};
 use crate::history::{Story, recent_base, secs, story};
 
 fn script() -> std::path::PathBuf {
