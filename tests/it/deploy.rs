@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::common::{Cluster, Run, bin, repo_script, run, wait_until, yaml_documents};
 
@@ -28,14 +28,26 @@ const CHART_NAMESPACE: &str = "dw-chart";
 
 /// The chart's value sets: `None` is the defaults, the others are files in
 /// the chart's `ci/` folder.
-const VALUE_SETS: [Option<&str>; 6] = [
+const VALUE_SETS: [Option<&str>; 7] = [
     None,
     Some("tls-auth-values.yaml"),
     Some("cert-manager-values.yaml"),
     Some("kafka-siem-values.yaml"),
     Some("no-persistence-values.yaml"),
     Some("admission-values.yaml"),
+    Some("scale-out-values.yaml"),
 ];
+
+const SCALE_OUT: Option<&str> = Some("scale-out-values.yaml");
+
+/// The chart's workload: a StatefulSet on PostgreSQL, else a Deployment.
+fn workload(values: Option<&str>) -> &'static str {
+    if values == SCALE_OUT {
+        "StatefulSet"
+    } else {
+        "Deployment"
+    }
+}
 
 fn ok(run: Run, what: &str) -> Result<String> {
     ensure!(
@@ -382,6 +394,12 @@ fn every_manifest_and_chart_value_set_is_accepted_by_the_api_server() -> Result<
                     expected.remove(k);
                 }
             }
+            // Each replica's volume comes from the StatefulSet's template.
+            v if v == SCALE_OUT => {
+                expected.remove("Deployment");
+                expected.remove("PersistentVolumeClaim");
+                expected.insert("StatefulSet".to_owned());
+            }
             _ => {}
         }
         assert_eq!(kinds(&docs), expected, "kinds rendered for {values:?}");
@@ -427,9 +445,11 @@ fn assert_locked_down(deployment: &Value, what: &str) {
             );
         }
     }
-    // One writer of the SQLite file: never two pods at once.
-    assert_eq!(deployment["spec"]["replicas"], 1, "{what}");
-    assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate", "{what}");
+    if deployment["kind"] == "Deployment" {
+        // One writer of the SQLite file: never two pods at once.
+        assert_eq!(deployment["spec"]["replicas"], 1, "{what}");
+        assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate", "{what}");
+    }
     let mounts: Vec<&str> = c["volumeMounts"]
         .as_array()
         .into_iter()
@@ -473,13 +493,18 @@ fn shipped_deployments_are_locked_down_with_probes_and_history_volume() -> Resul
 
     for values in VALUE_SETS {
         let docs = yaml_documents(&template(values)?)?;
-        let d = one(&docs, "Deployment")?;
+        let d = one(&docs, workload(values))?;
         let what = format!("chart with {values:?}");
         assert_locked_down(d, &what);
         let history = volume(d, "history");
         match values {
             Some("no-persistence-values.yaml") => {
                 assert!(history["emptyDir"].is_object(), "{what}: {history}")
+            }
+            v if v == SCALE_OUT => {
+                assert!(history.is_null(), "{what}: {history}");
+                let claim = &d["spec"]["volumeClaimTemplates"][0];
+                assert_eq!(claim["metadata"]["name"], "history", "{what}");
             }
             _ => assert_eq!(
                 history["persistentVolumeClaim"]["claimName"], "dw-driftwatch-history",
@@ -513,6 +538,47 @@ fn shipped_deployments_are_locked_down_with_probes_and_history_volume() -> Resul
             "{what}: {config}"
         );
     }
+    Ok(())
+}
+
+#[test]
+fn the_chart_runs_replicas_only_on_postgres() -> Result<()> {
+    let docs = yaml_documents(&template(SCALE_OUT)?)?;
+    let set = one(&docs, "StatefulSet")?;
+    assert_eq!(set["spec"]["replicas"], 3);
+    let sources = volume(set, "config")["projected"]["sources"].to_string();
+    assert!(sources.contains("driftwatch-postgres"), "{sources}");
+    assert!(sources.contains("postgres/url"), "{sources}");
+    let config: Value = serde_saphyr::from_str(&config_of(&docs)?)?;
+    assert_eq!(config["history"]["backend"], "postgres", "{config}");
+    assert_eq!(
+        config["history"]["postgres"],
+        json!({"url_file": "/etc/driftwatch/postgres/url", "pool": 8})
+    );
+    assert_eq!(config["sources"]["kafka"]["reorder_window"], "30s");
+    // One replica alone is a Deployment on SQLite, whatever else is set.
+    let single = yaml_documents(&template(None)?)?;
+    assert_eq!(one(&single, "Deployment")?["spec"]["replicas"], 1);
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("replicas.yaml");
+    std::fs::write(&path, "replicaCount: 2\n")?;
+    let run = repo_script(
+        "helm-dev",
+        &[
+            "template",
+            RELEASE,
+            CHART,
+            "-f",
+            path.to_str().context("path")?,
+        ],
+    )?;
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stderr
+            .contains("replicaCount > 1 needs postgres.enabled"),
+        "{}",
+        run.stderr
+    );
     Ok(())
 }
 

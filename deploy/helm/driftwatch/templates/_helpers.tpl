@@ -81,6 +81,13 @@ wins. Paths are those of the projected volume in deployment.yaml.
 {{- $server := dict "listen" (printf "0.0.0.0:%d" (int $v.containerPort)) "tls" $tls }}
 {{- if $auth }}{{ $_ := set $server "auth" $auth }}{{ end }}
 {{- $history := dict "data_dir" (include "driftwatch.dataDir" .) }}
+{{- if $v.postgres.enabled }}
+{{- if not $v.postgres.urlSecret.name }}{{ fail "postgres.enabled needs postgres.urlSecret.name (a Secret holding the server's URL)" }}{{ end }}
+{{- $_ := set $history "backend" "postgres" }}
+{{- $_ := set $history "postgres" (dict "url_file" "/etc/driftwatch/postgres/url" "pool" (int $v.postgres.pool)) }}
+{{- else if gt (int $v.replicaCount) 1 }}
+{{- fail "replicaCount > 1 needs postgres.enabled: the SQLite history store is one process's" }}
+{{- end }}
 {{- $sinks := dict "stdout" (dict "enabled" $v.sinks.stdout.enabled) }}
 {{- with $v.sinks.file }}
 {{- if .enabled }}
@@ -147,6 +154,7 @@ wins. Paths are those of the projected volume in deployment.yaml.
 {{- with $v.kafka.deadLetterTopic }}{{ $_ := set $k "dead_letter_topic" . }}{{ end }}
 {{- with $v.kafka.clusterFrom }}{{ $_ := set $k "cluster_from" . }}{{ end }}
 {{- with $v.kafka.maxBatchMessages }}{{ $_ := set $k "max_batch_messages" (int .) }}{{ end }}
+{{- with $v.kafka.reorderWindow }}{{ $_ := set $k "reorder_window" . }}{{ end }}
 {{- with $v.kafka.properties }}{{ $_ := set $k "properties" . }}{{ end }}
 {{- $_ := set $cfg "sources" (dict "kafka" $k) }}
 {{- end }}
