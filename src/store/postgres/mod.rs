@@ -264,38 +264,11 @@ impl PgStore {
     ) -> Result<Written, StoreError> {
         self.begin()?;
         let err = self.err();
-        let mut written = Written::default();
-        let insert = self.client.prepare(INSERT_CHANGE).map_err(&err)?;
-        for c in changes {
-            let row = ChangeRow::of(c);
-            let n = self
-                .client
-                .execute(
-                    &insert,
-                    &[
-                        &row.key,
-                        &c.time.us,
-                        &c.received.as_ref().map(|t| t.us),
-                        &c.cluster,
-                        &c.resource.group,
-                        &c.resource.resource,
-                        &c.resource.namespace_str(),
-                        &c.resource.name_str(),
-                        &c.actor.username,
-                        &c.verdict.as_str(),
-                        &c.finding_type.map(|t| t.as_str()),
-                        &c.drift.as_ref().map(|d| d.id.as_str()),
-                        &row.paths,
-                        &row.record,
-                    ],
-                )
-                .map_err(&err)?;
-            if n == 1 {
-                written.inserted += 1;
-            } else {
-                written.duplicates += 1;
-            }
-        }
+        let inserted = insert_changes(&mut self.client, changes).map_err(&err)?;
+        let written = Written {
+            inserted,
+            duplicates: changes.len() - inserted,
+        };
         for d in drifts {
             write_drift(&mut self.client, d).map_err(&err)?;
         }
@@ -461,10 +434,61 @@ fn migrate(client: &mut Client, config: &PgConfig) -> Result<(), StoreError> {
     tx.commit().map_err(err)
 }
 
-const INSERT_CHANGE: &str = "INSERT INTO changes (dedupe_key, time_us, received_us, cluster,
+/// One statement per batch, the rows as arrays (a round trip per row
+/// would bound a batch by the network's latency); a request already stored
+/// is skipped. Paths travel joined by newlines, as no path holds one.
+const INSERT_CHANGES: &str = "INSERT INTO changes (dedupe_key, time_us, received_us, cluster,
     api_group, resource, namespace, name, actor, verdict, finding_type, drift_id, paths, record)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+    SELECT k, t, r, c, g, res, ns, n, a, v, ft, d, string_to_array(p, E'\\n'), rec
+    FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+        $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+        $14::bytea[]) AS u(k, t, r, c, g, res, ns, n, a, v, ft, d, p, rec)
     ON CONFLICT (dedupe_key) DO NOTHING";
+
+/// Inserts `changes`; returns how many were new.
+fn insert_changes(client: &mut Client, changes: &[ChangeRecord]) -> Result<usize, postgres::Error> {
+    if changes.is_empty() {
+        return Ok(0);
+    }
+    let rows: Vec<ChangeRow> = changes.iter().map(ChangeRow::of).collect();
+    let col = |f: fn(&ChangeRecord) -> String| changes.iter().map(f).collect::<Vec<String>>();
+    let keys: Vec<&[u8]> = rows.iter().map(|r| r.key.as_slice()).collect();
+    let times: Vec<i64> = changes.iter().map(|c| c.time.us).collect();
+    let received: Vec<Option<i64>> = changes
+        .iter()
+        .map(|c| c.received.as_ref().map(|t| t.us))
+        .collect();
+    let types: Vec<Option<&str>> = changes
+        .iter()
+        .map(|c| c.finding_type.map(|t| t.as_str()))
+        .collect();
+    let drifts: Vec<Option<&str>> = changes
+        .iter()
+        .map(|c| c.drift.as_ref().map(|d| d.id.as_str()))
+        .collect();
+    let paths: Vec<String> = rows.iter().map(|r| r.paths.join("\n")).collect();
+    let records: Vec<&[u8]> = rows.iter().map(|r| r.record.as_slice()).collect();
+    let n = client.execute(
+        INSERT_CHANGES,
+        &[
+            &keys,
+            &times,
+            &received,
+            &col(|c| c.cluster.clone()),
+            &col(|c| c.resource.group.clone()),
+            &col(|c| c.resource.resource.clone()),
+            &col(|c| c.resource.namespace_str().to_owned()),
+            &col(|c| c.resource.name_str().to_owned()),
+            &col(|c| c.actor.username.clone()),
+            &col(|c| c.verdict.as_str().to_owned()),
+            &types,
+            &drifts,
+            &paths,
+            &records,
+        ],
+    )?;
+    Ok(usize::try_from(n).unwrap_or(usize::MAX))
+}
 
 /// A change's row values that are not plain columns of its record.
 struct ChangeRow {
