@@ -7,6 +7,16 @@
 //! cargo run --release --example history_scale -- --changes 10000000 --every 1000000
 //! ```
 //!
+//! `--postgres URL` does the same on a fresh database of that server
+//! (`history.backend: postgres`): the same writes, through `PgStore::write`,
+//! and the same query through the query API's PostgreSQL path.
+//!
+//! ```sh
+//! scripts/postgres-dev-server start
+//! cargo run --release --example history_scale -- --changes 10000000 --every 1000000 \
+//!     --postgres postgres://postgres@127.0.0.1:15432/driftwatch
+//! ```
+//!
 //! `--every N` prints the write rate of each step of N rows as the table
 //! grows, so a slowdown shows as a curve, not only as a lower average.
 //!
@@ -34,6 +44,8 @@ struct Args {
     /// Print the write rate of each step of this many rows: the curve of
     /// throughput as the table grows. 0: only the total.
     every: usize,
+    /// A PostgreSQL server to run on instead of SQLite.
+    postgres: Option<String>,
 }
 
 fn args() -> Args {
@@ -42,6 +54,7 @@ fn args() -> Args {
         dir: std::env::temp_dir().join("driftwatch-history-scale"),
         batch: 400,
         every: 0,
+        postgres: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -51,6 +64,7 @@ fn args() -> Args {
             "--dir" => a.dir = PathBuf::from(value),
             "--batch" => a.batch = value.parse().unwrap_or(a.batch),
             "--every" => a.every = value.parse().unwrap_or(a.every),
+            "--postgres" => a.postgres = Some(value),
             other => {
                 eprintln!("unknown flag {other}; flags: --changes N --dir DIR --batch N --every N");
                 std::process::exit(2);
@@ -194,6 +208,9 @@ fn median_ms(mut samples: Vec<f64>) -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let a = args();
+    if let Some(url) = &a.postgres {
+        return on_postgres(&a, url);
+    }
     if a.dir.exists() {
         std::fs::remove_dir_all(&a.dir)?;
     }
@@ -283,5 +300,98 @@ fn main() -> anyhow::Result<()> {
         "who-changed --field:   {who_ms:.2} ms incl. opening the store and rendering (median of 20), {:.3}x baseline",
         who_ms / base_ms
     );
+    Ok(())
+}
+
+/// The same fill and query on a fresh PostgreSQL database.
+fn on_postgres(a: &Args, url: &str) -> anyhow::Result<()> {
+    use driftwatch::store::postgres::{PgConfig, PgStore};
+    let name = format!("history_scale_{}", std::process::id());
+    let mut admin = postgres::Client::connect(url, postgres::NoTls)?;
+    admin.batch_execute(&format!("CREATE DATABASE {name}"))?;
+    let root = url.rsplit_once('/').map_or(url, |(r, _)| r);
+    let config = PgConfig {
+        url: format!("{root}/{name}"),
+        pool: 1,
+    };
+    let mut store = PgStore::open(&config)?;
+    let base_us = jiff::Timestamp::now().as_microsecond() - a.changes as i64 * 1_000;
+    let started = Instant::now();
+    let (mut i, mut step_at, mut step_i) = (0, Instant::now(), 0);
+    let mut batch = Vec::with_capacity(a.batch);
+    while i < a.changes {
+        batch.clear();
+        batch.extend((i..(i + a.batch).min(a.changes)).map(|j| record(j, base_us)));
+        store.write(&batch, &[], &[])?;
+        i += batch.len();
+        if a.every > 0 && i - step_i >= a.every {
+            println!(
+                "at {i:>10} rows:  {:>8.0} changes/s over the last {}",
+                (i - step_i) as f64 / step_at.elapsed().as_secs_f64(),
+                i - step_i
+            );
+            (step_at, step_i) = (Instant::now(), i);
+        }
+    }
+    let write_s = started.elapsed().as_secs_f64();
+    let mut client = postgres::Client::connect(&config.url, postgres::NoTls)?;
+    client.batch_execute("VACUUM ANALYZE changes")?;
+    let bytes: i64 = client
+        .query_one("SELECT pg_total_relation_size('changes')", &[])?
+        .get(0);
+    let mut base = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let _: i64 = client
+            .query_one("SELECT count(*) FROM changes", &[])?
+            .get(0);
+        base.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let filter = Filter {
+        namespace: Some("team-7".to_owned()),
+        group: Some("apps".to_owned()),
+        resource: Some("deployments".to_owned()),
+        name: Some("svc-3".to_owned()),
+        limit: Some(100),
+        ..Filter::default()
+    };
+    let readers = store.readers();
+    let mut conn = readers.get()?;
+    let mut history = Vec::new();
+    let mut rows = 0;
+    for _ in 0..20 {
+        let t = Instant::now();
+        rows = driftwatch::store::postgres::query::changes(
+            conn.client()?,
+            &filter,
+            &driftwatch::store::view::Bounds::WHOLE,
+        )?
+        .items
+        .len();
+        history.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let base_ms = median_ms(base);
+    let history_ms = median_ms(history);
+    println!("backend:               postgres ({})", config.shown());
+    println!("changes:               {}", a.changes);
+    println!(
+        "write:                 {:.1} s, {:.0} changes/s (batches of {})",
+        write_s,
+        a.changes as f64 / write_s,
+        a.batch
+    );
+    println!(
+        "table and indexes:     {} bytes, {:.0} bytes/change",
+        bytes,
+        bytes as f64 / a.changes as f64
+    );
+    println!("count(*) baseline:     {base_ms:.2} ms (median of 5)");
+    println!(
+        "one-resource history:  {history_ms:.2} ms for {rows} rows (median of 20), {:.3}x the count(*) baseline",
+        history_ms / base_ms
+    );
+    drop(conn);
+    drop(store);
+    admin.batch_execute(&format!("DROP DATABASE {name}"))?;
     Ok(())
 }

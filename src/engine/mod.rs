@@ -408,6 +408,10 @@ impl Engine {
                 objects.extend(Tracker::key_of(&d.event, cluster));
             }
         }
+        if objects.is_empty() {
+            // No transaction is opened that nothing would end.
+            return Ok(objects);
+        }
         objects.sort_by(|a, b| (&a.0, object_key(&a.1)).cmp(&(&b.0, object_key(&b.1))));
         objects.dedup();
         let held = store.lock(&objects)?;

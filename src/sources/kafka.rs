@@ -27,6 +27,10 @@ use crate::telemetry::events::{
     KafkaOffsetsCommitted, KafkaResult, Source,
 };
 
+/// Messages held at most, whatever their size (`reorder_max_bytes` bounds
+/// their bytes).
+const MAX_HELD_MESSAGES: usize = 4 * 1024 * 1024;
+
 fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
@@ -223,45 +227,63 @@ impl KafkaSource {
 
     /// Consumes through the reorder hold (see [`super::hold`]).
     async fn consume_held(&self, window: Duration, shutdown: &CancellationToken) {
-        let max_messages = 4 * 1024 * 1024;
-        let mut hold = Hold::new(window, max_messages, self.config.reorder_max_bytes);
-        loop {
-            let wait = hold.next_due_ms().map_or(Duration::from_secs(1), |due| {
-                Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0))
-            });
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                m = self.consumer.recv() => match m {
-                    Ok(m) => {
-                        let m = m.detach();
-                        self.hold(&mut hold, m);
-                        // Take what is already fetched, without waiting.
-                        while let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(1), self.consumer.recv()).await {
-                            self.hold(&mut hold, m.detach());
-                            if hold.len() >= max_messages { break; }
-                        }
-                    }
-                    Err(e) => {
-                        KafkaError { operation: "consume", error: &e }.emit();
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                },
-                () = tokio::time::sleep(wait) => {}
-            }
+        let mut hold = Hold::new(window, MAX_HELD_MESSAGES, self.config.reorder_max_bytes);
+        while self.fetch(&mut hold, shutdown).await {
             self.drop_revoked(&mut hold);
-            loop {
-                let taken = hold.take(now_ms(), self.config.max_batch_messages);
-                if taken.items.is_empty() {
-                    break;
-                }
-                KafkaHeld {
-                    held: hold.len(),
-                    early: taken.early,
+            if !self.release(&mut hold, shutdown).await {
+                return;
+            }
+        }
+    }
+
+    /// Waits for messages, or until the oldest held one is due, and holds
+    /// what arrived. False on shutdown.
+    async fn fetch(&self, hold: &mut Hold<Received>, shutdown: &CancellationToken) -> bool {
+        let wait = hold.next_due_ms().map_or(Duration::from_secs(1), |due| {
+            Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0))
+        });
+        let first = tokio::select! {
+            () = shutdown.cancelled() => return false,
+            m = self.consumer.recv() => m,
+            () = tokio::time::sleep(wait) => return true,
+        };
+        match first {
+            Ok(m) => self.hold(hold, m.detach()),
+            Err(e) => {
+                KafkaError {
+                    operation: "consume",
+                    error: &e,
                 }
                 .emit();
-                if !self.process(taken.items, shutdown).await {
-                    return;
-                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return true;
+            }
+        }
+        // And what is already fetched, without waiting.
+        while hold.len() < MAX_HELD_MESSAGES {
+            match tokio::time::timeout(Duration::from_millis(1), self.consumer.recv()).await {
+                Ok(Ok(m)) => self.hold(hold, m.detach()),
+                _ => break,
+            }
+        }
+        true
+    }
+
+    /// Judges every held message that is due, oldest first. False on
+    /// shutdown (the round's offsets are then not stored).
+    async fn release(&self, hold: &mut Hold<Received>, shutdown: &CancellationToken) -> bool {
+        loop {
+            let taken = hold.take(now_ms(), self.config.max_batch_messages);
+            if taken.items.is_empty() {
+                return true;
+            }
+            KafkaHeld {
+                held: hold.len(),
+                early: taken.early,
+            }
+            .emit();
+            if !self.process(taken.items, shutdown).await {
+                return false;
             }
         }
     }

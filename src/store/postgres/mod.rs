@@ -158,41 +158,48 @@ impl PgStore {
                 &[&ids],
             )
             .map_err(&err)?;
-        let mut held = Vec::with_capacity(objects.len());
-        let state = self
-            .client
-            .prepare(
-                "SELECT state FROM resources WHERE cluster = $1 AND api_group = $2
-                   AND resource = $3 AND namespace = $4 AND name = $5",
-            )
-            .map_err(&err)?;
-        let open = self
-            .client
-            .prepare(&format!(
-                "SELECT {OPEN_COLUMNS} FROM drifts WHERE cluster = $1 AND api_group = $2
-                   AND resource = $3 AND namespace = $4 AND name = $5
-                   AND state IN ('open', 'persisting')"
-            ))
-            .map_err(&err)?;
-        for (cluster, object) in objects {
-            let key = object_params(cluster, object);
-            let params = key.params();
-            let state: Option<Vec<u8>> = self
-                .client
-                .query_opt(&state, &params)
-                .map_err(&err)?
-                .map(|r| r.get(0));
-            let open = self
-                .client
-                .query_opt(&open, &params)
-                .map_err(&err)?
-                .map(|r| open_row(&r));
-            held.push(Held {
+        // Two statements for the whole batch, however many objects.
+        let keys = ObjectArrays::of(objects.iter().map(|(c, o)| (c.as_str(), o)));
+        let mut held: Vec<Held> = objects
+            .iter()
+            .map(|(cluster, object)| Held {
                 cluster: cluster.clone(),
                 object: object.clone(),
-                state,
-                open,
-            });
+                state: None,
+                open: None,
+            })
+            .collect();
+        let states = self
+            .client
+            .query(
+                &format!(
+                    "SELECT u.i, r.state FROM {OBJECTS} JOIN resources r ON r.cluster = u.c
+                       AND r.api_group = u.g AND r.resource = u.r AND r.namespace = u.ns AND r.name = u.n"
+                ),
+                &keys.params(),
+            )
+            .map_err(&err)?;
+        for row in states {
+            if let Some(h) = index(&mut held, row.get(0)) {
+                h.state = Some(row.get(1));
+            }
+        }
+        let open = self
+            .client
+            .query(
+                &format!(
+                    "SELECT u.i, {OPEN_D_COLUMNS} FROM {OBJECTS} JOIN drifts d ON d.cluster = u.c
+                       AND d.api_group = u.g AND d.resource = u.r AND d.namespace = u.ns AND d.name = u.n
+                       AND d.state IN ('open', 'persisting')"
+                ),
+                &keys.params(),
+            )
+            .map_err(&err)?;
+        for row in open {
+            let drift = open_row_at(&row, 1);
+            if let Some(h) = index(&mut held, row.get(0)) {
+                h.open = Some(drift);
+            }
         }
         Ok(held)
     }
@@ -363,36 +370,6 @@ fn lock_id(cluster: &str, o: &ObjectRef) -> i64 {
     i64::from_be_bytes(first)
 }
 
-struct ObjectParams<'a> {
-    cluster: &'a str,
-    group: &'a str,
-    resource: &'a str,
-    namespace: &'a str,
-    name: &'a str,
-}
-
-impl ObjectParams<'_> {
-    fn params(&self) -> [&(dyn postgres::types::ToSql + Sync); 5] {
-        [
-            &self.cluster,
-            &self.group,
-            &self.resource,
-            &self.namespace,
-            &self.name,
-        ]
-    }
-}
-
-fn object_params<'a>(cluster: &'a str, o: &'a ObjectRef) -> ObjectParams<'a> {
-    ObjectParams {
-        cluster,
-        group: &o.group,
-        resource: &o.resource,
-        namespace: o.namespace_str(),
-        name: o.name_str(),
-    }
-}
-
 fn connect(config: &PgConfig) -> Result<Client, StoreError> {
     Client::connect(&config.url, NoTls).map_err(|source| StoreError::Postgres {
         url: config.shown(),
@@ -520,24 +497,33 @@ pub(super) const OPEN_COLUMNS: &str =
     "id, cluster, api_group, resource, namespace, name, opened_at,
     opened_at_us, opened_by, drifted_paths, persisting_at, persisting_at_us";
 
+/// [`OPEN_COLUMNS`] of the table aliased `d`.
+const OPEN_D_COLUMNS: &str = "d.id, d.cluster, d.api_group, d.resource, d.namespace, d.name,
+    d.opened_at, d.opened_at_us, d.opened_by, d.drifted_paths, d.persisting_at, d.persisting_at_us";
+
 fn open_row(r: &postgres::Row) -> OpenDrift {
-    let namespace: String = r.get(4);
-    let id: String = r.get(0);
-    let paths = records::drifted_paths(&id, r.get(9));
-    let persisting: Option<String> = r.get(10);
-    let persisting_us: Option<i64> = r.get(11);
+    open_row_at(r, 0)
+}
+
+/// An open drift from [`OPEN_COLUMNS`] starting at column `at`.
+fn open_row_at(r: &postgres::Row, at: usize) -> OpenDrift {
+    let namespace: String = r.get(at + 4);
+    let id: String = r.get(at);
+    let paths = records::drifted_paths(&id, r.get(at + 9));
+    let persisting: Option<String> = r.get(at + 10);
+    let persisting_us: Option<i64> = r.get(at + 11);
     OpenDrift {
         id,
-        cluster: r.get(1),
+        cluster: r.get(at + 1),
         object: ObjectRef {
-            group: r.get(2),
-            resource: r.get(3),
+            group: r.get(at + 2),
+            resource: r.get(at + 3),
             namespace: Some(namespace).filter(|n| !n.is_empty()),
-            name: Some(r.get(5)),
+            name: Some(r.get(at + 5)),
             ..ObjectRef::default()
         },
-        opened: Time::stored(r.get(7), r.get(6)),
-        opened_by: r.get(8),
+        opened: Time::stored(r.get(at + 7), r.get(at + 6)),
+        opened_by: r.get(at + 8),
         paths,
         persisting_since: persisting.map(|text| Time::stored(persisting_us.unwrap_or(0), text)),
     }
@@ -547,36 +533,86 @@ fn write_keep(client: &mut Client, keep: &[Keep]) -> Result<(), postgres::Error>
     if keep.is_empty() {
         return Ok(());
     }
-    let upsert = client.prepare(
-        "INSERT INTO resources (cluster, api_group, resource, namespace, name, updated_us, state)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (cluster, api_group, resource, namespace, name)
-         DO UPDATE SET updated_us = excluded.updated_us, state = excluded.state",
-    )?;
-    let delete = client.prepare(
-        "DELETE FROM resources WHERE cluster = $1 AND api_group = $2 AND resource = $3
-           AND namespace = $4 AND name = $5",
-    )?;
     let now = jiff::Timestamp::now().as_microsecond();
-    for k in keep {
-        let o = object_params(&k.cluster, &k.object);
-        match &k.state {
-            Some(state) => client.execute(
-                &upsert,
-                &[
-                    &o.cluster,
-                    &o.group,
-                    &o.resource,
-                    &o.namespace,
-                    &o.name,
-                    &now,
-                    state,
-                ],
-            )?,
-            None => client.execute(&delete, &o.params())?,
-        };
+    let (kept, gone): (Vec<&Keep>, Vec<&Keep>) = keep.iter().partition(|k| k.state.is_some());
+    if !kept.is_empty() {
+        let keys = ObjectArrays::of(kept.iter().map(|k| (k.cluster.as_str(), &k.object)));
+        let states: Vec<&[u8]> = kept.iter().filter_map(|k| k.state.as_deref()).collect();
+        let mut params = keys.params();
+        params.push(&states);
+        params.push(&now);
+        client.execute(
+            &format!(
+                "INSERT INTO resources (cluster, api_group, resource, namespace, name, updated_us, state)
+                 SELECT u.c, u.g, u.r, u.ns, u.n, $7, s.state
+                 FROM {OBJECTS} JOIN unnest($6::bytea[]) WITH ORDINALITY AS s(state, i) ON s.i = u.i
+                 ON CONFLICT (cluster, api_group, resource, namespace, name)
+                 DO UPDATE SET updated_us = excluded.updated_us, state = excluded.state"
+            ),
+            &params,
+        )?;
+    }
+    if !gone.is_empty() {
+        let keys = ObjectArrays::of(gone.iter().map(|k| (k.cluster.as_str(), &k.object)));
+        client.execute(
+            &format!(
+                "DELETE FROM resources r USING {OBJECTS} WHERE r.cluster = u.c AND r.api_group = u.g
+                   AND r.resource = u.r AND r.namespace = u.ns AND r.name = u.n"
+            ),
+            &keys.params(),
+        )?;
     }
     Ok(())
+}
+
+/// Objects as five parallel arrays, `$1` to `$5` of [`OBJECTS`].
+struct ObjectArrays<'a> {
+    cluster: Vec<&'a str>,
+    group: Vec<&'a str>,
+    resource: Vec<&'a str>,
+    namespace: Vec<&'a str>,
+    name: Vec<&'a str>,
+}
+
+/// The objects of [`ObjectArrays`] as rows `u(c, g, r, ns, n, i)`, `i`
+/// numbering them from 1.
+const OBJECTS: &str = "unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+    WITH ORDINALITY AS u(c, g, r, ns, n, i)";
+
+impl<'a> ObjectArrays<'a> {
+    fn of(objects: impl Iterator<Item = (&'a str, &'a ObjectRef)>) -> ObjectArrays<'a> {
+        let mut a = ObjectArrays {
+            cluster: Vec::new(),
+            group: Vec::new(),
+            resource: Vec::new(),
+            namespace: Vec::new(),
+            name: Vec::new(),
+        };
+        for (cluster, o) in objects {
+            a.cluster.push(cluster);
+            a.group.push(&o.group);
+            a.resource.push(&o.resource);
+            a.namespace.push(o.namespace_str());
+            a.name.push(o.name_str());
+        }
+        a
+    }
+
+    fn params(&self) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+        vec![
+            &self.cluster,
+            &self.group,
+            &self.resource,
+            &self.namespace,
+            &self.name,
+        ]
+    }
+}
+
+/// The entry numbered `i` (from 1, as `WITH ORDINALITY` numbers them).
+fn index(held: &mut [Held], i: i64) -> Option<&mut Held> {
+    let i = usize::try_from(i).ok()?.checked_sub(1)?;
+    held.get_mut(i)
 }
 
 /// A transition leaves only the states it names: a drift closed by one
