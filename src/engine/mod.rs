@@ -404,8 +404,13 @@ impl Engine {
         for ready in inputs {
             let input = ready.input();
             let cluster = input.cluster.as_deref().unwrap_or(&self.config.cluster);
-            for d in &ready.borrow_dependent().decoded.events {
-                objects.extend(Tracker::key_of(&d.event, cluster));
+            let p = ready.borrow_dependent();
+            // Ignored events (reads, dry runs, failures...) are never
+            // correlated: they need no lock.
+            for (d, pre) in p.decoded.events.iter().zip(&p.pre) {
+                if pre.verdict.as_ref().is_some_and(|v| v.is_mutation()) {
+                    objects.extend(Tracker::key_of(&d.event, cluster));
+                }
             }
         }
         if objects.is_empty() {
