@@ -391,7 +391,9 @@ fn on_postgres(a: &Args, url: &str) -> anyhow::Result<()> {
         history_ms / base_ms
     );
     drop(conn);
+    drop(readers);
     drop(store);
+    drop(client);
     admin.batch_execute(&format!("DROP DATABASE {name}"))?;
     Ok(())
 }

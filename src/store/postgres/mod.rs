@@ -40,7 +40,7 @@ impl PgConfig {
 
 pub(crate) fn shown_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
+        (Some(scheme), Some(at)) if at > scheme && url[scheme + 3..at].contains(':') => {
             let creds = &url[scheme + 3..at];
             let user = creds.split(':').next().unwrap_or("");
             format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
@@ -717,6 +717,10 @@ mod tests {
         assert_eq!(
             shown_url("postgres://db.example/driftwatch"),
             "postgres://db.example/driftwatch"
+        );
+        assert_eq!(
+            shown_url("postgres://dw@db.example/driftwatch"),
+            "postgres://dw@db.example/driftwatch"
         );
     }
 

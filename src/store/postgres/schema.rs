@@ -32,7 +32,9 @@ CREATE TABLE changes (
     record       BYTEA NOT NULL
 );
 CREATE INDEX changes_by_time ON changes (time_us DESC, seq DESC);
-CREATE INDEX changes_by_object ON changes (cluster, api_group, resource, namespace, name, time_us DESC, seq DESC);
+-- One object's history: the route names group, resource, namespace and
+-- name; the cluster, when given, is checked on the rows found.
+CREATE INDEX changes_by_object ON changes (api_group, resource, namespace, name, time_us DESC, seq DESC);
 CREATE INDEX changes_by_drift ON changes (drift_id, time_us, seq) WHERE drift_id IS NOT NULL;
 CREATE INDEX changes_by_received ON changes (received_us) WHERE received_us IS NOT NULL;
 
