@@ -1,5 +1,5 @@
 use crate::decode::Stage;
-use crate::model::{ChangeRecord, DriftClosed, DriftTransition, ObjectRef};
+use crate::model::{ChangeRecord, DriftClosed, DriftTransition};
 use crate::sinks::Finding;
 use crate::telemetry::events::{ChangesStored, DriftReconciled, Emit};
 
@@ -16,7 +16,7 @@ pub(super) struct Delivery {
     pub closed: Vec<DriftClosed>,
     /// The objects locked in a shared store for the group, whose state is
     /// written back with it.
-    pub locked: Vec<(String, ObjectRef)>,
+    pub locked: Vec<super::shared::Locked>,
 }
 
 impl Delivery {

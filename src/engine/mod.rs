@@ -15,6 +15,7 @@ mod delivery;
 mod input;
 mod judge;
 mod prepare;
+mod shared;
 mod stats;
 pub mod writer;
 
@@ -30,9 +31,8 @@ use crate::config::Config;
 use crate::context::Enricher;
 use crate::correlate::Tracker;
 use crate::dedupe::Dedupe;
-use crate::model::{DriftClosed, DriftState, DriftTransition, ObjectRef, Time};
+use crate::model::{DriftClosed, DriftState, DriftTransition, Time};
 use crate::sinks::{Batch, Sinks};
-use crate::store::postgres::Keep;
 use crate::store::{Backend, Probe, Store, StoreError};
 use crate::telemetry::events::{
     BatchAccepted, BatchJudged, BatchRefused, BodyDecoded, DriftsOpen, Emit, RetentionRan, Source,
@@ -391,66 +391,6 @@ impl Engine {
             store.rollback();
         }
     }
-
-    /// With a shared store: locks the objects the inputs' events touch,
-    /// until their batch is written or refused, and takes what the store
-    /// holds of them as what is known (another replica may have changed
-    /// them since). Returns the objects locked.
-    fn lock_objects(&mut self, inputs: &[Ready]) -> Result<Vec<(String, ObjectRef)>, StoreError> {
-        let Some(store) = self.store.as_mut().filter(|s| s.shares_state()) else {
-            return Ok(Vec::new());
-        };
-        let mut objects = Vec::new();
-        for ready in inputs {
-            let input = ready.input();
-            let cluster = input.cluster.as_deref().unwrap_or(&self.config.cluster);
-            let p = ready.borrow_dependent();
-            // Ignored events (reads, dry runs, failures...) are never
-            // correlated: they need no lock.
-            for (d, pre) in p.decoded.events.iter().zip(&p.pre) {
-                if pre.verdict.as_ref().is_some_and(|v| v.is_mutation()) {
-                    objects.extend(Tracker::key_of(&d.event, cluster));
-                }
-            }
-        }
-        if objects.is_empty() {
-            // No transaction is opened that nothing would end.
-            return Ok(objects);
-        }
-        objects.sort_by(|a, b| (&a.0, object_key(&a.1)).cmp(&(&b.0, object_key(&b.1))));
-        objects.dedup();
-        let held = store.lock(&objects)?;
-        for h in held {
-            self.tracker
-                .adopt(&h.cluster, &h.object, h.state.as_deref(), h.open);
-        }
-        Ok(objects)
-    }
-
-    /// [`Engine::lock_objects`] for an accept: the drift's object.
-    fn lock_drift(&mut self, id: &str) -> Result<Vec<(String, ObjectRef)>, StoreError> {
-        let Some(store) = self.store.as_mut().filter(|s| s.shares_state()) else {
-            return Ok(Vec::new());
-        };
-        let Some(h) = store.lock_drift(id)? else {
-            return Ok(Vec::new());
-        };
-        self.tracker
-            .adopt(&h.cluster, &h.object, h.state.as_deref(), h.open);
-        Ok(vec![(h.cluster, h.object)])
-    }
-
-    /// What is remembered of the locked objects now, to write back.
-    fn keep(&self, locked: &[(String, ObjectRef)]) -> Vec<Keep> {
-        locked
-            .iter()
-            .map(|(cluster, object)| Keep {
-                cluster: cluster.clone(),
-                object: object.clone(),
-                state: self.tracker.export(cluster, object),
-            })
-            .collect()
-    }
 }
 
 /// Emits what an outcome means for its input's metrics and logs.
@@ -483,9 +423,4 @@ fn report(input: &Input, outcome: Outcome) -> Outcome {
         .emit(),
     }
     outcome
-}
-
-/// An object's identity as a sort key: locks are taken in one order.
-fn object_key(o: &ObjectRef) -> (&str, &str, &str, &str) {
-    (&o.group, &o.resource, o.namespace_str(), o.name_str())
 }

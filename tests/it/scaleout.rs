@@ -506,13 +506,21 @@ fn scale_run(window: &str) -> Result<ScaleRun> {
     }
     drop(replicas.remove(0));
     let want = replay_alone(&sent)?;
+    let seen = std::cell::Cell::new(0);
     common::wait_until(
         std::time::Duration::from_secs(120),
-        || format!("{} changes stored by the replicas", want.0.len()),
+        || {
+            format!(
+                "{} changes stored by the replicas (saw {})",
+                want.0.len(),
+                seen.get()
+            )
+        },
         || {
             let page = common::blocking_get(&replicas[0].url("/api/v1/changes?limit=1000")).ok()?;
             let page: Value = serde_json::from_str(&page).ok()?;
-            (page["items"].as_array().map_or(0, Vec::len) >= want.0.len()).then_some(())
+            seen.set(page["items"].as_array().map_or(0, Vec::len));
+            (seen.get() >= want.0.len()).then_some(())
         },
     )?;
     Ok(ScaleRun { replicas, want })
@@ -546,7 +554,7 @@ fn replay_alone(events: &[Value]) -> Result<(Vec<Value>, Vec<Value>)> {
 
 #[test]
 fn three_replicas_one_killed_one_added_end_as_one_replica_would() -> Result<()> {
-    let run = scale_run("    reorder_window: 15s\n")?;
+    let run = scale_run("    reorder_window: 30s\n")?;
     let want = &run.want;
     for (n, r) in run.replicas.iter().enumerate() {
         let got = common::block_on(answers(r))?;
@@ -583,4 +591,76 @@ fn first_difference(got: &[Value], want: &[Value]) -> String {
         }
     }
     format!("lengths {} vs {}", got.len(), want.len())
+}
+
+#[test]
+fn retention_on_postgres_deletes_old_history_and_keeps_open_drifts() -> Result<()> {
+    let url = database("retention")?;
+    // Old event times kept as they are (no receive time beside them), and
+    // history kept long at first.
+    let config = |retention: &str| {
+        format!(
+            "{}server:\n  max_clock_skew: 3650d\n",
+            pg_config(&url).replace(
+                "history:\n",
+                &format!("history:\n  retention: {retention}\n")
+            )
+        )
+    };
+    let old = story("shop", "legacy", "2020-03-14T09:26:53.589793Z".parse()?);
+    let stale = story("shop", "stale", "2020-03-15T09:26:53.589793Z".parse()?);
+    let recent = story("shop", "api", jiff::Timestamp::now() - secs(900.0));
+    let first = Service::start(Some(&config("36500d")))?;
+    common::block_on(async {
+        for e in [
+            &old.create,
+            &old.edit,
+            &old.sync,
+            &stale.create,
+            &stale.edit,
+            &recent.create,
+            &recent.edit,
+        ] {
+            post_events(&first, &[e]).await?;
+        }
+        assert_eq!(all(&first, "/api/v1/changes").await?.len(), 7);
+        assert_eq!(all(&first, "/api/v1/drifts").await?.len(), 3);
+        Ok(())
+    })?;
+    first.stop()?;
+
+    let svc = Service::start(Some(&config("1d")))?;
+    let changes = common::wait_until(
+        std::time::Duration::from_secs(30),
+        || "retention to delete the 2020 changes".to_owned(),
+        || {
+            let changes = common::block_on(all(&svc, "/api/v1/changes")).ok()?;
+            (changes.len() == 2).then_some(changes)
+        },
+    )?;
+    let ids: Vec<&str> = changes
+        .iter()
+        .filter_map(|c| c["audit_id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![recent.edit.id().as_str(), recent.create.id().as_str()]
+    );
+    let drifts = common::block_on(all(&svc, "/api/v1/drifts"))?;
+    let names: Vec<(&str, &str)> = drifts
+        .iter()
+        .map(|d| {
+            (
+                d["resource"]["name"].as_str().unwrap_or(""),
+                d["state"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    // The drift closed in 2020 is gone; the one open since 2020 stays.
+    assert_eq!(
+        names,
+        vec![("api", "open"), ("stale", "open")],
+        "{drifts:#?}"
+    );
+    Ok(())
 }
