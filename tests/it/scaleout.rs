@@ -48,13 +48,17 @@ fn server() -> &'static str {
 
 /// A fresh database on the server; its URL.
 pub(crate) fn database(prefix: &str) -> Result<String> {
+    database_on(server(), prefix)
+}
+
+/// A fresh database on the server at `base`; its URL.
+fn database_on(base: &str, prefix: &str) -> Result<String> {
     static N: AtomicUsize = AtomicUsize::new(0);
     let name = format!(
         "{prefix}_{}_{}",
         std::process::id(),
         N.fetch_add(1, Ordering::SeqCst)
     );
-    let base = server();
     let port = base
         .rsplit(':')
         .next()
@@ -662,5 +666,96 @@ fn retention_on_postgres_deletes_old_history_and_keeps_open_drifts() -> Result<(
         vec![("api", "open"), ("stale", "open")],
         "{drifts:#?}"
     );
+    Ok(())
+}
+
+/// A server of this test's own (the others share one), stopped when dropped.
+struct OwnServer(&'static str);
+
+impl OwnServer {
+    fn start(port: &'static str) -> Result<(OwnServer, String)> {
+        let out = Command::new(script()).args(["start", port]).output()?;
+        ensure!(
+            out.status.success(),
+            "scripts/postgres-dev-server start {port}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .context("the server's URL")?
+            .trim()
+            .to_owned();
+        Ok((OwnServer(port), url))
+    }
+
+    fn stop(&self) -> Result<()> {
+        let out = Command::new(script()).args(["stop", self.0]).output()?;
+        ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_outage_refuses_batches_until_the_server_is_back() -> Result<()> {
+    // The real server, stopped and started again: no proxy needed.
+    let (server, base) = OwnServer::start("15491")?;
+    let svc = Service::start(Some(&pg_config(&database_on(&base, "outage")?)))?;
+    let s = story("shop", "api", recent_base());
+    post_events(&svc, &[&s.create]).await?;
+
+    server.stop()?;
+    let list = common::event_list([s.edit.item()].into_iter());
+    let refused = common::post_json(&svc, "/audit/webhook", &list).await?;
+    assert_eq!(refused.status, 503, "{}", refused.json);
+    assert!(
+        refused.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("history store")),
+        "{}",
+        refused.json
+    );
+    let (code, ready) = common::get_text(&svc, "/readyz").await?;
+    assert_eq!(code, 503, "{ready}");
+
+    let (_restarted, _) = OwnServer::start("15491")?;
+    // The sender retries; the first try after the restart may meet the
+    // dead connection and fail, and the store connects again.
+    let mut tries = 0;
+    loop {
+        let answer = common::post_json(&svc, "/audit/webhook", &list).await?;
+        if answer.status == 200 {
+            break;
+        }
+        tries += 1;
+        ensure!(
+            tries < 60,
+            "still refused after the restart: {}",
+            answer.json
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let changes = all(&svc, "/api/v1/changes").await?;
+    let ids: Vec<&str> = changes
+        .iter()
+        .filter_map(|c| c["audit_id"].as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![s.edit.id().as_str(), s.create.id().as_str()],
+        "each once"
+    );
+    let (code, ready) = common::get_text(&svc, "/readyz").await?;
+    assert_eq!(code, 200, "{ready}");
     Ok(())
 }
