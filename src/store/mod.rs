@@ -16,6 +16,7 @@
 //! on its own once the fault is gone ([`recover`]).
 
 mod backend;
+mod clauses;
 mod compact;
 mod dict;
 mod files;

@@ -176,55 +176,15 @@ pub(super) fn parse_cursor(c: &str) -> Result<(i64, String), QueryError> {
         })
 }
 
-struct Where {
-    clauses: Vec<String>,
-    params: Vec<SqlValue>,
+type Where = super::clauses::Where<SqlValue>;
+
+fn sqlite_where() -> Where {
+    Where::new('?')
 }
 
-impl Where {
-    fn new() -> Self {
-        Where {
-            clauses: Vec::new(),
-            params: Vec::new(),
-        }
-    }
-    fn eq(&mut self, column: &str, value: &Option<String>) {
-        if let Some(v) = value {
-            self.params.push(SqlValue::Text(v.clone()));
-            self.clauses
-                .push(format!("{column} = ?{}", self.params.len()));
-        }
-    }
-    /// A clause whose bare `?` placeholders take `values` in order. They are
-    /// numbered in one pass: replacing the first `?` again and again would
-    /// find the `?1` just written and turn it into `?21`.
-    fn raw(&mut self, clause: &str, values: Vec<SqlValue>) {
-        let mut numbered = String::with_capacity(clause.len() + 4 * values.len());
-        let mut values = values.into_iter();
-        for c in clause.chars() {
-            if c != '?' {
-                numbered.push(c);
-                continue;
-            }
-            match values.next() {
-                Some(v) => {
-                    self.params.push(v);
-                    numbered.push_str(&format!("?{}", self.params.len()));
-                }
-                // More placeholders than values: a bug in this module, which
-                // SQLite reports as a parameter count mismatch.
-                None => numbered.push('?'),
-            }
-        }
-        self.clauses.push(numbered);
-    }
-    fn sql(&self) -> String {
-        if self.clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", self.clauses.join(" AND "))
-        }
-    }
+/// A text filter's value as a parameter.
+fn text(v: &Option<String>) -> Option<SqlValue> {
+    v.clone().map(SqlValue::Text)
 }
 
 /// `_` for cluster-scoped in URLs; stored as the empty string.
@@ -294,7 +254,7 @@ pub fn changes(
 }
 
 fn change_filter(conn: &Connection, f: &Filter) -> Result<Where, QueryError> {
-    let mut w = Where::new();
+    let mut w = sqlite_where();
     object_clause(conn, &mut w, f)?;
     if let Some(actor) = &f.actor {
         w.raw(
@@ -397,12 +357,12 @@ const CHANGE_BY_SEQ: &str = concat!(
 /// that index), while the rows are read newest first from
 /// `changes_by_time`, as before the dictionary.
 fn object_clause(conn: &Connection, w: &mut Where, f: &Filter) -> Result<(), QueryError> {
-    let mut o = Where::new();
-    o.eq("cluster", &f.cluster);
-    o.eq("namespace", &namespace_param(&f.namespace));
-    o.eq("api_group", &group_param(&f.group));
-    o.eq("resource", &f.resource);
-    o.eq("name", &f.name);
+    let mut o = sqlite_where();
+    o.eq("cluster", text(&f.cluster));
+    o.eq("namespace", text(&namespace_param(&f.namespace)));
+    o.eq("api_group", text(&group_param(&f.group)));
+    o.eq("resource", text(&f.resource));
+    o.eq("name", text(&f.name));
     if o.clauses.is_empty() {
         return Ok(());
     }
@@ -685,18 +645,18 @@ pub fn drifts(
 }
 
 fn drift_filter(f: &Filter) -> Result<Where, QueryError> {
-    let mut w = Where::new();
-    w.eq("cluster", &f.cluster);
-    w.eq("namespace", &namespace_param(&f.namespace));
-    w.eq("api_group", &group_param(&f.group));
-    w.eq("resource", &f.resource);
-    w.eq("name", &f.name);
-    w.eq("opened_by", &f.actor);
+    let mut w = sqlite_where();
+    w.eq("cluster", text(&f.cluster));
+    w.eq("namespace", text(&namespace_param(&f.namespace)));
+    w.eq("api_group", text(&group_param(&f.group)));
+    w.eq("resource", text(&f.resource));
+    w.eq("name", text(&f.name));
+    w.eq("opened_by", text(&f.actor));
     // `open` is every drift not closed, persisting ones included: they are
     // open drifts the pipeline failed to put back.
     match f.state.as_deref() {
         Some("open") => w.raw("state IN ('open', 'persisting')", vec![]),
-        _ => w.eq("state", &f.state),
+        _ => w.eq("state", text(&f.state)),
     }
     if let Some(since) = &f.since {
         w.raw(
@@ -1009,8 +969,8 @@ mod tests {
 
     #[test]
     fn placeholders_are_numbered_in_order_across_clauses() {
-        let mut w = Where::new();
-        w.eq("c.cluster", &Some("prod".to_owned()));
+        let mut w = sqlite_where();
+        w.eq("c.cluster", text(&Some("prod".to_owned())));
         w.raw(
             "(c.time_us < ? OR (c.time_us = ? AND c.seq < ?))",
             vec![

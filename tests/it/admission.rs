@@ -449,8 +449,14 @@ fn metadata_only_changes_come_from_the_review(cluster: &Cluster, svc: &Service) 
 
 /// Denials are findings and history; the dry run is in neither.
 fn recorded(svc: &Service) -> Result<()> {
+    // Her refused 30 h break-glass annotation is a denial too: this one
+    // is the edit of the env.
     let edit = finding(svc, "alice's denied edit", |f| {
-        f["type"] == "denied_change" && f["actor"]["username"] == "alice"
+        f["type"] == "denied_change"
+            && f["actor"]["username"] == "alice"
+            && f["changes"]
+                .to_string()
+                .contains("containers[name=app].env")
     })?;
     assert_eq!(edit["severity"], "high");
     assert!(

@@ -69,6 +69,24 @@ fn helm(cmd: &str, values: Option<&str>) -> Result<Run> {
     repo_script("helm-dev", &args)
 }
 
+/// `helm template` with values given as YAML text; the run, to check how
+/// it fails.
+fn template_text(values: &str) -> Result<Run> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("values.yaml");
+    std::fs::write(&path, values)?;
+    repo_script(
+        "helm-dev",
+        &[
+            "template",
+            RELEASE,
+            CHART,
+            "-f",
+            path.to_str().context("path")?,
+        ],
+    )
+}
+
 /// `helm template` of one value set, as text.
 fn template(values: Option<&str>) -> Result<String> {
     ok(
@@ -559,19 +577,7 @@ fn the_chart_runs_replicas_only_on_postgres() -> Result<()> {
     // One replica alone is a Deployment on SQLite, whatever else is set.
     let single = yaml_documents(&template(None)?)?;
     assert_eq!(one(&single, "Deployment")?["spec"]["replicas"], 1);
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("replicas.yaml");
-    std::fs::write(&path, "replicaCount: 2\n")?;
-    let run = repo_script(
-        "helm-dev",
-        &[
-            "template",
-            RELEASE,
-            CHART,
-            "-f",
-            path.to_str().context("path")?,
-        ],
-    )?;
+    let run = template_text("replicaCount: 2\n")?;
     assert_ne!(run.code, 0, "{}", run.stdout);
     assert!(
         run.stderr
@@ -634,7 +640,6 @@ fn shipped_configs_pass_policy_check() -> Result<()> {
 
 #[test]
 fn chart_schema_refuses_misspelled_values() -> Result<()> {
-    let dir = tempfile::tempdir()?;
     for (text, key) in [
         ("persistance:\n  enabled: false\n", "persistance"),
         ("tls:\n  existingSecrets: x\n", "existingSecrets"),
@@ -643,18 +648,7 @@ fn chart_schema_refuses_misspelled_values() -> Result<()> {
             "tokenFile",
         ),
     ] {
-        let path = dir.path().join("typo.yaml");
-        std::fs::write(&path, text)?;
-        let run = repo_script(
-            "helm-dev",
-            &[
-                "template",
-                RELEASE,
-                CHART,
-                "-f",
-                path.to_str().context("path")?,
-            ],
-        )?;
+        let run = template_text(text)?;
         assert_eq!(run.code, 1, "{text}: {}", run.stdout);
         assert!(
             run.stderr

@@ -266,7 +266,7 @@ fn kubectl_exec(ns: &str, pod: &str, time: Timestamp) -> Ev {
 // Talking to the service.
 
 /// Every item of a listing, following `next` cursors.
-async fn all_items(svc: &Service, path: &str, limit: usize) -> Result<Vec<Value>> {
+pub(crate) async fn all_items(svc: &Service, path: &str, limit: usize) -> Result<Vec<Value>> {
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..10_000 {

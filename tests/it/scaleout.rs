@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
 use crate::common::{self, ARGOCD_CONFIG, Ev, Service, get_ok, post_events};
-use crate::history::{Story, recent_base, secs, story};
+use crate::history::{Story, all_items, recent_base, secs, story};
 
 fn script() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/postgres-dev-server")
@@ -84,23 +84,9 @@ pub(crate) fn pg_config(url: &str) -> String {
     )
 }
 
-/// Every item of a list route, page after page.
+/// Every item of a list route, page after page (each page checked).
 async fn all(svc: &Service, path: &str) -> Result<Vec<Value>> {
-    let mut items = Vec::new();
-    let sep = if path.contains('?') { '&' } else { '?' };
-    let mut next: Option<String> = None;
-    loop {
-        let url = match &next {
-            Some(c) => format!("{path}{sep}limit=50&cursor={c}"),
-            None => format!("{path}{sep}limit=50"),
-        };
-        let page = get_ok(svc, &url).await?;
-        items.extend(page["items"].as_array().cloned().unwrap_or_default());
-        match page["next"].as_str() {
-            Some(c) => next = Some(c.to_owned()),
-            None => return Ok(items),
-        }
-    }
+    all_items(svc, path, 50).await
 }
 
 /// Every page of `path` at `limit` items a page, each page whole.
@@ -132,6 +118,15 @@ async fn answers(svc: &Service) -> Result<(Vec<Value>, Vec<Value>)> {
     ))
 }
 
+/// Two replicas on a fresh database.
+fn two_replicas(prefix: &str) -> Result<(Service, Service)> {
+    let config = pg_config(&database(prefix)?);
+    Ok((
+        Service::start(Some(&config))?,
+        Service::start(Some(&config))?,
+    ))
+}
+
 fn stories() -> Vec<Story> {
     let base = recent_base();
     vec![
@@ -143,10 +138,7 @@ fn stories() -> Vec<Story> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn replicas_share_one_history_that_answers_like_sqlite() -> Result<()> {
-    let url = database("share")?;
-    let config = pg_config(&url);
-    let a = Service::start(Some(&config))?;
-    let b = Service::start(Some(&config))?;
+    let (a, b) = two_replicas("share")?;
     let alone = Service::start(Some(ARGOCD_CONFIG))?;
     let s = stories();
     let (api, web, cart) = (&s[0], &s[1], &s[2]);
@@ -289,10 +281,7 @@ async fn replicas_share_one_history_that_answers_like_sqlite() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn racing_replicas_store_a_request_once_and_close_its_drift_once() -> Result<()> {
-    let url = database("race")?;
-    let config = pg_config(&url);
-    let a = Service::start(Some(&config))?;
-    let b = Service::start(Some(&config))?;
+    let (a, b) = two_replicas("race")?;
     let s = story("shop", "api", recent_base());
     post_events(&a, &[&s.create]).await?;
     // Both replicas get the same edit at once, then the same sync.
@@ -326,10 +315,7 @@ async fn racing_replicas_store_a_request_once_and_close_its_drift_once() -> Resu
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_accept_on_one_replica_closes_the_drift_another_opened() -> Result<()> {
-    let url = database("accept")?;
-    let config = pg_config(&url);
-    let a = Service::start(Some(&config))?;
-    let b = Service::start(Some(&config))?;
+    let (a, b) = two_replicas("accept")?;
     let s = story("shop", "api", recent_base());
     post_events(&a, &[&s.create]).await?;
     post_events(&a, &[&s.edit]).await?;
@@ -510,23 +496,28 @@ fn scale_run(window: &str) -> Result<ScaleRun> {
     }
     drop(replicas.remove(0));
     let want = replay_alone(&sent)?;
-    let seen = std::cell::Cell::new(0);
-    common::wait_until(
-        std::time::Duration::from_secs(120),
-        || {
-            format!(
-                "{} changes stored by the replicas (saw {})",
-                want.0.len(),
-                seen.get()
-            )
-        },
-        || {
-            let page = common::blocking_get(&replicas[0].url("/api/v1/changes?limit=1000")).ok()?;
-            let page: Value = serde_json::from_str(&page).ok()?;
-            seen.set(page["items"].as_array().map_or(0, Vec::len));
-            (seen.get() >= want.0.len()).then_some(())
-        },
-    )?;
+    let stored = || -> Option<Vec<Value>> {
+        let page = common::blocking_get(&replicas[0].url("/api/v1/changes?limit=1000")).ok()?;
+        let page: Value = serde_json::from_str(&page).ok()?;
+        page["items"].as_array().cloned()
+    };
+    let waited = common::wait_until(
+        std::time::Duration::from_secs(180),
+        || format!("{} changes stored by the replicas", want.0.len()),
+        || stored().filter(|items| items.len() >= want.0.len()),
+    );
+    if let Err(e) = waited {
+        let ids = |items: &[Value]| -> std::collections::BTreeSet<String> {
+            items
+                .iter()
+                .filter_map(|c| c["audit_id"].as_str().map(str::to_owned))
+                .collect()
+        };
+        let have = ids(&stored().unwrap_or_default());
+        let missing: Vec<String> = ids(&want.0).difference(&have).cloned().collect();
+        let logs: Vec<String> = replicas.iter().flat_map(|r| r.logs_with("WARN")).collect();
+        bail!("{e}; missing {missing:?}; warnings: {logs:#?}");
+    }
     Ok(ScaleRun { replicas, want })
 }
 
@@ -558,7 +549,7 @@ fn replay_alone(events: &[Value]) -> Result<(Vec<Value>, Vec<Value>)> {
 
 #[test]
 fn three_replicas_one_killed_one_added_end_as_one_replica_would() -> Result<()> {
-    let run = scale_run("    reorder_window: 30s\n")?;
+    let run = scale_run("    reorder_window: 60s\n")?;
     let want = &run.want;
     for (n, r) in run.replicas.iter().enumerate() {
         let got = common::block_on(answers(r))?;

@@ -428,7 +428,7 @@ fn insert_changes(client: &mut Client, changes: &[ChangeRecord]) -> Result<usize
         return Ok(0);
     }
     let rows: Vec<ChangeRow> = changes.iter().map(ChangeRow::of).collect();
-    let col = |f: fn(&ChangeRecord) -> String| changes.iter().map(f).collect::<Vec<String>>();
+    let col = |f: fn(&ChangeRecord) -> &str| changes.iter().map(f).collect::<Vec<&str>>();
     let keys: Vec<&[u8]> = rows.iter().map(|r| r.key.as_slice()).collect();
     let times: Vec<i64> = changes.iter().map(|c| c.time.us).collect();
     let received: Vec<Option<i64>> = changes
@@ -443,7 +443,7 @@ fn insert_changes(client: &mut Client, changes: &[ChangeRecord]) -> Result<usize
         .iter()
         .map(|c| c.drift.as_ref().map(|d| d.id.as_str()))
         .collect();
-    let paths: Vec<String> = rows.iter().map(|r| r.paths.join("\n")).collect();
+    let paths: Vec<&str> = rows.iter().map(|r| r.paths.as_str()).collect();
     let records: Vec<&[u8]> = rows.iter().map(|r| r.record.as_slice()).collect();
     let n = client.execute(
         INSERT_CHANGES,
@@ -451,13 +451,13 @@ fn insert_changes(client: &mut Client, changes: &[ChangeRecord]) -> Result<usize
             &keys,
             &times,
             &received,
-            &col(|c| c.cluster.clone()),
-            &col(|c| c.resource.group.clone()),
-            &col(|c| c.resource.resource.clone()),
-            &col(|c| c.resource.namespace_str().to_owned()),
-            &col(|c| c.resource.name_str().to_owned()),
-            &col(|c| c.actor.username.clone()),
-            &col(|c| c.verdict.as_str().to_owned()),
+            &col(|c| &c.cluster),
+            &col(|c| &c.resource.group),
+            &col(|c| &c.resource.resource),
+            &col(|c| c.resource.namespace_str()),
+            &col(|c| c.resource.name_str()),
+            &col(|c| &c.actor.username),
+            &col(|c| c.verdict.as_str()),
             &types,
             &drifts,
             &paths,
@@ -470,7 +470,8 @@ fn insert_changes(client: &mut Client, changes: &[ChangeRecord]) -> Result<usize
 /// A change's row values that are not plain columns of its record.
 struct ChangeRow {
     key: Vec<u8>,
-    paths: Vec<String>,
+    /// Joined by newlines (see [`INSERT_CHANGES`]).
+    paths: String,
     record: Vec<u8>,
 }
 
@@ -486,7 +487,12 @@ impl ChangeRow {
         };
         ChangeRow {
             key: c.request.store_key().to_vec(),
-            paths: c.changes.iter().map(|ch| ch.path.to_string()).collect(),
+            paths: c
+                .changes
+                .iter()
+                .map(|ch| ch.path.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
             // Serializing our own record to memory cannot fail.
             record: serde_json::to_vec(&kept).unwrap_or_default(),
         }

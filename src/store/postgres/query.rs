@@ -16,59 +16,18 @@ use crate::telemetry::events::{self, Emit};
 
 type Param = Box<dyn ToSql + Sync + Send>;
 
-struct Where {
-    clauses: Vec<String>,
-    params: Vec<Param>,
+type Where = super::super::clauses::Where<Param>;
+
+/// The parameters as the client takes them.
+fn params(w: &Where) -> Vec<&(dyn ToSql + Sync)> {
+    w.params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect()
 }
 
-impl Where {
-    fn new() -> Self {
-        Where {
-            clauses: Vec::new(),
-            params: Vec::new(),
-        }
-    }
-
-    /// A clause whose `$` placeholders take `values` in order.
-    fn raw(&mut self, clause: &str, values: Vec<Param>) {
-        let mut numbered = String::with_capacity(clause.len() + 4 * values.len());
-        let mut values = values.into_iter();
-        for c in clause.chars() {
-            if c != '$' {
-                numbered.push(c);
-                continue;
-            }
-            match values.next() {
-                Some(v) => {
-                    self.params.push(v);
-                    numbered.push_str(&format!("${}", self.params.len()));
-                }
-                None => numbered.push('$'),
-            }
-        }
-        self.clauses.push(numbered);
-    }
-
-    fn eq(&mut self, column: &str, value: Option<String>) {
-        if let Some(v) = value {
-            self.raw(&format!("{column} = $"), vec![Box::new(v)]);
-        }
-    }
-
-    fn sql(&self) -> String {
-        if self.clauses.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", self.clauses.join(" AND "))
-        }
-    }
-
-    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
-        self.params
-            .iter()
-            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-            .collect()
-    }
+fn text(v: Option<String>) -> Option<Param> {
+    v.map(|v| Box::new(v) as Param)
 }
 
 fn bad_cursor() -> QueryError {
@@ -79,20 +38,23 @@ fn bad_cursor() -> QueryError {
 }
 
 fn object_filter(w: &mut Where, f: &Filter, prefix: &str) {
-    w.eq(&format!("{prefix}cluster"), f.cluster.clone());
-    w.eq(&format!("{prefix}namespace"), namespace_param(&f.namespace));
-    w.eq(&format!("{prefix}api_group"), group_param(&f.group));
-    w.eq(&format!("{prefix}resource"), f.resource.clone());
-    w.eq(&format!("{prefix}name"), f.name.clone());
+    w.eq(&format!("{prefix}cluster"), text(f.cluster.clone()));
+    w.eq(
+        &format!("{prefix}namespace"),
+        text(namespace_param(&f.namespace)),
+    );
+    w.eq(&format!("{prefix}api_group"), text(group_param(&f.group)));
+    w.eq(&format!("{prefix}resource"), text(f.resource.clone()));
+    w.eq(&format!("{prefix}name"), text(f.name.clone()));
 }
 
 fn change_filter(f: &Filter) -> Result<Where, QueryError> {
-    let mut w = Where::new();
+    let mut w = Where::new('$');
     object_filter(&mut w, f, "c.");
-    w.eq("c.actor", f.actor.clone());
-    w.eq("c.verdict", f.verdict.clone());
-    w.eq("c.finding_type", f.finding_type.clone());
-    w.eq("c.drift_id", f.drift.clone());
+    w.eq("c.actor", text(f.actor.clone()));
+    w.eq("c.verdict", text(f.verdict.clone()));
+    w.eq("c.finding_type", text(f.finding_type.clone()));
+    w.eq("c.drift_id", text(f.drift.clone()));
     if let Some(field) = &f.field {
         // The path itself or one below it: `spec.rep` is no field.
         w.raw(
@@ -143,7 +105,7 @@ pub fn changes(
                 w.sql(),
                 limit + 1
             ),
-            &w.params(),
+            &params(&w),
         )?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
@@ -216,13 +178,13 @@ const DRIFT_COLUMNS: &str = "id, state, cluster, api_group, resource, namespace,
     persisting_audit_id, drifted_paths";
 
 fn drift_filter(f: &Filter) -> Result<Where, QueryError> {
-    let mut w = Where::new();
+    let mut w = Where::new('$');
     object_filter(&mut w, f, "");
-    w.eq("opened_by", f.actor.clone());
+    w.eq("opened_by", text(f.actor.clone()));
     // `open` is every drift not closed, persisting ones included.
     match f.state.as_deref() {
         Some("open") => w.raw("state IN ('open', 'persisting')", vec![]),
-        _ => w.eq("state", f.state.clone()),
+        _ => w.eq("state", text(f.state.clone())),
     }
     if let Some(since) = &f.since {
         w.raw("opened_at_us >= $", vec![Box::new(bound("since", since)?)]);
@@ -260,7 +222,7 @@ pub fn drifts(
             w.sql(),
             limit + 1
         ),
-        &w.params(),
+        &params(&w),
     )?;
     let more = rows.len() > limit;
     let mut items: Vec<DriftItem> = rows.iter().take(limit).map(drift_row).collect();
