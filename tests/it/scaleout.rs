@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::{Value, json};
 
 use crate::common::{self, ARGOCD_CONFIG, Ev, Service, get_ok, post_events};
@@ -313,6 +313,30 @@ async fn racing_replicas_store_a_request_once_and_close_its_drift_once() -> Resu
     Ok(())
 }
 
+/// A request a replica has stored already (here: sent to it again) leaves
+/// nothing to write. Its batch must still end: until it does, the object's
+/// lock stays with that replica, and every other replica waits on the
+/// object for good (the bound below is far past any lock wait).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repeated_request_leaves_its_object_unlocked() -> Result<()> {
+    let (a, b) = two_replicas("repeat")?;
+    let s = story("shop", "api", recent_base());
+    post_events(&a, &[&s.create]).await?;
+    post_events(&a, &[&s.edit]).await?;
+    post_events(&a, &[&s.edit]).await?;
+    let bound = std::time::Duration::from_secs(60);
+    tokio::time::timeout(bound, post_events(&b, &[&s.sync]))
+        .await
+        .map_err(|_| {
+            anyhow!("replica b waited {bound:?} on the object replica a locked for the repeat")
+        })??;
+    let (changes, drifts) = answers(&b).await?;
+    assert_eq!(changes.len(), 3, "create, edit, sync: {changes:#?}");
+    assert_eq!(drifts.len(), 1, "{drifts:#?}");
+    assert_eq!(drifts[0]["state"], "reconciled", "{:#}", drifts[0]);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_accept_on_one_replica_closes_the_drift_another_opened() -> Result<()> {
     let (a, b) = two_replicas("accept")?;
@@ -515,10 +539,30 @@ fn scale_run(window: &str) -> Result<ScaleRun> {
         };
         let have = ids(&stored().unwrap_or_default());
         let missing: Vec<String> = ids(&want.0).difference(&have).cloned().collect();
-        let logs: Vec<String> = replicas.iter().flat_map(|r| r.logs_with("WARN")).collect();
-        bail!("{e}; missing {missing:?}; warnings: {logs:#?}");
+        bail!(
+            "{e}; missing {missing:?}; replicas: {:#?}",
+            diagnose(&replicas)
+        );
     }
     Ok(ScaleRun { replicas, want })
+}
+
+/// What each replica says of its partitions, its Kafka metrics and its
+/// warnings: for a failure message.
+fn diagnose(replicas: &[Service]) -> Vec<String> {
+    replicas
+        .iter()
+        .map(|r| {
+            let ready = common::blocking_get(&r.url("/readyz")).unwrap_or_default();
+            let metrics = common::blocking_get(&r.url("/metrics")).unwrap_or_default();
+            let kafka: Vec<&str> = metrics
+                .lines()
+                .filter(|l| l.starts_with("driftwatch_kafka") || l.starts_with("driftwatch_ingest"))
+                .collect();
+            let logs = [r.logs_with("WARN"), r.logs_with("ERROR")].concat();
+            format!("{ready}\n{}\n{}", kafka.join("\n"), logs.join("\n"))
+        })
+        .collect()
 }
 
 /// One replica alone: `replay` of `events` into SQLite, then asked.

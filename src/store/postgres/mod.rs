@@ -147,6 +147,10 @@ impl PgStore {
     }
 
     fn lock_tx(&mut self, objects: &[(String, ObjectRef)]) -> Result<Vec<Held>, StoreError> {
+        // Every batch ends in a write or a rollback. One left open would
+        // have this batch's locks join its own and be held past it, by an
+        // engine that may wait a long time for its next input: end it.
+        self.rollback();
         self.begin()?;
         let mut ids: Vec<i64> = objects.iter().map(|(c, o)| lock_id(c, o)).collect();
         ids.sort_unstable();
