@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
 use super::hold::{Held, Hold};
@@ -366,11 +366,7 @@ impl KafkaSource {
                 reason: reason.as_deref(),
             }
             .emit();
-            if let Err(e) = self.consumer.store_offset(
-                r.message.topic(),
-                r.message.partition(),
-                r.message.offset() + 1,
-            ) {
+            if let Err(e) = self.store_processed(&r.message) {
                 // The partition was revoked meanwhile: its new owner will
                 // process the message again, and dedupe absorbs the repeat.
                 KafkaError {
@@ -381,6 +377,17 @@ impl KafkaSource {
             }
         }
         true
+    }
+
+    /// Marks `m` processed: the next commit names the offset after it, where
+    /// whoever owns the partition next resumes. Through the list, whose
+    /// offsets are taken as given: `store_offset` adds one itself, and
+    /// handing it the next offset skipped a message at every restart and
+    /// rebalance.
+    fn store_processed(&self, m: &OwnedMessage) -> rdkafka::error::KafkaResult<()> {
+        let mut next = TopicPartitionList::new();
+        next.add_partition_offset(m.topic(), m.partition(), Offset::Offset(m.offset() + 1))?;
+        self.consumer.store_offsets(&next)
     }
 
     /// Sends the round to the engine until every message is judged: accepted,

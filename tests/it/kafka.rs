@@ -401,6 +401,72 @@ fn sigkill_mid_stream_loses_nothing_and_stores_nothing_twice() -> Result<()> {
     Ok(())
 }
 
+/// A restart resumes at the first message not processed: the offset
+/// committed is the one after the last message stored, not one further
+/// (which skipped a message at every restart and rebalance).
+#[test]
+fn a_restart_resumes_at_the_first_message_not_processed() -> Result<()> {
+    let source = topic("audit-resume", 1)?;
+    let yaml = format!(
+        "cluster: prod-a\nsources:\n  kafka:\n    brokers: \"{}\"\n    topics: [\"{source}\"]\n    group_id: \"dw-{source}\"\n",
+        broker()
+    );
+    let p = producer()?;
+    let send = |from: usize, to: usize| -> Result<()> {
+        for i in from..to {
+            let e = event(
+                &format!("resume-{i}"),
+                "alice@example.com",
+                &format!("svc-{i}"),
+                3,
+            );
+            produce(
+                &p,
+                &source,
+                &format!("k{i}"),
+                e.to_string().as_bytes(),
+                None,
+            )?;
+        }
+        Ok(p.flush(Duration::from_secs(20))?)
+    };
+    let ids = |svc: &Service| -> Vec<String> {
+        let page = common::blocking_get(&svc.url("/api/v1/changes?limit=1000")).unwrap_or_default();
+        let page: Value = serde_json::from_str(&page).unwrap_or_default();
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        items
+            .iter()
+            .filter_map(|c| c["audit_id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    send(0, 3)?;
+    let svc = Service::start(Some(&yaml))?;
+    common::wait_until(
+        Duration::from_secs(60),
+        || "the first 3 changes stored".to_owned(),
+        || (ids(&svc).len() >= 3).then_some(()),
+    )?;
+    let (code, dir) = svc.stop_keeping_dir()?;
+    assert_eq!(code, 0);
+    send(3, 6)?;
+    let svc = Service::start_in(dir, Some(&yaml))?;
+    let want: Vec<String> = (0..6).map(|i| format!("resume-{i}")).collect();
+    let waited = common::wait_until(
+        Duration::from_secs(60),
+        || "6 changes stored after the restart".to_owned(),
+        || (ids(&svc).len() >= 6).then_some(()),
+    );
+    let mut got = ids(&svc);
+    got.sort();
+    let missing: Vec<&String> = want.iter().filter(|w| !got.contains(w)).collect();
+    assert!(
+        missing.is_empty(),
+        "missing after the restart: {missing:?} ({waited:?})"
+    );
+    assert_eq!(got, want, "each message stored once");
+    Ok(())
+}
+
 #[test]
 fn webhook_keeps_working_while_kafka_is_down() -> Result<()> {
     // Nothing listens on port 9: the Kafka source cannot connect.

@@ -593,7 +593,7 @@ fn replay_alone(events: &[Value]) -> Result<(Vec<Value>, Vec<Value>)> {
 
 #[test]
 fn three_replicas_one_killed_one_added_end_as_one_replica_would() -> Result<()> {
-    let run = scale_run("    reorder_window: 60s\n")?;
+    let run = scale_run("    reorder_window: 30s\n")?;
     let want = &run.want;
     for (n, r) in run.replicas.iter().enumerate() {
         let got = common::block_on(answers(r))?;
@@ -624,9 +624,10 @@ fn three_replicas_one_killed_one_added_end_as_one_replica_would() -> Result<()> 
 }
 
 fn first_difference(got: &[Value], want: &[Value]) -> String {
+    let differ = got.iter().zip(want).filter(|(g, w)| g != w).count();
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         if g != w {
-            return format!("item {i}:\n{g:#}\nvs\n{w:#}");
+            return format!("{differ} items differ; the first, item {i}:\n{g:#}\nvs\n{w:#}");
         }
     }
     format!("lengths {} vs {}", got.len(), want.len())
