@@ -259,6 +259,7 @@ fn init_quiet_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("error"))
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .try_init();
 }
 

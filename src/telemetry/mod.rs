@@ -15,6 +15,11 @@ pub fn init_logging() {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // A failed write is otherwise reported with `eprintln!`, which
+        // panics when stderr is closed: each task that logged would die,
+        // the SIGTERM handler first (a log collector gone must not leave a
+        // service that no signal stops).
+        .log_internal_errors(false)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // A second init (tests) is harmless: keep the first subscriber.

@@ -534,6 +534,60 @@ fn read_response(stream: &mut TcpStream) -> Result<(u16, Vec<u8>)> {
     Ok((status, body))
 }
 
+/// Its stderr closed (the log collector gone), the service keeps
+/// accepting batches and still stops on SIGTERM. A failed log write once
+/// panicked the task that logged, and with it the signal handler's.
+#[test]
+fn a_closed_stderr_neither_stops_the_pipeline_nor_the_sigterm_handler() -> Result<()> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let dir = tempfile::tempdir()?;
+    let mut child = Command::new(crate::common::bin())
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "debug")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    drop(child.stderr.take());
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = wait_until(
+        Duration::from_secs(30),
+        || "/readyz to answer".to_owned(),
+        || crate::common::blocking_get(&format!("{base}/readyz")).ok(),
+    );
+    let posted = ready.and_then(|_| {
+        let ev = Ev::new("patch", "/apis/apps/v1/namespaces/shop/deployments/api")
+            .body(json!({"spec": {"replicas": 9}}));
+        crate::common::post(
+            &format!("{base}/audit/webhook"),
+            ev.0.to_string().into_bytes(),
+        )
+    });
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    let exited = wait_until(
+        Duration::from_secs(30),
+        || "the service to exit after SIGTERM".to_owned(),
+        || child.try_wait().ok().flatten(),
+    );
+    if exited.is_err() {
+        let _ = child.kill();
+    }
+    let (code, _) = posted?;
+    assert_eq!(code, 200, "a batch accepted with stderr closed");
+    assert_eq!(exited?.code(), Some(0), "exit code after SIGTERM");
+    Ok(())
+}
+
 #[tokio::test]
 async fn sigterm_finishes_the_batch_in_flight_and_exits_0() -> Result<()> {
     let svc = Service::start(Some(CONFIG))?;
