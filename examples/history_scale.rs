@@ -313,6 +313,7 @@ fn on_postgres(a: &Args, url: &str) -> anyhow::Result<()> {
     let config = PgConfig {
         url: format!("{root}/{name}"),
         pool: 1,
+        tls: None,
     };
     let mut store = PgStore::open(&config)?;
     let base_us = jiff::Timestamp::now().as_microsecond() - a.changes as i64 * 1_000;

@@ -86,6 +86,8 @@ pub enum AppError {
         path: String,
         source: std::io::Error,
     },
+    #[error("history.postgres.tls: {reason}")]
+    PostgresTls { reason: String },
     #[error(transparent)]
     Kafka(#[from] KafkaSourceError),
     #[error("TLS: {0}")]
@@ -345,7 +347,18 @@ fn open_history(h: &crate::config::HistoryConfig) -> Result<Backend, AppError> {
                         source,
                     })?,
             };
-            let store = PgStore::open(&PgConfig { url, pool: pg.pool })?;
+            let tls = match &pg.tls {
+                None => None,
+                Some(t) => Some(Arc::new(
+                    crate::tls::client_config(t)
+                        .map_err(|reason| AppError::PostgresTls { reason })?,
+                )),
+            };
+            let store = PgStore::open(&PgConfig {
+                url,
+                pool: pg.pool,
+                tls,
+            })?;
             StoreOpened {
                 at: &store.describe(),
                 backend: "postgres",

@@ -33,3 +33,4 @@ pub mod sources;
 pub mod store;
 pub mod suggest;
 pub mod telemetry;
+pub mod tls;

@@ -1,8 +1,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde_saphyr::Spanned;
+
 use super::check::Problems;
-use super::raw::RawHistory;
+use super::netsinks::{ClientTlsConfig, client_tls};
+use super::raw::{RawHistory, RawPostgresTls};
 
 /// How much a `200` promises about the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +31,9 @@ pub struct PostgresConfig {
     pub url: PostgresUrl,
     /// Read connections kept for the query API.
     pub pool: usize,
+    /// TLS to the server, required when set: its certificate must chain to
+    /// `ca_file` and name the URL's host.
+    pub tls: Option<ClientTlsConfig>,
 }
 
 /// The server's URL, or a file holding it (a mounted Secret: the password
@@ -188,5 +194,65 @@ fn postgres(raw: &super::raw::RawPostgres, p: &mut Problems) -> Backend {
     let pool = p
         .at_least(&raw.pool, 1, "history.postgres.pool")
         .unwrap_or(16);
-    Backend::Postgres(PostgresConfig { url, pool })
+    let tls = raw.tls.as_ref().map(|t| postgres_tls(t, p));
+    Backend::Postgres(PostgresConfig { url, pool, tls })
+}
+
+fn postgres_tls(raw: &Spanned<RawPostgresTls>, p: &mut Problems) -> ClientTlsConfig {
+    let t = &raw.value;
+    let tls = client_tls(
+        [&t.ca_file, &t.client_cert_file, &t.client_key_file],
+        "history.postgres.tls",
+        p,
+    );
+    if tls.ca_file.is_none() {
+        p.at(
+            raw,
+            "history.postgres.tls.ca_file",
+            "needed with tls: the CA that signed the server's certificate",
+        );
+    }
+    tls
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::path::PathBuf;
+
+    use super::{Backend, ClientTlsConfig};
+    use crate::config::Config;
+
+    const PG: &str =
+        "history:\n  backend: postgres\n  postgres:\n    url: \"postgres://dw@db:5432/dw\"\n";
+
+    #[test]
+    fn postgres_tls_takes_the_sinks_options_and_needs_a_ca() {
+        let yaml = format!(
+            "{PG}    tls:\n      ca_file: /ca.crt\n      client_cert_file: /c.crt\n      client_key_file: /c.key\n"
+        );
+        let config = Config::from_yaml(&yaml, "c.yaml").unwrap();
+        let Backend::Postgres(pg) = &config.history.backend else {
+            panic!("not postgres: {:?}", config.history.backend);
+        };
+        assert_eq!(
+            pg.tls,
+            Some(ClientTlsConfig {
+                ca_file: Some(PathBuf::from("/ca.crt")),
+                identity: Some((PathBuf::from("/c.crt"), PathBuf::from("/c.key"))),
+            })
+        );
+        let without_ca = format!(
+            "{PG}    tls:\n      client_cert_file: /c.crt\n      client_key_file: /c.key\n"
+        );
+        let err = Config::from_yaml(&without_ca, "c.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("history.postgres.tls.ca_file"), "{err}");
+        let half =
+            format!("{PG}    tls:\n      ca_file: /ca.crt\n      client_cert_file: /c.crt\n");
+        let err = Config::from_yaml(&half, "c.yaml").unwrap_err().to_string();
+        assert!(err.contains("go together"), "{err}");
+    }
 }

@@ -462,7 +462,7 @@ fn stream(v: &Option<Spanned<String>>, default: Stream, key: &str, p: &mut Probl
     })
 }
 
-fn client_tls(
+pub(super) fn client_tls(
     [ca, cert, key_file]: [&Option<Spanned<String>>; 3],
     key: &str,
     p: &mut Problems,

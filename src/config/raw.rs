@@ -289,6 +289,15 @@ pub struct RawPostgres {
     pub url: Option<Spanned<String>>,
     pub url_file: Option<Spanned<String>>,
     pub pool: Option<Spanned<usize>>,
+    pub tls: Option<Spanned<RawPostgresTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgresTls {
+    pub ca_file: Option<Spanned<String>>,
+    pub client_cert_file: Option<Spanned<String>>,
+    pub client_key_file: Option<Spanned<String>>,
 }
 
 // ---------------------------------------------------------------------------

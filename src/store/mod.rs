@@ -83,13 +83,34 @@ pub enum StoreError {
         "history store {path} is held by another process (a running `driftwatch serve` holds its store exclusively): stop it, use another --data-dir, or ask it with `who-changed --server URL`"
     )]
     Locked { path: String },
-    #[error("history store {url}: {source}")]
+    #[error("history store {url}: {}", postgres_reason(.source))]
     Postgres {
         url: String,
         source: ::postgres::Error,
     },
+    #[error("history store {url}: {reason}")]
+    PostgresTls { url: String, reason: String },
     #[error("{path} is not a driftwatch history store: {reason}")]
     NotAStore { path: String, reason: String },
+}
+
+/// What the server or the connection said: the client's own message for a
+/// server error is only "db error", and the reason is beneath it.
+fn postgres_reason(e: &::postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return match db.hint() {
+            Some(hint) => format!("{}: {} (hint: {hint})", db.severity(), db.message()),
+            None => format!("{}: {}", db.severity(), db.message()),
+        };
+    }
+    let mut reason = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        reason.push_str(": ");
+        reason.push_str(&s.to_string());
+        source = s.source();
+    }
+    reason
 }
 
 impl StoreError {

@@ -710,7 +710,17 @@ struct OwnServer(&'static str);
 
 impl OwnServer {
     fn start(port: &'static str) -> Result<(OwnServer, String)> {
-        let out = Command::new(script()).args(["start", port]).output()?;
+        OwnServer::start_with(port, &[])
+    }
+
+    fn start_with(
+        port: &'static str,
+        env: &[(&str, &std::path::Path)],
+    ) -> Result<(OwnServer, String)> {
+        let out = Command::new(script())
+            .args(["start", port])
+            .envs(env.iter().copied())
+            .output()?;
         ensure!(
             out.status.success(),
             "scripts/postgres-dev-server start {port}: {}",
@@ -793,5 +803,155 @@ async fn a_postgres_outage_refuses_batches_until_the_server_is_back() -> Result<
     );
     let (code, ready) = common::get_text(&svc, "/readyz").await?;
     assert_eq!(code, 200, "{ready}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// TLS to the server.
+
+/// A CA, the server's certificate for 127.0.0.1, a client certificate for
+/// the role driftwatch, and another CA that signed neither.
+fn pg_pki() -> Result<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    let ca_of = |cn: &str| -> Result<rcgen::CertifiedIssuer<'static, rcgen::KeyPair>> {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        Ok(rcgen::CertifiedIssuer::self_signed(
+            params,
+            rcgen::KeyPair::generate()?,
+        )?)
+    };
+    let ca = ca_of("driftwatch test PostgreSQL CA")?;
+    std::fs::write(dir.path().join("ca.crt"), ca.pem())?;
+    std::fs::write(dir.path().join("rogue-ca.crt"), ca_of("another CA")?.pem())?;
+    let issue = |sans: Vec<String>, cn: &str, usage, name: &str| -> Result<()> {
+        let mut params = rcgen::CertificateParams::new(sans)?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params.extended_key_usages = vec![usage];
+        let key = rcgen::KeyPair::generate()?;
+        let cert = params.signed_by(&key, &ca)?;
+        std::fs::write(dir.path().join(format!("{name}.crt")), cert.pem())?;
+        std::fs::write(dir.path().join(format!("{name}.key")), key.serialize_pem())?;
+        Ok(())
+    };
+    let server_auth = rcgen::ExtendedKeyUsagePurpose::ServerAuth;
+    issue(
+        vec!["127.0.0.1".to_owned()],
+        "127.0.0.1",
+        server_auth,
+        "server",
+    )?;
+    let client_auth = rcgen::ExtendedKeyUsagePurpose::ClientAuth;
+    issue(Vec::new(), "driftwatch", client_auth, "client")?;
+    Ok(dir)
+}
+
+/// `pg_config` with `history.postgres.tls` lines.
+fn tls_config(url: &str, tls: &[(&str, &std::path::Path)]) -> String {
+    let mut yaml = pg_config(url);
+    if !tls.is_empty() {
+        yaml.push_str("    tls:\n");
+    }
+    for (key, path) in tls {
+        yaml.push_str(&format!("      {key}: \"{}\"\n", path.display()));
+    }
+    yaml
+}
+
+/// A server that takes TLS only, and client certificates for the role
+/// driftwatch: the history is stored over TLS with the CA and the client
+/// certificate; no CA, another CA, or no client certificate is refused at
+/// start with the reason.
+#[test]
+fn postgres_over_tls_verifies_the_server_and_presents_a_client_certificate() -> Result<()> {
+    let pki = pg_pki()?;
+    let file = |name: &str| pki.path().join(name);
+    // A server an interrupted run left up has that run's certificates.
+    Command::new(script()).args(["stop", "15492"]).output()?;
+    let (_server, _) =
+        OwnServer::start_with("15492", &[("POSTGRES_DEV_SERVER_TLS_DIR", pki.path())])?;
+    let db = format!("tls_{}", std::process::id());
+    let out = Command::new(script())
+        .args([
+            "psql",
+            "15492",
+            "-c",
+            &format!("CREATE DATABASE {db} OWNER driftwatch"),
+        ])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = format!("postgres://driftwatch@127.0.0.1:15492/{db}");
+    let (ca, rogue) = (file("ca.crt"), file("rogue-ca.crt"));
+    let (cert, key) = (file("client.crt"), file("client.key"));
+
+    let refused = |tls: &[(&str, &std::path::Path)], why: &str| -> Result<()> {
+        let err = match Service::start(Some(&tls_config(&url, tls))) {
+            Ok(_) => bail!("started with {tls:?}: expected a refusal ({why})"),
+            Err(e) => format!("{e:#}"),
+        };
+        ensure!(err.contains("history store"), "{err}");
+        ensure!(err.contains(why), "expected {why:?} in: {err}");
+        Ok(())
+    };
+    // In the clear: the server has no line for it.
+    refused(&[], "no encryption")?;
+    refused(
+        &[
+            ("ca_file", &rogue),
+            ("client_cert_file", &cert),
+            ("client_key_file", &key),
+        ],
+        "invalid peer certificate: UnknownIssuer",
+    )?;
+    refused(&[("ca_file", &ca)], "requires a valid client certificate")?;
+
+    let tls = [
+        ("ca_file", &ca),
+        ("client_cert_file", &cert),
+        ("client_key_file", &key),
+    ];
+    let tls: Vec<(&str, &std::path::Path)> = tls.iter().map(|(k, p)| (*k, p.as_path())).collect();
+    let svc = Service::start(Some(&tls_config(&url, &tls)))?;
+    let s = story("shop", "api", recent_base());
+    common::block_on(async {
+        post_events(&svc, &[&s.create, &s.edit]).await?;
+        let changes = all(&svc, "/api/v1/changes").await?;
+        let ids: Vec<&str> = changes
+            .iter()
+            .filter_map(|c| c["audit_id"].as_str())
+            .collect();
+        assert_eq!(ids, vec![s.edit.id().as_str(), s.create.id().as_str()]);
+        Ok::<_, anyhow::Error>(())
+    })?;
+    // The server saw those connections encrypted, as the certificate's user.
+    let out = Command::new(script())
+        .args([
+            "psql",
+            "15492",
+            "-tAc",
+            &format!(
+                "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+                 WHERE ssl AND client_dn = '/CN=driftwatch' AND usename = 'driftwatch' AND datname = '{db}'"
+            ),
+        ])
+        .output()?;
+    let n: usize = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("a count")?;
+    assert!(
+        n >= 1,
+        "no TLS connection of driftwatch's: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(())
 }

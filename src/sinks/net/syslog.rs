@@ -9,15 +9,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::RootCertStore;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::deliver::{SendError, Transport};
 use super::{Encoder, NetSink};
-use crate::config::{AlertsConfig, ClientTlsConfig, SyslogSinkConfig, SyslogTransport};
+use crate::config::{AlertsConfig, SyslogSinkConfig, SyslogTransport};
 use crate::model::Severity;
 use crate::sinks::format::{self, Format};
 use crate::sinks::outbox::Record;
@@ -214,7 +212,7 @@ impl Connection {
         let tls = match config.transport {
             SyslogTransport::Tcp => None,
             SyslogTransport::Tls => Some(tokio_rustls::TlsConnector::from(Arc::new(
-                client_config(&config.tls)?,
+                crate::tls::client_config(&config.tls)?,
             ))),
         };
         let server_name = ServerName::try_from(config.host.clone())
@@ -294,42 +292,6 @@ impl Transport for Connection {
             Err(error) => Err(SendError::Retry { error, after: None }),
         }
     }
-}
-
-fn client_config(tls: &ClientTlsConfig) -> Result<rustls::ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = RootCertStore::empty();
-    if let Some(ca) = &tls.ca_file {
-        for cert in read_certs(ca)? {
-            roots
-                .add(cert)
-                .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-        }
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots);
-    match &tls.identity {
-        None => Ok(builder.with_no_client_auth()),
-        Some((cert, key)) => {
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| format!("client_key_file {}: {e}", key.display()))?;
-            builder
-                .with_client_auth_cert(read_certs(cert)?, key)
-                .map_err(|e| format!("client_cert_file {}: {e}", cert.display()))
-        }
-    }
-}
-
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no certificate in the file", path.display()));
-    }
-    Ok(certs)
 }
 
 #[cfg(test)]

@@ -15,7 +15,11 @@
 mod pool;
 pub mod query;
 mod schema;
+mod tls;
 
+use std::sync::Arc;
+
+use postgres::config::SslMode;
 use postgres::{Client, NoTls};
 
 use super::{Health, ProblemKind, StoreError, StoreKey, Written, records};
@@ -23,12 +27,14 @@ use crate::model::{ChangeRecord, DriftTransition, ObjectRef, OpenDrift, Time};
 pub use pool::{PgConn, PgReaders};
 
 /// Where and how to reach the server (`history.postgres`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct PgConfig {
     /// libpq-style: `postgres://user:password@host:port/db?sslmode=disable`.
     pub url: String,
     /// Read connections for the query API.
     pub pool: usize,
+    /// TLS, required when set (`history.postgres.tls`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl PgConfig {
@@ -375,10 +381,30 @@ fn lock_id(cluster: &str, o: &ObjectRef) -> i64 {
 }
 
 fn connect(config: &PgConfig) -> Result<Client, StoreError> {
-    Client::connect(&config.url, NoTls).map_err(|source| StoreError::Postgres {
+    let err = |source| StoreError::Postgres {
         url: config.shown(),
         source,
-    })
+    };
+    let mut pg: postgres::Config = config.url.parse().map_err(err)?;
+    let refused = |reason: &str| StoreError::PostgresTls {
+        url: config.shown(),
+        reason: reason.to_owned(),
+    };
+    match &config.tls {
+        None if pg.get_ssl_mode() == SslMode::Require => Err(refused(
+            "the URL asks for sslmode=require: set history.postgres.tls.ca_file to the CA that signed the server's certificate",
+        )),
+        None => pg.connect(NoTls).map_err(err),
+        Some(_) if pg.get_ssl_mode() == SslMode::Disable => Err(refused(
+            "history.postgres.tls is set, but the URL says sslmode=disable: remove one",
+        )),
+        // Required, never preferred: a server that answers "no TLS" is not
+        // talked to in the clear.
+        Some(tls) => pg
+            .ssl_mode(SslMode::Require)
+            .connect(tls::Rustls::new(Arc::clone(tls)))
+            .map_err(err),
+    }
 }
 
 /// Runs the migrations not yet run, one transaction each, under an
@@ -717,6 +743,41 @@ fn write_drift(client: &mut Client, d: &DriftTransition) -> Result<(), postgres:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config(url: &str, tls: bool) -> PgConfig {
+        let tls = tls.then(|| {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map(|b| {
+                    b.with_root_certificates(rustls::RootCertStore::empty())
+                        .with_no_client_auth()
+                });
+            Arc::new(config.unwrap_or_else(|e| panic!("{e}")))
+        });
+        PgConfig {
+            url: url.to_owned(),
+            pool: 1,
+            tls,
+        }
+    }
+
+    /// Refused before any connection: nothing listens on port 1.
+    fn refusal(url: &str, tls: bool) -> String {
+        match connect(&config(url, tls)) {
+            Err(e @ StoreError::PostgresTls { .. }) => e.to_string(),
+            Err(e) => panic!("not a TLS refusal: {e}"),
+            Ok(_) => panic!("connected to {url}"),
+        }
+    }
+
+    #[test]
+    fn a_url_and_tls_options_that_disagree_are_refused_naming_the_fix() {
+        let need = refusal("postgres://dw@127.0.0.1:1/dw?sslmode=require", false);
+        assert!(need.contains("history.postgres.tls.ca_file"), "{need}");
+        let both = refusal("postgres://dw@127.0.0.1:1/dw?sslmode=disable", true);
+        assert!(both.contains("sslmode=disable"), "{both}");
+    }
 
     #[test]
     fn passwords_are_not_shown() {
