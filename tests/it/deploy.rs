@@ -567,13 +567,37 @@ fn the_chart_runs_replicas_only_on_postgres() -> Result<()> {
     let sources = volume(set, "config")["projected"]["sources"].to_string();
     assert!(sources.contains("driftwatch-postgres"), "{sources}");
     assert!(sources.contains("postgres/url"), "{sources}");
+    for path in ["ca.crt", "tls.crt", "tls.key"] {
+        let item = format!("postgres/tls/{path}");
+        assert!(sources.contains(&item), "{item} in {sources}");
+    }
+    assert!(sources.contains("driftwatch-postgres-tls"), "{sources}");
     let config: Value = serde_saphyr::from_str(&config_of(&docs)?)?;
     assert_eq!(config["history"]["backend"], "postgres", "{config}");
     assert_eq!(
         config["history"]["postgres"],
-        json!({"url_file": "/etc/driftwatch/postgres/url", "pool": 8})
+        json!({
+            "url_file": "/etc/driftwatch/postgres/url",
+            "pool": 8,
+            "tls": {
+                "ca_file": "/etc/driftwatch/postgres/tls/ca.crt",
+                "client_cert_file": "/etc/driftwatch/postgres/tls/tls.crt",
+                "client_key_file": "/etc/driftwatch/postgres/tls/tls.key"
+            }
+        })
     );
     assert_eq!(config["sources"]["kafka"]["reorder_window"], "30s");
+    // A CA alone: the server is verified, no client certificate is sent.
+    let ca_only = template_text(
+        "postgres:\n  enabled: true\n  urlSecret: {name: pg}\n  tlsSecret: {name: pg-ca}\n",
+    )?;
+    assert_eq!(ca_only.code, 0, "{}", ca_only.stderr);
+    let ca_docs = yaml_documents(&ca_only.stdout)?;
+    let ca_config: Value = serde_saphyr::from_str(&config_of(&ca_docs)?)?;
+    assert_eq!(
+        ca_config["history"]["postgres"]["tls"],
+        json!({"ca_file": "/etc/driftwatch/postgres/tls/ca.crt"})
+    );
     // One replica alone is a Deployment on SQLite, whatever else is set.
     let single = yaml_documents(&template(None)?)?;
     assert_eq!(one(&single, "Deployment")?["spec"]["replicas"], 1);

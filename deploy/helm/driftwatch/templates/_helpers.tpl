@@ -84,7 +84,16 @@ wins. Paths are those of the projected volume in deployment.yaml.
 {{- if $v.postgres.enabled }}
 {{- if not $v.postgres.urlSecret.name }}{{ fail "postgres.enabled needs postgres.urlSecret.name (a Secret holding the server's URL)" }}{{ end }}
 {{- $_ := set $history "backend" "postgres" }}
-{{- $_ := set $history "postgres" (dict "url_file" "/etc/driftwatch/postgres/url" "pool" (int $v.postgres.pool)) }}
+{{- $pg := dict "url_file" "/etc/driftwatch/postgres/url" "pool" (int $v.postgres.pool) }}
+{{- with $v.postgres.tlsSecret }}{{ if .name }}
+{{- $pgTls := dict "ca_file" "/etc/driftwatch/postgres/tls/ca.crt" }}
+{{- if .clientCertificate }}
+{{- $_ := set $pgTls "client_cert_file" "/etc/driftwatch/postgres/tls/tls.crt" }}
+{{- $_ := set $pgTls "client_key_file" "/etc/driftwatch/postgres/tls/tls.key" }}
+{{- end }}
+{{- $_ := set $pg "tls" $pgTls }}
+{{- end }}{{ end }}
+{{- $_ := set $history "postgres" $pg }}
 {{- else if gt (int $v.replicaCount) 1 }}
 {{- fail "replicaCount > 1 needs postgres.enabled: the SQLite history store is one process's" }}
 {{- end }}
