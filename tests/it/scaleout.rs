@@ -6,8 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::{Value, json};
@@ -952,6 +953,183 @@ fn postgres_over_tls_verifies_the_server_and_presents_a_client_certificate() -> 
         n >= 1,
         "no TLS connection of driftwatch's: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// A slow server.
+
+/// A TCP proxy on loopback in front of the real PostgreSQL server. It
+/// forwards bytes both ways and, while a delay is set, holds each chunk
+/// the server sends for that long. It exists because a real server will
+/// not be slow on demand; every answer is still the server's own.
+struct SlowProxy {
+    port: u16,
+    delay_ms: Arc<AtomicU64>,
+    delayed: Arc<AtomicUsize>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl SlowProxy {
+    fn start(upstream: &str) -> Result<SlowProxy> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let port = listener.local_addr()?.port();
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let delayed = Arc::new(AtomicUsize::new(0));
+        let (upstream, d, n) = (
+            upstream.to_owned(),
+            Arc::clone(&delay_ms),
+            Arc::clone(&delayed),
+        );
+        runtime.spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (upstream, d, n) = (upstream.clone(), Arc::clone(&d), Arc::clone(&n));
+                tokio::spawn(async move {
+                    if let Ok(server) = tokio::net::TcpStream::connect(&upstream).await {
+                        relay(client, server, d, n).await;
+                    }
+                });
+            }
+        });
+        Ok(SlowProxy {
+            port,
+            delay_ms,
+            delayed,
+            _runtime: runtime,
+        })
+    }
+
+    fn slow(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.delay_ms.store(ms, Ordering::SeqCst);
+    }
+}
+
+/// Client to server as it comes; server to client, each chunk held for the
+/// delay set at the time.
+async fn relay(
+    client: tokio::net::TcpStream,
+    server: tokio::net::TcpStream,
+    delay_ms: Arc<AtomicU64>,
+    delayed: Arc<AtomicUsize>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let up = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+        let _ = server_write.shutdown().await;
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match server_read.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let ms = delay_ms.load(Ordering::SeqCst);
+        if ms > 0 {
+            delayed.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+        if client_write.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = client_write.shutdown().await;
+    up.abort();
+}
+
+/// Six batches posted at once while every answer of the server is held
+/// 250 ms: each batch answered 200 is stored, any other answer is a 503
+/// whose retry is stored once the server is quick again, no request is
+/// stored twice, and the listener answers `/healthz` meanwhile.
+#[test]
+fn a_slow_postgres_server_slows_batches_and_loses_none() -> Result<()> {
+    let url = database("slow")?;
+    // The proxy runs on a runtime of its own, outside the test's.
+    let proxy = SlowProxy::start("127.0.0.1:15432")?;
+    let via = url.replacen(":15432/", &format!(":{}/", proxy.port), 1);
+    ensure!(
+        via != url,
+        "the test server's URL is not on port 15432: {url}"
+    );
+    let svc = Service::start(Some(&pg_config(&via)))?;
+    const NAMES: [&str; 6] = ["slow-0", "slow-1", "slow-2", "slow-3", "slow-4", "slow-5"];
+    let base = recent_base();
+    let stories: Vec<Story> = NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, name)| story("shop", name, base + secs(i as f64)))
+        .collect();
+    common::block_on(slowed(&svc, &proxy, &stories))
+}
+
+async fn slowed(svc: &Service, proxy: &SlowProxy, stories: &[Story]) -> Result<()> {
+    for s in stories {
+        post_events(svc, &[&s.create]).await?;
+    }
+
+    proxy.slow(std::time::Duration::from_millis(250));
+    let batches: Vec<Value> = stories
+        .iter()
+        .map(|s| common::event_list([s.edit.item()]))
+        .collect();
+    let posts = batches
+        .iter()
+        .map(|b| common::post_json(svc, "/audit/webhook", b));
+    let (answers, health) = tokio::join!(
+        futures_util::future::join_all(posts),
+        common::get_text(svc, "/healthz")
+    );
+    assert_eq!(
+        health?.0, 200,
+        "the listener answers while the store is slow"
+    );
+    let mut retry = Vec::new();
+    for (s, answer) in stories.iter().zip(answers) {
+        let answer = answer?;
+        match answer.status {
+            200 => {}
+            503 => retry.push(s),
+            other => bail!("{other} for {}: {}", s.edit.id(), answer.json),
+        }
+    }
+    ensure!(
+        proxy.delayed.load(Ordering::SeqCst) > 0,
+        "the proxy held no answer: the test did not test a slow server"
+    );
+
+    eprintln!(
+        "slow server: {} of {} batches answered 503 and were retried; {} answers of the server held",
+        retry.len(),
+        stories.len(),
+        proxy.delayed.load(Ordering::SeqCst)
+    );
+    proxy.slow(std::time::Duration::ZERO);
+    for s in &retry {
+        post_events(svc, &[&s.edit]).await?;
+    }
+    let changes = all(svc, "/api/v1/changes").await?;
+    let mut ids: Vec<&str> = changes
+        .iter()
+        .filter_map(|c| c["audit_id"].as_str())
+        .collect();
+    ids.sort_unstable();
+    let mut want: Vec<String> = stories
+        .iter()
+        .flat_map(|s| [s.create.id(), s.edit.id()])
+        .collect();
+    want.sort_unstable();
+    assert_eq!(
+        ids,
+        want,
+        "every create and edit, once ({} retried)",
+        retry.len()
     );
     Ok(())
 }
