@@ -736,6 +736,42 @@ impl OwnServer {
         Ok((OwnServer(port), url))
     }
 
+    /// [`OwnServer::start_with`], for a test's first start: without the
+    /// databases earlier runs left (a restart keeps the test's own).
+    fn fresh(port: &'static str, env: &[(&str, &std::path::Path)]) -> Result<(OwnServer, String)> {
+        let (server, url) = OwnServer::start_with(port, env)?;
+        server.drop_earlier_databases()?;
+        Ok((server, url))
+    }
+
+    /// Its data dir outlives the run, and `scripts/test` cleans only the
+    /// shared server: earlier runs' databases (NAME_PID_N) go here.
+    fn drop_earlier_databases(&self) -> Result<()> {
+        let psql = |sql: &str| {
+            Command::new(script())
+                .args(["psql", self.0, "-tAc", sql])
+                .output()
+        };
+        let out = psql("SELECT datname FROM pg_database WHERE datname ~ '_[0-9]+_[0-9]+$'")?;
+        ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for db in String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.is_empty())
+        {
+            let dropped = psql(&format!("DROP DATABASE \"{db}\" WITH (FORCE)"))?;
+            ensure!(
+                dropped.status.success(),
+                "{}",
+                String::from_utf8_lossy(&dropped.stderr)
+            );
+        }
+        Ok(())
+    }
+
     fn stop(&self) -> Result<()> {
         let out = Command::new(script()).args(["stop", self.0]).output()?;
         ensure!(
@@ -756,7 +792,7 @@ impl Drop for OwnServer {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_postgres_outage_refuses_batches_until_the_server_is_back() -> Result<()> {
     // The real server, stopped and started again: no proxy needed.
-    let (server, base) = OwnServer::start("15491")?;
+    let (server, base) = OwnServer::fresh("15491", &[])?;
     let svc = Service::start(Some(&pg_config(&database_on(&base, "outage")?)))?;
     let s = story("shop", "api", recent_base());
     post_events(&svc, &[&s.create]).await?;
@@ -874,9 +910,8 @@ fn postgres_over_tls_verifies_the_server_and_presents_a_client_certificate() -> 
     let file = |name: &str| pki.path().join(name);
     // A server an interrupted run left up has that run's certificates.
     Command::new(script()).args(["stop", "15492"]).output()?;
-    let (_server, _) =
-        OwnServer::start_with("15492", &[("POSTGRES_DEV_SERVER_TLS_DIR", pki.path())])?;
-    let db = format!("tls_{}", std::process::id());
+    let (_server, _) = OwnServer::fresh("15492", &[("POSTGRES_DEV_SERVER_TLS_DIR", pki.path())])?;
+    let db = format!("tls_{}_0", std::process::id());
     let out = Command::new(script())
         .args([
             "psql",
