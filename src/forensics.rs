@@ -212,13 +212,7 @@ pub fn client(options: &ServerOptions) -> Result<reqwest::Client, ForensicsError
 /// reqwest's message and its causes: "error sending request" alone does not
 /// say that the certificate was refused.
 fn describe(e: &reqwest::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        let _ = write!(message, ": {cause}");
-        source = cause.source();
-    }
-    message
+    crate::telemetry::with_causes(e)
 }
 
 const FIELDS_WIDTH: usize = 72;

@@ -246,22 +246,12 @@ impl Engine {
             return Err(IngestError::Sink(Arc::new(e)));
         }
         let keep = self.keep(&d.locked);
-        if let Some(store) = &mut self.store {
-            let nothing = d.records.is_empty() && d.transitions.is_empty() && keep.is_empty();
-            // A group with nothing new (a repeat, a status write) still
-            // ends its transaction: it holds its objects' locks, against
-            // every other replica, until it does.
-            let written = if nothing {
-                store.rollback();
-                Ok(())
-            } else {
-                store.write(&d.records, &d.transitions, &keep).map(drop)
-            };
-            if let Err(e) = written {
-                StoreFailed { error: &e }.emit();
-                self.rollback();
-                return Err(IngestError::Store(Arc::new(e)));
-            }
+        if let Some(store) = &mut self.store
+            && let Err(e) = store.write(&d.records, &d.transitions, &keep)
+        {
+            StoreFailed { error: &e }.emit();
+            self.rollback();
+            return Err(IngestError::Store(Arc::new(e)));
         }
         d.emit_stored(self.store.is_some());
         self.commit();

@@ -81,12 +81,20 @@ impl Backend {
         }
     }
 
+    /// Writes a batch and ends it. A batch with nothing to write (a repeat,
+    /// a status write that changed no remembered state) writes nothing, but
+    /// still ends its PostgreSQL transaction: that releases its objects'
+    /// locks, which every other replica may be waiting on.
     pub fn write(
         &mut self,
         changes: &[ChangeRecord],
         drifts: &[DriftTransition],
         keep: &[Keep],
     ) -> Result<Written, StoreError> {
+        if changes.is_empty() && drifts.is_empty() && keep.is_empty() {
+            self.rollback();
+            return Ok(Written::default());
+        }
         match self {
             Backend::Sqlite(s) => s.write(changes, drifts),
             Backend::Postgres(s) => s.write(changes, drifts, keep),

@@ -103,14 +103,7 @@ fn postgres_reason(e: &::postgres::Error) -> String {
             None => format!("{}: {}", db.severity(), db.message()),
         };
     }
-    let mut reason = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        reason.push_str(": ");
-        reason.push_str(&s.to_string());
-        source = s.source();
-    }
-    reason
+    crate::telemetry::with_causes(e)
 }
 
 impl StoreError {

@@ -358,11 +358,7 @@ const CHANGE_BY_SEQ: &str = concat!(
 /// `changes_by_time`, as before the dictionary.
 fn object_clause(conn: &Connection, w: &mut Where, f: &Filter) -> Result<(), QueryError> {
     let mut o = sqlite_where();
-    o.eq("cluster", text(&f.cluster));
-    o.eq("namespace", text(&namespace_param(&f.namespace)));
-    o.eq("api_group", text(&group_param(&f.group)));
-    o.eq("resource", text(&f.resource));
-    o.eq("name", text(&f.name));
+    object_eq(&mut o, f);
     if o.clauses.is_empty() {
         return Ok(());
     }
@@ -644,13 +640,18 @@ pub fn drifts(
     Ok(drift_page(items, more, bounds))
 }
 
-fn drift_filter(f: &Filter) -> Result<Where, QueryError> {
-    let mut w = sqlite_where();
+/// The object's columns the filter names, each equal to its value.
+fn object_eq(w: &mut Where, f: &Filter) {
     w.eq("cluster", text(&f.cluster));
     w.eq("namespace", text(&namespace_param(&f.namespace)));
     w.eq("api_group", text(&group_param(&f.group)));
     w.eq("resource", text(&f.resource));
     w.eq("name", text(&f.name));
+}
+
+fn drift_filter(f: &Filter) -> Result<Where, QueryError> {
+    let mut w = sqlite_where();
+    object_eq(&mut w, f);
     w.eq("opened_by", text(&f.actor));
     // `open` is every drift not closed, persisting ones included: they are
     // open drifts the pipeline failed to put back.

@@ -82,3 +82,16 @@ pub fn init_metrics() -> PrometheusHandle {
         })
         .clone()
 }
+
+/// An error's message followed by its causes: many libraries' own message
+/// ("error sending request", "db error") leaves out what went wrong.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}

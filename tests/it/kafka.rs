@@ -159,6 +159,24 @@ fn event(audit_id: &str, user: &str, name: &str, replicas: u64) -> Value {
         .0
 }
 
+/// Alice's edit of `svc-I`, keyed `kI`, with `audit_id`, onto `topic`.
+fn produce_edit(
+    p: &BaseProducer,
+    topic: &str,
+    audit_id: &str,
+    i: usize,
+    cluster: Option<&str>,
+) -> Result<()> {
+    let e = event(audit_id, "alice@example.com", &format!("svc-{i}"), 3);
+    produce(
+        p,
+        topic,
+        &format!("k{i}"),
+        e.to_string().as_bytes(),
+        cluster,
+    )
+}
+
 fn read_event(audit_id: &str) -> Value {
     let mut e = event(audit_id, "alice@example.com", "api", 1);
     e["verb"] = json!("get");
@@ -318,19 +336,7 @@ fn sigkill_mid_stream_loses_nothing_and_stores_nothing_twice() -> Result<()> {
         std::thread::spawn(move || -> Result<()> {
             let p = producer()?;
             for i in 0..total {
-                let e = event(
-                    &format!("crash-{i}"),
-                    "alice@example.com",
-                    &format!("svc-{i}"),
-                    3,
-                );
-                produce(
-                    &p,
-                    &source,
-                    &format!("k{i}"),
-                    e.to_string().as_bytes(),
-                    Some("prod-a"),
-                )?;
+                produce_edit(&p, &source, &format!("crash-{i}"), i, Some("prod-a"))?;
                 if i % 10 == 9 {
                     p.flush(Duration::from_secs(20))?;
                     std::thread::sleep(Duration::from_millis(50));
@@ -414,19 +420,7 @@ fn a_restart_resumes_at_the_first_message_not_processed() -> Result<()> {
     let p = producer()?;
     let send = |from: usize, to: usize| -> Result<()> {
         for i in from..to {
-            let e = event(
-                &format!("resume-{i}"),
-                "alice@example.com",
-                &format!("svc-{i}"),
-                3,
-            );
-            produce(
-                &p,
-                &source,
-                &format!("k{i}"),
-                e.to_string().as_bytes(),
-                None,
-            )?;
+            produce_edit(&p, &source, &format!("resume-{i}"), i, None)?;
         }
         Ok(p.flush(Duration::from_secs(20))?)
     };

@@ -275,14 +275,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// reqwest's message and its causes ("error sending request" alone does
 /// not say the connection was refused).
 fn describe(e: &reqwest::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
+    crate::telemetry::with_causes(e)
 }
 
 #[cfg(test)]
